@@ -1,0 +1,826 @@
+//! The 17 destination types and the schema of each one's `config` object.
+//!
+//! Schemas are data ([`FieldSpec`] tables), so validation, default-filling, masking and PATCH
+//! merging are written once and apply to every type alike. Keys are camelCase, exactly as
+//! OpenRouter's API (and its official SDK `openrouter==1.3.84`, which wins where the published
+//! OpenAPI document is older) sends and returns them.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::error::ValidationError;
+
+/// The destination types of OpenRouter's contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DestinationType {
+    Arize,
+    Braintrust,
+    Clickhouse,
+    Datadog,
+    Grafana,
+    Langfuse,
+    Langsmith,
+    Newrelic,
+    Opik,
+    OtelCollector,
+    Posthog,
+    Ramp,
+    S3,
+    Sentry,
+    Snowflake,
+    Weave,
+    Webhook,
+}
+
+impl DestinationType {
+    pub const ALL: [DestinationType; 17] = [
+        Self::Arize,
+        Self::Braintrust,
+        Self::Clickhouse,
+        Self::Datadog,
+        Self::Grafana,
+        Self::Langfuse,
+        Self::Langsmith,
+        Self::Newrelic,
+        Self::Opik,
+        Self::OtelCollector,
+        Self::Posthog,
+        Self::Ramp,
+        Self::S3,
+        Self::Sentry,
+        Self::Snowflake,
+        Self::Weave,
+        Self::Webhook,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Arize => "arize",
+            Self::Braintrust => "braintrust",
+            Self::Clickhouse => "clickhouse",
+            Self::Datadog => "datadog",
+            Self::Grafana => "grafana",
+            Self::Langfuse => "langfuse",
+            Self::Langsmith => "langsmith",
+            Self::Newrelic => "newrelic",
+            Self::Opik => "opik",
+            Self::OtelCollector => "otel-collector",
+            Self::Posthog => "posthog",
+            Self::Ramp => "ramp",
+            Self::S3 => "s3",
+            Self::Sentry => "sentry",
+            Self::Snowflake => "snowflake",
+            Self::Weave => "weave",
+            Self::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The field table of this type's `config`.
+    pub fn schema(self) -> &'static [FieldSpec] {
+        use FieldKind::*;
+        const HEADERS: FieldSpec = FieldSpec::optional("headers", Headers);
+        match self {
+            Self::Arize => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("apiKey"),
+                FieldSpec::secret("spaceKey"),
+                FieldSpec::required("modelId", Text),
+                FieldSpec::with_default("baseUrl", Url, "https://otlp.arize.com"),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Braintrust => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("apiKey"),
+                FieldSpec::required("projectId", Text),
+                FieldSpec::with_default("baseUrl", Url, "https://api.braintrust.dev"),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Clickhouse => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::required("host", Url),
+                FieldSpec::required("database", Identifier),
+                FieldSpec::required("username", Text),
+                FieldSpec::secret("password"),
+                FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES"),
+                FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Datadog => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("apiKey"),
+                FieldSpec::required("mlApp", Text),
+                FieldSpec::with_default("url", Url, "https://api.datadoghq.com"),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Grafana => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("apiKey"),
+                FieldSpec::required("instanceId", Pattern(GRAFANA_INSTANCE)),
+                FieldSpec::with_default(
+                    "baseUrl",
+                    Url,
+                    "https://otlp-gateway-prod-us-west-0.grafana.net",
+                ),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Langfuse => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("publicKey"),
+                FieldSpec::secret("secretKey"),
+                FieldSpec::with_default("baseUrl", Url, "https://us.cloud.langfuse.com"),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Langsmith => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("apiKey"),
+                FieldSpec::with_default("endpoint", Url, "https://api.smith.langchain.com"),
+                FieldSpec::with_default("project", Text, "main"),
+                FieldSpec::optional("workspaceId", Text),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Newrelic => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("licenseKey"),
+                FieldSpec::with_default("region", Enum(&["us", "eu"]), "us"),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Opik => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("apiKey"),
+                FieldSpec::required("workspace", Text),
+                FieldSpec::required("projectName", Text),
+                HEADERS,
+            ];
+                S
+            }
+            Self::OtelCollector => {
+                const S: &[FieldSpec] = &[FieldSpec::required("endpoint", Url), HEADERS];
+                S
+            }
+            Self::Posthog => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("apiKey"),
+                FieldSpec::with_default("endpoint", Url, "https://us.i.posthog.com"),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Ramp => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("apiKey"),
+                FieldSpec::with_default(
+                    "baseUrl",
+                    Url,
+                    "https://api.ramp.com/developer/v1/ai-usage/openrouter",
+                ),
+                HEADERS,
+            ];
+                S
+            }
+            Self::S3 => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::required("bucketName", Text),
+                FieldSpec::with_default("authMode", Enum(&["access_keys", "iam_role"]), "access_keys"),
+                FieldSpec::optional_secret("accessKeyId"),
+                FieldSpec::optional_secret("secretAccessKey"),
+                FieldSpec::optional_secret("sessionToken"),
+                FieldSpec::optional("roleArn", Pattern(ROLE_ARN)),
+                FieldSpec::optional("externalId", Text),
+                FieldSpec::optional("region", Pattern(AWS_REGION)),
+                FieldSpec::optional("endpoint", Url),
+                FieldSpec::optional("provider", Enum(&["aws", "cloudflare_r2", "gcs", "other"])),
+                FieldSpec::with_default("prefix", Text, "openrouter-traces"),
+                FieldSpec::with_default("pathTemplate", PathTemplate, "{prefix}/{date}"),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Sentry => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::required("otlpEndpoint", Url),
+                FieldSpec {
+                    secret: true,
+                    ..FieldSpec::required("dsn", Pattern(SENTRY_DSN))
+                },
+                HEADERS,
+            ];
+                S
+            }
+            Self::Snowflake => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::required("account", Pattern(SNOWFLAKE_ACCOUNT)),
+                FieldSpec::secret("token"),
+                FieldSpec::with_default("database", Identifier, "SNOWFLAKE_LEARNING_DB"),
+                FieldSpec::with_default("schema", Identifier, "PUBLIC"),
+                FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES"),
+                FieldSpec::with_default("warehouse", Identifier, "COMPUTE_WH"),
+                FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Weave => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::secret("apiKey"),
+                FieldSpec::required("entity", Text),
+                FieldSpec::required("project", Text),
+                FieldSpec::with_default("baseUrl", Url, "https://trace.wandb.ai"),
+                HEADERS,
+            ];
+                S
+            }
+            Self::Webhook => {
+                const S: &[FieldSpec] = &[
+                FieldSpec::required("url", Url),
+                FieldSpec::with_default("method", Enum(&["POST", "PUT"]), "POST"),
+                HEADERS,
+            ];
+                S
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for DestinationType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A named regular expression used by [`FieldKind::Pattern`].
+pub struct NamedPattern {
+    pub regex: fn() -> &'static Regex,
+    pub describe: &'static str,
+}
+
+macro_rules! pattern {
+    ($name:ident, $re:literal, $describe:literal) => {
+        const $name: NamedPattern = NamedPattern {
+            regex: || {
+                static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new($re).unwrap());
+                &RE
+            },
+            describe: $describe,
+        };
+    };
+}
+
+pattern!(SENTRY_DSN, r"^https://([^:@]+)(?::[^@]*)?@([^/]+)(?:/[^/]+)*/(\d+)/?$", "a Sentry DSN such as https://<key>@o123.ingest.sentry.io/456");
+pattern!(SNOWFLAKE_ACCOUNT, r"^[a-zA-Z0-9_]+(?:[.-][a-zA-Z0-9_]+)*$", "a Snowflake account identifier such as xy12345.us-east-1");
+pattern!(GRAFANA_INSTANCE, r"^[0-9]+$", "the numeric Grafana Cloud instance id");
+pattern!(ROLE_ARN, r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", "an IAM role ARN such as arn:aws:iam::123456789012:role/tracecast");
+pattern!(AWS_REGION, r"^[a-z0-9-]{1,64}$", "a region name such as us-east-1 or auto");
+static IDENTIFIER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$").unwrap());
+static HEADER_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$").unwrap());
+
+/// Variables a `pathTemplate` may use.
+pub const PATH_TEMPLATE_VARS: [&str; 6] =
+    ["prefix", "date", "year", "month", "day", "apiKeyName"];
+
+/// What kind of value a config field holds.
+pub enum FieldKind {
+    /// A non-empty string.
+    Text,
+    /// An absolute http(s) URL.
+    Url,
+    /// A SQL identifier (database, schema, table or warehouse name).
+    Identifier,
+    /// One of a fixed set of strings.
+    Enum(&'static [&'static str]),
+    /// A string matching a pattern.
+    Pattern(NamedPattern),
+    /// An S3 key template using [`PATH_TEMPLATE_VARS`].
+    PathTemplate,
+    /// A boolean.
+    Bool,
+    /// A map from header name to header value (values are secret).
+    Headers,
+}
+
+/// One field of a destination type's `config`.
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub kind: FieldKind,
+    pub required: bool,
+    pub default: Option<DefaultValue>,
+    /// Secret fields are encrypted at rest like the rest of the config and masked in responses.
+    pub secret: bool,
+}
+
+#[derive(Clone, Copy)]
+pub enum DefaultValue {
+    Str(&'static str),
+    Bool(bool),
+}
+
+impl FieldSpec {
+    const fn required(name: &'static str, kind: FieldKind) -> Self {
+        FieldSpec {
+            name,
+            kind,
+            required: true,
+            default: None,
+            secret: false,
+        }
+    }
+    const fn optional(name: &'static str, kind: FieldKind) -> Self {
+        FieldSpec {
+            required: false,
+            ..Self::required(name, kind)
+        }
+    }
+    const fn secret(name: &'static str) -> Self {
+        FieldSpec {
+            secret: true,
+            ..Self::required(name, FieldKind::Text)
+        }
+    }
+    const fn optional_secret(name: &'static str) -> Self {
+        FieldSpec {
+            secret: true,
+            ..Self::optional(name, FieldKind::Text)
+        }
+    }
+    const fn with_default(name: &'static str, kind: FieldKind, default: &'static str) -> Self {
+        FieldSpec {
+            default: Some(DefaultValue::Str(default)),
+            ..Self::optional(name, kind)
+        }
+    }
+    const fn with_bool_default(name: &'static str, default: bool) -> Self {
+        FieldSpec {
+            default: Some(DefaultValue::Bool(default)),
+            ..Self::optional(name, FieldKind::Bool)
+        }
+    }
+}
+
+/// Validates a `config` object for `ty` and returns it normalised: defaults filled in,
+/// explicit nulls on optional fields dropped.
+pub fn validate(ty: DestinationType, config: &Value) -> Result<Map<String, Value>, ValidationError> {
+    let obj = config
+        .as_object()
+        .ok_or_else(|| ValidationError::new(format!("config must be an object for type {ty}")))?;
+    let schema = ty.schema();
+    if let Some(unknown) = obj.keys().find(|k| !schema.iter().any(|f| f.name == k.as_str())) {
+        let known: Vec<&str> = schema.iter().map(|f| f.name).collect();
+        return Err(ValidationError::new(format!(
+            "config.{unknown} is not a valid field for type {ty} (valid fields: {})",
+            known.join(", ")
+        )));
+    }
+    let mut out = Map::new();
+    for field in schema {
+        match obj.get(field.name) {
+            None | Some(Value::Null) => {
+                if field.required {
+                    return Err(ValidationError::new(format!(
+                        "config.{} is required for type {ty}",
+                        field.name
+                    )));
+                }
+                match field.default {
+                    Some(DefaultValue::Str(s)) => {
+                        out.insert(field.name.into(), Value::String(s.into()));
+                    }
+                    Some(DefaultValue::Bool(b)) => {
+                        out.insert(field.name.into(), Value::Bool(b));
+                    }
+                    None => {}
+                }
+            }
+            Some(v) => {
+                check_value(ty, field, v)?;
+                out.insert(field.name.into(), v.clone());
+            }
+        }
+    }
+    check_cross_field(ty, &out)?;
+    Ok(out)
+}
+
+fn check_value(ty: DestinationType, field: &FieldSpec, v: &Value) -> Result<(), ValidationError> {
+    let name = field.name;
+    if let FieldKind::Bool = field.kind {
+        return match v {
+            Value::Bool(_) => Ok(()),
+            _ => Err(ValidationError::new(format!(
+                "config.{name} must be a boolean"
+            ))),
+        };
+    }
+    if let FieldKind::Headers = field.kind {
+        let map = v.as_object().ok_or_else(|| {
+            ValidationError::new(format!(
+                "config.headers must be an object mapping header names to string values"
+            ))
+        })?;
+        for (k, hv) in map {
+            if !HEADER_NAME.is_match(k) {
+                return Err(ValidationError::new(format!(
+                    "config.headers: {k:?} is not a valid HTTP header name"
+                )));
+            }
+            let s = hv.as_str().ok_or_else(|| {
+                ValidationError::new(format!("config.headers.{k} must be a string"))
+            })?;
+            if s.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+                return Err(ValidationError::new(format!(
+                    "config.headers.{k} must not contain line breaks or NUL characters"
+                )));
+            }
+        }
+        return Ok(());
+    }
+    let s = v
+        .as_str()
+        .ok_or_else(|| ValidationError::new(format!("config.{name} must be a string")))?;
+    if s.trim().is_empty() {
+        let what = if field.required { "is required for type" } else { "must not be empty for type" };
+        return Err(ValidationError::new(format!("config.{name} {what} {ty}")));
+    }
+    if s.len() > 8192 {
+        return Err(ValidationError::new(format!(
+            "config.{name} must be at most 8192 bytes"
+        )));
+    }
+    match &field.kind {
+        FieldKind::Text => Ok(()),
+        FieldKind::Url => check_url(name, s),
+        FieldKind::Identifier => {
+            if IDENTIFIER.is_match(s) {
+                Ok(())
+            } else {
+                Err(ValidationError::new(format!(
+                    "config.{name} must be a plain identifier (letters, digits and underscores, not starting with a digit), got {s:?}"
+                )))
+            }
+        }
+        FieldKind::Enum(options) => {
+            if options.contains(&s) {
+                Ok(())
+            } else {
+                Err(ValidationError::new(format!(
+                    "config.{name} must be one of {}, got {s:?}",
+                    options.join(", ")
+                )))
+            }
+        }
+        FieldKind::Pattern(p) => {
+            if (p.regex)().is_match(s) {
+                Ok(())
+            } else if field.secret {
+                Err(ValidationError::new(format!(
+                    "config.{name} must be {}",
+                    p.describe
+                )))
+            } else {
+                Err(ValidationError::new(format!(
+                    "config.{name} must be {}, got {s:?}",
+                    p.describe
+                )))
+            }
+        }
+        FieldKind::PathTemplate => check_path_template(name, s),
+        FieldKind::Bool | FieldKind::Headers => unreachable!("handled above"),
+    }
+}
+
+fn check_url(name: &str, s: &str) -> Result<(), ValidationError> {
+    let bad = || {
+        ValidationError::new(format!(
+            "config.{name} must be an absolute http(s) URL, got {s:?}"
+        ))
+    };
+    let url = url::Url::parse(s).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn check_path_template(name: &str, s: &str) -> Result<(), ValidationError> {
+    let mut rest = s;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest.as_bytes()[open] == b'}' {
+            return Err(ValidationError::new(format!(
+                "config.{name} has an unmatched '}}' in {s:?}"
+            )));
+        }
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or_else(|| {
+            ValidationError::new(format!("config.{name} has an unclosed '{{' in {s:?}"))
+        })?;
+        let var = &after[..close];
+        if !PATH_TEMPLATE_VARS.contains(&var) {
+            return Err(ValidationError::new(format!(
+                "config.{name} uses unknown variable {{{var}}}; allowed: {}",
+                PATH_TEMPLATE_VARS.map(|v| format!("{{{v}}}")).join(", ")
+            )));
+        }
+        rest = &after[close + 1..];
+    }
+    if s.starts_with('/') {
+        return Err(ValidationError::new(format!(
+            "config.{name} must not start with '/'"
+        )));
+    }
+    Ok(())
+}
+
+fn check_cross_field(ty: DestinationType, cfg: &Map<String, Value>) -> Result<(), ValidationError> {
+    if ty == DestinationType::S3 {
+        let has = |k: &str| cfg.get(k).is_some_and(|v| !v.is_null());
+        match cfg.get("authMode").and_then(Value::as_str) {
+            Some("iam_role") => {
+                if !has("roleArn") {
+                    return Err(ValidationError::new(
+                        "config.roleArn is required for type s3 when config.authMode is iam_role",
+                    ));
+                }
+            }
+            _ => {
+                for k in ["accessKeyId", "secretAccessKey"] {
+                    if !has(k) {
+                        return Err(ValidationError::new(format!(
+                            "config.{k} is required for type s3 when config.authMode is access_keys"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Masks a secret for display: the first 4 characters, `...`, then the last 4. Secrets shorter
+/// than 12 characters show nothing but `********`.
+pub fn mask_secret(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() < 12 {
+        return "********".into();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}...{tail}")
+}
+
+/// Whether `s` has the shape [`mask_secret`] produces. PATCH treats such values as
+/// "keep the current value", so a client can send back what it read.
+pub fn looks_masked(s: &str) -> bool {
+    if !s.is_empty() && s.chars().all(|c| c == '*') {
+        return true;
+    }
+    match s.find("...") {
+        Some(i) => {
+            let head = &s[..i];
+            let tail = &s[i + 3..];
+            head.chars().count() <= 12 && tail.chars().count() == 4 && !tail.contains('.')
+        }
+        None => false,
+    }
+}
+
+/// The config as shown to API clients: secret fields and every header value masked.
+pub fn masked(ty: DestinationType, cfg: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = cfg.clone();
+    for field in ty.schema() {
+        let Some(v) = out.get_mut(field.name) else { continue };
+        match field.kind {
+            FieldKind::Headers => {
+                if let Some(map) = v.as_object_mut() {
+                    for hv in map.values_mut() {
+                        if let Some(s) = hv.as_str() {
+                            *hv = Value::String(mask_secret(s));
+                        }
+                    }
+                }
+            }
+            _ if field.secret => {
+                if let Some(s) = v.as_str() {
+                    *v = Value::String(mask_secret(s));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Applies a PATCH `config` to the stored one. Fields not sent keep their values; a masked
+/// secret (or masked header value) keeps the current value; `null` resets an optional field to
+/// its default. The merged result is validated as a whole.
+pub fn merge(
+    ty: DestinationType,
+    current: &Map<String, Value>,
+    patch: &Value,
+) -> Result<Map<String, Value>, ValidationError> {
+    let patch = patch
+        .as_object()
+        .ok_or_else(|| ValidationError::new("config must be an object"))?;
+    let schema = ty.schema();
+    let mut merged = current.clone();
+    for (key, value) in patch {
+        let field = schema.iter().find(|f| f.name == key.as_str()).ok_or_else(|| {
+            ValidationError::new(format!("config.{key} is not a valid field for type {ty}"))
+        })?;
+        match (&field.kind, value) {
+            (_, Value::Null) => {
+                merged.remove(key);
+            }
+            (FieldKind::Headers, Value::Object(new_headers)) => {
+                let old = current.get(key).and_then(Value::as_object);
+                let mut out = Map::new();
+                for (name, hv) in new_headers {
+                    let keep = hv.as_str().is_some_and(looks_masked);
+                    let resolved = if keep {
+                        old.and_then(|o| o.get(name)).cloned().ok_or_else(|| {
+                            ValidationError::new(format!(
+                                "config.headers.{name} looks masked but there is no current value to keep; send the real value"
+                            ))
+                        })?
+                    } else {
+                        hv.clone()
+                    };
+                    out.insert(name.clone(), resolved);
+                }
+                merged.insert(key.clone(), Value::Object(out));
+            }
+            (_, Value::String(s)) if field.secret && looks_masked(s) => {
+                if !current.contains_key(key) {
+                    return Err(ValidationError::new(format!(
+                        "config.{key} looks masked but there is no current value to keep; send the real value"
+                    )));
+                }
+            }
+            _ => {
+                merged.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    validate(ty, &Value::Object(merged))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_type_round_trips_its_name() {
+        for t in DestinationType::ALL {
+            assert_eq!(DestinationType::parse(t.as_str()), Some(t));
+            let v = serde_json::to_value(t).unwrap();
+            assert_eq!(v, json!(t.as_str()));
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled_and_required_fields_named() {
+        let cfg = validate(
+            DestinationType::Langfuse,
+            &json!({"publicKey": "pk-lf-1234567890", "secretKey": "sk-lf-1234567890"}),
+        )
+        .unwrap();
+        assert_eq!(cfg["baseUrl"], "https://us.cloud.langfuse.com");
+        let err = validate(DestinationType::Langfuse, &json!({"publicKey": "pk"})).unwrap_err();
+        assert_eq!(err.0, "config.secretKey is required for type langfuse");
+        let err = validate(DestinationType::Langfuse, &json!({"publicKey": "", "secretKey": "x"}))
+            .unwrap_err();
+        assert_eq!(err.0, "config.publicKey is required for type langfuse");
+    }
+
+    #[test]
+    fn unknown_keys_enums_patterns_and_urls_are_enforced() {
+        let err = validate(DestinationType::Webhook, &json!({"url": "https://x.test", "verb": "GET"}))
+            .unwrap_err();
+        assert!(err.0.starts_with("config.verb is not a valid field"), "{err}");
+        let err = validate(DestinationType::Webhook, &json!({"url": "https://x.test", "method": "GET"}))
+            .unwrap_err();
+        assert!(err.0.starts_with("config.method must be one of POST, PUT"), "{err}");
+        let err = validate(DestinationType::Webhook, &json!({"url": "ftp://x.test"})).unwrap_err();
+        assert!(err.0.starts_with("config.url must be an absolute http(s) URL"), "{err}");
+        let err = validate(DestinationType::Webhook, &json!({"url": "/relative"})).unwrap_err();
+        assert!(err.0.starts_with("config.url must be"), "{err}");
+        let err = validate(
+            DestinationType::Sentry,
+            &json!({"otlpEndpoint": "https://o1.ingest.sentry.io/api/1/otlp", "dsn": "nope"}),
+        )
+        .unwrap_err();
+        assert!(err.0.starts_with("config.dsn must be a Sentry DSN"), "{err}");
+        assert!(!err.0.contains("nope"), "secret values are not echoed: {err}");
+        validate(
+            DestinationType::Sentry,
+            &json!({"otlpEndpoint": "https://o1.ingest.sentry.io/api/1/otlp", "dsn": "https://abc@o1.ingest.sentry.io/456"}),
+        )
+        .unwrap();
+        let err = validate(DestinationType::Snowflake, &json!({"account": "bad account", "token": "t"}))
+            .unwrap_err();
+        assert!(err.0.starts_with("config.account must be a Snowflake account"), "{err}");
+        let err = validate(DestinationType::Newrelic, &json!({"licenseKey": "k", "region": "ap"}))
+            .unwrap_err();
+        assert!(err.0.starts_with("config.region must be one of us, eu"), "{err}");
+    }
+
+    #[test]
+    fn s3_auth_modes_and_templates() {
+        let ok = validate(
+            DestinationType::S3,
+            &json!({"bucketName": "b", "accessKeyId": "AKIAXXXXXXXXXXXXXXXX", "secretAccessKey": "s"}),
+        )
+        .unwrap();
+        assert_eq!(ok["prefix"], "openrouter-traces");
+        assert_eq!(ok["pathTemplate"], "{prefix}/{date}");
+        let err = validate(DestinationType::S3, &json!({"bucketName": "b"})).unwrap_err();
+        assert!(err.0.starts_with("config.accessKeyId is required"), "{err}");
+        let err = validate(DestinationType::S3, &json!({"bucketName": "b", "authMode": "iam_role"}))
+            .unwrap_err();
+        assert!(err.0.starts_with("config.roleArn is required"), "{err}");
+        let err = validate(
+            DestinationType::S3,
+            &json!({"bucketName": "b", "accessKeyId": "a", "secretAccessKey": "s", "pathTemplate": "{prefix}/{hour}"}),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("unknown variable {hour}"), "{err}");
+    }
+
+    #[test]
+    fn headers_are_validated_and_masked() {
+        let err = validate(
+            DestinationType::OtelCollector,
+            &json!({"endpoint": "https://o.test/v1/traces", "headers": {"X-A": 1}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "config.headers.X-A must be a string");
+        let cfg = validate(
+            DestinationType::OtelCollector,
+            &json!({"endpoint": "https://o.test/v1/traces", "headers": {"Authorization": "Bearer xaat-0123456789"}}),
+        )
+        .unwrap();
+        let m = masked(DestinationType::OtelCollector, &cfg);
+        assert_eq!(m["headers"]["Authorization"], "Bear...6789");
+        assert_eq!(m["endpoint"], "https://o.test/v1/traces");
+    }
+
+    #[test]
+    fn masking_shapes() {
+        assert_eq!(mask_secret("pk-lf-abcdefgh1234"), "pk-l...1234");
+        assert_eq!(mask_secret("short"), "********");
+        assert!(looks_masked("pk-l...1234"));
+        assert!(looks_masked("********"));
+        assert!(looks_masked("************...AbCd"));
+        assert!(!looks_masked("pk-lf-abcdefgh1234"));
+    }
+
+    #[test]
+    fn merge_keeps_masked_and_unsent_fields() {
+        let current = validate(
+            DestinationType::Langfuse,
+            &json!({"publicKey": "pk-lf-abcdefgh1234", "secretKey": "sk-lf-abcdefgh5678", "headers": {"X-Env": "production-123"}}),
+        )
+        .unwrap();
+        let shown = masked(DestinationType::Langfuse, &current);
+        let merged = merge(
+            DestinationType::Langfuse,
+            &current,
+            &json!({"publicKey": shown["publicKey"], "secretKey": "sk-lf-new-secret-9999", "headers": shown["headers"]}),
+        )
+        .unwrap();
+        assert_eq!(merged["publicKey"], "pk-lf-abcdefgh1234");
+        assert_eq!(merged["secretKey"], "sk-lf-new-secret-9999");
+        assert_eq!(merged["headers"]["X-Env"], "production-123");
+        assert_eq!(merged["baseUrl"], "https://us.cloud.langfuse.com");
+        let merged = merge(DestinationType::Langfuse, &current, &json!({"baseUrl": "https://eu.cloud.langfuse.com"})).unwrap();
+        assert_eq!(merged["secretKey"], "sk-lf-abcdefgh5678");
+        assert_eq!(merged["baseUrl"], "https://eu.cloud.langfuse.com");
+        let err = merge(DestinationType::Langfuse, &current, &json!({"secretKey": null})).unwrap_err();
+        assert_eq!(err.0, "config.secretKey is required for type langfuse");
+    }
+}
