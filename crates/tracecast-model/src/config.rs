@@ -91,91 +91,91 @@ impl DestinationType {
         match self {
             Self::Arize => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("apiKey"),
-                FieldSpec::secret("spaceKey"),
-                FieldSpec::required("modelId", Text),
-                FieldSpec::with_default("baseUrl", Url, "https://otlp.arize.com"),
-                HEADERS,
-            ];
+                    FieldSpec::secret("apiKey"),
+                    FieldSpec::secret("spaceKey"),
+                    FieldSpec::required("modelId", Text),
+                    FieldSpec::with_default("baseUrl", Url, "https://otlp.arize.com"),
+                    HEADERS,
+                ];
                 S
             }
             Self::Braintrust => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("apiKey"),
-                FieldSpec::required("projectId", Text),
-                FieldSpec::with_default("baseUrl", Url, "https://api.braintrust.dev"),
-                HEADERS,
-            ];
+                    FieldSpec::secret("apiKey"),
+                    FieldSpec::required("projectId", Text),
+                    FieldSpec::with_default("baseUrl", Url, "https://api.braintrust.dev"),
+                    HEADERS,
+                ];
                 S
             }
             Self::Clickhouse => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::required("host", Url),
-                FieldSpec::required("database", Identifier),
-                FieldSpec::required("username", Text),
-                FieldSpec::secret("password"),
-                FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES"),
-                FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false),
-                HEADERS,
-            ];
+                    FieldSpec::required("host", Url),
+                    FieldSpec::required("database", Identifier),
+                    FieldSpec::required("username", Text),
+                    FieldSpec::secret("password"),
+                    FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES"),
+                    FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false),
+                    HEADERS,
+                ];
                 S
             }
             Self::Datadog => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("apiKey"),
-                FieldSpec::required("mlApp", Text),
-                FieldSpec::with_default("url", Url, "https://api.datadoghq.com"),
-                HEADERS,
-            ];
+                    FieldSpec::secret("apiKey"),
+                    FieldSpec::required("mlApp", Text),
+                    FieldSpec::with_default("url", Url, "https://api.datadoghq.com"),
+                    HEADERS,
+                ];
                 S
             }
             Self::Grafana => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("apiKey"),
-                FieldSpec::required("instanceId", Pattern(GRAFANA_INSTANCE)),
-                FieldSpec::with_default(
-                    "baseUrl",
-                    Url,
-                    "https://otlp-gateway-prod-us-west-0.grafana.net",
-                ),
-                HEADERS,
-            ];
+                    FieldSpec::secret("apiKey"),
+                    FieldSpec::required("instanceId", Pattern(GRAFANA_INSTANCE)),
+                    FieldSpec::with_default(
+                        "baseUrl",
+                        Url,
+                        "https://otlp-gateway-prod-us-west-0.grafana.net",
+                    ),
+                    HEADERS,
+                ];
                 S
             }
             Self::Langfuse => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("publicKey"),
-                FieldSpec::secret("secretKey"),
-                FieldSpec::with_default("baseUrl", Url, "https://us.cloud.langfuse.com"),
-                HEADERS,
-            ];
+                    FieldSpec::secret("publicKey"),
+                    FieldSpec::secret("secretKey"),
+                    FieldSpec::with_default("baseUrl", Url, "https://us.cloud.langfuse.com"),
+                    HEADERS,
+                ];
                 S
             }
             Self::Langsmith => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("apiKey"),
-                FieldSpec::with_default("endpoint", Url, "https://api.smith.langchain.com"),
-                FieldSpec::with_default("project", Text, "main"),
-                FieldSpec::optional("workspaceId", Text),
-                HEADERS,
-            ];
+                    FieldSpec::secret("apiKey"),
+                    FieldSpec::with_default("endpoint", Url, "https://api.smith.langchain.com"),
+                    FieldSpec::with_default("project", Text, "main"),
+                    FieldSpec::optional("workspaceId", Text),
+                    HEADERS,
+                ];
                 S
             }
             Self::Newrelic => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("licenseKey"),
-                FieldSpec::with_default("region", Enum(&["us", "eu"]), "us"),
-                HEADERS,
-            ];
+                    FieldSpec::secret("licenseKey"),
+                    FieldSpec::with_default("region", Enum(&["us", "eu"]), "us"),
+                    HEADERS,
+                ];
                 S
             }
             Self::Opik => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("apiKey"),
-                FieldSpec::required("workspace", Text),
-                FieldSpec::required("projectName", Text),
-                HEADERS,
-            ];
+                    FieldSpec::secret("apiKey"),
+                    FieldSpec::required("workspace", Text),
+                    FieldSpec::required("projectName", Text),
+                    HEADERS,
+                ];
                 S
             }
             Self::OtelCollector => {
@@ -184,82 +184,89 @@ impl DestinationType {
             }
             Self::Posthog => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("apiKey"),
-                FieldSpec::with_default("endpoint", Url, "https://us.i.posthog.com"),
-                HEADERS,
-            ];
+                    FieldSpec::secret("apiKey"),
+                    FieldSpec::with_default("endpoint", Url, "https://us.i.posthog.com"),
+                    HEADERS,
+                ];
                 S
             }
             Self::Ramp => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("apiKey"),
-                FieldSpec::with_default(
-                    "baseUrl",
-                    Url,
-                    "https://api.ramp.com/developer/v1/ai-usage/openrouter",
-                ),
-                HEADERS,
-            ];
+                    FieldSpec::secret("apiKey"),
+                    FieldSpec::with_default(
+                        "baseUrl",
+                        Url,
+                        "https://api.ramp.com/developer/v1/ai-usage/openrouter",
+                    ),
+                    HEADERS,
+                ];
                 S
             }
             Self::S3 => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::required("bucketName", Text),
-                FieldSpec::with_default("authMode", Enum(&["access_keys", "iam_role"]), "access_keys"),
-                FieldSpec::optional_secret("accessKeyId"),
-                FieldSpec::optional_secret("secretAccessKey"),
-                FieldSpec::optional_secret("sessionToken"),
-                FieldSpec::optional("roleArn", Pattern(ROLE_ARN)),
-                FieldSpec::optional("externalId", Text),
-                FieldSpec::optional("region", Pattern(AWS_REGION)),
-                FieldSpec::optional("endpoint", Url),
-                FieldSpec::optional("provider", Enum(&["aws", "cloudflare_r2", "gcs", "other"])),
-                FieldSpec::with_default("prefix", Text, "openrouter-traces"),
-                FieldSpec::with_default("pathTemplate", PathTemplate, "{prefix}/{date}"),
-                HEADERS,
-            ];
+                    FieldSpec::required("bucketName", Text),
+                    FieldSpec::with_default(
+                        "authMode",
+                        Enum(&["access_keys", "iam_role"]),
+                        "access_keys",
+                    ),
+                    FieldSpec::optional_secret("accessKeyId"),
+                    FieldSpec::optional_secret("secretAccessKey"),
+                    FieldSpec::optional_secret("sessionToken"),
+                    FieldSpec::optional("roleArn", Pattern(ROLE_ARN)),
+                    FieldSpec::optional("externalId", Text),
+                    FieldSpec::optional("region", Pattern(AWS_REGION)),
+                    FieldSpec::optional("endpoint", Url),
+                    FieldSpec::optional(
+                        "provider",
+                        Enum(&["aws", "cloudflare_r2", "gcs", "other"]),
+                    ),
+                    FieldSpec::with_default("prefix", Text, "openrouter-traces"),
+                    FieldSpec::with_default("pathTemplate", PathTemplate, "{prefix}/{date}"),
+                    HEADERS,
+                ];
                 S
             }
             Self::Sentry => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::required("otlpEndpoint", Url),
-                FieldSpec {
-                    secret: true,
-                    ..FieldSpec::required("dsn", Pattern(SENTRY_DSN))
-                },
-                HEADERS,
-            ];
+                    FieldSpec::required("otlpEndpoint", Url),
+                    FieldSpec {
+                        secret: true,
+                        ..FieldSpec::required("dsn", Pattern(SENTRY_DSN))
+                    },
+                    HEADERS,
+                ];
                 S
             }
             Self::Snowflake => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::required("account", Pattern(SNOWFLAKE_ACCOUNT)),
-                FieldSpec::secret("token"),
-                FieldSpec::with_default("database", Identifier, "SNOWFLAKE_LEARNING_DB"),
-                FieldSpec::with_default("schema", Identifier, "PUBLIC"),
-                FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES"),
-                FieldSpec::with_default("warehouse", Identifier, "COMPUTE_WH"),
-                FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false),
-                HEADERS,
-            ];
+                    FieldSpec::required("account", Pattern(SNOWFLAKE_ACCOUNT)),
+                    FieldSpec::secret("token"),
+                    FieldSpec::with_default("database", Identifier, "SNOWFLAKE_LEARNING_DB"),
+                    FieldSpec::with_default("schema", Identifier, "PUBLIC"),
+                    FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES"),
+                    FieldSpec::with_default("warehouse", Identifier, "COMPUTE_WH"),
+                    FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false),
+                    HEADERS,
+                ];
                 S
             }
             Self::Weave => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::secret("apiKey"),
-                FieldSpec::required("entity", Text),
-                FieldSpec::required("project", Text),
-                FieldSpec::with_default("baseUrl", Url, "https://trace.wandb.ai"),
-                HEADERS,
-            ];
+                    FieldSpec::secret("apiKey"),
+                    FieldSpec::required("entity", Text),
+                    FieldSpec::required("project", Text),
+                    FieldSpec::with_default("baseUrl", Url, "https://trace.wandb.ai"),
+                    HEADERS,
+                ];
                 S
             }
             Self::Webhook => {
                 const S: &[FieldSpec] = &[
-                FieldSpec::required("url", Url),
-                FieldSpec::with_default("method", Enum(&["POST", "PUT"]), "POST"),
-                HEADERS,
-            ];
+                    FieldSpec::required("url", Url),
+                    FieldSpec::with_default("method", Enum(&["POST", "PUT"]), "POST"),
+                    HEADERS,
+                ];
                 S
             }
         }
@@ -290,19 +297,38 @@ macro_rules! pattern {
     };
 }
 
-pattern!(SENTRY_DSN, r"^https://([^:@]+)(?::[^@]*)?@([^/]+)(?:/[^/]+)*/(\d+)/?$", "a Sentry DSN such as https://<key>@o123.ingest.sentry.io/456");
-pattern!(SNOWFLAKE_ACCOUNT, r"^[a-zA-Z0-9_]+(?:[.-][a-zA-Z0-9_]+)*$", "a Snowflake account identifier such as xy12345.us-east-1");
-pattern!(GRAFANA_INSTANCE, r"^[0-9]+$", "the numeric Grafana Cloud instance id");
-pattern!(ROLE_ARN, r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$", "an IAM role ARN such as arn:aws:iam::123456789012:role/tracecast");
-pattern!(AWS_REGION, r"^[a-z0-9-]{1,64}$", "a region name such as us-east-1 or auto");
+pattern!(
+    SENTRY_DSN,
+    r"^https://([^:@]+)(?::[^@]*)?@([^/]+)(?:/[^/]+)*/(\d+)/?$",
+    "a Sentry DSN such as https://<key>@o123.ingest.sentry.io/456"
+);
+pattern!(
+    SNOWFLAKE_ACCOUNT,
+    r"^[a-zA-Z0-9_]+(?:[.-][a-zA-Z0-9_]+)*$",
+    "a Snowflake account identifier such as xy12345.us-east-1"
+);
+pattern!(
+    GRAFANA_INSTANCE,
+    r"^[0-9]+$",
+    "the numeric Grafana Cloud instance id"
+);
+pattern!(
+    ROLE_ARN,
+    r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$",
+    "an IAM role ARN such as arn:aws:iam::123456789012:role/tracecast"
+);
+pattern!(
+    AWS_REGION,
+    r"^[a-z0-9-]{1,64}$",
+    "a region name such as us-east-1 or auto"
+);
 static IDENTIFIER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$").unwrap());
 static HEADER_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$").unwrap());
 
 /// Variables a `pathTemplate` may use.
-pub const PATH_TEMPLATE_VARS: [&str; 6] =
-    ["prefix", "date", "year", "month", "day", "apiKeyName"];
+pub const PATH_TEMPLATE_VARS: [&str; 6] = ["prefix", "date", "year", "month", "day", "apiKeyName"];
 
 /// What kind of value a config field holds.
 pub enum FieldKind {
@@ -384,12 +410,18 @@ impl FieldSpec {
 
 /// Validates a `config` object for `ty` and returns it normalised: defaults filled in,
 /// explicit nulls on optional fields dropped.
-pub fn validate(ty: DestinationType, config: &Value) -> Result<Map<String, Value>, ValidationError> {
+pub fn validate(
+    ty: DestinationType,
+    config: &Value,
+) -> Result<Map<String, Value>, ValidationError> {
     let obj = config
         .as_object()
         .ok_or_else(|| ValidationError::new(format!("config must be an object for type {ty}")))?;
     let schema = ty.schema();
-    if let Some(unknown) = obj.keys().find(|k| !schema.iter().any(|f| f.name == k.as_str())) {
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !schema.iter().any(|f| f.name == k.as_str()))
+    {
         let known: Vec<&str> = schema.iter().map(|f| f.name).collect();
         return Err(ValidationError::new(format!(
             "config.{unknown} is not a valid field for type {ty} (valid fields: {})",
@@ -463,7 +495,11 @@ fn check_value(ty: DestinationType, field: &FieldSpec, v: &Value) -> Result<(), 
         .as_str()
         .ok_or_else(|| ValidationError::new(format!("config.{name} must be a string")))?;
     if s.trim().is_empty() {
-        let what = if field.required { "is required for type" } else { "must not be empty for type" };
+        let what = if field.required {
+            "is required for type"
+        } else {
+            "must not be empty for type"
+        };
         return Err(ValidationError::new(format!("config.{name} {what} {ty}")));
     }
     if s.len() > 8192 {
@@ -612,7 +648,9 @@ pub fn looks_masked(s: &str) -> bool {
 pub fn masked(ty: DestinationType, cfg: &Map<String, Value>) -> Map<String, Value> {
     let mut out = cfg.clone();
     for field in ty.schema() {
-        let Some(v) = out.get_mut(field.name) else { continue };
+        let Some(v) = out.get_mut(field.name) else {
+            continue;
+        };
         match field.kind {
             FieldKind::Headers => {
                 if let Some(map) = v.as_object_mut() {
@@ -648,9 +686,12 @@ pub fn merge(
     let schema = ty.schema();
     let mut merged = current.clone();
     for (key, value) in patch {
-        let field = schema.iter().find(|f| f.name == key.as_str()).ok_or_else(|| {
-            ValidationError::new(format!("config.{key} is not a valid field for type {ty}"))
-        })?;
+        let field = schema
+            .iter()
+            .find(|f| f.name == key.as_str())
+            .ok_or_else(|| {
+                ValidationError::new(format!("config.{key} is not a valid field for type {ty}"))
+            })?;
         match (&field.kind, value) {
             (_, Value::Null) => {
                 merged.remove(key);
@@ -712,21 +753,40 @@ mod tests {
         assert_eq!(cfg["baseUrl"], "https://us.cloud.langfuse.com");
         let err = validate(DestinationType::Langfuse, &json!({"publicKey": "pk"})).unwrap_err();
         assert_eq!(err.0, "config.secretKey is required for type langfuse");
-        let err = validate(DestinationType::Langfuse, &json!({"publicKey": "", "secretKey": "x"}))
-            .unwrap_err();
+        let err = validate(
+            DestinationType::Langfuse,
+            &json!({"publicKey": "", "secretKey": "x"}),
+        )
+        .unwrap_err();
         assert_eq!(err.0, "config.publicKey is required for type langfuse");
     }
 
     #[test]
     fn unknown_keys_enums_patterns_and_urls_are_enforced() {
-        let err = validate(DestinationType::Webhook, &json!({"url": "https://x.test", "verb": "GET"}))
-            .unwrap_err();
-        assert!(err.0.starts_with("config.verb is not a valid field"), "{err}");
-        let err = validate(DestinationType::Webhook, &json!({"url": "https://x.test", "method": "GET"}))
-            .unwrap_err();
-        assert!(err.0.starts_with("config.method must be one of POST, PUT"), "{err}");
+        let err = validate(
+            DestinationType::Webhook,
+            &json!({"url": "https://x.test", "verb": "GET"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.starts_with("config.verb is not a valid field"),
+            "{err}"
+        );
+        let err = validate(
+            DestinationType::Webhook,
+            &json!({"url": "https://x.test", "method": "GET"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.starts_with("config.method must be one of POST, PUT"),
+            "{err}"
+        );
         let err = validate(DestinationType::Webhook, &json!({"url": "ftp://x.test"})).unwrap_err();
-        assert!(err.0.starts_with("config.url must be an absolute http(s) URL"), "{err}");
+        assert!(
+            err.0
+                .starts_with("config.url must be an absolute http(s) URL"),
+            "{err}"
+        );
         let err = validate(DestinationType::Webhook, &json!({"url": "/relative"})).unwrap_err();
         assert!(err.0.starts_with("config.url must be"), "{err}");
         let err = validate(
@@ -734,19 +794,38 @@ mod tests {
             &json!({"otlpEndpoint": "https://o1.ingest.sentry.io/api/1/otlp", "dsn": "nope"}),
         )
         .unwrap_err();
-        assert!(err.0.starts_with("config.dsn must be a Sentry DSN"), "{err}");
-        assert!(!err.0.contains("nope"), "secret values are not echoed: {err}");
+        assert!(
+            err.0.starts_with("config.dsn must be a Sentry DSN"),
+            "{err}"
+        );
+        assert!(
+            !err.0.contains("nope"),
+            "secret values are not echoed: {err}"
+        );
         validate(
             DestinationType::Sentry,
             &json!({"otlpEndpoint": "https://o1.ingest.sentry.io/api/1/otlp", "dsn": "https://abc@o1.ingest.sentry.io/456"}),
         )
         .unwrap();
-        let err = validate(DestinationType::Snowflake, &json!({"account": "bad account", "token": "t"}))
-            .unwrap_err();
-        assert!(err.0.starts_with("config.account must be a Snowflake account"), "{err}");
-        let err = validate(DestinationType::Newrelic, &json!({"licenseKey": "k", "region": "ap"}))
-            .unwrap_err();
-        assert!(err.0.starts_with("config.region must be one of us, eu"), "{err}");
+        let err = validate(
+            DestinationType::Snowflake,
+            &json!({"account": "bad account", "token": "t"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0
+                .starts_with("config.account must be a Snowflake account"),
+            "{err}"
+        );
+        let err = validate(
+            DestinationType::Newrelic,
+            &json!({"licenseKey": "k", "region": "ap"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.starts_with("config.region must be one of us, eu"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -760,8 +839,11 @@ mod tests {
         assert_eq!(ok["pathTemplate"], "{prefix}/{date}");
         let err = validate(DestinationType::S3, &json!({"bucketName": "b"})).unwrap_err();
         assert!(err.0.starts_with("config.accessKeyId is required"), "{err}");
-        let err = validate(DestinationType::S3, &json!({"bucketName": "b", "authMode": "iam_role"}))
-            .unwrap_err();
+        let err = validate(
+            DestinationType::S3,
+            &json!({"bucketName": "b", "authMode": "iam_role"}),
+        )
+        .unwrap_err();
         assert!(err.0.starts_with("config.roleArn is required"), "{err}");
         let err = validate(
             DestinationType::S3,
@@ -817,10 +899,20 @@ mod tests {
         assert_eq!(merged["secretKey"], "sk-lf-new-secret-9999");
         assert_eq!(merged["headers"]["X-Env"], "production-123");
         assert_eq!(merged["baseUrl"], "https://us.cloud.langfuse.com");
-        let merged = merge(DestinationType::Langfuse, &current, &json!({"baseUrl": "https://eu.cloud.langfuse.com"})).unwrap();
+        let merged = merge(
+            DestinationType::Langfuse,
+            &current,
+            &json!({"baseUrl": "https://eu.cloud.langfuse.com"}),
+        )
+        .unwrap();
         assert_eq!(merged["secretKey"], "sk-lf-abcdefgh5678");
         assert_eq!(merged["baseUrl"], "https://eu.cloud.langfuse.com");
-        let err = merge(DestinationType::Langfuse, &current, &json!({"secretKey": null})).unwrap_err();
+        let err = merge(
+            DestinationType::Langfuse,
+            &current,
+            &json!({"secretKey": null}),
+        )
+        .unwrap_err();
         assert_eq!(err.0, "config.secretKey is required for type langfuse");
     }
 }

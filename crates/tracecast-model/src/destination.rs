@@ -98,8 +98,14 @@ impl Destination {
         }
         set(&mut self.enabled, p.enabled);
         set(&mut self.privacy_mode, p.privacy_mode);
-        set(&mut self.broadcast_generation_cost, p.broadcast_generation_cost);
-        set(&mut self.broadcast_generation_identity, p.broadcast_generation_identity);
+        set(
+            &mut self.broadcast_generation_cost,
+            p.broadcast_generation_cost,
+        );
+        set(
+            &mut self.broadcast_generation_identity,
+            p.broadcast_generation_identity,
+        );
         set(
             &mut self.broadcast_generation_request_context,
             p.broadcast_generation_request_context,
@@ -187,7 +193,10 @@ mod tests {
     #[test]
     fn key_hash_lists() {
         let h = "A".repeat(64);
-        assert_eq!(normalize_key_hashes(&[h.clone(), h.to_lowercase()]).unwrap(), vec!["a".repeat(64)]);
+        assert_eq!(
+            normalize_key_hashes(&[h.clone(), h.to_lowercase()]).unwrap(),
+            vec!["a".repeat(64)]
+        );
         assert!(normalize_key_hashes(&[]).is_err());
         let e = normalize_key_hashes(&[h, "xyz".into()]).unwrap_err();
         assert!(e.0.starts_with("api_key_hashes[1]"), "{e}");

@@ -130,7 +130,11 @@ pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
         .build()
 }
 
-fn reject_unknown(path: &str, obj: &serde_json::Map<String, Value>, known: &[&str]) -> Result<(), ValidationError> {
+fn reject_unknown(
+    path: &str,
+    obj: &serde_json::Map<String, Value>,
+    known: &[&str],
+) -> Result<(), ValidationError> {
     match obj.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(ValidationError::new(format!(
             "{path}.{k} is not a valid field (valid fields: {})",
@@ -150,7 +154,11 @@ impl FilterRules {
         let enabled = match obj.get("enabled") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(ValidationError::new(format!("{path}.enabled must be a boolean"))),
+            Some(_) => {
+                return Err(ValidationError::new(format!(
+                    "{path}.enabled must be a boolean"
+                )));
+            }
         };
         let groups_v = obj
             .get("groups")
@@ -291,7 +299,13 @@ fn parse_rule(path: &str, r: &Value) -> Result<FilterRule, ValidationError> {
             };
             if op == FilterOperator::Regex {
                 compile_regex(s).map_err(|e| {
-                    let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                    let first = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
                     ValidationError::new(format!("{vpath} is not a valid regex: {first}"))
                 })?;
             }
@@ -324,7 +338,10 @@ mod tests {
         assert_eq!(r.groups[0].logic, Logic::And);
         assert_eq!(r.groups[0].rules.len(), 3);
         let back = serde_json::to_value(&r).unwrap();
-        assert_eq!(back["groups"][0]["rules"][2], json!({"field":"user_id","operator":"exists"}));
+        assert_eq!(
+            back["groups"][0]["rules"][2],
+            json!({"field":"user_id","operator":"exists"})
+        );
     }
 
     #[test]
@@ -333,12 +350,18 @@ mod tests {
             err(json!({"groups":[{"rules":[{"field":"colour","operator":"equals","value":"x"}]}]})),
             "filter_rules.groups[0].rules[0].field must be one of model, provider, session_id, user_id, api_key_name, finish_reason, input, output, total_cost, total_tokens, prompt_tokens, completion_tokens, got \"colour\""
         );
-        assert!(err(json!({"groups":[{"rules":[{"field":"model","operator":"like","value":"x"}]}]}))
-            .starts_with("filter_rules.groups[0].rules[0].operator must be one of"));
-        assert!(err(json!({"groups":[{"rules":[{"field":"model","operator":"regex","value":"("}]}]}))
-            .starts_with("filter_rules.groups[0].rules[0].value is not a valid regex"));
+        assert!(
+            err(json!({"groups":[{"rules":[{"field":"model","operator":"like","value":"x"}]}]}))
+                .starts_with("filter_rules.groups[0].rules[0].operator must be one of")
+        );
+        assert!(
+            err(json!({"groups":[{"rules":[{"field":"model","operator":"regex","value":"("}]}]}))
+                .starts_with("filter_rules.groups[0].rules[0].value is not a valid regex")
+        );
         assert_eq!(
-            err(json!({"groups":[{"rules":[{"field":"total_cost","operator":"gt","value":"a lot"}]}]})),
+            err(
+                json!({"groups":[{"rules":[{"field":"total_cost","operator":"gt","value":"a lot"}]}]})
+            ),
             "filter_rules.groups[0].rules[0].value must be a number for operator gt"
         );
         assert_eq!(
@@ -354,7 +377,9 @@ mod tests {
 
     #[test]
     fn huge_regexes_are_rejected() {
-        let e = err(json!({"groups":[{"rules":[{"field":"input","operator":"regex","value":"(\\w{100}){100}"}]}]}));
+        let e = err(
+            json!({"groups":[{"rules":[{"field":"input","operator":"regex","value":"(\\w{100}){100}"}]}]}),
+        );
         assert!(e.contains("not a valid regex"), "{e}");
     }
 }

@@ -51,7 +51,10 @@ pub const SETTINGS_DEFAULTS: &[(&str, SettingKind)] = &[
     ("default_text_model", SettingKind::NullableString),
     ("default_image_model", SettingKind::NullableString),
     ("default_provider_sort", SettingKind::NullableString),
-    ("is_observability_io_logging_enabled", SettingKind::Bool(false)),
+    (
+        "is_observability_io_logging_enabled",
+        SettingKind::Bool(false),
+    ),
     ("is_data_discount_logging_enabled", SettingKind::Bool(true)),
     ("io_logging_sampling_rate", SettingKind::Rate),
     ("io_logging_api_key_ids", SettingKind::NullableIntList),
@@ -78,7 +81,9 @@ impl SettingKind {
 
     pub fn check(self, name: &str, v: &Value) -> Result<(), ValidationError> {
         let ok = match self {
-            SettingKind::NullableString => v.is_null() || v.as_str().is_some_and(|s| s.len() <= 256),
+            SettingKind::NullableString => {
+                v.is_null() || v.as_str().is_some_and(|s| s.len() <= 256)
+            }
             SettingKind::Bool(_) => v.is_boolean(),
             SettingKind::Rate => v.as_f64().is_some_and(|r| (0.0001..=1.0).contains(&r)),
             SettingKind::NullableIntList => {
@@ -136,7 +141,14 @@ mod tests {
     fn slugs() {
         validate_slug("production").unwrap();
         validate_slug("team-a-2").unwrap();
-        for bad in ["", "Prod", "a--b", "-a", "a b", "550e8400-e29b-41d4-a716-446655440000"] {
+        for bad in [
+            "",
+            "Prod",
+            "a--b",
+            "-a",
+            "a b",
+            "550e8400-e29b-41d4-a716-446655440000",
+        ] {
             assert!(validate_slug(bad).is_err(), "{bad}");
         }
     }

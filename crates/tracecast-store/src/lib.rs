@@ -1,1 +1,113 @@
+//! tracecast's storage.
+//!
+//! [`Store`] is the one interface the server and the delivery engine use for management data
+//! (tenants, workspaces, API keys, destinations). [`SqlStore`] implements it with portable SQL
+//! over sqlx's `Any` driver: SQLite in the data directory by default, PostgreSQL where a
+//! `postgres://` URL is given. Destination configs are sealed with the [`crypto::Keyring`] before
+//! they reach the database and opened when read, so nothing above this crate sees ciphertext and
+//! nothing below it sees a secret.
 
+pub mod crypto;
+mod sql;
+
+use async_trait::async_trait;
+use thiserror::Error;
+use tracecast_model::{ApiKey, Destination, DestinationType, NewDestination, Tenant, Workspace};
+use uuid::Uuid;
+
+pub use crypto::{CryptoError, Keyring};
+pub use sql::SqlStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or limit rule refused the write; the message is for the client.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("credential encryption: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A page of results and the total number matching.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Readiness: the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Whether no tenant exists yet (first start).
+    async fn is_empty(&self) -> Result<bool>;
+
+    /// Creates a tenant together with its default workspace.
+    async fn create_tenant(&self, tenant: &Tenant, default_workspace: &Workspace) -> Result<()>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+
+    async fn list_workspaces(&self, tenant: Uuid, page: PageRequest) -> Result<Page<Workspace>>;
+    /// Finds a live workspace of `tenant` by id or slug.
+    async fn find_workspace(&self, tenant: Uuid, id_or_slug: &str) -> Result<Option<Workspace>>;
+    /// Finds a live workspace by id, whichever tenant owns it.
+    async fn workspace_by_id(&self, id: Uuid) -> Result<Option<Workspace>>;
+    async fn default_workspace(&self, tenant: Uuid) -> Result<Workspace>;
+    /// Fails with [`StoreError::Conflict`] when the slug is taken in the tenant.
+    async fn insert_workspace(&self, ws: &Workspace) -> Result<()>;
+    async fn update_workspace(&self, ws: &Workspace) -> Result<()>;
+    /// Soft-deletes the workspace and its destinations.
+    async fn delete_workspace(&self, id: Uuid, at: &str) -> Result<()>;
+
+    async fn insert_key(&self, key: &ApiKey) -> Result<()>;
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>>;
+    /// Workspace keys of one workspace, oldest first.
+    async fn list_keys(
+        &self,
+        workspace: Uuid,
+        include_disabled: bool,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>>;
+    async fn update_key(&self, key: &ApiKey) -> Result<()>;
+    async fn delete_key(&self, hash: &str) -> Result<()>;
+    async fn count_active_workspace_keys(&self, workspace: Uuid) -> Result<u64>;
+
+    /// Inserts a destination unless its workspace already holds `max_per_type` live ones of
+    /// its type, in which case it fails with [`StoreError::Conflict`].
+    async fn insert_destination(
+        &self,
+        new: &NewDestination,
+        id: Uuid,
+        now: &str,
+        max_per_type: usize,
+    ) -> Result<Destination>;
+    /// A live destination in any workspace of `tenant`.
+    async fn get_destination(&self, tenant: Uuid, id: Uuid) -> Result<Option<Destination>>;
+    async fn list_destinations(
+        &self,
+        workspace: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Destination>>;
+    async fn update_destination(&self, d: &Destination) -> Result<()>;
+    async fn delete_destination(&self, id: Uuid, at: &str) -> Result<()>;
+    async fn count_destinations(&self, workspace: Uuid, ty: DestinationType) -> Result<u64>;
+
+    /// Re-seals every stored config whose key is not the keyring's primary key. Returns how
+    /// many were re-sealed.
+    async fn reencrypt_all(&self) -> Result<u64>;
+}

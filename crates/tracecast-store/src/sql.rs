@@ -1,0 +1,659 @@
+//! The SQL implementation of [`Store`](crate::Store), over sqlx's `Any` driver.
+//!
+//! Every statement uses `$n` placeholders, INTEGER booleans and TEXT timestamps, which SQLite
+//! and PostgreSQL both accept, so one implementation serves both backends.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use tracecast_model::api_key::KeyKind;
+use tracecast_model::filter::FilterRules;
+use tracecast_model::{
+    ApiKey, Destination, DestinationType, NewDestination, Region, Tenant, Workspace,
+};
+use uuid::Uuid;
+
+use crate::crypto::Keyring;
+use crate::{Page, PageRequest, Result, Store, StoreError};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqlStore {
+    pool: AnyPool,
+    keyring: Keyring,
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the embedded SQLite database `tracecast.db` in `data_dir`.
+    pub async fn open_sqlite(data_dir: &Path, keyring: Keyring) -> Result<Self> {
+        let path = data_dir.join("tracecast.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Self::connect(&url, keyring).await
+    }
+
+    /// Connects to a database URL (`sqlite://...`), running migrations.
+    pub async fn connect(url: &str, keyring: Keyring) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = url.starts_with("sqlite:");
+        if !is_sqlite {
+            return Err(StoreError::Corrupt(format!(
+                "unsupported database URL scheme in {:?}: this build stores data in SQLite",
+                url.split(':').next().unwrap_or_default()
+            )));
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        pool.execute("PRAGMA journal_mode = WAL").await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
+        Ok(SqlStore { pool, keyring })
+    }
+
+    fn seal_config(&self, id: Uuid, cfg: &Map<String, Value>) -> String {
+        let plain = serde_json::to_vec(cfg).expect("a JSON map always serialises");
+        self.keyring.seal(&plain, id.as_bytes())
+    }
+
+    fn destination_from_row(&self, row: &AnyRow) -> Result<Destination> {
+        let id = uuid_col(row, "id")?;
+        let ty_s: String = row.try_get("type")?;
+        let ty = DestinationType::parse(&ty_s)
+            .ok_or_else(|| StoreError::Corrupt(format!("destination {id}: unknown type {ty_s}")))?;
+        let sealed: String = row.try_get("config_enc")?;
+        let plain = self.keyring.open(&sealed, id.as_bytes())?;
+        let config: Map<String, Value> = serde_json::from_slice(&plain)
+            .map_err(|e| StoreError::Corrupt(format!("destination {id}: config: {e}")))?;
+        let api_key_hashes: Option<String> = row.try_get("api_key_hashes")?;
+        let filter_rules: Option<String> = row.try_get("filter_rules")?;
+        let regions: String = row.try_get("regions")?;
+        Ok(Destination {
+            id,
+            workspace_id: uuid_col(row, "workspace_id")?,
+            ty,
+            name: row.try_get("name")?,
+            enabled: bool_col(row, "enabled")?,
+            privacy_mode: bool_col(row, "privacy_mode")?,
+            broadcast_generation_cost: bool_col(row, "bg_cost")?,
+            broadcast_generation_identity: bool_col(row, "bg_identity")?,
+            broadcast_generation_request_context: bool_col(row, "bg_request_context")?,
+            broadcast_generation_cost_allocation: bool_col(row, "bg_cost_allocation")?,
+            sampling_rate: row.try_get("sampling_rate")?,
+            api_key_hashes: api_key_hashes
+                .map(|s| json_col::<Vec<String>>(&s, "api_key_hashes"))
+                .transpose()?,
+            filter_rules: filter_rules
+                .map(|s| json_col::<FilterRules>(&s, "filter_rules"))
+                .transpose()?,
+            regions: json_col::<Vec<Region>>(&regions, "regions")?,
+            config,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+fn uuid_col(row: &AnyRow, col: &str) -> Result<Uuid> {
+    let s: String = row.try_get(col)?;
+    Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col}: not a UUID: {s}")))
+}
+
+fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
+    let v: i64 = row.try_get(col)?;
+    Ok(v != 0)
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(s: &str, col: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("model types always serialise")
+}
+
+fn b(v: bool) -> i64 {
+    v as i64
+}
+
+fn workspace_from_row(row: &AnyRow) -> Result<Workspace> {
+    let settings: String = row.try_get("settings")?;
+    Ok(Workspace {
+        id: uuid_col(row, "id")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
+        name: row.try_get("name")?,
+        slug: row.try_get("slug")?,
+        description: row.try_get("description")?,
+        is_default: bool_col(row, "is_default")?,
+        is_observability_broadcast_enabled: bool_col(row, "broadcast_enabled")?,
+        settings: json_col(&settings, "settings")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
+    let kind: String = row.try_get("kind")?;
+    Ok(ApiKey {
+        hash: row.try_get("hash")?,
+        tenant_id: uuid_col(row, "tenant_id")?,
+        workspace_id: uuid_col(row, "workspace_id")?,
+        kind: KeyKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("key kind {kind}")))?,
+        name: row.try_get("name")?,
+        label: row.try_get("label")?,
+        disabled: bool_col(row, "disabled")?,
+        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn lim(page: PageRequest) -> (i64, i64) {
+    (
+        page.limit.min(i64::MAX as u64) as i64,
+        page.offset.min(i64::MAX as u64) as i64,
+    )
+}
+
+const WORKSPACE_COLS: &str = "id, tenant_id, name, slug, description, is_default, broadcast_enabled, settings, created_at, updated_at";
+const KEY_COLS: &str = "hash, tenant_id, workspace_id, kind, name, label, disabled, expires_at, created_at, updated_at";
+const DEST_COLS: &str = "d.id, d.workspace_id, d.type, d.name, d.enabled, d.privacy_mode, d.bg_cost, d.bg_identity, d.bg_request_context, d.bg_cost_allocation, d.sampling_rate, d.api_key_hashes, d.filter_rules, d.regions, d.config_enc, d.created_at, d.updated_at";
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tenants")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(n == 0)
+    }
+
+    async fn create_tenant(&self, tenant: &Tenant, ws: &Workspace) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(tenant.id.to_string())
+            .bind(&tenant.name)
+            .bind(&tenant.created_at)
+            .execute(&mut *tx)
+            .await?;
+        insert_workspace_q(ws).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Tenant {
+                    id: uuid_col(r, "id")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_workspaces(&self, tenant: Uuid, page: PageRequest) -> Result<Page<Workspace>> {
+        let (limit, offset) = lim(page);
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKSPACE_COLS} FROM workspaces WHERE tenant_id = $1 AND deleted_at IS NULL \
+             ORDER BY created_at, id LIMIT $2 OFFSET $3"
+        ))
+        .bind(tenant.to_string())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM workspaces WHERE tenant_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(tenant.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(Page {
+            items: rows.iter().map(workspace_from_row).collect::<Result<_>>()?,
+            total: total as u64,
+        })
+    }
+
+    async fn find_workspace(&self, tenant: Uuid, id_or_slug: &str) -> Result<Option<Workspace>> {
+        let row = sqlx::query(&format!(
+            "SELECT {WORKSPACE_COLS} FROM workspaces WHERE tenant_id = $1 AND deleted_at IS NULL \
+             AND (id = $2 OR slug = $2)"
+        ))
+        .bind(tenant.to_string())
+        .bind(id_or_slug.to_ascii_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(workspace_from_row).transpose()
+    }
+
+    async fn workspace_by_id(&self, id: Uuid) -> Result<Option<Workspace>> {
+        let row = sqlx::query(&format!(
+            "SELECT {WORKSPACE_COLS} FROM workspaces WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(workspace_from_row).transpose()
+    }
+
+    async fn default_workspace(&self, tenant: Uuid) -> Result<Workspace> {
+        let row = sqlx::query(&format!(
+            "SELECT {WORKSPACE_COLS} FROM workspaces WHERE tenant_id = $1 AND is_default = 1 \
+             AND deleted_at IS NULL"
+        ))
+        .bind(tenant.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(workspace_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn insert_workspace(&self, ws: &Workspace) -> Result<()> {
+        insert_workspace_q(ws)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| slug_conflict(e, &ws.slug))?;
+        Ok(())
+    }
+
+    async fn update_workspace(&self, ws: &Workspace) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE workspaces SET name = $2, slug = $3, description = $4, broadcast_enabled = $5, \
+             settings = $6, updated_at = $7 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(ws.id.to_string())
+        .bind(&ws.name)
+        .bind(&ws.slug)
+        .bind(ws.description.clone())
+        .bind(b(ws.is_observability_broadcast_enabled))
+        .bind(to_json(&ws.settings))
+        .bind(ws.updated_at.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| slug_conflict(e, &ws.slug))?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_workspace(&self, id: Uuid, at: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE destinations SET deleted_at = $2, enabled = 0 WHERE workspace_id = $1 AND deleted_at IS NULL")
+            .bind(id.to_string())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query(
+            "UPDATE workspaces SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_key(&self, k: &ApiKey) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&k.hash)
+        .bind(k.tenant_id.to_string())
+        .bind(k.workspace_id.to_string())
+        .bind(k.kind.as_str())
+        .bind(&k.name)
+        .bind(&k.label)
+        .bind(b(k.disabled))
+        .bind(k.expires_at.clone())
+        .bind(&k.created_at)
+        .bind(k.updated_at.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("a key with this hash already exists".into())
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(&format!("SELECT {KEY_COLS} FROM api_keys WHERE hash = $1"))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn list_keys(
+        &self,
+        workspace: Uuid,
+        include_disabled: bool,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>> {
+        let (limit, offset) = lim(page);
+        let filter = if include_disabled {
+            ""
+        } else {
+            " AND disabled = 0"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace'{filter} \
+             ORDER BY created_at, hash LIMIT $2 OFFSET $3"
+        ))
+        .bind(workspace.to_string())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace'{filter}"
+        ))
+        .bind(workspace.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(Page {
+            items: rows.iter().map(key_from_row).collect::<Result<_>>()?,
+            total: total as u64,
+        })
+    }
+
+    async fn update_key(&self, k: &ApiKey) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE api_keys SET name = $2, disabled = $3, workspace_id = $4, updated_at = $5 WHERE hash = $1",
+        )
+        .bind(&k.hash)
+        .bind(&k.name)
+        .bind(b(k.disabled))
+        .bind(k.workspace_id.to_string())
+        .bind(k.updated_at.clone())
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_key(&self, hash: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM api_keys WHERE hash = $1")
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn count_active_workspace_keys(&self, workspace: Uuid) -> Result<u64> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace' AND disabled = 0",
+        )
+        .bind(workspace.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(n as u64)
+    }
+
+    async fn insert_destination(
+        &self,
+        d: &NewDestination,
+        id: Uuid,
+        now: &str,
+        max_per_type: usize,
+    ) -> Result<Destination> {
+        let sealed = self.seal_config(id, &d.config);
+        // The limit check and the insert are one statement, so concurrent creates cannot
+        // overshoot it.
+        let r = sqlx::query(
+            "INSERT INTO destinations (id, workspace_id, type, name, enabled, privacy_mode, bg_cost, \
+             bg_identity, bg_request_context, bg_cost_allocation, sampling_rate, api_key_hashes, \
+             filter_rules, regions, config_enc, created_at, updated_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16 \
+             WHERE (SELECT COUNT(*) FROM destinations WHERE workspace_id = $2 AND type = $3 \
+                    AND deleted_at IS NULL) < $17",
+        )
+        .bind(id.to_string())
+        .bind(d.workspace_id.to_string())
+        .bind(d.ty.as_str())
+        .bind(d.name.clone())
+        .bind(b(d.enabled))
+        .bind(b(d.privacy_mode))
+        .bind(b(d.broadcast_generation_cost))
+        .bind(b(d.broadcast_generation_identity))
+        .bind(b(d.broadcast_generation_request_context))
+        .bind(b(d.broadcast_generation_cost_allocation))
+        .bind(d.sampling_rate)
+        .bind(d.api_key_hashes.as_ref().map(to_json))
+        .bind(d.filter_rules.as_ref().map(to_json))
+        .bind(to_json(&d.regions))
+        .bind(sealed)
+        .bind(now)
+        .bind(max_per_type as i64)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "A workspace may hold at most {max_per_type} destinations of type {}",
+                d.ty
+            )));
+        }
+        Ok(Destination {
+            id,
+            workspace_id: d.workspace_id,
+            ty: d.ty,
+            name: Some(d.name.clone()),
+            enabled: d.enabled,
+            privacy_mode: d.privacy_mode,
+            broadcast_generation_cost: d.broadcast_generation_cost,
+            broadcast_generation_identity: d.broadcast_generation_identity,
+            broadcast_generation_request_context: d.broadcast_generation_request_context,
+            broadcast_generation_cost_allocation: d.broadcast_generation_cost_allocation,
+            sampling_rate: d.sampling_rate,
+            api_key_hashes: d.api_key_hashes.clone(),
+            filter_rules: d.filter_rules.clone(),
+            regions: d.regions.clone(),
+            config: d.config.clone(),
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+        })
+    }
+
+    async fn get_destination(&self, tenant: Uuid, id: Uuid) -> Result<Option<Destination>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEST_COLS} FROM destinations d JOIN workspaces w ON w.id = d.workspace_id \
+             WHERE d.id = $1 AND w.tenant_id = $2 AND d.deleted_at IS NULL AND w.deleted_at IS NULL"
+        ))
+        .bind(id.to_string())
+        .bind(tenant.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|r| self.destination_from_row(r))
+            .transpose()
+    }
+
+    async fn list_destinations(
+        &self,
+        workspace: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Destination>> {
+        let (limit, offset) = lim(page);
+        let rows = sqlx::query(&format!(
+            "SELECT {DEST_COLS} FROM destinations d WHERE d.workspace_id = $1 AND d.deleted_at IS NULL \
+             ORDER BY d.created_at, d.id LIMIT $2 OFFSET $3"
+        ))
+        .bind(workspace.to_string())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM destinations WHERE workspace_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(workspace.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(|r| self.destination_from_row(r))
+                .collect::<Result<_>>()?,
+            total: total as u64,
+        })
+    }
+
+    async fn update_destination(&self, d: &Destination) -> Result<()> {
+        let sealed = self.seal_config(d.id, &d.config);
+        let r = sqlx::query(
+            "UPDATE destinations SET name = $2, enabled = $3, privacy_mode = $4, bg_cost = $5, \
+             bg_identity = $6, bg_request_context = $7, bg_cost_allocation = $8, sampling_rate = $9, \
+             api_key_hashes = $10, filter_rules = $11, regions = $12, config_enc = $13, updated_at = $14 \
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(d.id.to_string())
+        .bind(d.name.clone())
+        .bind(b(d.enabled))
+        .bind(b(d.privacy_mode))
+        .bind(b(d.broadcast_generation_cost))
+        .bind(b(d.broadcast_generation_identity))
+        .bind(b(d.broadcast_generation_request_context))
+        .bind(b(d.broadcast_generation_cost_allocation))
+        .bind(d.sampling_rate)
+        .bind(d.api_key_hashes.as_ref().map(to_json))
+        .bind(d.filter_rules.as_ref().map(to_json))
+        .bind(to_json(&d.regions))
+        .bind(sealed)
+        .bind(&d.updated_at)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_destination(&self, id: Uuid, at: &str) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE destinations SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn count_destinations(&self, workspace: Uuid, ty: DestinationType) -> Result<u64> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM destinations WHERE workspace_id = $1 AND type = $2 AND deleted_at IS NULL",
+        )
+        .bind(workspace.to_string())
+        .bind(ty.as_str())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(n as u64)
+    }
+
+    async fn reencrypt_all(&self) -> Result<u64> {
+        let rows = sqlx::query("SELECT id, config_enc FROM destinations")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut n = 0;
+        for row in &rows {
+            let id = uuid_col(row, "id")?;
+            let sealed: String = row.try_get("config_enc")?;
+            if Keyring::key_id_of(&sealed) == Some(self.keyring.primary_id()) {
+                continue;
+            }
+            let plain = self.keyring.open(&sealed, id.as_bytes())?;
+            let resealed = self.keyring.seal(&plain, id.as_bytes());
+            sqlx::query(
+                "UPDATE destinations SET config_enc = $2 WHERE id = $1 AND config_enc = $3",
+            )
+            .bind(id.to_string())
+            .bind(resealed)
+            .bind(sealed)
+            .execute(&self.pool)
+            .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn insert_workspace_q(
+    ws: &Workspace,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
+    sqlx::query(
+        "INSERT INTO workspaces (id, tenant_id, name, slug, description, is_default, broadcast_enabled, \
+         settings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(ws.id.to_string())
+    .bind(ws.tenant_id.to_string())
+    .bind(ws.name.clone())
+    .bind(ws.slug.clone())
+    .bind(ws.description.clone())
+    .bind(b(ws.is_default))
+    .bind(b(ws.is_observability_broadcast_enabled))
+    .bind(to_json(&ws.settings))
+    .bind(ws.created_at.clone())
+    .bind(ws.updated_at.clone())
+}
+
+fn slug_conflict(e: sqlx::Error, slug: &str) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict(format!(
+            "slug {slug:?} is already used by another workspace"
+        ))
+    } else {
+        e.into()
+    }
+}
