@@ -1,1 +1,266 @@
-fn main() {}
+//! The `tracecast` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tracecast_model::api_key::KeyKind;
+use tracecast_server::provision::{create_tenant, new_key};
+use tracecast_server::settings::{Overrides, Settings};
+use tracecast_store::{Store, crypto};
+
+#[derive(Parser)]
+#[command(name = "tracecast", version, about = "Self-hosted OpenRouter Broadcast: deliver a trace of every LLM call to your observability destinations")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Config file (default: ./tracecast.toml when present; or TRACECAST_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded store [default: ./tracecast-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL [default: SQLite in the data directory].
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage tenants (accounts). Each has its own workspaces and management keys.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// Manage the keys that encrypt destination credentials at rest.
+    Encryption {
+        #[command(subcommand)]
+        command: EncryptionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (once) on stdout.
+    Create {
+        /// A management key (manages destinations, workspaces and keys).
+        #[arg(long, conflicts_with = "workspace", required_unless_present = "workspace")]
+        management: bool,
+        /// A workspace key for this workspace (id or slug).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// The key's name.
+        #[arg(long)]
+        name: String,
+        /// Tenant id (default: the first tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Create a tenant with a default workspace and print its first management key.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum EncryptionCommand {
+    /// Print a new key line (`kid:base64`) for TRACECAST_ENCRYPTION_KEYS or the key file.
+    GenerateKey,
+    /// Add a new primary key at the top of the data dir's key file (restart to use it).
+    AddKey {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Re-encrypt every stored credential with the primary key.
+    Rotate {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn settings(common: &Common, listen: Option<String>) -> anyhow::Result<Settings> {
+    Settings::load(
+        common.config.as_deref(),
+        &Overrides {
+            listen,
+            data_dir: common.data_dir.clone(),
+            database_url: common.database_url.clone(),
+        },
+    )
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Opens the store for an admin command, creating the default tenant on an empty store.
+async fn admin_store(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
+    let s = settings(common, None)?;
+    let store = tracecast_server::app::open_store(&s).await?;
+    if store.is_empty().await? {
+        create_tenant(&store, "default").await?;
+    }
+    Ok(store)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen, common } => {
+            let s = settings(&common, listen)?;
+            init_logging(&s.log);
+            let running = tracecast_server::app::start(&s, shutdown_signal()).await?;
+            running.task.await??;
+        }
+        Command::Keys {
+            command: KeysCommand::Create { management, workspace, name, tenant, common },
+        } => {
+            let store = admin_store(&common).await?;
+            let tenants = store.list_tenants().await?;
+            let tenant = match tenant {
+                Some(t) => tenants
+                    .iter()
+                    .find(|x| x.id.to_string() == t || x.name == t)
+                    .with_context(|| format!("no tenant {t:?}"))?,
+                None => tenants.first().context("no tenant")?,
+            };
+            let (kind, ws) = if management {
+                (KeyKind::Management, store.default_workspace(tenant.id).await?)
+            } else {
+                let w = workspace.as_deref().unwrap_or_default();
+                let ws = store
+                    .find_workspace(tenant.id, w)
+                    .await?
+                    .with_context(|| format!("no workspace {w:?} in tenant {}", tenant.name))?;
+                (KeyKind::Workspace, ws)
+            };
+            if name.trim().is_empty() {
+                bail!("--name must not be empty");
+            }
+            let (key, raw) = new_key(kind, tenant.id, ws.id, &name, None, None);
+            store.insert_key(&key).await?;
+            eprintln!(
+                "created {} key {:?} (hash {}) in workspace {}; it is shown only once:",
+                kind.as_str(),
+                name,
+                key.hash,
+                ws.slug
+            );
+            println!("{raw}");
+        }
+        Command::Tenants { command: TenantsCommand::Create { name, common } } => {
+            let store = admin_store(&common).await?;
+            let (tenant, ws) = create_tenant(&store, &name).await?;
+            let (key, raw) = new_key(KeyKind::Management, tenant.id, ws.id, "bootstrap", None, None);
+            store.insert_key(&key).await?;
+            eprintln!("created tenant {} ({}); its management key is shown only once:", name, tenant.id);
+            println!("{raw}");
+        }
+        Command::Tenants { command: TenantsCommand::List { common } } => {
+            let store = admin_store(&common).await?;
+            for t in store.list_tenants().await? {
+                println!("{}\t{}\t{}", t.id, t.name, t.created_at);
+            }
+        }
+        Command::Encryption { command: EncryptionCommand::GenerateKey } => {
+            println!("{}", crypto::generate_key_spec());
+        }
+        Command::Encryption { command: EncryptionCommand::AddKey { common } } => {
+            let s = settings(&common, None)?;
+            let path = s.data_dir.join("encryption.key");
+            let old = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let line = crypto::generate_key_spec();
+            let (comments, keys): (Vec<&str>, Vec<&str>) =
+                old.lines().partition(|l| l.trim_start().starts_with('#') || l.trim().is_empty());
+            let mut text = comments.join("\n");
+            text.push('\n');
+            text.push_str(&line);
+            text.push('\n');
+            for k in keys {
+                text.push_str(k);
+                text.push('\n');
+            }
+            crypto::Keyring::from_spec(&text)?;
+            let tmp = path.with_extension("key.tmp");
+            {
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts.open(&tmp)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            let kid = line.split(':').next().unwrap_or_default();
+            eprintln!("added primary key {kid} to {}; restart tracecast, then run `tracecast encryption rotate`", path.display());
+        }
+        Command::Encryption { command: EncryptionCommand::Rotate { common } } => {
+            let s = settings(&common, None)?;
+            let store = tracecast_server::app::open_store(&s).await?;
+            let n = store.reencrypt_all().await?;
+            eprintln!("re-encrypted {n} destination config(s) with the primary key");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! `/api/v1/observability/destinations`: OpenRouter's observability-destinations API.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+use tracecast_model::destination::{
+    MAX_PER_TYPE, normalize_key_hashes, validate_destination_name, validate_sampling_rate,
+};
+use tracecast_model::filter::FilterRules;
+use tracecast_model::{
+    Destination, DestinationPatch, DestinationType, NewDestination, Patch, Region, ValidationError,
+    Workspace, config, time,
+};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, QueryParams, double_option};
+use crate::state::AppState;
+
+use super::{Deleted, ErrorBody};
+
+/// A destination as the API returns it: every field present, nulls explicit, secrets masked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationOut {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub name: Option<String>,
+    pub enabled: bool,
+    pub privacy_mode: bool,
+    pub broadcast_generation_cost: bool,
+    pub broadcast_generation_identity: bool,
+    pub broadcast_generation_request_context: bool,
+    /// Beta: include per-token-kind usage and cost when they reconcile with the billed cost.
+    pub broadcast_generation_cost_allocation: bool,
+    #[serde(serialize_with = "whole_as_integer")]
+    pub sampling_rate: f64,
+    pub api_key_hashes: Option<Vec<String>>,
+    pub filter_rules: Option<FilterRules>,
+    pub regions: Vec<Region>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(rename = "type")]
+    pub ty: DestinationType,
+    /// The type's config; secrets and header values masked (`pk-l...AbCd`).
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
+}
+
+/// Whole sampling rates render as integers (`1`), as OpenRouter's API does.
+fn whole_as_integer<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+impl From<&Destination> for DestinationOut {
+    fn from(d: &Destination) -> Self {
+        DestinationOut {
+            id: d.id,
+            workspace_id: d.workspace_id,
+            name: d.name.clone(),
+            enabled: d.enabled,
+            privacy_mode: d.privacy_mode,
+            broadcast_generation_cost: d.broadcast_generation_cost,
+            broadcast_generation_identity: d.broadcast_generation_identity,
+            broadcast_generation_request_context: d.broadcast_generation_request_context,
+            broadcast_generation_cost_allocation: d.broadcast_generation_cost_allocation,
+            sampling_rate: d.sampling_rate,
+            api_key_hashes: d.api_key_hashes.clone(),
+            filter_rules: d.filter_rules.clone(),
+            regions: d.regions.clone(),
+            created_at: d.created_at.clone(),
+            updated_at: d.updated_at.clone(),
+            ty: d.ty,
+            config: config::masked(d.ty, &d.config),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DestinationResponse {
+    pub data: DestinationOut,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DestinationList {
+    pub data: Vec<DestinationOut>,
+    /// Total number of destinations in the workspace.
+    pub total_count: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDestinationRequest {
+    /// One of the 17 destination types.
+    #[serde(rename = "type")]
+    #[schema(value_type = DestinationType)]
+    pub ty: String,
+    pub name: String,
+    /// The type's config object (camelCase keys), validated against the type's schema.
+    #[schema(value_type = Object)]
+    pub config: Value,
+    pub enabled: Option<bool>,
+    pub privacy_mode: Option<bool>,
+    pub broadcast_generation_cost: Option<bool>,
+    pub broadcast_generation_identity: Option<bool>,
+    pub broadcast_generation_request_context: Option<bool>,
+    pub broadcast_generation_cost_allocation: Option<bool>,
+    pub sampling_rate: Option<f64>,
+    /// Allowlist of API key hashes; omitted or null admits every key.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub api_key_hashes: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<FilterRules>)]
+    pub filter_rules: Option<Option<Value>>,
+    /// `global`, `europe` (or `eu`), `us`; default `["global"]`.
+    pub regions: Option<Vec<String>>,
+    /// Workspace id (or slug); default: the key's default workspace.
+    pub workspace_id: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDestinationRequest {
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+    pub privacy_mode: Option<bool>,
+    pub broadcast_generation_cost: Option<bool>,
+    pub broadcast_generation_identity: Option<bool>,
+    pub broadcast_generation_request_context: Option<bool>,
+    pub broadcast_generation_cost_allocation: Option<bool>,
+    pub sampling_rate: Option<f64>,
+    /// Omitted keeps, null clears (all keys), a list replaces.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub api_key_hashes: Option<Option<Vec<String>>>,
+    /// Omitted keeps, null clears.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<FilterRules>)]
+    pub filter_rules: Option<Option<Value>>,
+    /// Omitted keeps; cannot be cleared.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub regions: Option<Option<Vec<String>>>,
+    /// Partial config: unsent fields keep their values, masked values are ignored.
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<Value>,
+}
+
+/// Checks that every hash names a workspace key of `ws`.
+async fn check_key_hashes(state: &AppState, ws: &Workspace, hashes: &[String]) -> ApiResult<Vec<String>> {
+    let hashes = normalize_key_hashes(hashes)?;
+    for (i, h) in hashes.iter().enumerate() {
+        let ok = state
+            .store
+            .key_by_hash(h)
+            .await?
+            .is_some_and(|k| !k.is_management() && k.workspace_id == ws.id);
+        if !ok {
+            return Err(ApiError::bad_request(format!(
+                "api_key_hashes[{i}] is not the hash of an API key in workspace {}",
+                ws.id
+            )));
+        }
+    }
+    Ok(hashes)
+}
+
+fn parse_filter_rules(v: &Value) -> Result<FilterRules, ValidationError> {
+    FilterRules::parse("filter_rules", v)
+}
+
+fn parse_id(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found())
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/observability/destinations", tag = "Observability",
+    params(
+        ("offset" = Option<u64>, Query, description = "Number of records to skip (default 0)"),
+        ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 50)"),
+        ("workspace_id" = Option<String>, Query, description = "Workspace to list; default: the key's default workspace"),
+    ),
+    responses(
+        (status = 200, body = DestinationList),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(State(state): State<AppState>, caller: Caller, RawQuery(q): RawQuery) -> ApiResult<Json<DestinationList>> {
+    caller.management()?;
+    let q = QueryParams::parse(q.as_deref());
+    let offset = q.int("offset", 0, 0, u64::MAX >> 1)?;
+    let limit = q.int("limit", 50, 1, 100)?;
+    let ws = caller.workspace(&state, q.str("workspace_id")).await?;
+    let page = state
+        .store
+        .list_destinations(ws.id, tracecast_store::PageRequest { offset, limit })
+        .await?;
+    Ok(Json(DestinationList {
+        data: page.items.iter().map(DestinationOut::from).collect(),
+        total_count: page.total,
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/observability/destinations", tag = "Observability",
+    request_body = CreateDestinationRequest,
+    responses(
+        (status = 201, body = DestinationResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The workspace already holds 5 destinations of this type"),
+        (status = 413, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateDestinationRequest>,
+) -> ApiResult<(StatusCode, Json<DestinationResponse>)> {
+    caller.management()?;
+    let ty = DestinationType::parse(&req.ty).ok_or_else(|| {
+        let all: Vec<&str> = DestinationType::ALL.iter().map(|t| t.as_str()).collect();
+        ApiError::bad_request(format!("type must be one of {}, got {:?}", all.join(", "), req.ty))
+    })?;
+    let name = validate_destination_name(&req.name)?;
+    let cfg = config::validate(ty, &req.config)?;
+    let sampling_rate = validate_sampling_rate(req.sampling_rate.unwrap_or(1.0))?;
+    let filter_rules = match &req.filter_rules {
+        Some(Some(v)) => Some(parse_filter_rules(v)?),
+        _ => None,
+    };
+    let regions = match &req.regions {
+        Some(r) => Region::parse_list("regions", r)?,
+        None => vec![Region::Global],
+    };
+    let ws = caller.workspace(&state, req.workspace_id.as_deref()).await?;
+    let api_key_hashes = match &req.api_key_hashes {
+        Some(Some(h)) => Some(check_key_hashes(&state, &ws, h).await?),
+        _ => None,
+    };
+    let new = NewDestination {
+        workspace_id: ws.id,
+        ty,
+        name,
+        enabled: req.enabled.unwrap_or(true),
+        privacy_mode: req.privacy_mode.unwrap_or(false),
+        broadcast_generation_cost: req.broadcast_generation_cost.unwrap_or(false),
+        broadcast_generation_identity: req.broadcast_generation_identity.unwrap_or(false),
+        broadcast_generation_request_context: req.broadcast_generation_request_context.unwrap_or(false),
+        broadcast_generation_cost_allocation: req.broadcast_generation_cost_allocation.unwrap_or(false),
+        sampling_rate,
+        api_key_hashes,
+        filter_rules,
+        regions,
+        config: cfg,
+    };
+    let d = state
+        .store
+        .insert_destination(&new, Uuid::now_v7(), &time::now_rfc3339(), MAX_PER_TYPE)
+        .await?;
+    tracing::info!(destination = %d.id, workspace = %d.workspace_id, r#type = %d.ty, "destination created");
+    Ok((StatusCode::CREATED, Json(DestinationResponse { data: (&d).into() })))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/observability/destinations/{id}", tag = "Observability",
+    params(("id" = Uuid, Path, description = "The destination id")),
+    responses((status = 200, body = DestinationResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<DestinationResponse>> {
+    let key = caller.management()?;
+    let d = state
+        .store
+        .get_destination(key.tenant_id, parse_id(&id)?)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(DestinationResponse { data: (&d).into() }))
+}
+
+#[utoipa::path(
+    patch, path = "/api/v1/observability/destinations/{id}", tag = "Observability",
+    params(("id" = Uuid, Path, description = "The destination id")),
+    request_body = UpdateDestinationRequest,
+    responses((status = 200, body = DestinationResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateDestinationRequest>,
+) -> ApiResult<Json<DestinationResponse>> {
+    let key = caller.management()?;
+    let mut d = state
+        .store
+        .get_destination(key.tenant_id, parse_id(&id)?)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let mut patch = DestinationPatch {
+        name: req.name.as_deref().map(validate_destination_name).transpose()?,
+        enabled: req.enabled,
+        privacy_mode: req.privacy_mode,
+        broadcast_generation_cost: req.broadcast_generation_cost,
+        broadcast_generation_identity: req.broadcast_generation_identity,
+        broadcast_generation_request_context: req.broadcast_generation_request_context,
+        broadcast_generation_cost_allocation: req.broadcast_generation_cost_allocation,
+        sampling_rate: req.sampling_rate.map(validate_sampling_rate).transpose()?,
+        ..Default::default()
+    };
+    patch.filter_rules = match &req.filter_rules {
+        None => Patch::Keep,
+        Some(None) => Patch::Clear,
+        Some(Some(v)) => Patch::Set(parse_filter_rules(v)?),
+    };
+    patch.regions = match &req.regions {
+        None => None,
+        Some(None) => {
+            return Err(ApiError::bad_request("regions cannot be cleared; send at least one region"));
+        }
+        Some(Some(r)) => Some(Region::parse_list("regions", r)?),
+    };
+    if let Some(c) = &req.config {
+        patch.config = Some(config::merge(d.ty, &d.config, c)?);
+    }
+    patch.api_key_hashes = match &req.api_key_hashes {
+        None => Patch::Keep,
+        Some(None) => Patch::Clear,
+        Some(Some(h)) => {
+            let ws = state.store.workspace_by_id(d.workspace_id).await?.ok_or_else(ApiError::not_found)?;
+            Patch::Set(check_key_hashes(&state, &ws, h).await?)
+        }
+    };
+    d.apply(patch, time::now_rfc3339());
+    state.store.update_destination(&d).await?;
+    tracing::info!(destination = %d.id, "destination updated");
+    Ok(Json(DestinationResponse { data: (&d).into() }))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/observability/destinations/{id}", tag = "Observability",
+    params(("id" = Uuid, Path, description = "The destination id")),
+    responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
+    let key = caller.management()?;
+    let d = state
+        .store
+        .get_destination(key.tenant_id, parse_id(&id)?)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    state.store.delete_destination(d.id, &time::now_rfc3339()).await?;
+    tracing::info!(destination = %d.id, "destination deleted");
+    Ok(Json(Deleted { deleted: true }))
+}

@@ -1,0 +1,300 @@
+//! `/api/v1/keys` and `/api/v1/key`: workspace API keys.
+//!
+//! OpenRouter's key objects also carry spend and billing fields; tracecast meters no spend, so
+//! they are left out rather than invented, and requests that try to set them get 400.
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracecast_model::api_key::{KeyKind, is_key_hash};
+use tracecast_model::workspace::validate_name;
+use tracecast_model::{ApiKey, time};
+use tracecast_store::PageRequest;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, QueryParams};
+use crate::provision::new_key;
+use crate::state::AppState;
+
+use super::{Deleted, ErrorBody};
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyOut {
+    /// Hex SHA-256 of the key: its identifier, and what `api_key_hashes` lists.
+    pub hash: String,
+    pub name: String,
+    /// Non-secret rendering of the key (`sk-tc-v1-3f2...9a1c`).
+    pub label: String,
+    pub disabled: bool,
+    pub workspace_id: Uuid,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub creator_user_id: Option<String>,
+}
+
+impl From<&ApiKey> for KeyOut {
+    fn from(k: &ApiKey) -> Self {
+        KeyOut {
+            hash: k.hash.clone(),
+            name: k.name.clone(),
+            label: k.label.clone(),
+            disabled: k.disabled,
+            workspace_id: k.workspace_id,
+            created_at: k.created_at.clone(),
+            updated_at: k.updated_at.clone(),
+            expires_at: k.expires_at.clone(),
+            creator_user_id: None,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyResponse {
+    pub data: KeyOut,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub data: Vec<KeyOut>,
+    pub total_count: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    pub data: KeyOut,
+    /// The key itself. It is shown only in this response.
+    pub key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CurrentKey {
+    pub label: String,
+    pub name: String,
+    pub hash: String,
+    pub is_management_key: bool,
+    pub is_provisioning_key: bool,
+    pub workspace_id: Uuid,
+    pub disabled: bool,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CurrentKeyResponse {
+    pub data: CurrentKey,
+}
+
+/// Spend-limit fields OpenRouter accepts but tracecast cannot honour: null or absent is fine,
+/// a value gets 400 rather than being silently ignored.
+fn reject_billing(limit: &Option<Value>, limit_reset: &Option<Value>, include_byok: Option<bool>) -> ApiResult<()> {
+    for (name, v) in [("limit", limit), ("limit_reset", limit_reset)] {
+        if v.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::bad_request(format!(
+                "{name} is not supported: tracecast does not meter spend"
+            )));
+        }
+    }
+    if include_byok == Some(true) {
+        return Err(ApiError::bad_request(
+            "include_byok_in_limit is not supported: tracecast does not meter spend",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub name: String,
+    /// Workspace id or slug; default: the caller's default workspace.
+    pub workspace_id: Option<String>,
+    /// RFC 3339 UTC time after which the key stops working.
+    pub expires_at: Option<String>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub creator_user_id: Option<String>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub limit: Option<Value>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub limit_reset: Option<Value>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub include_byok_in_limit: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyRequest {
+    pub name: Option<String>,
+    pub disabled: Option<bool>,
+    /// Move the key to another workspace (id or slug) of the tenant.
+    pub workspace_id: Option<String>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub limit: Option<Value>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub limit_reset: Option<Value>,
+    #[schema(ignore)]
+    #[serde(default)]
+    pub include_byok_in_limit: Option<bool>,
+}
+
+fn parse_expiry(s: &str) -> ApiResult<String> {
+    let t = DateTime::parse_from_rfc3339(s)
+        .map_err(|_| ApiError::bad_request(format!("expires_at must be an RFC 3339 timestamp, got {s:?}")))?;
+    if t.offset().local_minus_utc() != 0 {
+        return Err(ApiError::bad_request("expires_at must be in UTC (end with Z or +00:00)"));
+    }
+    let t = t.with_timezone(&Utc);
+    if t <= Utc::now() {
+        return Err(ApiError::bad_request("expires_at must be in the future"));
+    }
+    Ok(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// A workspace key of the caller's tenant, by hash.
+async fn find(state: &AppState, caller: &Caller, hash: &str) -> ApiResult<ApiKey> {
+    let me = caller.management()?;
+    if !is_key_hash(hash) {
+        return Err(ApiError::not_found());
+    }
+    state
+        .store
+        .key_by_hash(&hash.to_ascii_lowercase())
+        .await?
+        .filter(|k| k.tenant_id == me.tenant_id && k.kind == KeyKind::Workspace)
+        .ok_or_else(ApiError::not_found)
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/keys", tag = "API Keys",
+    params(
+        ("include_disabled" = Option<bool>, Query, description = "Include disabled keys"),
+        ("offset" = Option<u64>, Query, description = "Number of records to skip (default 0)"),
+        ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 100)"),
+        ("workspace_id" = Option<String>, Query, description = "Workspace; default: the caller's default workspace"),
+    ),
+    responses((status = 200, body = KeyList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list(State(state): State<AppState>, caller: Caller, RawQuery(q): RawQuery) -> ApiResult<Json<KeyList>> {
+    caller.management()?;
+    let q = QueryParams::parse(q.as_deref());
+    let include_disabled = q.bool("include_disabled", false)?;
+    let page = PageRequest {
+        offset: q.int("offset", 0, 0, u64::MAX >> 1)?,
+        limit: q.int("limit", 100, 1, 100)?,
+    };
+    let ws = caller.workspace(&state, q.str("workspace_id")).await?;
+    let page = state.store.list_keys(ws.id, include_disabled, page).await?;
+    Ok(Json(KeyList {
+        data: page.items.iter().map(KeyOut::from).collect(),
+        total_count: page.total,
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/keys", tag = "API Keys", request_body = CreateKeyRequest,
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateKeyRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let me = caller.management()?;
+    reject_billing(&req.limit, &req.limit_reset, req.include_byok_in_limit)?;
+    validate_name("name", &req.name)?;
+    let expires_at = req.expires_at.as_deref().map(parse_expiry).transpose()?;
+    let ws = caller.workspace(&state, req.workspace_id.as_deref()).await?;
+    let (key, raw) = new_key(KeyKind::Workspace, me.tenant_id, ws.id, &req.name, expires_at, None);
+    state.store.insert_key(&key).await?;
+    tracing::info!(key = %key.label, workspace = %ws.id, "API key created");
+    Ok((StatusCode::CREATED, Json(CreatedKey { data: (&key).into(), key: raw })))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/keys/{hash}", tag = "API Keys",
+    params(("hash" = String, Path, description = "The key's hash")),
+    responses((status = 200, body = KeyResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(hash): Path<String>) -> ApiResult<Json<KeyResponse>> {
+    let key = find(&state, &caller, &hash).await?;
+    Ok(Json(KeyResponse { data: (&key).into() }))
+}
+
+#[utoipa::path(
+    patch, path = "/api/v1/keys/{hash}", tag = "API Keys", request_body = UpdateKeyRequest,
+    params(("hash" = String, Path, description = "The key's hash")),
+    responses((status = 200, body = KeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(hash): Path<String>,
+    ApiJson(req): ApiJson<UpdateKeyRequest>,
+) -> ApiResult<Json<KeyResponse>> {
+    let mut key = find(&state, &caller, &hash).await?;
+    reject_billing(&req.limit, &req.limit_reset, req.include_byok_in_limit)?;
+    if let Some(name) = req.name {
+        validate_name("name", &name)?;
+        key.name = name;
+    }
+    if let Some(d) = req.disabled {
+        key.disabled = d;
+    }
+    if let Some(ws) = req.workspace_id.as_deref() {
+        key.workspace_id = caller.workspace(&state, Some(ws)).await?.id;
+    }
+    key.updated_at = Some(time::now_rfc3339());
+    state.store.update_key(&key).await?;
+    Ok(Json(KeyResponse { data: (&key).into() }))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/keys/{hash}", tag = "API Keys",
+    params(("hash" = String, Path, description = "The key's hash")),
+    responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(hash): Path<String>) -> ApiResult<Json<Deleted>> {
+    let key = find(&state, &caller, &hash).await?;
+    state.store.delete_key(&key.hash).await?;
+    tracing::info!(key = %key.label, "API key deleted");
+    Ok(Json(Deleted { deleted: true }))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/key", tag = "API Keys",
+    responses((status = 200, body = CurrentKeyResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn current(caller: Caller) -> Json<CurrentKeyResponse> {
+    let k = caller.0;
+    Json(CurrentKeyResponse {
+        data: CurrentKey {
+            label: k.label,
+            name: k.name,
+            hash: k.hash,
+            is_management_key: k.kind == KeyKind::Management,
+            is_provisioning_key: false,
+            workspace_id: k.workspace_id,
+            disabled: k.disabled,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+        },
+    })
+}

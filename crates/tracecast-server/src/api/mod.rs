@@ -1,0 +1,118 @@
+//! The HTTP API: routes, shared response shapes and the OpenAPI document.
+
+pub mod destinations;
+pub mod health;
+pub mod keys;
+pub mod workspaces;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::error::ApiError;
+use crate::extract::MAX_BODY_BYTES;
+use crate::state::AppState;
+
+/// Every error: `{"error":{"code":<status>,"message":"..."}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: u16,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    /// Always `true` on success.
+    pub deleted: bool,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tracecast",
+        description = "Self-hosted OpenRouter Broadcast: manage observability destinations with OpenRouter's API. Paths and shapes follow OpenRouter's /api/v1; tracecast extensions are marked in their descriptions.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        destinations::list, destinations::create, destinations::get, destinations::update, destinations::delete,
+        workspaces::list, workspaces::create, workspaces::get, workspaces::update, workspaces::delete,
+        keys::list, keys::create, keys::get, keys::update, keys::delete, keys::current,
+        health::health,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "Observability", description = "Observability destinations (OpenRouter Broadcast)"),
+        (name = "Workspaces", description = "Workspaces of the caller's tenant"),
+        (name = "API Keys", description = "Workspace API keys"),
+        (name = "Service", description = "tracecast extension: health and the OpenAPI document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Resource not found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    tracing::error!("a request handler panicked");
+    axum::response::IntoResponse::into_response(ApiError::internal())
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/observability/destinations", get(destinations::list).post(destinations::create))
+        .route(
+            "/observability/destinations/{id}",
+            get(destinations::get).patch(destinations::update).delete(destinations::delete),
+        )
+        .route("/workspaces", get(workspaces::list).post(workspaces::create))
+        .route(
+            "/workspaces/{id}",
+            get(workspaces::get).patch(workspaces::update).delete(workspaces::delete),
+        )
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{hash}", get(keys::get).patch(keys::update).delete(keys::delete))
+        .route("/key", get(keys::current))
+        .route("/openapi.json", get(openapi_json));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/health", get(health::health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}

@@ -1,0 +1,65 @@
+//! Opening the store and running the HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tracecast_store::{Keyring, SqlStore, Store};
+
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// Opens the configured store: SQLite in the data dir unless `database_url` says otherwise.
+/// Creates the data dir and (in embedded mode) the encryption key file on first use.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let keyring = match &settings.encryption_keys {
+        Some(spec) => Keyring::from_spec(spec).context("TRACECAST_ENCRYPTION_KEYS")?,
+        None => Keyring::load_or_create(&settings.data_dir.join("encryption.key"))?,
+    };
+    let store = match &settings.database_url {
+        Some(url) => SqlStore::connect(url, keyring).await,
+        None => SqlStore::open_sqlite(&settings.data_dir, keyring).await,
+    }
+    .context("opening the store")?;
+    Ok(Arc::new(store))
+}
+
+/// A running server: its address and a handle that resolves when it stops.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds `settings.listen`, bootstraps an empty store, and serves until `shutdown` resolves.
+pub async fn start(
+    settings: &Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let store = open_store(settings).await?;
+    if let Some(key) =
+        crate::provision::bootstrap(&store, settings.bootstrap_management_key.as_deref()).await?
+    {
+        if settings.bootstrap_management_key.is_some() {
+            eprintln!("tracecast: first start: TRACECAST_BOOTSTRAP_MANAGEMENT_KEY is the management key");
+        } else {
+            eprintln!("tracecast: first start: created a management key. It is shown only this once:");
+            eprintln!("\n    {key}\n");
+        }
+    }
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState { store };
+    let app = crate::api::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    });
+    eprintln!("tracecast: listening on http://{addr}");
+    tracing::info!(%addr, "listening");
+    Ok(Running { addr, state, task })
+}

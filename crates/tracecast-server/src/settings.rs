@@ -1,0 +1,72 @@
+//! Service settings.
+//!
+//! Precedence, lowest to highest: built-in defaults, then the config file (`--config`,
+//! `TRACECAST_CONFIG`, or `./tracecast.toml` when present), then `TRACECAST_*` environment
+//! variables, then command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// Directory of the embedded database and the generated encryption key.
+    pub data_dir: PathBuf,
+    /// Database URL; default: SQLite `tracecast.db` in `data_dir`.
+    pub database_url: Option<String>,
+    /// Credential encryption keys, `kid:base64[,kid:base64...]`, first is primary. Default:
+    /// the key file `encryption.key` in `data_dir`, generated on first start.
+    pub encryption_keys: Option<String>,
+    /// The first management key, used instead of a random one on first start.
+    pub bootstrap_management_key: Option<String>,
+    /// Log filter (`info`, `tracecast=debug`, ...).
+    pub log: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./tracecast-data"),
+            database_url: None,
+            encryption_keys: None,
+            bootstrap_management_key: None,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Values given on the command line (they win over everything else).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Settings {
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        let env_file = std::env::var_os("TRACECAST_CONFIG").map(PathBuf::from);
+        match config_file.map(Path::to_path_buf).or(env_file) {
+            Some(path) => {
+                if !path.exists() {
+                    anyhow::bail!("config file {} does not exist", path.display());
+                }
+                fig = fig.merge(Toml::file(path));
+            }
+            None => fig = fig.merge(Toml::file("tracecast.toml")),
+        }
+        fig = fig
+            .merge(Env::prefixed("TRACECAST_").ignore(&["CONFIG"]))
+            .merge(Serialized::defaults(overrides));
+        Ok(fig.extract()?)
+    }
+}
