@@ -470,9 +470,9 @@ fn check_value(ty: DestinationType, field: &FieldSpec, v: &Value) -> Result<(), 
     }
     if let FieldKind::Headers = field.kind {
         let map = v.as_object().ok_or_else(|| {
-            ValidationError::new(format!(
-                "config.headers must be an object mapping header names to string values"
-            ))
+            ValidationError::new(
+                "config.headers must be an object mapping header names to string values",
+            )
         })?;
         for (k, hv) in map {
             if !HEADER_NAME.is_match(k) {

@@ -44,9 +44,13 @@ pub async fn start(
         crate::provision::bootstrap(&store, settings.bootstrap_management_key.as_deref()).await?
     {
         if settings.bootstrap_management_key.is_some() {
-            eprintln!("tracecast: first start: TRACECAST_BOOTSTRAP_MANAGEMENT_KEY is the management key");
+            eprintln!(
+                "tracecast: first start: TRACECAST_BOOTSTRAP_MANAGEMENT_KEY is the management key"
+            );
         } else {
-            eprintln!("tracecast: first start: created a management key. It is shown only this once:");
+            eprintln!(
+                "tracecast: first start: created a management key. It is shown only this once:"
+            );
             eprintln!("\n    {key}\n");
         }
     }
@@ -57,7 +61,9 @@ pub async fn start(
     let state = AppState { store };
     let app = crate::api::router(state.clone());
     let task = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
     });
     eprintln!("tracecast: listening on http://{addr}");
     tracing::info!(%addr, "listening");

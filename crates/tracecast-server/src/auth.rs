@@ -18,7 +18,10 @@ pub struct Caller(pub ApiKey);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -31,7 +34,9 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("Authentication header must be 'Bearer <key>'"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("Authentication header must be 'Bearer <key>'")
+            })?;
         let presented = hash_key(token);
         let key = state
             .store
@@ -57,13 +62,19 @@ impl Caller {
         if self.0.is_management() {
             Ok(&self.0)
         } else {
-            Err(ApiError::forbidden("Only management keys can perform this operation"))
+            Err(ApiError::forbidden(
+                "Only management keys can perform this operation",
+            ))
         }
     }
 
     /// The workspace a request addresses: `requested` (id or slug) when given, else the key's
     /// default workspace. Unknown ids and other tenants' ids both answer 404.
-    pub async fn workspace(&self, state: &AppState, requested: Option<&str>) -> ApiResult<Workspace> {
+    pub async fn workspace(
+        &self,
+        state: &AppState,
+        requested: Option<&str>,
+    ) -> ApiResult<Workspace> {
         let found = match requested {
             Some(id) => state.store.find_workspace(self.0.tenant_id, id).await?,
             None => state.store.workspace_by_id(self.0.workspace_id).await?,

@@ -64,7 +64,10 @@ impl From<StoreError> for ApiError {
             other => {
                 // Store errors never carry secrets: configs are sealed before they reach SQL.
                 tracing::error!(error = %other, "store error");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "The store is unavailable; try again")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The store is unavailable; try again",
+                )
             }
         }
     }

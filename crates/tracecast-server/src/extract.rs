@@ -20,16 +20,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("Request body is larger than {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("Could not read the request body: {e}"))
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("Request body is larger than {MAX_BODY_BYTES} bytes"),
+                    )
+                } else {
+                    ApiError::bad_request(format!("Could not read the request body: {e}"))
+                }
+            })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -45,6 +47,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let msg = strip_position(&inner.to_string());
         if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request(format!("Malformed JSON body: {msg}"))
+        } else if let Some(rest) = msg.strip_prefix("unknown field ") {
+            let (field, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+            let field = field.trim_matches('`');
+            let at = if path == "." || path == field {
+                field.to_string()
+            } else {
+                path.clone()
+            };
+            ApiError::bad_request(format!("Unknown field {at} (expected{expected})"))
         } else if path == "." {
             ApiError::bad_request(format!("Invalid request body: {msg}"))
         } else {
@@ -73,7 +84,10 @@ impl QueryParams {
     }
 
     pub fn str(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|s| !s.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// An integer parameter within `[min, max]`, or `default` when absent (or `null`).

@@ -12,7 +12,11 @@ use tracecast_server::settings::{Overrides, Settings};
 use tracecast_store::{Store, crypto};
 
 #[derive(Parser)]
-#[command(name = "tracecast", version, about = "Self-hosted OpenRouter Broadcast: deliver a trace of every LLM call to your observability destinations")]
+#[command(
+    name = "tracecast",
+    version,
+    about = "Self-hosted OpenRouter Broadcast: deliver a trace of every LLM call to your observability destinations"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,7 +67,11 @@ enum KeysCommand {
     /// Create a key and print it (once) on stdout.
     Create {
         /// A management key (manages destinations, workspaces and keys).
-        #[arg(long, conflicts_with = "workspace", required_unless_present = "workspace")]
+        #[arg(
+            long,
+            conflicts_with = "workspace",
+            required_unless_present = "workspace"
+        )]
         management: bool,
         /// A workspace key for this workspace (id or slug).
         #[arg(long)]
@@ -172,7 +180,14 @@ async fn main() -> anyhow::Result<()> {
             running.task.await??;
         }
         Command::Keys {
-            command: KeysCommand::Create { management, workspace, name, tenant, common },
+            command:
+                KeysCommand::Create {
+                    management,
+                    workspace,
+                    name,
+                    tenant,
+                    common,
+                },
         } => {
             let store = admin_store(&common).await?;
             let tenants = store.list_tenants().await?;
@@ -184,7 +199,10 @@ async fn main() -> anyhow::Result<()> {
                 None => tenants.first().context("no tenant")?,
             };
             let (kind, ws) = if management {
-                (KeyKind::Management, store.default_workspace(tenant.id).await?)
+                (
+                    KeyKind::Management,
+                    store.default_workspace(tenant.id).await?,
+                )
             } else {
                 let w = workspace.as_deref().unwrap_or_default();
                 let ws = store
@@ -207,31 +225,50 @@ async fn main() -> anyhow::Result<()> {
             );
             println!("{raw}");
         }
-        Command::Tenants { command: TenantsCommand::Create { name, common } } => {
+        Command::Tenants {
+            command: TenantsCommand::Create { name, common },
+        } => {
             let store = admin_store(&common).await?;
             let (tenant, ws) = create_tenant(&store, &name).await?;
-            let (key, raw) = new_key(KeyKind::Management, tenant.id, ws.id, "bootstrap", None, None);
+            let (key, raw) = new_key(
+                KeyKind::Management,
+                tenant.id,
+                ws.id,
+                "bootstrap",
+                None,
+                None,
+            );
             store.insert_key(&key).await?;
-            eprintln!("created tenant {} ({}); its management key is shown only once:", name, tenant.id);
+            eprintln!(
+                "created tenant {} ({}); its management key is shown only once:",
+                name, tenant.id
+            );
             println!("{raw}");
         }
-        Command::Tenants { command: TenantsCommand::List { common } } => {
+        Command::Tenants {
+            command: TenantsCommand::List { common },
+        } => {
             let store = admin_store(&common).await?;
             for t in store.list_tenants().await? {
                 println!("{}\t{}\t{}", t.id, t.name, t.created_at);
             }
         }
-        Command::Encryption { command: EncryptionCommand::GenerateKey } => {
+        Command::Encryption {
+            command: EncryptionCommand::GenerateKey,
+        } => {
             println!("{}", crypto::generate_key_spec());
         }
-        Command::Encryption { command: EncryptionCommand::AddKey { common } } => {
+        Command::Encryption {
+            command: EncryptionCommand::AddKey { common },
+        } => {
             let s = settings(&common, None)?;
             let path = s.data_dir.join("encryption.key");
             let old = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let line = crypto::generate_key_spec();
-            let (comments, keys): (Vec<&str>, Vec<&str>) =
-                old.lines().partition(|l| l.trim_start().starts_with('#') || l.trim().is_empty());
+            let (comments, keys): (Vec<&str>, Vec<&str>) = old
+                .lines()
+                .partition(|l| l.trim_start().starts_with('#') || l.trim().is_empty());
             let mut text = comments.join("\n");
             text.push('\n');
             text.push_str(&line);
@@ -253,9 +290,14 @@ async fn main() -> anyhow::Result<()> {
             }
             std::fs::rename(&tmp, &path)?;
             let kid = line.split(':').next().unwrap_or_default();
-            eprintln!("added primary key {kid} to {}; restart tracecast, then run `tracecast encryption rotate`", path.display());
+            eprintln!(
+                "added primary key {kid} to {}; restart tracecast, then run `tracecast encryption rotate`",
+                path.display()
+            );
         }
-        Command::Encryption { command: EncryptionCommand::Rotate { common } } => {
+        Command::Encryption {
+            command: EncryptionCommand::Rotate { common },
+        } => {
             let s = settings(&common, None)?;
             let store = tracecast_server::app::open_store(&s).await?;
             let n = store.reencrypt_all().await?;

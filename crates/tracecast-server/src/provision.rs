@@ -9,7 +9,14 @@ use tracecast_store::{Store, StoreError};
 use uuid::Uuid;
 
 /// A new key record and the key itself (shown once, never stored).
-pub fn new_key(kind: KeyKind, tenant: Uuid, workspace: Uuid, name: &str, expires_at: Option<String>, raw: Option<String>) -> (ApiKey, String) {
+pub fn new_key(
+    kind: KeyKind,
+    tenant: Uuid,
+    workspace: Uuid,
+    name: &str,
+    expires_at: Option<String>,
+    raw: Option<String>,
+) -> (ApiKey, String) {
     let raw = raw.unwrap_or_else(generate_key);
     let key = ApiKey {
         hash: hash_key(&raw),
@@ -27,7 +34,10 @@ pub fn new_key(kind: KeyKind, tenant: Uuid, workspace: Uuid, name: &str, expires
 }
 
 /// Creates a tenant with its default workspace (slug `default`).
-pub async fn create_tenant(store: &Arc<dyn Store>, name: &str) -> Result<(Tenant, Workspace), StoreError> {
+pub async fn create_tenant(
+    store: &Arc<dyn Store>,
+    name: &str,
+) -> Result<(Tenant, Workspace), StoreError> {
     let now = time::now_rfc3339();
     let tenant = Tenant {
         id: Uuid::now_v7(),
@@ -53,17 +63,29 @@ pub async fn create_tenant(store: &Arc<dyn Store>, name: &str) -> Result<(Tenant
 /// First start: on an empty store, creates the default tenant and workspace and its first
 /// management key. Returns the key when one was created, so the caller can show it once.
 /// `bootstrap_key` (from `TRACECAST_BOOTSTRAP_MANAGEMENT_KEY`) is used instead of a random key.
-pub async fn bootstrap(store: &Arc<dyn Store>, bootstrap_key: Option<&str>) -> anyhow::Result<Option<String>> {
+pub async fn bootstrap(
+    store: &Arc<dyn Store>,
+    bootstrap_key: Option<&str>,
+) -> anyhow::Result<Option<String>> {
     if !store.is_empty().await? {
         return Ok(None);
     }
     if let Some(k) = bootstrap_key
         && (k.len() < 16 || k.chars().any(char::is_whitespace) || is_key_hash(k))
     {
-        anyhow::bail!("TRACECAST_BOOTSTRAP_MANAGEMENT_KEY must be at least 16 characters without spaces (and not a hash)");
+        anyhow::bail!(
+            "TRACECAST_BOOTSTRAP_MANAGEMENT_KEY must be at least 16 characters without spaces (and not a hash)"
+        );
     }
     let (tenant, ws) = create_tenant(store, "default").await?;
-    let (key, raw) = new_key(KeyKind::Management, tenant.id, ws.id, "bootstrap", None, bootstrap_key.map(str::to_string));
+    let (key, raw) = new_key(
+        KeyKind::Management,
+        tenant.id,
+        ws.id,
+        "bootstrap",
+        None,
+        bootstrap_key.map(str::to_string),
+    );
     store.insert_key(&key).await?;
     Ok(Some(raw))
 }

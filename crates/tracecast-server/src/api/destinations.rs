@@ -152,10 +152,21 @@ pub struct UpdateDestinationRequest {
     /// Partial config: unsent fields keep their values, masked values are ignored.
     #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
+    /// Not updatable; present only to answer with a clear 400.
+    #[serde(rename = "type")]
+    #[schema(ignore)]
+    pub ty: Option<Value>,
+    /// Not updatable; present only to answer with a clear 400.
+    #[schema(ignore)]
+    pub workspace_id: Option<Value>,
 }
 
 /// Checks that every hash names a workspace key of `ws`.
-async fn check_key_hashes(state: &AppState, ws: &Workspace, hashes: &[String]) -> ApiResult<Vec<String>> {
+async fn check_key_hashes(
+    state: &AppState,
+    ws: &Workspace,
+    hashes: &[String],
+) -> ApiResult<Vec<String>> {
     let hashes = normalize_key_hashes(hashes)?;
     for (i, h) in hashes.iter().enumerate() {
         let ok = state
@@ -195,7 +206,11 @@ fn parse_id(id: &str) -> ApiResult<Uuid> {
     ),
     security(("bearer" = []))
 )]
-pub async fn list(State(state): State<AppState>, caller: Caller, RawQuery(q): RawQuery) -> ApiResult<Json<DestinationList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<DestinationList>> {
     caller.management()?;
     let q = QueryParams::parse(q.as_deref());
     let offset = q.int("offset", 0, 0, u64::MAX >> 1)?;
@@ -230,7 +245,11 @@ pub async fn create(
     caller.management()?;
     let ty = DestinationType::parse(&req.ty).ok_or_else(|| {
         let all: Vec<&str> = DestinationType::ALL.iter().map(|t| t.as_str()).collect();
-        ApiError::bad_request(format!("type must be one of {}, got {:?}", all.join(", "), req.ty))
+        ApiError::bad_request(format!(
+            "type must be one of {}, got {:?}",
+            all.join(", "),
+            req.ty
+        ))
     })?;
     let name = validate_destination_name(&req.name)?;
     let cfg = config::validate(ty, &req.config)?;
@@ -243,7 +262,9 @@ pub async fn create(
         Some(r) => Region::parse_list("regions", r)?,
         None => vec![Region::Global],
     };
-    let ws = caller.workspace(&state, req.workspace_id.as_deref()).await?;
+    let ws = caller
+        .workspace(&state, req.workspace_id.as_deref())
+        .await?;
     let api_key_hashes = match &req.api_key_hashes {
         Some(Some(h)) => Some(check_key_hashes(&state, &ws, h).await?),
         _ => None,
@@ -256,8 +277,12 @@ pub async fn create(
         privacy_mode: req.privacy_mode.unwrap_or(false),
         broadcast_generation_cost: req.broadcast_generation_cost.unwrap_or(false),
         broadcast_generation_identity: req.broadcast_generation_identity.unwrap_or(false),
-        broadcast_generation_request_context: req.broadcast_generation_request_context.unwrap_or(false),
-        broadcast_generation_cost_allocation: req.broadcast_generation_cost_allocation.unwrap_or(false),
+        broadcast_generation_request_context: req
+            .broadcast_generation_request_context
+            .unwrap_or(false),
+        broadcast_generation_cost_allocation: req
+            .broadcast_generation_cost_allocation
+            .unwrap_or(false),
         sampling_rate,
         api_key_hashes,
         filter_rules,
@@ -269,7 +294,10 @@ pub async fn create(
         .insert_destination(&new, Uuid::now_v7(), &time::now_rfc3339(), MAX_PER_TYPE)
         .await?;
     tracing::info!(destination = %d.id, workspace = %d.workspace_id, r#type = %d.ty, "destination created");
-    Ok((StatusCode::CREATED, Json(DestinationResponse { data: (&d).into() })))
+    Ok((
+        StatusCode::CREATED,
+        Json(DestinationResponse { data: (&d).into() }),
+    ))
 }
 
 #[utoipa::path(
@@ -278,7 +306,11 @@ pub async fn create(
     responses((status = 200, body = DestinationResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<DestinationResponse>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DestinationResponse>> {
     let key = caller.management()?;
     let d = state
         .store
@@ -302,13 +334,27 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateDestinationRequest>,
 ) -> ApiResult<Json<DestinationResponse>> {
     let key = caller.management()?;
+    if req.ty.is_some() {
+        return Err(ApiError::bad_request(
+            "type cannot be changed; create a new destination instead",
+        ));
+    }
+    if req.workspace_id.is_some() {
+        return Err(ApiError::bad_request(
+            "workspace_id cannot be changed; create the destination in the other workspace instead",
+        ));
+    }
     let mut d = state
         .store
         .get_destination(key.tenant_id, parse_id(&id)?)
         .await?
         .ok_or_else(ApiError::not_found)?;
     let mut patch = DestinationPatch {
-        name: req.name.as_deref().map(validate_destination_name).transpose()?,
+        name: req
+            .name
+            .as_deref()
+            .map(validate_destination_name)
+            .transpose()?,
         enabled: req.enabled,
         privacy_mode: req.privacy_mode,
         broadcast_generation_cost: req.broadcast_generation_cost,
@@ -326,7 +372,9 @@ pub async fn update(
     patch.regions = match &req.regions {
         None => None,
         Some(None) => {
-            return Err(ApiError::bad_request("regions cannot be cleared; send at least one region"));
+            return Err(ApiError::bad_request(
+                "regions cannot be cleared; send at least one region",
+            ));
         }
         Some(Some(r)) => Some(Region::parse_list("regions", r)?),
     };
@@ -337,7 +385,11 @@ pub async fn update(
         None => Patch::Keep,
         Some(None) => Patch::Clear,
         Some(Some(h)) => {
-            let ws = state.store.workspace_by_id(d.workspace_id).await?.ok_or_else(ApiError::not_found)?;
+            let ws = state
+                .store
+                .workspace_by_id(d.workspace_id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
             Patch::Set(check_key_hashes(&state, &ws, h).await?)
         }
     };
@@ -353,14 +405,21 @@ pub async fn update(
     responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Deleted>> {
     let key = caller.management()?;
     let d = state
         .store
         .get_destination(key.tenant_id, parse_id(&id)?)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    state.store.delete_destination(d.id, &time::now_rfc3339()).await?;
+    state
+        .store
+        .delete_destination(d.id, &time::now_rfc3339())
+        .await?;
     tracing::info!(destination = %d.id, "destination deleted");
     Ok(Json(Deleted { deleted: true }))
 }

@@ -37,11 +37,21 @@ pub struct Check {
 )]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let store = match state.store.ping().await {
-        Ok(()) => Check { status: "ok", error: None },
-        Err(e) => Check { status: "unavailable", error: Some(e.to_string()) },
+        Ok(()) => Check {
+            status: "ok",
+            error: None,
+        },
+        Err(e) => Check {
+            status: "unavailable",
+            error: Some(e.to_string()),
+        },
     };
     let ready = store.error.is_none();
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         code,
         Json(Health {

@@ -93,7 +93,11 @@ pub struct CurrentKeyResponse {
 
 /// Spend-limit fields OpenRouter accepts but tracecast cannot honour: null or absent is fine,
 /// a value gets 400 rather than being silently ignored.
-fn reject_billing(limit: &Option<Value>, limit_reset: &Option<Value>, include_byok: Option<bool>) -> ApiResult<()> {
+fn reject_billing(
+    limit: &Option<Value>,
+    limit_reset: &Option<Value>,
+    include_byok: Option<bool>,
+) -> ApiResult<()> {
     for (name, v) in [("limit", limit), ("limit_reset", limit_reset)] {
         if v.as_ref().is_some_and(|v| !v.is_null()) {
             return Err(ApiError::bad_request(format!(
@@ -150,10 +154,15 @@ pub struct UpdateKeyRequest {
 }
 
 fn parse_expiry(s: &str) -> ApiResult<String> {
-    let t = DateTime::parse_from_rfc3339(s)
-        .map_err(|_| ApiError::bad_request(format!("expires_at must be an RFC 3339 timestamp, got {s:?}")))?;
+    let t = DateTime::parse_from_rfc3339(s).map_err(|_| {
+        ApiError::bad_request(format!(
+            "expires_at must be an RFC 3339 timestamp, got {s:?}"
+        ))
+    })?;
     if t.offset().local_minus_utc() != 0 {
-        return Err(ApiError::bad_request("expires_at must be in UTC (end with Z or +00:00)"));
+        return Err(ApiError::bad_request(
+            "expires_at must be in UTC (end with Z or +00:00)",
+        ));
     }
     let t = t.with_timezone(&Utc);
     if t <= Utc::now() {
@@ -187,7 +196,11 @@ async fn find(state: &AppState, caller: &Caller, hash: &str) -> ApiResult<ApiKey
     responses((status = 200, body = KeyList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn list(State(state): State<AppState>, caller: Caller, RawQuery(q): RawQuery) -> ApiResult<Json<KeyList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<KeyList>> {
     caller.management()?;
     let q = QueryParams::parse(q.as_deref());
     let include_disabled = q.bool("include_disabled", false)?;
@@ -217,11 +230,26 @@ pub async fn create(
     reject_billing(&req.limit, &req.limit_reset, req.include_byok_in_limit)?;
     validate_name("name", &req.name)?;
     let expires_at = req.expires_at.as_deref().map(parse_expiry).transpose()?;
-    let ws = caller.workspace(&state, req.workspace_id.as_deref()).await?;
-    let (key, raw) = new_key(KeyKind::Workspace, me.tenant_id, ws.id, &req.name, expires_at, None);
+    let ws = caller
+        .workspace(&state, req.workspace_id.as_deref())
+        .await?;
+    let (key, raw) = new_key(
+        KeyKind::Workspace,
+        me.tenant_id,
+        ws.id,
+        &req.name,
+        expires_at,
+        None,
+    );
     state.store.insert_key(&key).await?;
     tracing::info!(key = %key.label, workspace = %ws.id, "API key created");
-    Ok((StatusCode::CREATED, Json(CreatedKey { data: (&key).into(), key: raw })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            data: (&key).into(),
+            key: raw,
+        }),
+    ))
 }
 
 #[utoipa::path(
@@ -230,9 +258,15 @@ pub async fn create(
     responses((status = 200, body = KeyResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(hash): Path<String>) -> ApiResult<Json<KeyResponse>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(hash): Path<String>,
+) -> ApiResult<Json<KeyResponse>> {
     let key = find(&state, &caller, &hash).await?;
-    Ok(Json(KeyResponse { data: (&key).into() }))
+    Ok(Json(KeyResponse {
+        data: (&key).into(),
+    }))
 }
 
 #[utoipa::path(
@@ -261,7 +295,9 @@ pub async fn update(
     }
     key.updated_at = Some(time::now_rfc3339());
     state.store.update_key(&key).await?;
-    Ok(Json(KeyResponse { data: (&key).into() }))
+    Ok(Json(KeyResponse {
+        data: (&key).into(),
+    }))
 }
 
 #[utoipa::path(
@@ -270,7 +306,11 @@ pub async fn update(
     responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(hash): Path<String>) -> ApiResult<Json<Deleted>> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(hash): Path<String>,
+) -> ApiResult<Json<Deleted>> {
     let key = find(&state, &caller, &hash).await?;
     state.store.delete_key(&key.hash).await?;
     tracing::info!(key = %key.label, "API key deleted");

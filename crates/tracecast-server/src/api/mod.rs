@@ -92,18 +92,31 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
 
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/observability/destinations", get(destinations::list).post(destinations::create))
+        .route(
+            "/observability/destinations",
+            get(destinations::list).post(destinations::create),
+        )
         .route(
             "/observability/destinations/{id}",
-            get(destinations::get).patch(destinations::update).delete(destinations::delete),
+            get(destinations::get)
+                .patch(destinations::update)
+                .delete(destinations::delete),
         )
-        .route("/workspaces", get(workspaces::list).post(workspaces::create))
+        .route(
+            "/workspaces",
+            get(workspaces::list).post(workspaces::create),
+        )
         .route(
             "/workspaces/{id}",
-            get(workspaces::get).patch(workspaces::update).delete(workspaces::delete),
+            get(workspaces::get)
+                .patch(workspaces::update)
+                .delete(workspaces::delete),
         )
         .route("/keys", get(keys::list).post(keys::create))
-        .route("/keys/{hash}", get(keys::get).patch(keys::update).delete(keys::delete))
+        .route(
+            "/keys/{hash}",
+            get(keys::get).patch(keys::update).delete(keys::delete),
+        )
         .route("/key", get(keys::current))
         .route("/openapi.json", get(openapi_json));
     Router::new()

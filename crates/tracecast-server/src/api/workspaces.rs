@@ -64,11 +64,17 @@ impl From<&Workspace> for WorkspaceOut {
             default_image_model: string("default_image_model"),
             default_provider_sort: string("default_provider_sort"),
             is_observability_broadcast_enabled: w.is_observability_broadcast_enabled,
-            is_observability_io_logging_enabled: get("is_observability_io_logging_enabled").as_bool().unwrap_or(false),
-            is_data_discount_logging_enabled: get("is_data_discount_logging_enabled").as_bool().unwrap_or(true),
+            is_observability_io_logging_enabled: get("is_observability_io_logging_enabled")
+                .as_bool()
+                .unwrap_or(false),
+            is_data_discount_logging_enabled: get("is_data_discount_logging_enabled")
+                .as_bool()
+                .unwrap_or(true),
             io_logging_sampling_rate: get("io_logging_sampling_rate").as_f64().unwrap_or(1.0),
-            io_logging_api_key_ids: serde_json::from_value(get("io_logging_api_key_ids")).unwrap_or(None),
-            disabled_server_tools: serde_json::from_value(get("disabled_server_tools")).unwrap_or(None),
+            io_logging_api_key_ids: serde_json::from_value(get("io_logging_api_key_ids"))
+                .unwrap_or(None),
+            disabled_server_tools: serde_json::from_value(get("disabled_server_tools"))
+                .unwrap_or(None),
             created_at: w.created_at.clone(),
             updated_at: w.updated_at.clone(),
             created_by: None,
@@ -92,12 +98,16 @@ fn apply_body(ws: &mut Workspace, body: &Map<String, Value>, creating: bool) -> 
     for (k, v) in body {
         match k.as_str() {
             "name" => {
-                let s = v.as_str().ok_or_else(|| ApiError::bad_request("name must be a string"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| ApiError::bad_request("name must be a string"))?;
                 validate_name("name", s)?;
                 ws.name = s.to_string();
             }
             "slug" => {
-                let s = v.as_str().ok_or_else(|| ApiError::bad_request("slug must be a string"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| ApiError::bad_request("slug must be a string"))?;
                 validate_slug(s)?;
                 ws.slug = s.to_string();
             }
@@ -105,18 +115,25 @@ fn apply_body(ws: &mut Workspace, body: &Map<String, Value>, creating: bool) -> 
                 ws.description = match v {
                     Value::Null => None,
                     Value::String(s) if s.chars().count() <= 1024 => Some(s.clone()),
-                    _ => return Err(ApiError::bad_request("description must be a string of at most 1024 characters or null")),
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "description must be a string of at most 1024 characters or null",
+                        ));
+                    }
                 }
             }
             "is_observability_broadcast_enabled" => {
-                ws.is_observability_broadcast_enabled = v
-                    .as_bool()
-                    .ok_or_else(|| ApiError::bad_request("is_observability_broadcast_enabled must be a boolean"))?;
+                ws.is_observability_broadcast_enabled = v.as_bool().ok_or_else(|| {
+                    ApiError::bad_request("is_observability_broadcast_enabled must be a boolean")
+                })?;
             }
             other => {
-                let (_, kind) = SETTINGS_DEFAULTS.iter().find(|(n, _)| *n == other).ok_or_else(|| {
-                    ApiError::bad_request(format!("{other} is not a valid workspace field"))
-                })?;
+                let (_, kind) = SETTINGS_DEFAULTS
+                    .iter()
+                    .find(|(n, _)| *n == other)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("{other} is not a valid workspace field"))
+                    })?;
                 kind.check(other, v)?;
                 ws.settings.insert(other.to_string(), v.clone());
             }
@@ -150,7 +167,11 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Workspac
     responses((status = 200, body = WorkspaceList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn list(State(state): State<AppState>, caller: Caller, RawQuery(q): RawQuery) -> ApiResult<Json<WorkspaceList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<WorkspaceList>> {
     let key = caller.management()?;
     let q = QueryParams::parse(q.as_deref());
     let page = PageRequest {
@@ -189,7 +210,10 @@ pub async fn create(
     };
     apply_body(&mut ws, &body, true)?;
     state.store.insert_workspace(&ws).await?;
-    Ok((StatusCode::CREATED, Json(WorkspaceResponse { data: (&ws).into() })))
+    Ok((
+        StatusCode::CREATED,
+        Json(WorkspaceResponse { data: (&ws).into() }),
+    ))
 }
 
 #[utoipa::path(
@@ -198,7 +222,11 @@ pub async fn create(
     responses((status = 200, body = WorkspaceResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<WorkspaceResponse>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WorkspaceResponse>> {
     let ws = find(&state, &caller, &id).await?;
     Ok(Json(WorkspaceResponse { data: (&ws).into() }))
 }
@@ -228,10 +256,16 @@ pub async fn update(
     responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "The default workspace cannot be deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The workspace still has active API keys")),
     security(("bearer" = []))
 )]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Deleted>> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Deleted>> {
     let ws = find(&state, &caller, &id).await?;
     if ws.is_default {
-        return Err(ApiError::forbidden("The default workspace cannot be deleted"));
+        return Err(ApiError::forbidden(
+            "The default workspace cannot be deleted",
+        ));
     }
     let keys = state.store.count_active_workspace_keys(ws.id).await?;
     if keys > 0 {
@@ -239,6 +273,9 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
             "Workspace has {keys} active API key(s); delete, disable or move them first"
         )));
     }
-    state.store.delete_workspace(ws.id, &time::now_rfc3339()).await?;
+    state
+        .store
+        .delete_workspace(ws.id, &time::now_rfc3339())
+        .await?;
     Ok(Json(Deleted { deleted: true }))
 }

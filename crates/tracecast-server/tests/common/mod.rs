@@ -1,0 +1,155 @@
+//! Test harness: the real server on 127.0.0.1:0 with a temp data dir, and a small client.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tracecast_server::app::{Running, start};
+use tracecast_server::settings::Settings;
+use tracecast_store::Store;
+
+pub struct TestServer {
+    pub base: String,
+    pub mgmt_key: String,
+    pub store: Arc<dyn Store>,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _running: Running,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mgmt_key = tracecast_model::generate_key();
+        let settings = Settings {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().to_path_buf(),
+            bootstrap_management_key: Some(mgmt_key.clone()),
+            ..Settings::default()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let running = start(&settings, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+        TestServer {
+            base: format!("http://{}", running.addr),
+            mgmt_key,
+            store: running.state.store.clone(),
+            http: reqwest::Client::new(),
+            _dir: dir,
+            _shutdown: tx,
+            _running: running,
+        }
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Sends a request with `key` as bearer (None: no auth header) and a JSON or raw body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Body>,
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        match body {
+            Some(Body::Json(v)) => req = req.json(&v),
+            Some(Body::Raw(b)) => req = req.header("content-type", "application/json").body(b),
+            None => {}
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, body, text }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(Method::GET, path, Some(&self.mgmt_key.clone()), None)
+            .await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send(
+            Method::POST,
+            path,
+            Some(&self.mgmt_key.clone()),
+            Some(Body::Json(body)),
+        )
+        .await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.send(
+            Method::PATCH,
+            path,
+            Some(&self.mgmt_key.clone()),
+            Some(Body::Json(body)),
+        )
+        .await
+    }
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(Method::DELETE, path, Some(&self.mgmt_key.clone()), None)
+            .await
+    }
+
+    /// Creates a workspace key through the API; returns (key, hash).
+    pub async fn workspace_key(&self, workspace: Option<&str>) -> (String, String) {
+        let mut body = serde_json::json!({"name": "app"});
+        if let Some(w) = workspace {
+            body["workspace_id"] = w.into();
+        }
+        let r = self.post("/api/v1/keys", body).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        (
+            r.body["key"].as_str().unwrap().to_string(),
+            r.body["data"]["hash"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// A second tenant with its own management key.
+    pub async fn other_tenant(&self) -> String {
+        let (tenant, ws) = tracecast_server::provision::create_tenant(&self.store, "other")
+            .await
+            .unwrap();
+        let (key, raw) = tracecast_server::provision::new_key(
+            tracecast_model::api_key::KeyKind::Management,
+            tenant.id,
+            ws.id,
+            "other-admin",
+            None,
+            None,
+        );
+        self.store.insert_key(&key).await.unwrap();
+        raw
+    }
+}
+
+pub enum Body {
+    Json(Value),
+    Raw(Vec<u8>),
+}
+
+pub fn assert_error(r: &Resp, status: u16, message_starts: &str) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], status, "{}", r.text);
+    let msg = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with(message_starts),
+        "message {msg:?} should start with {message_starts:?}"
+    );
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, every Rust test, and the official OpenRouter SDK
+# (openrouter==1.3.84) driving a real tracecast server. Needs only Rust (stable) and Python 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test (unit and integration tests)"
+cargo build --locked --bins
+cargo test --locked --workspace
+
+step "official OpenRouter SDK against the real server"
+venv=.venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
+  "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
