@@ -10,8 +10,11 @@ pub mod config;
 pub mod destination;
 pub mod error;
 pub mod filter;
+pub mod generation;
+pub mod multimodal;
 pub mod region;
 pub mod time;
+pub mod trace;
 pub mod workspace;
 
 pub use api_key::{ApiKey, KeyKind, generate_key, hash_key};

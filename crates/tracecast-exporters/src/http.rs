@@ -1,0 +1,183 @@
+//! Sending a body over HTTP and classifying the answer the way every exporter does unless its
+//! platform says otherwise.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+
+use crate::{ExportError, Outcome};
+
+/// At most this much of an error body is kept in an outcome's message.
+const MAX_ERROR_BODY: usize = 512;
+
+/// Builds a header map from a destination's custom `headers` config.
+pub fn custom_headers(
+    headers: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<HeaderMap, ExportError> {
+    let mut out = HeaderMap::new();
+    for (k, v) in headers.into_iter().flatten() {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+            ExportError::Config(format!("headers: {k:?} is not a valid header name"))
+        })?;
+        let value = v
+            .as_str()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+            .ok_or_else(|| {
+                ExportError::Config(format!("headers.{k} is not a valid header value"))
+            })?;
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// Parses `Retry-After` (seconds or an HTTP date), capped at one hour.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let d = if let Ok(secs) = v.parse::<f64>() {
+        (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))?
+    } else {
+        let when = httpdate::parse_http_date(v).ok()?;
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    };
+    Some(d.min(Duration::from_secs(3600)))
+}
+
+/// The standard classification of an HTTP answer.
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
+    let code = status.as_u16();
+    let snippet: String = body.chars().take(MAX_ERROR_BODY).collect();
+    let error = if snippet.trim().is_empty() {
+        format!("HTTP {code}")
+    } else {
+        format!("HTTP {code}: {}", snippet.trim())
+    };
+    match code {
+        200..=299 => Outcome::Delivered,
+        401 | 403 => Outcome::Unauthorized {
+            status: code,
+            error,
+        },
+        408 | 429 | 500..=599 => Outcome::Retry {
+            status: Some(code),
+            error,
+            retry_after: retry_after(headers),
+        },
+        _ => Outcome::Rejected {
+            status: Some(code),
+            error,
+        },
+    }
+}
+
+/// Classifies a transport error (no HTTP answer): always worth retrying.
+pub fn transport_error(e: &reqwest::Error) -> Outcome {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut msg = format!("{kind}: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    Outcome::Retry {
+        status: None,
+        error: msg,
+        retry_after: None,
+    }
+}
+
+/// Sends `body` and classifies the answer with [`classify`].
+pub async fn send(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    timeout: Duration,
+) -> Outcome {
+    let resp = client
+        .request(method, url)
+        .headers(headers)
+        .body(body)
+        .timeout(timeout)
+        .send()
+        .await;
+    match resp {
+        Ok(r) => {
+            let status = r.status();
+            let headers = r.headers().clone();
+            let text = if status.is_success() {
+                String::new()
+            } else {
+                r.text().await.unwrap_or_default()
+            };
+            classify(status, &headers, &text)
+        }
+        Err(e) => transport_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let h = HeaderMap::new();
+        assert_eq!(classify(StatusCode::OK, &h, ""), Outcome::Delivered);
+        assert_eq!(classify(StatusCode::NO_CONTENT, &h, ""), Outcome::Delivered);
+        assert!(matches!(
+            classify(StatusCode::UNAUTHORIZED, &h, "bad key"),
+            Outcome::Unauthorized { status: 401, .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, &h, ""),
+            Outcome::Unauthorized { status: 403, .. }
+        ));
+        for s in [408u16, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(
+                    classify(StatusCode::from_u16(s).unwrap(), &h, ""),
+                    Outcome::Retry { .. }
+                ),
+                "{s}"
+            );
+        }
+        for s in [400u16, 404, 413, 422] {
+            assert!(
+                matches!(
+                    classify(StatusCode::from_u16(s).unwrap(), &h, ""),
+                    Outcome::Rejected { .. }
+                ),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
+    }
+}

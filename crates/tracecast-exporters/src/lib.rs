@@ -1,0 +1,143 @@
+//! Exporters: one module per destination type, all behind the small [`Exporter`] trait.
+//!
+//! An exporter does two things. [`Exporter::encode`] turns a batch of traces into one request
+//! body (pure, no I/O; credential-free, so a retry can resend it after the credentials change).
+//! [`Exporter::send`] sends a body with the destination's current endpoint and credentials and
+//! classifies the answer into an [`Outcome`]; the delivery engine owns batching, retries,
+//! backoff, dead letters and pausing, and acts on that outcome.
+//!
+//! Exporters see generations only through [`TraceView`], which has already applied the
+//! destination's privacy mode and metadata groups.
+
+pub mod http;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use thiserror::Error;
+use tracecast_model::DestinationType;
+use tracecast_model::trace::TraceView;
+
+/// How many traces and bytes one request may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_items: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_items: 500,
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// An encoded request body for a batch.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub body: Bytes,
+    pub content_type: &'static str,
+    /// Number of traces in the body, in batch order.
+    pub items: usize,
+}
+
+/// What happened to one trace of a batch (for partial answers such as Langfuse's 207).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    Delivered,
+    /// Worth retrying (the platform said 5xx or 429 for this item).
+    Retry {
+        error: String,
+    },
+    /// Will never succeed as is: dead-letter it with this error.
+    Rejected {
+        error: String,
+    },
+}
+
+/// The classified answer to one send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every trace in the payload was accepted.
+    Delivered,
+    /// Transient failure (connection error, timeout, 408, 429, 5xx): retry the same payload
+    /// later, no earlier than `retry_after` when the platform said so.
+    Retry {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// Permanent failure for this payload (other 4xx): dead-letter its traces.
+    Rejected { status: Option<u16>, error: String },
+    /// The credentials were refused (401, 403): pause the destination, keep the traces.
+    Unauthorized { status: u16, error: String },
+    /// Per-trace answers, in payload order.
+    Partial(Vec<ItemOutcome>),
+}
+
+#[derive(Debug, Error)]
+pub enum ExportError {
+    /// The destination's config cannot be used (it passed validation, so this is rare: for
+    /// example a header value that is not a valid HTTP header).
+    #[error("invalid destination config: {0}")]
+    Config(String),
+    /// A trace cannot be encoded at all.
+    #[error("cannot encode trace: {0}")]
+    Encode(String),
+    /// This destination type has no exporter in this build.
+    #[error("destination type {0} cannot deliver yet")]
+    Unsupported(DestinationType),
+}
+
+/// A destination type's wire format and transport.
+#[async_trait]
+pub trait Exporter: Send + Sync {
+    /// Batch limits of the platform.
+    fn limits(&self) -> BatchLimits {
+        BatchLimits::default()
+    }
+
+    /// Encodes a batch into one request body.
+    fn encode(&self, traces: &[TraceView<'_>]) -> Result<Payload, ExportError>;
+
+    /// Sends a body and classifies the answer.
+    async fn send(&self, payload: &Payload) -> Outcome;
+
+    /// A cheap authenticated call proving the endpoint and the credentials. `Ok` carries a
+    /// human-readable confirmation, `Err` a message naming what was rejected.
+    async fn test_connection(&self) -> Result<String, String>;
+}
+
+/// What exporters share: the HTTP client and request timeout.
+#[derive(Clone)]
+pub struct ExportContext {
+    pub client: reqwest::Client,
+    pub timeout: Duration,
+}
+
+impl ExportContext {
+    pub fn new(timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("tracecast/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("a TLS backend is compiled in");
+        ExportContext { client, timeout }
+    }
+}
+
+/// Builds the exporter for a destination from its (validated, decrypted) config.
+pub fn build(
+    ty: DestinationType,
+    config: &Map<String, Value>,
+    ctx: &ExportContext,
+) -> Result<Arc<dyn Exporter>, ExportError> {
+    let _ = (config, ctx);
+    Err(ExportError::Unsupported(ty))
+}
