@@ -59,9 +59,8 @@ pub fn strip_request(req: &mut Map<String, Value>) {
     if let Some(m) = req.get_mut("messages") {
         strip_messages(m);
     }
-    match req.get_mut("input") {
-        Some(input @ Value::Array(_)) => strip_messages(input),
-        _ => {}
+    if let Some(input @ Value::Array(_)) = req.get_mut("input") {
+        strip_messages(input);
     }
 }
 
