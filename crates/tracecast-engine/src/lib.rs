@@ -1,6 +1,18 @@
 //! tracecast's delivery engine.
 //!
+//! - [`queue`]: the durable log of generations per workspace and each destination's cursor.
 //! - [`route`]: per destination, whether a generation goes there (switches, region, key
 //!   allowlist, filter rules, deterministic sampling).
+//! - [`delivery`]: one worker per destination: batching, retries with backoff, dead letters,
+//!   pausing on rejected credentials.
+//! - [`engine`]: the workers kept in step with the store; ingest, status, replay, tests.
 
+mod delivery;
+pub mod engine;
+pub mod options;
+pub mod queue;
 pub mod route;
+
+pub use delivery::Pause;
+pub use engine::{DestinationStatus, Engine, EngineError, State, TestResult};
+pub use options::EngineOptions;

@@ -10,6 +10,9 @@
 //! destination's privacy mode and metadata groups.
 
 pub mod http;
+pub mod otel_collector;
+pub mod otlp;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,6 +141,11 @@ pub fn build(
     config: &Map<String, Value>,
     ctx: &ExportContext,
 ) -> Result<Arc<dyn Exporter>, ExportError> {
-    let _ = (config, ctx);
-    Err(ExportError::Unsupported(ty))
+    match ty {
+        DestinationType::Webhook => Ok(Arc::new(webhook::WebhookExporter::new(config, ctx)?)),
+        DestinationType::OtelCollector => Ok(Arc::new(otel_collector::OtelCollectorExporter::new(
+            config, ctx,
+        )?)),
+        _ => Err(ExportError::Unsupported(ty)),
+    }
 }

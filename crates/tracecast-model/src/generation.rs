@@ -414,7 +414,7 @@ impl Generation {
                 prompt_tokens: tokens_prompt,
                 completion_tokens: tokens_completion,
                 total_tokens: match (tokens_prompt, tokens_completion) {
-                    (Some(p), Some(c)) => Some(p + c),
+                    (Some(p), Some(c)) => Some(p.saturating_add(c)),
                     _ => None,
                 },
                 prompt_tokens_details: native_cached.map(|c| PromptTokensDetails {
@@ -432,7 +432,7 @@ impl Generation {
             && u.total_tokens.is_none()
             && let (Some(p), Some(c)) = (u.prompt_tokens, u.completion_tokens)
         {
-            u.total_tokens = Some(p + c);
+            u.total_tokens = Some(p.saturating_add(c));
         }
         if let Some(req) = &mut self.request {
             crate::multimodal::strip_request(req);
@@ -550,6 +550,14 @@ mod tests {
         assert_eq!(g.user.as_deref(), Some("top"));
         assert_eq!(g.session_id.as_deref(), Some("s-top"));
         assert_eq!(g.sampling_key(), "s-top");
+    }
+
+    #[test]
+    fn huge_token_counts_do_not_overflow() {
+        let g = parse(json!({"id": "g", "model": "m", "created_at": "2026-01-01T00:00:00Z", "usage": {"prompt_tokens": u64::MAX, "completion_tokens": 1}})).unwrap();
+        assert_eq!(g.usage.unwrap().total_tokens, Some(u64::MAX));
+        let g = parse(json!({"id": "g", "model": "m", "created_at": "2026-01-01T00:00:00Z", "data_region": "eu"})).unwrap();
+        assert_eq!(g.region(), Region::Europe);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::error::ValidationError;
 #[serde(rename_all = "lowercase")]
 pub enum Region {
     Global,
+    #[serde(alias = "eu")]
     Europe,
     Us,
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tracecast_engine::Engine;
+use tracecast_engine::queue::{SqliteQueue, SqliteQueueOptions};
 use tracecast_store::{Keyring, SqlStore, Store};
 
 use crate::settings::Settings;
@@ -44,28 +46,39 @@ pub async fn start(
         crate::provision::bootstrap(&store, settings.bootstrap_management_key.as_deref()).await?
     {
         if settings.bootstrap_management_key.is_some() {
-            eprintln!(
+            say!(
                 "tracecast: first start: TRACECAST_BOOTSTRAP_MANAGEMENT_KEY is the management key"
             );
         } else {
-            eprintln!(
-                "tracecast: first start: created a management key. It is shown only this once:"
-            );
-            eprintln!("\n    {key}\n");
+            say!("tracecast: first start: created a management key. It is shown only this once:");
+            say!("\n    {key}\n");
         }
     }
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState { store };
+    let mut qopts = SqliteQueueOptions::new(settings.data_dir.join("queue.db"));
+    qopts.sync_full = settings.queue_sync;
+    let queue = Arc::new(SqliteQueue::open(qopts).context("opening the queue")?);
+    let engine = Engine::start(store.clone(), queue, settings.delivery.clone())
+        .await
+        .context("starting the delivery engine")?;
+    let state = AppState {
+        store,
+        engine: engine.clone(),
+        metrics: crate::api::metrics::handle(),
+    };
     let app = crate::api::router(state.clone());
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        // In-flight HTTP requests are done; stop the workers and persist their cursors.
+        engine.shutdown().await;
+        served
     });
-    eprintln!("tracecast: listening on http://{addr}");
+    say!("tracecast: listening on http://{addr}");
     tracing::info!(%addr, "listening");
     Ok(Running { addr, state, task })
 }

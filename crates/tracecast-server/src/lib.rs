@@ -3,6 +3,16 @@
 //! `main.rs` is only the command line; everything it runs lives here so that integration tests
 //! start exactly the server users run.
 
+/// Writes a line to stderr for the operator. Unlike `eprintln!`, a closed or full stderr is
+/// ignored instead of panicking.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod api;
 pub mod app;
 pub mod auth;

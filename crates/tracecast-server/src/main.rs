@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use tracecast_model::api_key::KeyKind;
 use tracecast_server::provision::{create_tenant, new_key};
+use tracecast_server::say;
 use tracecast_server::settings::{Overrides, Settings};
 use tracecast_store::{Store, crypto};
 
@@ -137,6 +138,8 @@ fn init_logging(filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A closed or full stderr must not take the service down.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -216,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let (key, raw) = new_key(kind, tenant.id, ws.id, &name, None, None);
             store.insert_key(&key).await?;
-            eprintln!(
+            say!(
                 "created {} key {:?} (hash {}) in workspace {}; it is shown only once:",
                 kind.as_str(),
                 name,
@@ -239,9 +242,10 @@ async fn main() -> anyhow::Result<()> {
                 None,
             );
             store.insert_key(&key).await?;
-            eprintln!(
+            say!(
                 "created tenant {} ({}); its management key is shown only once:",
-                name, tenant.id
+                name,
+                tenant.id
             );
             println!("{raw}");
         }
@@ -290,7 +294,7 @@ async fn main() -> anyhow::Result<()> {
             }
             std::fs::rename(&tmp, &path)?;
             let kid = line.split(':').next().unwrap_or_default();
-            eprintln!(
+            say!(
                 "added primary key {kid} to {}; restart tracecast, then run `tracecast encryption rotate`",
                 path.display()
             );
@@ -301,7 +305,7 @@ async fn main() -> anyhow::Result<()> {
             let s = settings(&common, None)?;
             let store = tracecast_server::app::open_store(&s).await?;
             let n = store.reencrypt_all().await?;
-            eprintln!("re-encrypted {n} destination config(s) with the primary key");
+            say!("re-encrypted {n} destination config(s) with the primary key");
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use tracecast_engine::EngineOptions;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -25,6 +26,11 @@ pub struct Settings {
     pub bootstrap_management_key: Option<String>,
     /// Log filter (`info`, `tracecast=debug`, ...).
     pub log: String,
+    /// fsync the queue on every commit (power-loss safe). A process crash loses nothing even
+    /// when this is off.
+    pub queue_sync: bool,
+    /// Delivery settings (`[delivery]` in the config file).
+    pub delivery: EngineOptions,
 }
 
 impl Default for Settings {
@@ -36,6 +42,8 @@ impl Default for Settings {
             encryption_keys: None,
             bootstrap_management_key: None,
             log: "info".into(),
+            queue_sync: true,
+            delivery: EngineOptions::default(),
         }
     }
 }
@@ -65,7 +73,7 @@ impl Settings {
             None => fig = fig.merge(Toml::file("tracecast.toml")),
         }
         fig = fig
-            .merge(Env::prefixed("TRACECAST_").ignore(&["CONFIG"]))
+            .merge(Env::prefixed("TRACECAST_").ignore(&["CONFIG"]).split("__"))
             .merge(Serialized::defaults(overrides));
         Ok(fig.extract()?)
     }

@@ -1,9 +1,22 @@
 use std::sync::Arc;
 
+use tracecast_engine::Engine;
 use tracecast_store::Store;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl AppState {
+    /// Applies a configuration change to the running workers at once (the periodic refresh
+    /// would catch it within `config_refresh_ms` anyway).
+    pub async fn reload(&self) {
+        if let Err(e) = self.engine.reload().await {
+            tracing::warn!(error = %e, "applying a configuration change to the workers failed; the periodic refresh retries");
+        }
+    }
 }

@@ -311,3 +311,76 @@ fn sigterm_exits_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Logging must never take the service down: with stderr unwritable (a full disk, a closed
+/// pipe), the server starts and answers requests that log.
+#[cfg(unix)]
+#[test]
+fn unwritable_stderr_does_not_stop_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let boot = "sk-tc-v1-bootstrap-for-tests-0003";
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("TRACECAST_BOOTSTRAP_MANAGEMENT_KEY", boot)
+        .stderr(Stdio::from(full))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut served = Served {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        lines: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    loop {
+        let up = rt
+            .block_on(client.get(format!("{}/health", served.base)).send())
+            .is_ok();
+        if up {
+            break;
+        }
+        assert!(
+            served.child.try_wait().unwrap().is_none(),
+            "tracecast exited"
+        );
+        assert!(Instant::now() < deadline, "tracecast never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A request that logs (destination created) still gets its answer.
+    let status = rt.block_on(async {
+        client
+            .post(format!("{}/api/v1/observability/destinations", served.base))
+            .bearer_auth(boot)
+            .json(&serde_json::json!({"type": "webhook", "name": "w", "config": {"url": "http://127.0.0.1:9/hook"}}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 201);
+    assert!(
+        served.child.try_wait().unwrap().is_none(),
+        "tracecast exited after logging"
+    );
+    served.lines.clear();
+}

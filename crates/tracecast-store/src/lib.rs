@@ -107,6 +107,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_destination(&self, id: Uuid, at: &str) -> Result<()>;
     async fn count_destinations(&self, workspace: Uuid, ty: DestinationType) -> Result<u64>;
 
+    /// Every live destination of every live workspace, with its workspace's broadcast switch
+    /// (`is_observability_broadcast_enabled`). The delivery engine runs one worker for each.
+    async fn live_destinations(&self) -> Result<Vec<(Destination, bool)>>;
+
     /// Re-seals every stored config whose key is not the keyring's primary key. Returns how
     /// many were re-sealed.
     async fn reencrypt_all(&self) -> Result<u64>;

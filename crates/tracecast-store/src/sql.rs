@@ -602,6 +602,19 @@ impl Store for SqlStore {
         Ok(n as u64)
     }
 
+    async fn live_destinations(&self) -> Result<Vec<(Destination, bool)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEST_COLS}, w.broadcast_enabled AS ws_broadcast FROM destinations d \
+             JOIN workspaces w ON w.id = d.workspace_id \
+             WHERE d.deleted_at IS NULL AND w.deleted_at IS NULL ORDER BY d.created_at, d.id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((self.destination_from_row(r)?, bool_col(r, "ws_broadcast")?)))
+            .collect()
+    }
+
     async fn reencrypt_all(&self) -> Result<u64> {
         let rows = sqlx::query("SELECT id, config_enc FROM destinations")
             .fetch_all(&self.pool)

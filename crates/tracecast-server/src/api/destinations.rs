@@ -188,8 +188,61 @@ fn parse_filter_rules(v: &Value) -> Result<FilterRules, ValidationError> {
     FilterRules::parse("filter_rules", v)
 }
 
-fn parse_id(id: &str) -> ApiResult<Uuid> {
+pub(crate) fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found())
+}
+
+/// Validates a create body into a new destination (shared by create and test).
+pub(crate) async fn validate_new(
+    state: &AppState,
+    caller: &Caller,
+    req: &CreateDestinationRequest,
+) -> ApiResult<NewDestination> {
+    let ty = DestinationType::parse(&req.ty).ok_or_else(|| {
+        let all: Vec<&str> = DestinationType::ALL.iter().map(|t| t.as_str()).collect();
+        ApiError::bad_request(format!(
+            "type must be one of {}, got {:?}",
+            all.join(", "),
+            req.ty
+        ))
+    })?;
+    let name = validate_destination_name(&req.name)?;
+    let cfg = config::validate(ty, &req.config)?;
+    let sampling_rate = validate_sampling_rate(req.sampling_rate.unwrap_or(1.0))?;
+    let filter_rules = match &req.filter_rules {
+        Some(Some(v)) => Some(parse_filter_rules(v)?),
+        _ => None,
+    };
+    let regions = match &req.regions {
+        Some(r) => Region::parse_list("regions", r)?,
+        None => vec![Region::Global],
+    };
+    let ws = caller.workspace(state, req.workspace_id.as_deref()).await?;
+    let api_key_hashes = match &req.api_key_hashes {
+        Some(Some(h)) => Some(check_key_hashes(state, &ws, h).await?),
+        _ => None,
+    };
+    let new = NewDestination {
+        workspace_id: ws.id,
+        ty,
+        name,
+        enabled: req.enabled.unwrap_or(true),
+        privacy_mode: req.privacy_mode.unwrap_or(false),
+        broadcast_generation_cost: req.broadcast_generation_cost.unwrap_or(false),
+        broadcast_generation_identity: req.broadcast_generation_identity.unwrap_or(false),
+        broadcast_generation_request_context: req
+            .broadcast_generation_request_context
+            .unwrap_or(false),
+        broadcast_generation_cost_allocation: req
+            .broadcast_generation_cost_allocation
+            .unwrap_or(false),
+        sampling_rate,
+        api_key_hashes,
+        filter_rules,
+        regions,
+        config: cfg,
+    };
+    Ok(new)
 }
 
 #[utoipa::path(
@@ -243,57 +296,13 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateDestinationRequest>,
 ) -> ApiResult<(StatusCode, Json<DestinationResponse>)> {
     caller.management()?;
-    let ty = DestinationType::parse(&req.ty).ok_or_else(|| {
-        let all: Vec<&str> = DestinationType::ALL.iter().map(|t| t.as_str()).collect();
-        ApiError::bad_request(format!(
-            "type must be one of {}, got {:?}",
-            all.join(", "),
-            req.ty
-        ))
-    })?;
-    let name = validate_destination_name(&req.name)?;
-    let cfg = config::validate(ty, &req.config)?;
-    let sampling_rate = validate_sampling_rate(req.sampling_rate.unwrap_or(1.0))?;
-    let filter_rules = match &req.filter_rules {
-        Some(Some(v)) => Some(parse_filter_rules(v)?),
-        _ => None,
-    };
-    let regions = match &req.regions {
-        Some(r) => Region::parse_list("regions", r)?,
-        None => vec![Region::Global],
-    };
-    let ws = caller
-        .workspace(&state, req.workspace_id.as_deref())
-        .await?;
-    let api_key_hashes = match &req.api_key_hashes {
-        Some(Some(h)) => Some(check_key_hashes(&state, &ws, h).await?),
-        _ => None,
-    };
-    let new = NewDestination {
-        workspace_id: ws.id,
-        ty,
-        name,
-        enabled: req.enabled.unwrap_or(true),
-        privacy_mode: req.privacy_mode.unwrap_or(false),
-        broadcast_generation_cost: req.broadcast_generation_cost.unwrap_or(false),
-        broadcast_generation_identity: req.broadcast_generation_identity.unwrap_or(false),
-        broadcast_generation_request_context: req
-            .broadcast_generation_request_context
-            .unwrap_or(false),
-        broadcast_generation_cost_allocation: req
-            .broadcast_generation_cost_allocation
-            .unwrap_or(false),
-        sampling_rate,
-        api_key_hashes,
-        filter_rules,
-        regions,
-        config: cfg,
-    };
+    let new = validate_new(&state, &caller, &req).await?;
     let d = state
         .store
         .insert_destination(&new, Uuid::now_v7(), &time::now_rfc3339(), MAX_PER_TYPE)
         .await?;
     tracing::info!(destination = %d.id, workspace = %d.workspace_id, r#type = %d.ty, "destination created");
+    state.reload().await;
     Ok((
         StatusCode::CREATED,
         Json(DestinationResponse { data: (&d).into() }),
@@ -396,6 +405,7 @@ pub async fn update(
     d.apply(patch, time::now_rfc3339());
     state.store.update_destination(&d).await?;
     tracing::info!(destination = %d.id, "destination updated");
+    state.reload().await;
     Ok(Json(DestinationResponse { data: (&d).into() }))
 }
 

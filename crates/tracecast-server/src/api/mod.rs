@@ -1,15 +1,18 @@
 //! The HTTP API: routes, shared response shapes and the OpenAPI document.
 
+pub mod delivery;
 pub mod destinations;
+pub mod generations;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod workspaces;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -47,16 +50,19 @@ pub struct Deleted {
     ),
     paths(
         destinations::list, destinations::create, destinations::get, destinations::update, destinations::delete,
+        delivery::status, delivery::dead_letters, delivery::replay, delivery::test_new, delivery::test_existing,
+        generations::ingest,
         workspaces::list, workspaces::create, workspaces::get, workspaces::update, workspaces::delete,
         keys::list, keys::create, keys::get, keys::update, keys::delete, keys::current,
-        health::health,
+        health::health, metrics::metrics,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "Observability", description = "Observability destinations (OpenRouter Broadcast)"),
+        (name = "Ingest", description = "tracecast extension: generations in"),
         (name = "Workspaces", description = "Workspaces of the caller's tenant"),
         (name = "API Keys", description = "Workspace API keys"),
-        (name = "Service", description = "tracecast extension: health and the OpenAPI document"),
+        (name = "Service", description = "tracecast extension: health, metrics and the OpenAPI document"),
     )
 )]
 pub struct ApiDoc;
@@ -118,10 +124,32 @@ pub fn router(state: AppState) -> Router {
             get(keys::get).patch(keys::update).delete(keys::delete),
         )
         .route("/key", get(keys::current))
+        .route(
+            "/generations",
+            post(generations::ingest).layer(DefaultBodyLimit::max(generations::MAX_BYTES)),
+        )
+        .route("/observability/destinations/test", post(delivery::test_new))
+        .route(
+            "/observability/destinations/{id}/test",
+            post(delivery::test_existing),
+        )
+        .route(
+            "/observability/destinations/{id}/status",
+            get(delivery::status),
+        )
+        .route(
+            "/observability/destinations/{id}/dead-letters",
+            get(delivery::dead_letters),
+        )
+        .route(
+            "/observability/destinations/{id}/dead-letters/replay",
+            post(delivery::replay),
+        )
         .route("/openapi.json", get(openapi_json));
     Router::new()
         .nest("/api/v1", v1)
         .route("/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -247,6 +247,7 @@ pub async fn update(
     apply_body(&mut ws, &body, false)?;
     ws.updated_at = Some(time::now_rfc3339());
     state.store.update_workspace(&ws).await?;
+    state.reload().await;
     Ok(Json(WorkspaceResponse { data: (&ws).into() }))
 }
 

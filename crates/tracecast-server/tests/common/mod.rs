@@ -1,6 +1,8 @@
 //! Test harness: the real server on 127.0.0.1:0 with a temp data dir, and a small client.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
@@ -11,6 +13,7 @@ use tracecast_store::Store;
 
 pub struct TestServer {
     pub base: String,
+    pub engine: Arc<tracecast_engine::Engine>,
     pub mgmt_key: String,
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
@@ -27,14 +30,20 @@ pub struct Resp {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with settings adjusted by `f` (delivery timings, for example).
+    pub async fn start_with(f: impl FnOnce(&mut Settings)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mgmt_key = tracecast_model::generate_key();
-        let settings = Settings {
+        let mut settings = Settings {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.path().to_path_buf(),
             bootstrap_management_key: Some(mgmt_key.clone()),
             ..Settings::default()
         };
+        f(&mut settings);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let running = start(&settings, async {
             let _ = rx.await;
@@ -45,6 +54,7 @@ impl TestServer {
             base: format!("http://{}", running.addr),
             mgmt_key,
             store: running.state.store.clone(),
+            engine: running.state.engine.clone(),
             http: reqwest::Client::new(),
             _dir: dir,
             _shutdown: tx,

@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""tracecast fan-out benchmark (B1, B2).
+
+Starts tracecast (release build, embedded mode, fresh data dir) and three countsink receivers on
+loopback, creates two webhook destinations and one otel-collector destination, drives loadgen
+(~2.4 KB generations, NDJSON batches) at it, and reports per destination: accepted/s,
+delivered/s during the load, p50/p99 ingest-to-delivered latency, peak RSS of tracecast, and
+(B2) the drain rate after recovery. A baseline run drives the same clients at a no-op
+countsink in the same invocation.
+
+    bench/fanout.py                      # B0 baseline, B1, B2 with defaults (60 s each)
+    bench/fanout.py --duration 30 --only B1
+
+Needs ../shared/tools (loadgen, countsink); builds them and tracecast if missing.
+Prints one JSON object per scenario on stdout; progress on stderr.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.path.normpath(os.path.join(ROOT, "..", "shared", "tools"))
+LOADGEN = "/tmp/loadgen-target/release/loadgen"
+COUNTSINK = "/tmp/countsink-target/release/countsink"
+TRACECAST = os.path.join(ROOT, "target", "release", "tracecast")
+KEY = "sk-tc-v1-bench-management-key-000000000000"
+SINK_PORTS = [9101, 9102, 9103]
+TC_PORT = 9000
+# One OTLP span per generation; loadgen's send time travels as trace.metadata.sent_us.
+PATTERN = '"spanId"'
+LATENCY_KEY = '"trace.metadata.sent_us","value":{"intValue":"'
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def build():
+    for tool, binary in (("loadgen", LOADGEN), ("countsink", COUNTSINK)):
+        if not os.path.exists(binary):
+            log(f"building {tool}")
+            subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=os.path.join(TOOLS, tool), check=True)
+    log("building tracecast (release)")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "tracecast-server"], cwd=ROOT, check=True)
+
+
+def http(method, url, body=None, key=KEY, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {key}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"null")
+
+
+def wait_http(url, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} never answered")
+
+
+def proc_kb(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_s(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return None
+
+
+class Sinks:
+    def __init__(self, fail=None, fail_secs=0):
+        self.procs = []
+        for i, port in enumerate(SINK_PORTS):
+            cmd = [COUNTSINK, "--port", str(port), "--pattern", PATTERN, "--latency-key", LATENCY_KEY]
+            if fail is not None and i == fail and fail_secs:
+                cmd += ["--fail-secs", str(fail_secs)]
+            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in SINK_PORTS:
+            wait_http(f"http://127.0.0.1:{port}/stats")
+
+    def stats(self, i):
+        with urllib.request.urlopen(f"http://127.0.0.1:{SINK_PORTS[i]}/stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def fail(self, i, secs):
+        urllib.request.urlopen(f"http://127.0.0.1:{SINK_PORTS[i]}/fail?secs={secs}", timeout=5).read()
+
+    def stop(self):
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+class Tracecast:
+    def __init__(self, extra_env=None):
+        self.dir = tempfile.mkdtemp(prefix="tracecast-bench-")
+        env = dict(os.environ, TRACECAST_BOOTSTRAP_MANAGEMENT_KEY=KEY, TRACECAST_LOG="warn")
+        env.update(extra_env or {})
+        self.log = open(os.path.join(self.dir, "tracecast.log"), "wb")
+        self.proc = subprocess.Popen(
+            [TRACECAST, "serve", "--listen", f"127.0.0.1:{TC_PORT}", "--data-dir", os.path.join(self.dir, "data")],
+            env=env, stdout=self.log, stderr=self.log)
+        wait_http(f"http://127.0.0.1:{TC_PORT}/health")
+        base = f"http://127.0.0.1:{TC_PORT}/api/v1/observability/destinations"
+        self.destinations = []
+        for i, (ty, cfg) in enumerate([
+            ("webhook", {"url": f"http://127.0.0.1:{SINK_PORTS[0]}/hook"}),
+            ("webhook", {"url": f"http://127.0.0.1:{SINK_PORTS[1]}/hook"}),
+            ("otel-collector", {"endpoint": f"http://127.0.0.1:{SINK_PORTS[2]}/v1/traces"}),
+        ]):
+            d = http("POST", base, {"type": ty, "name": f"bench-{i}", "config": cfg})
+            self.destinations.append(d["data"]["id"])
+
+    def status(self, i):
+        return http("GET", f"http://127.0.0.1:{TC_PORT}/api/v1/observability/destinations/{self.destinations[i]}/status")["data"]
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def loadgen(url, duration, concurrency, batch, auth=f"Bearer {KEY}"):
+    out = subprocess.run(
+        [LOADGEN, "--url", url, "--concurrency", str(concurrency), "--batch", str(batch),
+         "--duration", str(duration), "--auth", auth, "--progress", "0"],
+        capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sample_rss(pid, stop, out):
+    while not stop.is_set():
+        rss = proc_kb(pid, "VmRSS")
+        if rss:
+            out.append(rss)
+        time.sleep(0.2)
+
+
+def scenario(name, args, fail=None):
+    sinks = Sinks(fail=fail, fail_secs=(args.duration + 3600) if fail is not None else 0)
+    tc = Tracecast()
+    try:
+        rss = []
+        stop = threading.Event()
+        t = threading.Thread(target=sample_rss, args=(tc.proc.pid, stop, rss))
+        t.start()
+        cpu0 = cpu_s(tc.proc.pid)
+        before = [sinks.stats(i)["events"] for i in range(3)]
+        t0 = time.time()
+        lg = loadgen(f"http://127.0.0.1:{TC_PORT}/api/v1/generations?workspace_id=default", args.duration, args.concurrency, args.batch)
+        load_s = time.time() - t0
+        during = [sinks.stats(i)["events"] - before[i] for i in range(3)]
+        cpu_load = (cpu_s(tc.proc.pid) - cpu0) / load_s
+        accepted = lg.get("records_ok", lg.get("accepted", 0))
+        healthy = [i for i in range(3) if i != fail]
+        deadline = time.time() + args.drain_timeout
+        while time.time() < deadline and any(sinks.stats(i)["events"] - before[i] < accepted for i in healthy):
+            time.sleep(0.2)
+        drained_at = time.time() - t0
+        result = {
+            "scenario": name,
+            "duration_s": round(load_s, 1),
+            "loadgen": lg,
+            "accepted_per_s": round(accepted / load_s),
+            "tracecast_cpu_cores_during_load": round(cpu_load, 2),
+            "tracecast_peak_rss_mib": round((proc_kb(tc.proc.pid, "VmHWM") or 0) / 1024, 1),
+            "healthy_drained_after_s": round(drained_at, 1),
+            "destinations": [],
+        }
+        for i in range(3):
+            st = sinks.stats(i)
+            result["destinations"].append({
+                "sink": i + 1,
+                "failing": i == fail,
+                "delivered_per_s_during_load": round(during[i] / load_s),
+                "delivered_total": st["events"] - before[i],
+                "latency_ms": st.get("latency_ms"),
+            })
+        if fail is not None:
+            # Recovery: end the outage and time the backlog drain.
+            backlog = accepted - (sinks.stats(fail)["events"] - before[fail])
+            sinks.fail(fail, 0)
+            r0 = time.time()
+            start_events = sinks.stats(fail)["events"]
+            while time.time() - r0 < args.drain_timeout and sinks.stats(fail)["events"] - before[fail] < accepted:
+                time.sleep(0.2)
+            took = time.time() - r0
+            got = sinks.stats(fail)["events"] - start_events
+            result["recovery"] = {"backlog": backlog, "drained": got, "seconds": round(took, 1), "drain_per_s": round(got / took) if took else None}
+            result["tracecast_peak_rss_mib"] = round((proc_kb(tc.proc.pid, "VmHWM") or 0) / 1024, 1)
+        stop.set()
+        t.join()
+        result["failing_status"] = tc.status(fail) if fail is not None else None
+        return result
+    finally:
+        tc.stop()
+        sinks.stop()
+
+
+def baseline(args):
+    sinks = Sinks()
+    try:
+        lg = loadgen(f"http://127.0.0.1:{SINK_PORTS[0]}/noop", args.duration, args.concurrency, args.batch)
+        return {"scenario": "B0 no-op endpoint", "loadgen": lg}
+    finally:
+        sinks.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--drain-timeout", type=float, default=240)
+    ap.add_argument("--only", choices=["B0", "B1", "B2"])
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    if not args.no_build:
+        build()
+    runs = {"B0": lambda: baseline(args), "B1": lambda: scenario("B1", args), "B2": lambda: scenario("B2 (sink 3 answers 503)", args, fail=2)}
+    for name, run in runs.items():
+        if args.only and name != args.only:
+            continue
+        log(f"== {name}")
+        print(json.dumps(run()), flush=True)
+
+
+if __name__ == "__main__":
+    main()

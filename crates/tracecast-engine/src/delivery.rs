@@ -1,0 +1,699 @@
+//! One destination's worker: reads its workspace's log from its cursor, routes each record,
+//! batches the kept ones, and sends batches with retries, backoff, dead letters and pausing.
+//!
+//! Progress is tracked in *units*: each dispatched batch covers every seq up to the last record
+//! it holds (records filtered or sampled out before it included). The cursor advances over the
+//! contiguous prefix of completed units, so a batch stuck in retries holds the cursor (and the
+//! log) back but never the other batches, and a restart resumes at the cursor: at-least-once.
+//! At most `concurrency` batches are in flight, retries included, so a dead destination holds a
+//! bounded amount of memory while its backlog waits on disk.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tracecast_exporters::{Exporter, ItemOutcome, Outcome, Payload};
+use tracecast_model::destination::Destination;
+use tracecast_model::trace::{TraceOptions, TraceView};
+use uuid::Uuid;
+
+use crate::options::EngineOptions;
+use crate::queue::{Counters, Cursor, DeadLetter, Queue, Record};
+use crate::route::{CompiledRoute, Decision};
+
+/// Everything a worker needs to know about its destination, replaced as a whole on change.
+pub(crate) struct DestConfig {
+    pub destination: Destination,
+    pub workspace_enabled: bool,
+    pub deleted: bool,
+    pub route: CompiledRoute,
+    pub opts: TraceOptions,
+    pub exporter: Result<Arc<dyn Exporter>, String>,
+    /// Bumped on every change, so in-flight batches re-encode after a change of privacy mode
+    /// or metadata groups.
+    pub version: u64,
+}
+
+impl DestConfig {
+    pub fn active(&self) -> bool {
+        !self.deleted && self.destination.enabled && self.workspace_enabled
+    }
+}
+
+/// Why a destination is not sending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pause {
+    pub status: Option<u16>,
+    pub message: String,
+    pub since_ms: i64,
+}
+
+/// Shared state of a running destination.
+pub(crate) struct Runtime {
+    pub id: Uuid,
+    pub workspace: Uuid,
+    pub type_label: &'static str,
+    pub config: watch::Receiver<Arc<DestConfig>>,
+    pub counters: Mutex<Counters>,
+    pub pause: Mutex<Option<Pause>>,
+    pub resume: Notify,
+    pub replay: Notify,
+    /// Committed cursor.
+    pub cursor: AtomicU64,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Runtime {
+    fn count(&self, f: impl FnOnce(&mut Counters)) {
+        f(&mut self.counters.lock().expect("poisoned"));
+    }
+
+    fn record_error(&self, status: Option<u16>, message: &str) {
+        self.count(|c| {
+            c.last_error_at_ms = Some(now_ms());
+            c.last_error_status = status;
+            c.last_error_message = Some(message.to_string());
+        });
+    }
+
+    fn set_pause(&self, status: Option<u16>, message: String) {
+        let mut p = self.pause.lock().expect("poisoned");
+        if p.is_none() {
+            tracing::warn!(destination = %self.id, %message, "destination paused");
+        }
+        *p = Some(Pause {
+            status,
+            message,
+            since_ms: now_ms(),
+        });
+    }
+
+    /// Clears a pause (new config or a successful probe) and wakes the waiting batches.
+    pub fn unpause(&self) {
+        let was = self.pause.lock().expect("poisoned").take();
+        if was.is_some() {
+            tracing::info!(destination = %self.id, "destination resumed");
+        }
+        self.resume.notify_waiters();
+    }
+
+    pub fn paused(&self) -> Option<Pause> {
+        self.pause.lock().expect("poisoned").clone()
+    }
+}
+
+/// Progress units (see the module docs).
+struct Progress {
+    units: BTreeMap<u64, bool>,
+    covered: u64,
+    cursor: u64,
+}
+
+impl Progress {
+    fn new(at: u64) -> Self {
+        Progress {
+            units: BTreeMap::new(),
+            covered: at,
+            cursor: at,
+        }
+    }
+
+    fn add(&mut self, upto: u64, done: bool) {
+        if upto > self.covered {
+            self.units.insert(upto, done);
+            self.covered = upto;
+        }
+    }
+
+    fn complete(&mut self, unit: u64) {
+        if let Some(d) = self.units.get_mut(&unit) {
+            *d = true;
+        }
+    }
+
+    fn advance(&mut self) -> bool {
+        let mut moved = false;
+        while let Some((&k, &done)) = self.units.first_key_value() {
+            if !done {
+                break;
+            }
+            self.cursor = k;
+            self.units.pop_first();
+            moved = true;
+        }
+        moved
+    }
+}
+
+struct Worker {
+    rt: Arc<Runtime>,
+    queue: Arc<dyn Queue>,
+    opts: Arc<EngineOptions>,
+    progress: Progress,
+    read_pos: u64,
+    batch: Vec<Record>,
+    batch_bytes: usize,
+    batch_since: Option<Instant>,
+    inflight: JoinSet<Option<u64>>,
+    replaying: bool,
+    replay_pending: bool,
+    last_commit: Instant,
+    last_cap_check: Instant,
+}
+
+/// Runs a destination until it is deleted or `shutdown` flips.
+pub(crate) async fn run(
+    rt: Arc<Runtime>,
+    queue: Arc<dyn Queue>,
+    opts: Arc<EngineOptions>,
+    start: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut w = Worker {
+        rt: rt.clone(),
+        queue: queue.clone(),
+        opts,
+        progress: Progress::new(start),
+        read_pos: start,
+        batch: Vec::new(),
+        batch_bytes: 0,
+        batch_since: None,
+        inflight: JoinSet::new(),
+        replaying: false,
+        replay_pending: true,
+        last_commit: Instant::now(),
+        last_cap_check: Instant::now() - Duration::from_secs(60),
+    };
+    let mut head_rx = queue.subscribe(rt.workspace);
+    let mut cfg_rx = rt.config.clone();
+    loop {
+        if *shutdown.borrow() {
+            w.commit(true);
+            return;
+        }
+        let cfg = cfg_rx.borrow_and_update().clone();
+        if cfg.deleted {
+            w.discard_all();
+            w.commit(true);
+            return;
+        }
+        if !cfg.active() {
+            w.discard_all();
+            w.commit(true);
+            tokio::select! {
+                _ = cfg_rx.changed() => {}
+                _ = head_rx.changed() => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        while let Some(done) = w.inflight.try_join_next() {
+            w.finished(done);
+        }
+        w.enforce_cap().await;
+        let head = w.queue.head(rt.workspace);
+        let can_send = cfg.exporter.is_ok() && rt.paused().is_none();
+        let room = w.inflight.len() < w.opts.concurrency;
+        let max_items = cfg
+            .exporter
+            .as_ref()
+            .map(|e| e.limits().max_items)
+            .unwrap_or(500)
+            .min(w.opts.batch_max_items)
+            .max(1);
+        if can_send && room && w.read_pos < head && w.batch.len() < max_items {
+            if let Err(e) = w.fill(&cfg, max_items).await {
+                tracing::error!(destination = %rt.id, error = %e, "reading the queue failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            w.commit(false);
+            continue;
+        }
+        if can_send
+            && room
+            && !w.batch.is_empty()
+            && (w.batch.len() >= max_items || w.linger_expired())
+        {
+            w.dispatch(&cfg);
+            continue;
+        }
+        if can_send && !w.replaying && w.inflight.len() < w.opts.concurrency && w.replay_ready() {
+            w.start_replay(&cfg).await;
+        }
+        w.commit(false);
+        let linger_at = w.batch_since.map(|s| s + w.opts.linger());
+        let room_for_linger = room && can_send;
+        tokio::select! {
+            Some(done) = w.inflight.join_next(), if !w.inflight.is_empty() => w.finished(done),
+            _ = head_rx.changed() => {}
+            _ = cfg_rx.changed() => {}
+            _ = rt.replay.notified() => { w.replay_pending = true; }
+            _ = async { match linger_at { Some(t) => tokio::time::sleep_until(t.into()).await, None => std::future::pending().await } }, if room_for_linger => {}
+            _ = rt.resume.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+impl Worker {
+    fn linger_expired(&self) -> bool {
+        self.batch_since
+            .is_some_and(|s| s.elapsed() >= self.opts.linger())
+    }
+
+    fn replay_ready(&self) -> bool {
+        self.replay_pending
+    }
+
+    /// Reads and routes records until the batch is full or the log is exhausted.
+    async fn fill(&mut self, cfg: &Arc<DestConfig>, max_items: usize) -> crate::queue::Result<()> {
+        let want = (max_items - self.batch.len()).max(64);
+        let records = self
+            .queue
+            .read(self.rt.workspace, self.read_pos, want)
+            .await?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let max_bytes = cfg
+            .exporter
+            .as_ref()
+            .map(|e| e.limits().max_bytes)
+            .unwrap_or(usize::MAX)
+            .min(self.opts.batch_max_bytes);
+        let (mut received, mut filtered, mut sampled, mut discarded) = (0u64, 0u64, 0u64, 0u64);
+        for r in records {
+            self.read_pos = r.seq;
+            received += 1;
+            match cfg.route.decide(&r.generation, cfg.workspace_enabled) {
+                Decision::Deliver => {
+                    self.batch_bytes += r.size as usize;
+                    self.batch.push(r);
+                    self.batch_since.get_or_insert_with(Instant::now);
+                    if self.batch.len() >= max_items || self.batch_bytes >= max_bytes * 4 / 5 {
+                        self.dispatch(cfg);
+                        if self.inflight.len() >= self.opts.concurrency {
+                            break;
+                        }
+                    }
+                }
+                Decision::SampledOut => sampled += 1,
+                Decision::Disabled => discarded += 1,
+                Decision::WrongRegion | Decision::KeyNotAllowed | Decision::Filtered => {
+                    filtered += 1
+                }
+            }
+        }
+        if self.batch.is_empty() {
+            self.progress.add(self.read_pos, true);
+        }
+        self.rt.count(|c| {
+            c.received += received;
+            c.filtered += filtered;
+            c.sampled_out += sampled;
+            c.discarded += discarded;
+        });
+        let ty = self.rt.type_label;
+        metrics::counter!("tracecast_delivery_records_total", "type" => ty, "outcome" => "filtered").increment(filtered);
+        metrics::counter!("tracecast_delivery_records_total", "type" => ty, "outcome" => "sampled_out").increment(sampled);
+        Ok(())
+    }
+
+    fn dispatch(&mut self, cfg: &Arc<DestConfig>) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let items = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        self.batch_since = None;
+        // The unit covers everything read so far: this batch's records and any filtered or
+        // sampled-out ones read while it lingered.
+        let unit = self.read_pos;
+        self.progress.add(unit, false);
+        let _ = cfg;
+        self.inflight.spawn(deliver(
+            self.rt.clone(),
+            self.queue.clone(),
+            self.opts.clone(),
+            items,
+            None,
+            Some(unit),
+        ));
+    }
+
+    fn finished(&mut self, done: Result<Option<u64>, tokio::task::JoinError>) {
+        match done {
+            Ok(Some(unit)) => self.progress.complete(unit),
+            Ok(None) => {
+                self.replaying = false;
+                self.replay_pending = true;
+            }
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => {
+                tracing::error!(destination = %self.rt.id, error = %e, "delivery task failed")
+            }
+        }
+    }
+
+    /// Dead letters marked for replay go out as their own batch, one at a time.
+    async fn start_replay(&mut self, cfg: &Arc<DestConfig>) {
+        self.replay_pending = false;
+        let max = cfg
+            .exporter
+            .as_ref()
+            .map(|e| e.limits().max_items)
+            .unwrap_or(500)
+            .min(self.opts.batch_max_items);
+        match self.queue.replays(self.rt.id, max).await {
+            Ok(letters) if !letters.is_empty() => {
+                let ids: Vec<i64> = letters.iter().map(|l| l.id).collect();
+                let items: Vec<Record> = letters
+                    .into_iter()
+                    .map(|l| Record {
+                        seq: 0,
+                        received_at_ms: now_ms(),
+                        size: 0,
+                        generation: l.generation,
+                    })
+                    .collect();
+                self.replaying = true;
+                self.inflight.spawn(deliver(
+                    self.rt.clone(),
+                    self.queue.clone(),
+                    self.opts.clone(),
+                    items,
+                    Some(ids),
+                    None,
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(destination = %self.rt.id, error = %e, "reading dead letters failed")
+            }
+        }
+    }
+
+    /// Drops everything queued and not in flight (destination disabled or deleted).
+    fn discard_all(&mut self) {
+        self.inflight.abort_all();
+        let head = self.queue.head(self.rt.workspace);
+        let from = self.progress.cursor;
+        if head > from {
+            let n = head - from;
+            self.rt.count(|c| c.discarded += n);
+            metrics::counter!("tracecast_delivery_records_total", "type" => self.rt.type_label, "outcome" => "discarded").increment(n);
+        }
+        self.batch.clear();
+        self.batch_bytes = 0;
+        self.batch_since = None;
+        self.progress = Progress::new(head.max(from));
+        self.read_pos = self.progress.cursor;
+    }
+
+    /// The backlog cap: past it, the oldest unread records are dropped and counted.
+    async fn enforce_cap(&mut self) {
+        if self.last_cap_check.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_cap_check = Instant::now();
+        let point = self
+            .queue
+            .cap_point(
+                self.rt.workspace,
+                self.read_pos,
+                self.opts.max_backlog_records,
+                self.opts.max_backlog_bytes,
+            )
+            .await;
+        if let Ok(Some(p)) = point
+            && p > self.read_pos
+            && self.batch.is_empty()
+        {
+            let n = p - self.read_pos;
+            tracing::warn!(destination = %self.rt.id, dropped = n, "backlog cap reached: dropping the oldest records");
+            self.rt.count(|c| c.dropped += n);
+            metrics::counter!("tracecast_delivery_records_total", "type" => self.rt.type_label, "outcome" => "dropped").increment(n);
+            self.read_pos = p;
+            self.progress.add(p, true);
+        }
+    }
+
+    fn commit(&mut self, force: bool) {
+        let moved = self.progress.advance();
+        if !(force
+            || (moved && self.last_commit.elapsed() >= Duration::from_millis(100))
+            || self.last_commit.elapsed() >= Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_commit = Instant::now();
+        let cursor = self.progress.cursor;
+        self.rt.cursor.store(cursor, Ordering::Relaxed);
+        let counters = self.rt.counters.lock().expect("poisoned").clone();
+        self.queue.commit(
+            self.rt.id,
+            self.rt.workspace,
+            Cursor { seq: cursor },
+            counters,
+        );
+        let depth = self.queue.head(self.rt.workspace).saturating_sub(cursor);
+        metrics::gauge!("tracecast_queue_depth", "destination" => self.rt.id.to_string(), "type" => self.rt.type_label).set(depth as f64);
+    }
+}
+
+/// Delivers one batch to the end: delivered, dead-lettered, or discarded because the
+/// destination went away. Returns the batch's progress unit (`None` for a replay batch).
+async fn deliver(
+    rt: Arc<Runtime>,
+    queue: Arc<dyn Queue>,
+    opts: Arc<EngineOptions>,
+    mut items: Vec<Record>,
+    replay_ids: Option<Vec<i64>>,
+    unit: Option<u64>,
+) -> Option<u64> {
+    let mut attempts: u32 = 0;
+    let mut first_failure: Option<Instant> = None;
+    let mut encoded: Option<(u64, Payload)> = None;
+    let ty = rt.type_label;
+    let finish = |queue: Arc<dyn Queue>, ids: Option<Vec<i64>>| async move {
+        if let Some(ids) = ids
+            && let Err(e) = queue.delete_dead_letters(ids).await
+        {
+            tracing::error!(error = %e, "removing replayed dead letters failed");
+        }
+    };
+    loop {
+        let cfg = rt.config.borrow().clone();
+        if !cfg.active() {
+            let n = items.len() as u64;
+            rt.count(|c| c.discarded += n);
+            return unit;
+        }
+        // Paused for credentials: wait for new config, or probe after the interval.
+        if rt.paused().is_some() {
+            let probe = tokio::time::sleep(Duration::from_secs(opts.auth_probe_secs));
+            tokio::select! {
+                _ = rt.resume.notified() => continue,
+                _ = probe => {}
+            }
+        }
+        let exporter = match &cfg.exporter {
+            Ok(e) => e.clone(),
+            Err(msg) => {
+                rt.set_pause(None, msg.clone());
+                continue;
+            }
+        };
+        if encoded.as_ref().is_none_or(|(v, _)| *v != cfg.version) {
+            let views: Vec<TraceView<'_>> = items
+                .iter()
+                .map(|r| TraceView::new(&r.generation, cfg.opts))
+                .collect();
+            match exporter.encode(&views) {
+                Ok(p) => encoded = Some((cfg.version, p)),
+                Err(e) => {
+                    dead_letter(&rt, &queue, &items, &e.to_string(), None, attempts).await;
+                    finish(queue, replay_ids).await;
+                    return unit;
+                }
+            }
+        }
+        let payload = &encoded.as_ref().expect("encoded above").1;
+        let outcome = exporter.send(payload).await;
+        match outcome {
+            Outcome::Delivered => {
+                delivered(&rt, &items);
+                if rt.paused().is_some() {
+                    rt.unpause();
+                }
+                finish(queue, replay_ids).await;
+                return unit;
+            }
+            Outcome::Rejected { status, error } => {
+                rt.record_error(status, &error);
+                dead_letter(&rt, &queue, &items, &error, status, attempts + 1).await;
+                finish(queue, replay_ids).await;
+                return unit;
+            }
+            Outcome::Unauthorized { status, error } => {
+                rt.record_error(Some(status), &error);
+                rt.count(|c| c.failed_attempts += 1);
+                metrics::counter!("tracecast_delivery_failed_attempts_total", "type" => ty)
+                    .increment(1);
+                rt.set_pause(
+                    Some(status),
+                    format!("credentials rejected ({status}): {error}"),
+                );
+            }
+            Outcome::Retry {
+                status,
+                error,
+                retry_after,
+            } => {
+                rt.record_error(status, &error);
+                rt.count(|c| c.failed_attempts += 1);
+                metrics::counter!("tracecast_delivery_failed_attempts_total", "type" => ty)
+                    .increment(1);
+                attempts += 1;
+                let since = *first_failure.get_or_insert_with(Instant::now);
+                if attempts >= opts.max_attempts
+                    || since.elapsed() >= Duration::from_secs(opts.max_retry_age_secs)
+                {
+                    let msg = format!("gave up after {attempts} attempts: {error}");
+                    dead_letter(&rt, &queue, &items, &msg, status, attempts).await;
+                    finish(queue, replay_ids).await;
+                    return unit;
+                }
+                let delay = opts.backoff(attempts, retry_after);
+                let mut cfg_rx = rt.config.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    // A config change (new endpoint, credentials) retries at once.
+                    _ = cfg_rx.changed() => {}
+                }
+            }
+            Outcome::Partial(results) => {
+                let mut retry = Vec::new();
+                let mut ok = Vec::new();
+                let mut rejected: Vec<(Record, String)> = Vec::new();
+                let mut last_retry_error = None;
+                for (item, res) in items.into_iter().zip(
+                    results
+                        .into_iter()
+                        .chain(std::iter::repeat(ItemOutcome::Delivered)),
+                ) {
+                    match res {
+                        ItemOutcome::Delivered => ok.push(item),
+                        ItemOutcome::Retry { error } => {
+                            last_retry_error = Some(error);
+                            retry.push(item);
+                        }
+                        ItemOutcome::Rejected { error } => rejected.push((item, error)),
+                    }
+                }
+                delivered(&rt, &ok);
+                for (item, error) in rejected {
+                    rt.record_error(None, &error);
+                    dead_letter(
+                        &rt,
+                        &queue,
+                        std::slice::from_ref(&item),
+                        &error,
+                        None,
+                        attempts + 1,
+                    )
+                    .await;
+                }
+                if retry.is_empty() {
+                    finish(queue, replay_ids).await;
+                    return unit;
+                }
+                let error = last_retry_error.unwrap_or_default();
+                rt.record_error(None, &error);
+                rt.count(|c| c.failed_attempts += 1);
+                attempts += 1;
+                items = retry;
+                encoded = None;
+                let since = *first_failure.get_or_insert_with(Instant::now);
+                if attempts >= opts.max_attempts
+                    || since.elapsed() >= Duration::from_secs(opts.max_retry_age_secs)
+                {
+                    dead_letter(
+                        &rt,
+                        &queue,
+                        &items,
+                        &format!("gave up after {attempts} attempts: {error}"),
+                        None,
+                        attempts,
+                    )
+                    .await;
+                    finish(queue, replay_ids).await;
+                    return unit;
+                }
+                tokio::time::sleep(opts.backoff(attempts, None)).await;
+            }
+        }
+    }
+}
+
+fn delivered(rt: &Runtime, items: &[Record]) {
+    if items.is_empty() {
+        return;
+    }
+    let now = now_ms();
+    let n = items.len() as u64;
+    rt.count(|c| {
+        c.delivered += n;
+        c.last_success_at_ms = Some(now);
+    });
+    let ty = rt.type_label;
+    metrics::counter!("tracecast_delivery_records_total", "type" => ty, "outcome" => "delivered")
+        .increment(n);
+    let hist = metrics::histogram!("tracecast_delivery_latency_seconds", "type" => ty);
+    for r in items {
+        if r.seq != 0 {
+            hist.record((now - r.received_at_ms).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+async fn dead_letter(
+    rt: &Runtime,
+    queue: &Arc<dyn Queue>,
+    items: &[Record],
+    error: &str,
+    status: Option<u16>,
+    attempts: u32,
+) {
+    let now = now_ms();
+    let letters = items
+        .iter()
+        .map(|r| DeadLetter {
+            id: 0,
+            destination_id: rt.id,
+            generation: r.generation.clone(),
+            error: error.to_string(),
+            status,
+            attempts,
+            failed_at_ms: now,
+            replay_requested: false,
+        })
+        .collect();
+    let n = items.len() as u64;
+    if let Err(e) = queue.add_dead_letters(letters).await {
+        tracing::error!(destination = %rt.id, error = %e, "storing dead letters failed");
+    }
+    tracing::warn!(destination = %rt.id, records = n, %error, "dead-lettered");
+    rt.count(|c| c.dead_lettered += n);
+    metrics::counter!("tracecast_delivery_records_total", "type" => rt.type_label, "outcome" => "dead_lettered").increment(n);
+}

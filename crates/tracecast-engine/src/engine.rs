@@ -1,0 +1,492 @@
+//! The engine: one worker per live destination, kept in step with the store.
+//!
+//! [`Engine::reload`] reads every live destination and workspace switch from the store and
+//! reconciles the running workers: new destinations start at the head of their workspace's log,
+//! changed ones get their new config (routing, credentials, privacy) without a restart, and
+//! deleted ones discard their backlog and stop. The API calls `reload` after every change; a
+//! background task also reloads every `config_refresh_ms` to pick up changes made elsewhere.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tracecast_exporters::{ExportContext, ExportError};
+use tracecast_model::DestinationType;
+use tracecast_model::destination::Destination;
+use tracecast_model::generation::Generation;
+use tracecast_model::trace::TraceOptions;
+use tracecast_store::Store;
+use uuid::Uuid;
+
+use crate::delivery::{self, DestConfig, Runtime, now_ms};
+use crate::options::EngineOptions;
+use crate::queue::{AppendResult, Counters, DeadLetter, NewRecord, Queue, QueueError};
+use crate::route::CompiledRoute;
+
+struct Handle {
+    rt: Arc<Runtime>,
+    cfg_tx: watch::Sender<Arc<DestConfig>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    ctx: ExportContext,
+    opts: Arc<EngineOptions>,
+    workers: Mutex<HashMap<Uuid, Handle>>,
+    reload_lock: tokio::sync::Mutex<()>,
+    version: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The state a destination reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Active,
+    /// Not sending: its credentials were rejected, or it cannot deliver (see the reason).
+    Paused,
+    Disabled,
+}
+
+/// `GET /observability/destinations/{id}/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationStatus {
+    pub state: State,
+    /// Why the destination is paused or disabled.
+    pub reason: Option<String>,
+    pub counts: Counts,
+    pub queue: QueueStatus,
+    pub last_success_at: Option<String>,
+    pub last_error: Option<LastError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    pub received: u64,
+    pub filtered: u64,
+    pub sampled_out: u64,
+    pub delivered: u64,
+    pub failed_attempts: u64,
+    pub dead_lettered: u64,
+    pub dropped: u64,
+    pub discarded: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStatus {
+    /// Records accepted and not yet done (delivered, filtered, dead-lettered or dropped).
+    pub depth: u64,
+    pub bytes: u64,
+    /// Age of the oldest pending record in seconds.
+    pub oldest_pending_age_secs: Option<f64>,
+    pub dead_letters: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub at: String,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Store(#[from] tracecast_store::StoreError),
+}
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    let dt = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Engine {
+    /// Starts the engine: loads destinations, starts their workers and the background tasks.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        opts: EngineOptions,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let ctx = ExportContext::new(Duration::from_secs(opts.request_timeout_secs));
+        let (shutdown, _) = watch::channel(false);
+        let engine = Arc::new(Engine {
+            store,
+            queue,
+            ctx,
+            opts: Arc::new(opts),
+            workers: Mutex::new(HashMap::new()),
+            reload_lock: tokio::sync::Mutex::new(()),
+            version: AtomicU64::new(1),
+            shutdown,
+            background: Mutex::new(Vec::new()),
+        });
+        engine.reload().await?;
+        let weak = Arc::downgrade(&engine);
+        let refresh = Duration::from_millis(engine.opts.config_refresh_ms.max(100));
+        let mut stop = engine.shutdown.subscribe();
+        let refresher = tokio::spawn(async move {
+            let mut last_expiry = std::time::Instant::now() - Duration::from_secs(3600);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(refresh) => {}
+                    _ = stop.changed() => return,
+                }
+                let Some(engine) = weak.upgrade() else { return };
+                if let Err(e) = engine.reload().await {
+                    tracing::warn!(error = %e, "reloading destinations failed");
+                }
+                if last_expiry.elapsed() >= Duration::from_secs(600) {
+                    last_expiry = std::time::Instant::now();
+                    let before = now_ms() - (engine.opts.dead_letter_retention_secs as i64) * 1000;
+                    match engine.queue.expire_dead_letters(before).await {
+                        Ok(n) if n > 0 => tracing::info!(expired = n, "expired old dead letters"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "expiring dead letters failed"),
+                    }
+                }
+            }
+        });
+        engine.background.lock().expect("poisoned").push(refresher);
+        Ok(engine)
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.queue
+    }
+
+    fn build_config(&self, d: Destination, workspace_enabled: bool, deleted: bool) -> DestConfig {
+        let exporter = tracecast_exporters::build(d.ty, &d.config, &self.ctx).map_err(|e| match e {
+            ExportError::Unsupported(t) => format!("tracecast cannot deliver to {t} destinations yet; records are kept until it can (up to the backlog cap)"),
+            other => other.to_string(),
+        });
+        DestConfig {
+            route: CompiledRoute::new(&d),
+            opts: TraceOptions::from(&d),
+            exporter,
+            workspace_enabled,
+            deleted,
+            version: self.version.fetch_add(1, Ordering::Relaxed),
+            destination: d,
+        }
+    }
+
+    /// Reconciles the workers with the store.
+    pub async fn reload(&self) -> Result<(), EngineError> {
+        let _guard = self.reload_lock.lock().await;
+        let live = self.store.live_destinations().await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut to_start = Vec::new();
+        for (d, ws_enabled) in live {
+            seen.insert(d.id);
+            let existing = {
+                let workers = self.workers.lock().expect("poisoned");
+                workers
+                    .get(&d.id)
+                    .map(|h| (h.cfg_tx.borrow().clone(), h.rt.clone()))
+            };
+            match existing {
+                Some((cur, rt)) => {
+                    if cur.destination != d || cur.workspace_enabled != ws_enabled {
+                        let credentials_changed = cur.destination.config != d.config;
+                        let cfg = Arc::new(self.build_config(d, ws_enabled, false));
+                        if let Some(h) = self
+                            .workers
+                            .lock()
+                            .expect("poisoned")
+                            .get(&cfg.destination.id)
+                        {
+                            h.cfg_tx.send_replace(cfg);
+                        }
+                        // New credentials (or any change) end a pause at once.
+                        if credentials_changed || rt.paused().is_some() {
+                            rt.unpause();
+                        }
+                    }
+                }
+                None => to_start.push((d, ws_enabled)),
+            }
+        }
+        for (d, ws_enabled) in to_start {
+            self.start_worker(d, ws_enabled).await?;
+        }
+        let gone: Vec<Uuid> = self
+            .workers
+            .lock()
+            .expect("poisoned")
+            .keys()
+            .filter(|id| !seen.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.stop_deleted(id).await;
+        }
+        Ok(())
+    }
+
+    async fn start_worker(&self, d: Destination, ws_enabled: bool) -> Result<(), EngineError> {
+        let id = d.id;
+        let workspace = d.workspace_id;
+        // A new destination starts at the head of its workspace's log: it receives what is
+        // ingested from now on. A known one resumes at its cursor.
+        let start = match self.queue.cursor(id).await? {
+            Some(c) => c.seq,
+            None => self.queue.head(workspace),
+        };
+        let counters = self.queue.counters(id).await?;
+        let type_label = d.ty.as_str();
+        let cfg = Arc::new(self.build_config(d, ws_enabled, false));
+        let (cfg_tx, cfg_rx) = watch::channel(cfg);
+        let rt = Arc::new(Runtime {
+            id,
+            workspace,
+            type_label,
+            config: cfg_rx,
+            counters: Mutex::new(counters.clone()),
+            pause: Mutex::new(None),
+            resume: tokio::sync::Notify::new(),
+            replay: tokio::sync::Notify::new(),
+            cursor: AtomicU64::new(start),
+        });
+        // Persist the starting point at once, so records arriving before the first commit
+        // are not truncated away.
+        self.queue
+            .commit(id, workspace, crate::queue::Cursor { seq: start }, counters);
+        let task = tokio::spawn(delivery::run(
+            rt.clone(),
+            self.queue.clone(),
+            self.opts.clone(),
+            start,
+            self.shutdown.subscribe(),
+        ));
+        self.workers
+            .lock()
+            .expect("poisoned")
+            .insert(id, Handle { rt, cfg_tx, task });
+        Ok(())
+    }
+
+    async fn stop_deleted(&self, id: Uuid) {
+        let handle = self.workers.lock().expect("poisoned").remove(&id);
+        if let Some(h) = handle {
+            let cur = h.cfg_tx.borrow().clone();
+            let mut cfg = self.build_config(cur.destination.clone(), cur.workspace_enabled, true);
+            cfg.deleted = true;
+            h.cfg_tx.send_replace(Arc::new(cfg));
+            h.rt.unpause();
+            let _ = tokio::time::timeout(Duration::from_secs(5), h.task).await;
+            if let Err(e) = self.queue.forget(id).await {
+                tracing::warn!(destination = %id, error = %e, "forgetting a deleted destination's cursor failed");
+            }
+        }
+    }
+
+    /// Appends a workspace's generations to the log. Returns once they are durable.
+    pub async fn ingest(
+        &self,
+        workspace: Uuid,
+        generations: Vec<Generation>,
+    ) -> Result<AppendResult, EngineError> {
+        let records = generations
+            .into_iter()
+            .map(|g| {
+                let body = serde_json::to_vec(&g).expect("generations serialise");
+                NewRecord {
+                    generation: Arc::new(g),
+                    body,
+                }
+            })
+            .collect();
+        let res = self.queue.append(workspace, records).await?;
+        let accepted = res.accepted.iter().filter(|a| **a).count() as u64;
+        metrics::counter!("tracecast_ingest_records_total", "result" => "accepted")
+            .increment(accepted);
+        metrics::counter!("tracecast_ingest_records_total", "result" => "duplicate")
+            .increment(res.accepted.len() as u64 - accepted);
+        Ok(res)
+    }
+
+    /// The status of a live destination.
+    pub async fn status(&self, d: &Destination) -> Result<DestinationStatus, EngineError> {
+        let (rt, cfg) = {
+            let workers = self.workers.lock().expect("poisoned");
+            match workers.get(&d.id) {
+                Some(h) => (Some(h.rt.clone()), Some(h.cfg_tx.borrow().clone())),
+                None => (None, None),
+            }
+        };
+        let counters = match &rt {
+            Some(rt) => rt.counters.lock().expect("poisoned").clone(),
+            None => self.queue.counters(d.id).await?,
+        };
+        let cursor = match &rt {
+            Some(rt) => rt.cursor.load(Ordering::Relaxed),
+            None => self
+                .queue
+                .cursor(d.id)
+                .await?
+                .map(|c| c.seq)
+                .unwrap_or_else(|| self.queue.head(d.workspace_id)),
+        };
+        let backlog = self.queue.backlog(d.workspace_id, cursor).await?;
+        let (_, dead) = self.queue.list_dead_letters(d.id, 0, 0).await?;
+        let ws_enabled = cfg.as_ref().map(|c| c.workspace_enabled).unwrap_or(true);
+        let (state, reason) = if !d.enabled {
+            (
+                State::Disabled,
+                Some("the destination is disabled".to_string()),
+            )
+        } else if !ws_enabled {
+            (
+                State::Disabled,
+                Some("broadcast is disabled for the workspace".to_string()),
+            )
+        } else if let Some(p) = rt.as_ref().and_then(|r| r.paused()) {
+            (State::Paused, Some(p.message))
+        } else {
+            (State::Active, None)
+        };
+        let now = now_ms();
+        Ok(DestinationStatus {
+            state,
+            reason,
+            counts: counts(&counters),
+            queue: QueueStatus {
+                depth: backlog.records,
+                bytes: backlog.bytes,
+                oldest_pending_age_secs: backlog
+                    .oldest_received_at_ms
+                    .map(|t| ((now - t).max(0)) as f64 / 1000.0),
+                dead_letters: dead,
+            },
+            last_success_at: counters.last_success_at_ms.map(ms_to_rfc3339),
+            last_error: counters.last_error_at_ms.map(|at| LastError {
+                at: ms_to_rfc3339(at),
+                status: counters.last_error_status,
+                message: counters.last_error_message.clone().unwrap_or_default(),
+            }),
+        })
+    }
+
+    pub async fn dead_letters(
+        &self,
+        destination: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<DeadLetter>, u64), EngineError> {
+        Ok(self
+            .queue
+            .list_dead_letters(destination, offset, limit)
+            .await?)
+    }
+
+    /// Marks dead letters for replay and wakes the worker.
+    pub async fn replay(
+        &self,
+        destination: Uuid,
+        ids: Option<Vec<i64>>,
+    ) -> Result<u64, EngineError> {
+        let n = self.queue.request_replay(destination, ids).await?;
+        if let Some(h) = self.workers.lock().expect("poisoned").get(&destination) {
+            h.rt.replay.notify_one();
+        }
+        Ok(n)
+    }
+
+    /// Sends a destination type's test payload with the given config.
+    pub async fn test_connection(
+        &self,
+        ty: DestinationType,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> TestResult {
+        let started = std::time::Instant::now();
+        let exporter = match tracecast_exporters::build(ty, config, &self.ctx) {
+            Ok(e) => e,
+            Err(e) => {
+                return TestResult {
+                    ok: false,
+                    status: None,
+                    message: e.to_string(),
+                    latency_ms: 0.0,
+                };
+            }
+        };
+        let res = exporter.test_connection().await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match res {
+            Ok(message) => TestResult {
+                ok: true,
+                status: extract_status(&message),
+                message,
+                latency_ms,
+            },
+            Err(message) => TestResult {
+                ok: false,
+                status: extract_status(&message),
+                message,
+                latency_ms,
+            },
+        }
+    }
+
+    /// Stops the workers, persisting their cursors and counters.
+    pub async fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        let handles: Vec<Handle> = self
+            .workers
+            .lock()
+            .expect("poisoned")
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in handles {
+            h.rt.resume.notify_waiters();
+            let _ = tokio::time::timeout(Duration::from_secs(5), h.task).await;
+        }
+        for t in self.background.lock().expect("poisoned").drain(..) {
+            t.abort();
+        }
+        self.queue.close().await;
+    }
+}
+
+/// The first `(NNN)` in a test message, as the status code.
+fn extract_status(message: &str) -> Option<u16> {
+    let start = message.find('(')?;
+    let rest = &message[start + 1..];
+    let end = rest.find(')')?;
+    rest[..end].parse().ok()
+}
+
+/// `POST .../test` answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub message: String,
+    pub latency_ms: f64,
+}
+
+fn counts(c: &Counters) -> Counts {
+    Counts {
+        received: c.received,
+        filtered: c.filtered,
+        sampled_out: c.sampled_out,
+        delivered: c.delivered,
+        failed_attempts: c.failed_attempts,
+        dead_lettered: c.dead_lettered,
+        dropped: c.dropped,
+        discarded: c.discarded,
+    }
+}

@@ -1,0 +1,989 @@
+//! The embedded queue: one SQLite file (`queue.db`) in the data directory.
+//!
+//! Layout:
+//! - `log(id, received_at, end_bytes, body)`: every accepted generation once. `id` packs the
+//!   workspace's small integer key and the record's seq (`ws << 40 | seq`), so a workspace's log is
+//!   one contiguous rowid range and needs no secondary index. `end_bytes` is the workspace's
+//!   cumulative byte count, for byte-based backlog caps.
+//! - `workspaces(ws, workspace_id, head, bytes)`: each workspace's key, head seq and byte total.
+//! - `dedup_0`, `dedup_1`: 64-bit keys of accepted ids. New keys go into the current table; a
+//!   key counts as seen if either table has it; every `dedup_window` the older table is emptied
+//!   and becomes current, so an id is remembered for at least one window.
+//! - `cursors`, `counters`, `dead_letters`.
+//!
+//! One writer thread owns the write connection and commits appends in groups: concurrent ingest
+//! requests share one transaction and one fsync (group commit). With `synchronous = FULL` an
+//! append that has returned survives a crash or power loss. Cursor and counter commits are
+//! batched into the next transaction (at most ~100 ms later). Reads are served from an in-memory
+//! tail of recent records when possible, else from a separate read connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use tokio::sync::{oneshot, watch};
+use tracecast_model::generation::Generation;
+use uuid::Uuid;
+
+use super::{
+    AppendResult, Backlog, Counters, Cursor, DeadLetter, NewRecord, Queue, QueueError, Record,
+    Result,
+};
+
+const SEQ_BITS: u32 = 40;
+const UNASSIGNED: i64 = i64::MIN;
+const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
+
+fn row_id(ws: i64, seq: u64) -> i64 {
+    (ws << SEQ_BITS) | (seq as i64 & SEQ_MASK)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The 64-bit dedup key of a generation id within a workspace.
+fn dedup_key(workspace: Uuid, id: &str) -> i64 {
+    let mut h = Sha256::new();
+    h.update(workspace.as_bytes());
+    h.update(id.as_bytes());
+    let d = h.finalize();
+    i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteQueueOptions {
+    pub path: PathBuf,
+    /// Bytes of recent records kept in memory for readers (default 64 MiB).
+    pub tail_bytes: usize,
+    /// fsync every commit (`synchronous = FULL`). Off trades power-loss safety for speed; a
+    /// process crash loses nothing either way.
+    pub sync_full: bool,
+    /// How long an accepted id is remembered for de-duplication (default 24 h).
+    pub dedup_window: Duration,
+}
+
+impl SqliteQueueOptions {
+    pub fn new(path: PathBuf) -> Self {
+        SqliteQueueOptions {
+            path,
+            tail_bytes: 64 * 1024 * 1024,
+            sync_full: true,
+            dedup_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+struct Tail {
+    records: VecDeque<Record>,
+    bytes: usize,
+}
+
+struct WsState {
+    /// The workspace's small integer key in `log` ids; `UNASSIGNED` until its first append.
+    key: AtomicI64,
+    head: watch::Sender<u64>,
+    /// Cumulative bytes at head.
+    bytes: Mutex<u64>,
+    tail: Mutex<Tail>,
+}
+
+struct Shared {
+    workspaces: Mutex<HashMap<Uuid, Arc<WsState>>>,
+    tail_total: AtomicUsize,
+    tail_budget: usize,
+}
+
+impl Shared {
+    fn ws(&self, workspace: Uuid) -> Option<Arc<WsState>> {
+        self.workspaces
+            .lock()
+            .expect("poisoned")
+            .get(&workspace)
+            .cloned()
+    }
+}
+
+enum Cmd {
+    Append {
+        workspace: Uuid,
+        records: Vec<NewRecord>,
+        reply: oneshot::Sender<Result<AppendResult>>,
+    },
+    Commit {
+        destination: Uuid,
+        workspace: Uuid,
+        cursor: Cursor,
+        counters: Counters,
+    },
+    Flush(oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+}
+
+pub struct SqliteQueue {
+    tx: Mutex<Option<mpsc::Sender<Cmd>>>,
+    readers: Arc<ReaderPool>,
+    shared: Arc<Shared>,
+}
+
+/// Connections for reads and the rare non-append writes (dead letters), opened on demand and
+/// kept for reuse.
+struct ReaderPool {
+    path: PathBuf,
+    sync_full: bool,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection> {
+        if let Some(c) = self.idle.lock().expect("poisoned").pop() {
+            return Ok(c);
+        }
+        Ok(open_conn(&self.path, self.sync_full)?)
+    }
+
+    fn give(&self, conn: Connection) {
+        let mut idle = self.idle.lock().expect("poisoned");
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+    }
+}
+
+fn open_conn(path: &std::path::Path, sync_full: bool) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if sync_full { "FULL" } else { "NORMAL" },
+    )?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    Ok(conn)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, end_bytes INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS workspaces (ws INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL UNIQUE, head INTEGER NOT NULL, bytes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dedup_0 (key INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS dedup_1 (key INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS dedup_meta (one INTEGER PRIMARY KEY CHECK (one = 1), current INTEGER NOT NULL, started_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (destination_id TEXT PRIMARY KEY, ws INTEGER NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (destination_id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    error TEXT NOT NULL,
+    status INTEGER,
+    attempts INTEGER NOT NULL,
+    failed_at INTEGER NOT NULL,
+    replay INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS dead_letters_destination ON dead_letters (destination_id, id);
+";
+
+impl SqliteQueue {
+    /// Opens (creating if needed) the queue file and starts its writer thread.
+    pub fn open(opts: SqliteQueueOptions) -> Result<Self> {
+        if let Some(dir) = opts.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = open_conn(&opts.path, opts.sync_full)?;
+        writer.execute_batch(SCHEMA)?;
+        writer.execute(
+            "INSERT OR IGNORE INTO dedup_meta (one, current, started_at) VALUES (1, 0, ?1)",
+            params![now_ms()],
+        )?;
+        let readers = Arc::new(ReaderPool {
+            path: opts.path.clone(),
+            sync_full: opts.sync_full,
+            idle: Mutex::new(vec![open_conn(&opts.path, opts.sync_full)?]),
+        });
+        let shared = Arc::new(Shared {
+            workspaces: Mutex::new(HashMap::new()),
+            tail_total: AtomicUsize::new(0),
+            tail_budget: opts.tail_bytes,
+        });
+        {
+            let mut stmt =
+                writer.prepare("SELECT ws, workspace_id, head, bytes FROM workspaces")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            let mut map = shared.workspaces.lock().expect("poisoned");
+            for row in rows {
+                let (key, id, head, bytes) = row?;
+                let id = Uuid::parse_str(&id)
+                    .map_err(|_| QueueError::Corrupt(format!("workspace id {id}")))?;
+                map.insert(id, new_ws(key, head as u64, bytes as u64));
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let writer_shared = shared.clone();
+        let window_ms = opts.dedup_window.as_millis() as i64;
+        std::thread::Builder::new()
+            .name("tracecast-queue-writer".into())
+            .spawn(move || {
+                Writer {
+                    conn: writer,
+                    shared: writer_shared,
+                    window_ms,
+                }
+                .run(rx)
+            })?;
+        Ok(SqliteQueue {
+            tx: Mutex::new(Some(tx)),
+            readers,
+            shared,
+        })
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<()> {
+        let guard = self.tx.lock().expect("poisoned");
+        guard
+            .as_ref()
+            .ok_or(QueueError::Closed)?
+            .send(cmd)
+            .map_err(|_| QueueError::Closed)
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let out = f(&conn);
+            pool.give(conn);
+            out
+        })
+        .await
+        .map_err(|_| QueueError::Closed)?
+    }
+
+    /// Waits until every commit sent so far is persisted (tests and shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Cmd::Flush(tx))?;
+        rx.await.map_err(|_| QueueError::Closed)
+    }
+}
+
+fn new_ws(key: i64, head: u64, bytes: u64) -> Arc<WsState> {
+    Arc::new(WsState {
+        key: AtomicI64::new(key),
+        head: watch::Sender::new(head),
+        bytes: Mutex::new(bytes),
+        tail: Mutex::new(Tail {
+            records: VecDeque::new(),
+            bytes: 0,
+        }),
+    })
+}
+
+fn parse_body(body: &[u8]) -> Result<Generation> {
+    serde_json::from_slice(body).map_err(|e| QueueError::Corrupt(format!("stored generation: {e}")))
+}
+
+struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+    window_ms: i64,
+}
+
+struct PendingAppend {
+    workspace: Uuid,
+    records: Vec<NewRecord>,
+    reply: oneshot::Sender<Result<AppendResult>>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+        let mut commits: HashMap<Uuid, (Uuid, Cursor, Counters)> = HashMap::new();
+        let mut last_flush = Instant::now();
+        let mut last_truncate = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(c) => Some(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let mut appends = Vec::new();
+            let mut flushes = Vec::new();
+            let mut stop = None;
+            let mut handle = |cmd: Cmd, appends: &mut Vec<PendingAppend>| match cmd {
+                Cmd::Append {
+                    workspace,
+                    records,
+                    reply,
+                } => appends.push(PendingAppend {
+                    workspace,
+                    records,
+                    reply,
+                }),
+                Cmd::Commit {
+                    destination,
+                    workspace,
+                    cursor,
+                    counters,
+                } => {
+                    commits.insert(destination, (workspace, cursor, counters));
+                }
+                Cmd::Flush(tx) => flushes.push(tx),
+                Cmd::Stop(tx) => stop = Some(tx),
+            };
+            if let Some(c) = first {
+                handle(c, &mut appends);
+            }
+            // Group commit: take whatever else is already waiting (bounded).
+            let mut n_records: usize = appends.iter().map(|a| a.records.len()).sum();
+            while n_records < 20_000 {
+                match rx.try_recv() {
+                    Ok(c) => {
+                        handle(c, &mut appends);
+                        n_records = appends.iter().map(|a| a.records.len()).sum();
+                    }
+                    Err(_) => break,
+                }
+            }
+            let flush_commits = !commits.is_empty()
+                && (!appends.is_empty()
+                    || !flushes.is_empty()
+                    || stop.is_some()
+                    || last_flush.elapsed() >= Duration::from_millis(100));
+            if !appends.is_empty() || flush_commits {
+                let batch: HashMap<Uuid, (Uuid, Cursor, Counters)> = if flush_commits {
+                    std::mem::take(&mut commits)
+                } else {
+                    HashMap::new()
+                };
+                self.transaction(appends, &batch);
+                if flush_commits {
+                    last_flush = Instant::now();
+                }
+            }
+            if last_truncate.elapsed() >= Duration::from_secs(1) {
+                if let Err(e) = self.truncate() {
+                    tracing::warn!(error = %e, "queue truncation failed");
+                }
+                last_truncate = Instant::now();
+            }
+            for f in flushes {
+                let _ = f.send(());
+            }
+            if let Some(s) = stop {
+                let _ = s.send(());
+                return;
+            }
+        }
+    }
+
+    fn transaction(
+        &mut self,
+        appends: Vec<PendingAppend>,
+        commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
+    ) {
+        let result = self.write(&appends, commits);
+        match result {
+            Ok((results, new_tails)) => {
+                for ((a, accepted), tail) in appends.into_iter().zip(results).zip(new_tails) {
+                    if let Some((ws, records, head)) = tail {
+                        self.publish(&ws, records, head);
+                    }
+                    let _ = a.reply.send(Ok(AppendResult { accepted }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "queue write failed");
+                let msg = e.to_string();
+                for a in appends {
+                    let _ = a
+                        .reply
+                        .send(Err(QueueError::Corrupt(format!("append failed: {msg}"))));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn write(
+        &mut self,
+        appends: &[PendingAppend],
+        commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
+    ) -> Result<(
+        Vec<Vec<bool>>,
+        Vec<Option<(Arc<WsState>, Vec<Record>, u64)>>,
+    )> {
+        let now = now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (current, started): (i64, i64) = tx.query_row(
+            "SELECT current, started_at FROM dedup_meta WHERE one = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let current = if now - started >= self.window_ms {
+            let next = 1 - current;
+            tx.execute(&format!("DELETE FROM dedup_{next}"), [])?;
+            tx.execute(
+                "UPDATE dedup_meta SET current = ?1, started_at = ?2 WHERE one = 1",
+                params![next, now],
+            )?;
+            next
+        } else {
+            current
+        };
+        let mut results = Vec::with_capacity(appends.len());
+        let mut tails = Vec::with_capacity(appends.len());
+        // Workspaces that got their key in this transaction (reset if it rolls back).
+        let mut new_keys: Vec<Arc<WsState>> = Vec::new();
+        // Per-workspace heads as they advance inside this transaction.
+        let mut heads: HashMap<Uuid, (Arc<WsState>, u64, u64)> = HashMap::new();
+        {
+            let mut ins_cur = tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO dedup_{current} (key) VALUES (?1)"
+            ))?;
+            let mut sel_prev = tx.prepare_cached(&format!(
+                "SELECT 1 FROM dedup_{} WHERE key = ?1",
+                1 - current
+            ))?;
+            let mut ins_log = tx.prepare_cached(
+                "INSERT INTO log (id, received_at, end_bytes, body) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for a in appends {
+                let ws = {
+                    let mut map = self.shared.workspaces.lock().expect("poisoned");
+                    map.entry(a.workspace)
+                        .or_insert_with(|| new_ws(UNASSIGNED, 0, 0))
+                        .clone()
+                };
+                if ws.key.load(Ordering::Acquire) == UNASSIGNED {
+                    let key: i64 =
+                        tx.query_row("SELECT COALESCE(MAX(ws), 0) + 1 FROM workspaces", [], |r| {
+                            r.get(0)
+                        })?;
+                    tx.execute(
+                        "INSERT INTO workspaces (ws, workspace_id, head, bytes) VALUES (?1, ?2, 0, 0)",
+                        params![key, a.workspace.to_string()],
+                    )?;
+                    ws.key.store(key, Ordering::Release);
+                    new_keys.push(ws.clone());
+                }
+                let entry = heads.entry(a.workspace).or_insert_with(|| {
+                    let head = *ws.head.borrow();
+                    let bytes = *ws.bytes.lock().expect("poisoned");
+                    (ws.clone(), head, bytes)
+                });
+                let mut accepted = Vec::with_capacity(a.records.len());
+                let mut published = Vec::new();
+                for r in &a.records {
+                    let key = dedup_key(a.workspace, &r.generation.id);
+                    let fresh = ins_cur.execute(params![key])? == 1;
+                    let fresh = fresh
+                        && sel_prev
+                            .query_row(params![key], |_| Ok(()))
+                            .optional()?
+                            .is_none();
+                    accepted.push(fresh);
+                    if !fresh {
+                        continue;
+                    }
+                    entry.1 += 1;
+                    entry.2 += r.body.len() as u64;
+                    ins_log.execute(params![
+                        row_id(ws.key.load(Ordering::Acquire), entry.1),
+                        now,
+                        entry.2 as i64,
+                        &r.body
+                    ])?;
+                    published.push(Record {
+                        seq: entry.1,
+                        received_at_ms: now,
+                        size: r.body.len() as u32,
+                        generation: r.generation.clone(),
+                    });
+                }
+                results.push(accepted);
+                tails.push(Some((ws.clone(), published, entry.1)));
+            }
+            let mut upd =
+                tx.prepare_cached("UPDATE workspaces SET head = ?2, bytes = ?3 WHERE ws = ?1")?;
+            for (ws, head, bytes) in heads.values() {
+                upd.execute(params![
+                    ws.key.load(Ordering::Acquire),
+                    *head as i64,
+                    *bytes as i64
+                ])?;
+            }
+            let mut cur = tx.prepare_cached(
+                "INSERT INTO cursors (destination_id, ws, seq) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (destination_id) DO UPDATE SET ws = excluded.ws, seq = excluded.seq",
+            )?;
+            let mut cnt = tx.prepare_cached(
+                "INSERT INTO counters (destination_id, data) VALUES (?1, ?2) \
+                 ON CONFLICT (destination_id) DO UPDATE SET data = excluded.data",
+            )?;
+            for (dest, (workspace, cursor, counters)) in commits {
+                if let Some(ws) = self.shared.ws(*workspace) {
+                    let key = ws.key.load(Ordering::Acquire);
+                    if key != UNASSIGNED {
+                        cur.execute(params![dest.to_string(), key, cursor.seq as i64])?;
+                    }
+                }
+                let data = serde_json::to_string(counters).expect("counters serialise");
+                cnt.execute(params![dest.to_string(), data])?;
+            }
+        }
+        if let Err(e) = tx.commit() {
+            for ws in new_keys {
+                ws.key.store(UNASSIGNED, Ordering::Release);
+            }
+            return Err(e.into());
+        }
+        for (ws, _, bytes) in heads.values() {
+            *ws.bytes.lock().expect("poisoned") = *bytes;
+        }
+        Ok((results, tails))
+    }
+
+    /// Makes newly committed records visible: tail first, then the head watch.
+    fn publish(&self, ws: &Arc<WsState>, records: Vec<Record>, head: u64) {
+        if !records.is_empty() {
+            let mut tail = ws.tail.lock().expect("poisoned");
+            // The tail must stay contiguous: if a gap appeared (it was cleared), restart it.
+            if let Some(last) = tail.records.back()
+                && last.seq + 1 != records[0].seq
+            {
+                let freed = tail.bytes;
+                tail.records.clear();
+                tail.bytes = 0;
+                self.shared.tail_total.fetch_sub(freed, Ordering::Relaxed);
+            }
+            for r in records {
+                tail.bytes += r.size as usize;
+                self.shared
+                    .tail_total
+                    .fetch_add(r.size as usize, Ordering::Relaxed);
+                tail.records.push_back(r);
+            }
+            while self.shared.tail_total.load(Ordering::Relaxed) > self.shared.tail_budget {
+                match tail.records.pop_front() {
+                    Some(r) => {
+                        tail.bytes -= r.size as usize;
+                        self.shared
+                            .tail_total
+                            .fetch_sub(r.size as usize, Ordering::Relaxed);
+                    }
+                    None => break,
+                }
+            }
+        }
+        ws.head.send_replace(head);
+    }
+
+    /// Deletes each workspace's records that every cursor has passed.
+    fn truncate(&mut self) -> Result<()> {
+        let workspaces: Vec<(Uuid, Arc<WsState>)> = self
+            .shared
+            .workspaces
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for (_, ws) in workspaces {
+            let key = ws.key.load(Ordering::Acquire);
+            if key == UNASSIGNED {
+                continue;
+            }
+            let head = *ws.head.borrow();
+            let min: Option<i64> = tx.query_row(
+                "SELECT MIN(seq) FROM cursors WHERE ws = ?1",
+                params![key],
+                |r| r.get(0),
+            )?;
+            let upto = min.map(|m| m as u64).unwrap_or(head).min(head);
+            if upto == 0 {
+                continue;
+            }
+            tx.execute(
+                "DELETE FROM log WHERE id > ?1 AND id <= ?2",
+                params![row_id(key, 0), row_id(key, upto)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn append(&self, workspace: Uuid, records: Vec<NewRecord>) -> Result<AppendResult> {
+        if records.is_empty() {
+            return Ok(AppendResult {
+                accepted: Vec::new(),
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::Append {
+            workspace,
+            records,
+            reply,
+        })?;
+        rx.await.map_err(|_| QueueError::Closed)?
+    }
+
+    fn head(&self, workspace: Uuid) -> u64 {
+        self.shared
+            .ws(workspace)
+            .map(|w| *w.head.borrow())
+            .unwrap_or(0)
+    }
+
+    fn subscribe(&self, workspace: Uuid) -> watch::Receiver<u64> {
+        let mut map = self.shared.workspaces.lock().expect("poisoned");
+        match map.get(&workspace) {
+            Some(ws) => ws.head.subscribe(),
+            None => {
+                // Not in the log yet: its key is assigned on its first append.
+                let ws = new_ws(UNASSIGNED, 0, 0);
+                let rx = ws.head.subscribe();
+                map.insert(workspace, ws);
+                rx
+            }
+        }
+    }
+
+    async fn read(&self, workspace: Uuid, after: u64, max: usize) -> Result<Vec<Record>> {
+        let Some(ws) = self.shared.ws(workspace) else {
+            return Ok(Vec::new());
+        };
+        {
+            let tail = ws.tail.lock().expect("poisoned");
+            if let Some(front) = tail.records.front()
+                && front.seq <= after + 1
+            {
+                let start = (after + 1 - front.seq) as usize;
+                return Ok(tail.records.iter().skip(start).take(max).cloned().collect());
+            }
+        }
+        let key = ws.key.load(Ordering::Acquire);
+        if key == UNASSIGNED {
+            return Ok(Vec::new());
+        }
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, received_at, body FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![row_id(key, after), row_id(key, SEQ_MASK as u64), max as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, received_at_ms, body) = row?;
+                out.push(Record {
+                    seq: (id & SEQ_MASK) as u64,
+                    received_at_ms,
+                    size: body.len() as u32,
+                    generation: Arc::new(parse_body(&body)?),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn backlog(&self, workspace: Uuid, after: u64) -> Result<Backlog> {
+        let Some(ws) = self.shared.ws(workspace) else {
+            return Ok(Backlog::default());
+        };
+        let head = *ws.head.borrow();
+        let key = ws.key.load(Ordering::Acquire);
+        if head <= after || key == UNASSIGNED {
+            return Ok(Backlog::default());
+        }
+        let total_bytes = *ws.bytes.lock().expect("poisoned");
+        self.with_reader(move |conn| {
+            let first: Option<(i64, i64, i64)> = conn
+                .query_row(
+                    "SELECT received_at, end_bytes, length(body) FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT 1",
+                    params![row_id(key, after), row_id(key, SEQ_MASK as u64)],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            Ok(match first {
+                Some((received_at, end_bytes, len)) => Backlog {
+                    records: head - after,
+                    bytes: total_bytes.saturating_sub((end_bytes - len) as u64),
+                    oldest_received_at_ms: Some(received_at),
+                },
+                None => Backlog { records: head - after, bytes: 0, oldest_received_at_ms: None },
+            })
+        })
+        .await
+    }
+
+    async fn cap_point(
+        &self,
+        workspace: Uuid,
+        after: u64,
+        max_records: u64,
+        max_bytes: u64,
+    ) -> Result<Option<u64>> {
+        let Some(ws) = self.shared.ws(workspace) else {
+            return Ok(None);
+        };
+        let head = *ws.head.borrow();
+        let total_bytes = *ws.bytes.lock().expect("poisoned");
+        let mut point = None;
+        if head > after && head - after > max_records {
+            point = Some(head - max_records);
+        }
+        let key = ws.key.load(Ordering::Acquire);
+        if key == UNASSIGNED {
+            return Ok(point);
+        }
+        // The byte cap: the first record whose end_bytes leaves at most max_bytes after it.
+        if total_bytes > max_bytes {
+            let threshold = (total_bytes - max_bytes) as i64;
+            let after_now = point.unwrap_or(after);
+            let by_bytes: Option<i64> = self
+                .with_reader(move |conn| {
+                    Ok(conn
+                        .query_row(
+                            "SELECT id FROM log WHERE id > ?1 AND id <= ?2 AND end_bytes >= ?3 ORDER BY id LIMIT 1",
+                            params![row_id(key, after_now), row_id(key, SEQ_MASK as u64), threshold],
+                            |r| r.get::<_, i64>(0),
+                        )
+                        .optional()?)
+                })
+                .await?;
+            if let Some(id) = by_bytes {
+                let seq = (id & SEQ_MASK) as u64;
+                if seq > after_now {
+                    point = Some(seq);
+                }
+            }
+        }
+        Ok(point)
+    }
+
+    async fn cursor(&self, destination: Uuid) -> Result<Option<Cursor>> {
+        self.with_reader(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT seq FROM cursors WHERE destination_id = ?1",
+                    params![destination.to_string()],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map(|s| Cursor { seq: s as u64 }))
+        })
+        .await
+    }
+
+    fn commit(&self, destination: Uuid, workspace: Uuid, cursor: Cursor, counters: Counters) {
+        let _ = self.send(Cmd::Commit {
+            destination,
+            workspace,
+            cursor,
+            counters,
+        });
+    }
+
+    async fn counters(&self, destination: Uuid) -> Result<Counters> {
+        self.with_reader(move |conn| {
+            let data: Option<String> = conn
+                .query_row(
+                    "SELECT data FROM counters WHERE destination_id = ?1",
+                    params![destination.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(data
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn forget(&self, destination: Uuid) -> Result<()> {
+        self.flush().await?;
+        self.with_reader(move |conn| {
+            conn.execute(
+                "DELETE FROM cursors WHERE destination_id = ?1",
+                params![destination.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_dead_letters(&self, letters: Vec<DeadLetter>) -> Result<()> {
+        self.with_reader(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO dead_letters (destination_id, body, error, status, attempts, failed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for l in &letters {
+                    let body = serde_json::to_vec(&*l.generation).expect("generations serialise");
+                    stmt.execute(params![
+                        l.destination_id.to_string(),
+                        body,
+                        l.error,
+                        l.status.map(i64::from),
+                        l.attempts as i64,
+                        l.failed_at_ms
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        destination: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<DeadLetter>, u64)> {
+        self.with_reader(move |conn| {
+            let d = destination.to_string();
+            let total: i64 = conn.query_row("SELECT COUNT(*) FROM dead_letters WHERE destination_id = ?1", params![d], |r| r.get(0))?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, body, error, status, attempts, failed_at, replay FROM dead_letters WHERE destination_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
+            )?;
+            let rows = stmt.query_map(params![d, limit as i64, offset as i64], dead_letter_row)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(finish_dead_letter(r?, destination)?);
+            }
+            Ok((out, total as u64))
+        })
+        .await
+    }
+
+    async fn request_replay(&self, destination: Uuid, ids: Option<Vec<i64>>) -> Result<u64> {
+        self.with_reader(move |conn| {
+            let d = destination.to_string();
+            let n = match ids {
+                None => conn.execute("UPDATE dead_letters SET replay = 1 WHERE destination_id = ?1", params![d])?,
+                Some(ids) => {
+                    let tx = conn.unchecked_transaction()?;
+                    let mut n = 0;
+                    {
+                        let mut stmt = tx.prepare_cached("UPDATE dead_letters SET replay = 1 WHERE destination_id = ?1 AND id = ?2")?;
+                        for id in ids {
+                            n += stmt.execute(params![d, id])?;
+                        }
+                    }
+                    tx.commit()?;
+                    n
+                }
+            };
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn replays(&self, destination: Uuid, max: usize) -> Result<Vec<DeadLetter>> {
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, body, error, status, attempts, failed_at, replay FROM dead_letters WHERE destination_id = ?1 AND replay = 1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![destination.to_string(), max as i64], dead_letter_row)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(finish_dead_letter(r?, destination)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_dead_letters(&self, ids: Vec<i64>) -> Result<()> {
+        self.with_reader(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
+                for id in ids {
+                    stmt.execute(params![id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn expire_dead_letters(&self, before_ms: i64) -> Result<u64> {
+        self.with_reader(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM dead_letters WHERE failed_at < ?1",
+                params![before_ms],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        let tx = self.tx.lock().expect("poisoned").take();
+        if let Some(tx) = tx {
+            let (stop, rx) = oneshot::channel();
+            if tx.send(Cmd::Stop(stop)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+}
+
+type DeadLetterRow = (i64, Vec<u8>, String, Option<i64>, i64, i64, i64);
+
+fn dead_letter_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetterRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn finish_dead_letter(row: DeadLetterRow, destination: Uuid) -> Result<DeadLetter> {
+    let (id, body, error, status, attempts, failed_at_ms, replay) = row;
+    Ok(DeadLetter {
+        id,
+        destination_id: destination,
+        generation: Arc::new(parse_body(&body)?),
+        error,
+        status: status.and_then(|s| u16::try_from(s).ok()),
+        attempts: attempts as u32,
+        failed_at_ms,
+        replay_requested: replay != 0,
+    })
+}

@@ -1,0 +1,188 @@
+//! The embedded SQLite queue against a real file in a temp dir.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tracecast_engine::queue::{
+    Counters, Cursor, DeadLetter, NewRecord, Queue, SqliteQueue, SqliteQueueOptions,
+};
+use tracecast_model::generation::{Generation, IngestContext};
+use uuid::Uuid;
+
+fn generation(id: &str) -> Arc<Generation> {
+    Arc::new(
+        Generation::from_json(
+            json!({"id": id, "model": "m", "created_at": "2026-01-01T00:00:00Z", "request": {"messages": [{"role": "user", "content": "x".repeat(200)}]}}),
+            &IngestContext::default(),
+        )
+        .unwrap(),
+    )
+}
+
+fn records(ids: &[String]) -> Vec<NewRecord> {
+    ids.iter()
+        .map(|id| {
+            let g = generation(id);
+            let body = serde_json::to_vec(&*g).unwrap();
+            NewRecord {
+                generation: g,
+                body,
+            }
+        })
+        .collect()
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+fn open(dir: &std::path::Path, tail_bytes: usize) -> SqliteQueue {
+    let mut o = SqliteQueueOptions::new(dir.join("queue.db"));
+    o.tail_bytes = tail_bytes;
+    SqliteQueue::open(o).unwrap()
+}
+
+#[tokio::test]
+async fn append_dedups_and_reads_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path(), 1 << 20);
+    let ws = Uuid::now_v7();
+    let mut first = ids("a", 10);
+    first.push("a-3".into()); // a duplicate inside the same request
+    let r = q.append(ws, records(&first)).await.unwrap();
+    assert_eq!(r.accepted.iter().filter(|a| **a).count(), 10);
+    assert!(!r.accepted[10]);
+    assert_eq!(q.head(ws), 10);
+    let again = q.append(ws, records(&ids("a", 12))).await.unwrap();
+    assert_eq!(again.accepted, [vec![false; 10], vec![true; 2]].concat());
+    // The same id in another workspace is not a duplicate.
+    let other = Uuid::now_v7();
+    assert_eq!(
+        q.append(other, records(&ids("a", 1)))
+            .await
+            .unwrap()
+            .accepted,
+        vec![true]
+    );
+
+    let got = q.read(ws, 0, 100).await.unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<u64>>()
+    );
+    assert_eq!(got[11].generation.id, "a-11");
+    let tail = q.read(ws, 10, 100).await.unwrap();
+    assert_eq!(tail.len(), 2);
+}
+
+#[tokio::test]
+async fn records_survive_reopen_and_reads_fall_back_to_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Uuid::now_v7();
+    {
+        // A tiny tail: most reads must come from SQLite.
+        let q = open(dir.path(), 4096);
+        for chunk in 0..5 {
+            q.append(ws, records(&ids(&format!("c{chunk}"), 100)))
+                .await
+                .unwrap();
+        }
+        let early = q.read(ws, 0, 10).await.unwrap();
+        assert_eq!(early[0].generation.id, "c0-0");
+        q.close().await;
+    }
+    let q = open(dir.path(), 1 << 20);
+    assert_eq!(q.head(ws), 500);
+    let all = q.read(ws, 0, 1000).await.unwrap();
+    assert_eq!(all.len(), 500);
+    assert_eq!(all[499].generation.id, "c4-99");
+    // Dedup state survived too.
+    let again = q.append(ws, records(&ids("c4", 100))).await.unwrap();
+    assert!(again.accepted.iter().all(|a| !a));
+}
+
+#[tokio::test]
+async fn cursors_counters_truncation_and_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path(), 1 << 20);
+    let ws = Uuid::now_v7();
+    let (d1, d2) = (Uuid::now_v7(), Uuid::now_v7());
+    q.append(ws, records(&ids("t", 100))).await.unwrap();
+    let counters = Counters {
+        delivered: 60,
+        ..Default::default()
+    };
+    q.commit(d1, ws, Cursor { seq: 60 }, counters.clone());
+    q.commit(d2, ws, Cursor { seq: 30 }, Counters::default());
+    q.flush().await.unwrap();
+    assert_eq!(q.cursor(d1).await.unwrap(), Some(Cursor { seq: 60 }));
+    assert_eq!(q.counters(d1).await.unwrap(), counters);
+    let b = q.backlog(ws, 30).await.unwrap();
+    assert_eq!(b.records, 70);
+    assert!(b.bytes > 70 * 200 && b.oldest_received_at_ms.is_some());
+
+    // Truncation keeps everything after the slowest cursor (it runs about once a second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let q2 = open(dir.path(), 0);
+        let from_disk = q2.read(ws, 0, 1000).await.unwrap();
+        q2.close().await;
+        if from_disk.first().map(|r| r.seq) == Some(31) {
+            assert_eq!(from_disk.len(), 70);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log was not truncated to the slowest cursor: first = {:?}",
+            from_disk.first().map(|r| r.seq)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The cap: keep at most 10 records after the cursor.
+    assert_eq!(q.cap_point(ws, 30, 10, u64::MAX).await.unwrap(), Some(90));
+    assert_eq!(q.cap_point(ws, 95, 10, u64::MAX).await.unwrap(), None);
+    let by_bytes = q
+        .cap_point(ws, 30, u64::MAX, 5 * 250)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!((90..100).contains(&by_bytes), "{by_bytes}");
+}
+
+#[tokio::test]
+async fn dead_letters_list_replay_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path(), 1 << 20);
+    let d = Uuid::now_v7();
+    let letters = (0..3)
+        .map(|i| DeadLetter {
+            id: 0,
+            destination_id: d,
+            generation: generation(&format!("dl-{i}")),
+            error: "HTTP 400: bad".into(),
+            status: Some(400),
+            attempts: 1,
+            failed_at_ms: 1_000 + i,
+            replay_requested: false,
+        })
+        .collect();
+    q.add_dead_letters(letters).await.unwrap();
+    let (page, total) = q.list_dead_letters(d, 1, 10).await.unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].generation.id, "dl-1");
+    assert_eq!(page[0].status, Some(400));
+    assert_eq!(
+        q.request_replay(d, Some(vec![page[0].id])).await.unwrap(),
+        1
+    );
+    let replays = q.replays(d, 10).await.unwrap();
+    assert_eq!(replays.len(), 1);
+    assert_eq!(replays[0].generation.id, "dl-1");
+    q.delete_dead_letters(vec![replays[0].id]).await.unwrap();
+    assert_eq!(q.list_dead_letters(d, 0, 10).await.unwrap().1, 2);
+    assert_eq!(q.expire_dead_letters(1_001).await.unwrap(), 1);
+    assert_eq!(q.list_dead_letters(d, 0, 10).await.unwrap().1, 1);
+}

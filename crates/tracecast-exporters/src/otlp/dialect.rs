@@ -1,0 +1,139 @@
+//! [`OtlpDialect`]: how one platform's flavour of OTLP differs from the default mapping.
+
+use std::borrow::Cow;
+
+use tracecast_model::trace::TraceView;
+
+use super::attributes::Attributes;
+
+/// `service.name` of the resource: OpenRouter's value, so that dashboards and queries written
+/// for OpenRouter's Broadcast keep working.
+pub const SERVICE_NAME: &str = "openrouter";
+/// `service.version` of the resource: the value OpenRouter sends. It versions the shape of the
+/// traces, not the tracecast binary.
+pub const SERVICE_VERSION: &str = "1.0.0";
+/// Name of the instrumentation scope (OpenRouter's).
+pub const SCOPE_NAME: &str = "openrouter";
+
+/// Which of the (at most two) spans of a generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpanRole {
+    /// The span named by `trace.span_name`, parent of the generation span (kind INTERNAL).
+    Intermediate,
+    /// The LLM call itself (kind CLIENT).
+    Generation,
+}
+
+/// Where a span sits in what one generation emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpanSlot {
+    pub role: SpanRole,
+    /// The top-most span emitted for this generation (the intermediate span when there is one,
+    /// else the generation span). It carries `openrouter.trace.name`.
+    pub top_most: bool,
+    /// The span has no parent at all: it is top-most and `trace.parent_span_id` is unset, so it
+    /// is a root of the trace.
+    pub is_root: bool,
+}
+
+/// What a set of attributes belongs to (passed to [`OtlpDialect::attribute_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Element {
+    Resource,
+    Span(SpanRole),
+    /// The `exception` event of a failed generation span.
+    ExceptionEvent,
+}
+
+/// What [`OtlpDialect::attribute_key`] does with a standard attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeKey {
+    /// Send it under its standard key.
+    Keep,
+    /// Do not send it.
+    Drop,
+    /// Send it under another key (a `&'static str` costs no allocation).
+    Rename(Cow<'static, str>),
+}
+
+/// A platform's flavour of OTLP: the hooks the shared encoder calls while it builds the
+/// spans of one generation. Every method has a default, and [`DefaultDialect`] (webhook,
+/// otel-collector) keeps them all.
+///
+/// Order of calls for one generation: the resource attributes are built (`service.name`,
+/// `service.version`, `openrouter.trace.id`, each through [`Self::attribute_key`]), then
+/// [`Self::resource_attributes`]; then for each span, its name from [`Self::span_name`], the
+/// standard attributes through [`Self::attribute_key`], then [`Self::span_attributes`].
+pub trait OtlpDialect: Send + Sync {
+    /// `service.name` of the resource.
+    fn service_name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(SERVICE_NAME)
+    }
+
+    /// Name of the instrumentation scope.
+    fn scope_name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(SCOPE_NAME)
+    }
+
+    /// Version of the instrumentation scope (empty: not sent).
+    fn scope_version(&self) -> Cow<'static, str> {
+        Cow::Borrowed("")
+    }
+
+    /// The name of a span. The default is [`default_span_name`].
+    fn span_name<'a>(&self, view: &TraceView<'a>, slot: SpanSlot) -> Cow<'a, str> {
+        default_span_name(view, slot)
+    }
+
+    /// Whether a standard attribute is kept (the default), renamed or dropped. Called for every
+    /// standard attribute (see [`super::keys`]; prefixed families such as
+    /// `trace.metadata.<key>` are passed whole).
+    fn attribute_key(&self, element: Element, key: &str) -> AttributeKey {
+        let _ = (element, key);
+        AttributeKey::Keep
+    }
+
+    /// Adds platform attributes to the resource (keys are taken verbatim). Values may borrow
+    /// from the view.
+    fn resource_attributes<'a>(&self, view: &TraceView<'a>, attrs: &mut Attributes<'a, '_>) {
+        let _ = (view, attrs);
+    }
+
+    /// Adds (or removes) attributes of a span after the standard ones (keys are taken
+    /// verbatim). Values may borrow from the view.
+    fn span_attributes<'a>(
+        &self,
+        view: &TraceView<'a>,
+        slot: SpanSlot,
+        attrs: &mut Attributes<'a, '_>,
+    ) {
+        let _ = (view, slot, attrs);
+    }
+}
+
+/// The mapping OpenRouter documents for generic OTLP destinations (webhook, otel-collector).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultDialect;
+
+impl OtlpDialect for DefaultDialect {}
+
+/// Default span names:
+/// - the intermediate span is named `trace.span_name`;
+/// - the generation span is named `trace.generation_name`. When it is a root of the trace (no
+///   intermediate span, no `parent_span_id`) and has no `generation_name` of its own, it is
+///   named `trace.trace_name` instead, so that a trace list shows the trace's name.
+///
+/// `generation_name` and `trace_name` both default to the model slug.
+pub fn default_span_name<'a>(view: &TraceView<'a>, slot: SpanSlot) -> Cow<'a, str> {
+    Cow::Borrowed(match slot.role {
+        SpanRole::Intermediate => view.span_name().unwrap_or_else(|| view.generation_name()),
+        SpanRole::Generation => {
+            let own = view.generation_name();
+            if slot.is_root && own == view.model() {
+                view.trace_name()
+            } else {
+                own
+            }
+        }
+    })
+}

@@ -1,0 +1,287 @@
+//! `POST /api/v1/generations`: ingest (tracecast extension).
+//!
+//! The body is one generation object, a JSON array of them, or NDJSON
+//! (`Content-Type: application/x-ndjson`). Validation is all-or-nothing. The answer (202) comes
+//! only once the records are durably queued. See `docs/generation.md`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+use tracecast_model::generation::{Generation, Identity, IngestContext};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::QueryParams;
+use crate::state::AppState;
+
+use super::ErrorBody;
+
+/// At most this many records per request.
+pub const MAX_RECORDS: usize = 1000;
+/// At most this many bytes per request.
+pub const MAX_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Serialize, ToSchema)]
+pub struct IngestResult {
+    /// Records accepted now.
+    pub accepted: usize,
+    /// Records whose id was already accepted in the last 24 h (not broadcast again).
+    pub duplicates: usize,
+    /// Ids of the accepted records, in request order.
+    pub ids: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IngestResponse {
+    pub data: IngestResult,
+}
+
+fn is_ndjson(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let ct = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            matches!(
+                ct.as_str(),
+                "application/x-ndjson"
+                    | "application/ndjson"
+                    | "application/jsonl"
+                    | "application/x-jsonlines"
+            )
+        })
+        .unwrap_or(false)
+}
+
+fn too_many() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("At most {MAX_RECORDS} records per request"),
+    )
+}
+
+/// Splits the body into record values.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Value>> {
+    if is_ndjson(headers) {
+        let mut out = Vec::new();
+        for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if out.len() == MAX_RECORDS {
+                return Err(too_many());
+            }
+            let v: Value = serde_json::from_slice(line).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "line {}: malformed JSON: {}",
+                    i + 1,
+                    strip_position(&e.to_string())
+                ))
+            })?;
+            out.push(v);
+        }
+        if out.is_empty() {
+            return Err(ApiError::bad_request("The body holds no records"));
+        }
+        return Ok(out);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("The body holds no records"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Malformed JSON body: {}",
+            strip_position(&e.to_string())
+        ))
+    })?;
+    match v {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ApiError::bad_request("The body holds no records"));
+            }
+            if items.len() > MAX_RECORDS {
+                return Err(too_many());
+            }
+            Ok(items)
+        }
+        Value::Object(_) => Ok(vec![v]),
+        _ => Err(ApiError::bad_request(
+            "The body must be a generation object, an array of them, or NDJSON",
+        )),
+    }
+}
+
+fn strip_position(s: &str) -> String {
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/generations", tag = "Ingest",
+    description = "tracecast extension. Ingests generations: one object, a JSON array, or NDJSON (`Content-Type: application/x-ndjson`); at most 1,000 records or 10 MiB. With a workspace key the key decides the workspace and the records' API-key identity; with a management key pass `?workspace_id=` and optionally `api_key_hash` per record. All-or-nothing: an invalid record gets 400 naming its index and field. 202 only once the records are durably queued.",
+    params(("workspace_id" = Option<String>, Query, description = "Workspace (id or slug); required with a management key")),
+    request_body(content = Object, description = "A generation (see docs/generation.md), an array of them, or NDJSON"),
+    responses(
+        (status = 202, body = IngestResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<(StatusCode, Json<IngestResponse>)> {
+    let result = ingest_inner(&state, caller, q, headers, body).await;
+    let status = match &result {
+        Ok(_) => "202".to_string(),
+        Err(e) => e.status.as_u16().to_string(),
+    };
+    metrics::counter!("tracecast_ingest_requests_total", "status" => status).increment(1);
+    result
+}
+
+async fn ingest_inner(
+    state: &AppState,
+    caller: Caller,
+    q: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<(StatusCode, Json<IngestResponse>)> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than {MAX_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("Could not read the request body: {e}"))
+        }
+    })?;
+    let q = QueryParams::parse(q.as_deref());
+    let key = &caller.0;
+    let (workspace, default_identity) = if key.is_management() {
+        let ws_param = q.str("workspace_id").ok_or_else(|| {
+            ApiError::bad_request("workspace_id is required when ingesting with a management key")
+        })?;
+        (caller.workspace(state, Some(ws_param)).await?, None)
+    } else {
+        if let Some(w) = q.str("workspace_id")
+            && w != key.workspace_id.to_string()
+        {
+            let ws = caller.workspace(state, Some(w)).await?;
+            if ws.id != key.workspace_id {
+                return Err(ApiError::forbidden(
+                    "A workspace key can only ingest into its own workspace",
+                ));
+            }
+        }
+        let ws = caller.workspace(state, None).await?;
+        (ws, Some((key.hash.clone(), key.name.clone())))
+    };
+    let ctx = IngestContext {
+        session_header: headers
+            .get("x-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .filter(|s| !s.is_empty()),
+    };
+    let values = parse_body(&headers, &body)?;
+    let mut generations = Vec::with_capacity(values.len());
+    let mut key_names: HashMap<String, String> = HashMap::new();
+    for (i, v) in values.into_iter().enumerate() {
+        let mut g = Generation::from_json(v, &ctx)
+            .map_err(|e| ApiError::bad_request(format!("record {i}: {e}")))?;
+        let identity = match (&default_identity, g.identity.api_key_hash.take()) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(format!(
+                    "record {i}: api_key_hash can only be set when ingesting with a management key"
+                )));
+            }
+            (Some((hash, name)), None) => Identity {
+                workspace_id: workspace.id.to_string(),
+                api_key_hash: Some(hash.clone()),
+                api_key_name: Some(name.clone()),
+            },
+            (None, Some(hash)) => {
+                let hash = hash.to_ascii_lowercase();
+                let name = match key_names.get(&hash) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let k = state
+                            .store
+                            .key_by_hash(&hash)
+                            .await?
+                            .filter(|k| !k.is_management() && k.workspace_id == workspace.id)
+                            .ok_or_else(|| {
+                                ApiError::bad_request(format!(
+                                    "record {i}: api_key_hash is not the hash of an API key in workspace {}",
+                                    workspace.id
+                                ))
+                            })?;
+                        key_names.insert(hash.clone(), k.name.clone());
+                        k.name
+                    }
+                };
+                Identity {
+                    workspace_id: workspace.id.to_string(),
+                    api_key_hash: Some(hash),
+                    api_key_name: Some(name),
+                }
+            }
+            (None, None) => Identity {
+                workspace_id: workspace.id.to_string(),
+                api_key_hash: None,
+                api_key_name: None,
+            },
+        };
+        g.identity = identity;
+        generations.push(g);
+    }
+    let ids: Vec<String> = generations.iter().map(|g| g.id.clone()).collect();
+    let res = state
+        .engine
+        .ingest(workspace.id, generations)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "ingest failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The queue is unavailable; nothing was accepted, retry",
+            )
+        })?;
+    let accepted_ids: Vec<String> = ids
+        .into_iter()
+        .zip(res.accepted.iter())
+        .filter(|(_, a)| **a)
+        .map(|(id, _)| id)
+        .collect();
+    let accepted = accepted_ids.len();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(IngestResponse {
+            data: IngestResult {
+                accepted,
+                duplicates: res.accepted.len() - accepted,
+                ids: accepted_ids,
+            },
+        }),
+    ))
+}
