@@ -172,7 +172,7 @@ def sample_rss(pid, stop, out):
 
 
 def scenario(name, args, fail=None):
-    sinks = Sinks(fail=fail, fail_secs=(args.duration + 3600) if fail is not None else 0)
+    sinks = Sinks(fail=fail, fail_secs=int(args.duration + 3600) if fail is not None else 0)
     tc = Tracecast()
     try:
         rss = []

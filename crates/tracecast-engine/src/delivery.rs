@@ -379,12 +379,7 @@ impl Worker {
                 let ids: Vec<i64> = letters.iter().map(|l| l.id).collect();
                 let items: Vec<Record> = letters
                     .into_iter()
-                    .map(|l| Record {
-                        seq: 0,
-                        received_at_ms: now_ms(),
-                        size: 0,
-                        generation: l.generation,
-                    })
+                    .map(|l| Record::new(0, now_ms(), 0, l.generation))
                     .collect();
                 self.replaying = true;
                 self.inflight.spawn(deliver(
@@ -515,11 +510,7 @@ async fn deliver(
             }
         };
         if encoded.as_ref().is_none_or(|(v, _)| *v != cfg.version) {
-            let views: Vec<TraceView<'_>> = items
-                .iter()
-                .map(|r| TraceView::new(&r.generation, cfg.opts))
-                .collect();
-            match exporter.encode(&views) {
+            match encode(exporter.as_ref(), &items, cfg.opts) {
                 Ok(p) => encoded = Some((cfg.version, p)),
                 Err(e) => {
                     dead_letter(&rt, &queue, &items, &e.to_string(), None, attempts).await;
@@ -642,6 +633,39 @@ async fn deliver(
                 }
                 tokio::time::sleep(opts.backoff(attempts, None)).await;
             }
+        }
+    }
+}
+
+/// Encodes a batch, through the shared per-record fragment cache when the exporter supports it.
+fn encode(
+    exporter: &dyn Exporter,
+    items: &[Record],
+    opts: TraceOptions,
+) -> Result<Payload, tracecast_exporters::ExportError> {
+    match exporter.fragments() {
+        Some(fe) => {
+            let key = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                fe.key().hash(&mut h);
+                opts.hash(&mut h);
+                h.finish()
+            };
+            let mut frags = Vec::with_capacity(items.len());
+            for r in items {
+                frags.push(r.fragments.get_or_try_insert(key, || {
+                    fe.fragment(&TraceView::new(&r.generation, opts))
+                })?);
+            }
+            Ok(fe.assemble(&frags))
+        }
+        None => {
+            let views: Vec<TraceView<'_>> = items
+                .iter()
+                .map(|r| TraceView::new(&r.generation, opts))
+                .collect();
+            exporter.encode(&views)
         }
     }
 }

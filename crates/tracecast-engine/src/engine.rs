@@ -292,16 +292,18 @@ impl Engine {
         }
     }
 
-    /// Appends a workspace's generations to the log. Returns once they are durable.
+    /// Appends a workspace's generations to the log, each with the bytes it was sent as.
+    /// Returns once they are durable.
     pub async fn ingest(
         &self,
         workspace: Uuid,
-        generations: Vec<Generation>,
+        generations: Vec<(Generation, &[u8])>,
+        session_header: Option<&str>,
     ) -> Result<AppendResult, EngineError> {
         let records = generations
             .into_iter()
-            .map(|g| {
-                let body = serde_json::to_vec(&g).expect("generations serialise");
+            .map(|(g, raw)| {
+                let body = crate::queue::log_body(&g, raw, session_header);
                 NewRecord {
                     generation: Arc::new(g),
                     body,

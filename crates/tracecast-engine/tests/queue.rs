@@ -10,21 +10,27 @@ use tracecast_engine::queue::{
 use tracecast_model::generation::{Generation, IngestContext};
 use uuid::Uuid;
 
+fn raw(id: &str) -> serde_json::Value {
+    json!({"id": id, "model": "m", "created_at": "2026-01-01T00:00:00Z", "request": {"messages": [{"role": "user", "content": "x".repeat(200)}]}})
+}
+
 fn generation(id: &str) -> Arc<Generation> {
-    Arc::new(
-        Generation::from_json(
-            json!({"id": id, "model": "m", "created_at": "2026-01-01T00:00:00Z", "request": {"messages": [{"role": "user", "content": "x".repeat(200)}]}}),
-            &IngestContext::default(),
-        )
-        .unwrap(),
-    )
+    Arc::new(Generation::from_json(raw(id), &IngestContext::default()).unwrap())
+}
+
+fn generation_with_session(id: &str) -> Arc<Generation> {
+    let ctx = IngestContext {
+        session_header: Some("sess-hdr".into()),
+    };
+    Arc::new(Generation::from_json(raw(id), &ctx).unwrap())
 }
 
 fn records(ids: &[String]) -> Vec<NewRecord> {
     ids.iter()
         .map(|id| {
-            let g = generation(id);
-            let body = serde_json::to_vec(&*g).unwrap();
+            let g = generation_with_session(id);
+            let raw = serde_json::to_vec(&raw(id)).unwrap();
+            let body = tracecast_engine::queue::log_body(&g, &raw, Some("sess-hdr"));
             NewRecord {
                 generation: g,
                 body,
@@ -90,6 +96,9 @@ async fn records_survive_reopen_and_reads_fall_back_to_disk() {
         }
         let early = q.read(ws, 0, 10).await.unwrap();
         assert_eq!(early[0].generation.id, "c0-0");
+        // Read back from disk, the record is rebuilt exactly: derivations included.
+        assert_eq!(early[0].generation.session_id.as_deref(), Some("sess-hdr"));
+        assert_eq!(*early[0].generation, *generation_with_session("c0-0"));
         q.close().await;
     }
     let q = open(dir.path(), 1 << 20);

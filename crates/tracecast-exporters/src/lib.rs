@@ -97,12 +97,32 @@ pub enum ExportError {
     Unsupported(DestinationType),
 }
 
+/// For formats whose request body is a concatenation of per-trace pieces (OTLP/JSON's
+/// `ResourceSpans`): each piece depends only on the trace, the encoding and the trace options,
+/// so destinations that share an encoding can share the pieces. The engine caches fragments
+/// per (generation, [`FragmentEncoder::key`], trace options) and encodes each once, however
+/// many destinations send it.
+pub trait FragmentEncoder: Send + Sync {
+    /// Identifies the encoding: equal keys mean byte-identical fragments for the same view.
+    fn key(&self) -> &'static str;
+    /// One trace's piece.
+    fn fragment(&self, trace: &TraceView<'_>) -> Result<Bytes, ExportError>;
+    /// A request body from pieces, in order.
+    fn assemble(&self, fragments: &[Bytes]) -> Payload;
+}
+
 /// A destination type's wire format and transport.
 #[async_trait]
 pub trait Exporter: Send + Sync {
     /// Batch limits of the platform.
     fn limits(&self) -> BatchLimits {
         BatchLimits::default()
+    }
+
+    /// When the body is built from shareable per-trace fragments, the encoder of those; the
+    /// engine then uses it instead of [`Exporter::encode`]. Both must produce the same bytes.
+    fn fragments(&self) -> Option<&dyn FragmentEncoder> {
+        None
     }
 
     /// Encodes a batch into one request body.

@@ -19,6 +19,7 @@ use crate::{ExportContext, ExportError, Exporter, Outcome, Payload};
 
 pub struct OtelCollectorExporter {
     http: OtlpHttp,
+    fragments: otlp::JsonFragments<DefaultDialect>,
 }
 
 impl OtelCollectorExporter {
@@ -33,7 +34,10 @@ impl OtelCollectorExporter {
         let http = OtlpHttp::new(ctx, Method::POST, endpoint, headers)
             .map_err(|e| ExportError::Config(format!("endpoint: {e}")))?
             .with_partial_success(true);
-        Ok(OtelCollectorExporter { http })
+        Ok(OtelCollectorExporter {
+            http,
+            fragments: otlp::JsonFragments::new(DefaultDialect, "otlp-json/default"),
+        })
     }
 }
 
@@ -41,6 +45,10 @@ impl OtelCollectorExporter {
 impl Exporter for OtelCollectorExporter {
     fn encode(&self, traces: &[TraceView<'_>]) -> Result<Payload, ExportError> {
         otlp::encode(traces, &DefaultDialect, OtlpEncoding::Json)
+    }
+
+    fn fragments(&self) -> Option<&dyn crate::FragmentEncoder> {
+        Some(&self.fragments)
     }
 
     async fn send(&self, payload: &Payload) -> Outcome {

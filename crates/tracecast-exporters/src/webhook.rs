@@ -22,6 +22,7 @@ pub const TEST_HEADER: &str = "x-test-connection";
 
 pub struct WebhookExporter {
     http: OtlpHttp,
+    fragments: otlp::JsonFragments<DefaultDialect>,
 }
 
 impl WebhookExporter {
@@ -46,6 +47,7 @@ impl WebhookExporter {
         Ok(WebhookExporter {
             http: OtlpHttp::new(ctx, method, url, headers)
                 .map_err(|e| ExportError::Config(format!("url: {e}")))?,
+            fragments: otlp::JsonFragments::new(DefaultDialect, "otlp-json/default"),
         })
     }
 }
@@ -54,6 +56,10 @@ impl WebhookExporter {
 impl Exporter for WebhookExporter {
     fn encode(&self, traces: &[TraceView<'_>]) -> Result<Payload, ExportError> {
         otlp::encode(traces, &DefaultDialect, OtlpEncoding::Json)
+    }
+
+    fn fragments(&self) -> Option<&dyn crate::FragmentEncoder> {
+        Some(&self.fragments)
     }
 
     async fn send(&self, payload: &Payload) -> Outcome {

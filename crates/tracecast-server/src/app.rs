@@ -60,6 +60,7 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let mut qopts = SqliteQueueOptions::new(settings.data_dir.join("queue.db"));
     qopts.sync_full = settings.queue_sync;
+    qopts.tail_bytes = settings.queue_memory_mib.max(1) * 1024 * 1024;
     let queue = Arc::new(SqliteQueue::open(qopts).context("opening the queue")?);
     let engine = Engine::start(store.clone(), queue, settings.delivery.clone())
         .await

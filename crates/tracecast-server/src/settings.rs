@@ -29,6 +29,9 @@ pub struct Settings {
     /// fsync the queue on every commit (power-loss safe). A process crash loses nothing even
     /// when this is off.
     pub queue_sync: bool,
+    /// Memory for recently ingested generations kept parsed for the workers (MiB). Workers
+    /// that fall further behind read from disk instead.
+    pub queue_memory_mib: usize,
     /// Delivery settings (`[delivery]` in the config file).
     pub delivery: EngineOptions,
 }
@@ -43,6 +46,7 @@ impl Default for Settings {
             bootstrap_management_key: None,
             log: "info".into(),
             queue_sync: true,
+            queue_memory_mib: 32,
             delivery: EngineOptions::default(),
         }
     }

@@ -35,7 +35,50 @@ pub enum QueueError {
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
 
-/// A record to append: the generation (kept in the in-memory tail) and its serialised form.
+/// What a log record stores: a one-line header (identity and the `x-session-id` header) and the
+/// record exactly as it was sent. Reading it back re-runs the same validation and derivations,
+/// so ingest never pays for serialising a generation again.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LogHeader<'a> {
+    #[serde(borrow)]
+    identity: std::borrow::Cow<'a, tracecast_model::generation::Identity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session_header: Option<String>,
+}
+
+/// The stored form of an ingested record.
+pub fn log_body(g: &Generation, raw: &[u8], session_header: Option<&str>) -> Vec<u8> {
+    let header = LogHeader {
+        identity: std::borrow::Cow::Borrowed(&g.identity),
+        session_header: session_header.map(str::to_string),
+    };
+    let mut out = Vec::with_capacity(raw.len() + 160);
+    serde_json::to_writer(&mut out, &header).expect("headers serialise");
+    out.push(b'\n');
+    out.extend_from_slice(raw);
+    out
+}
+
+/// A generation back from its stored form.
+pub fn parse_log_body(body: &[u8]) -> Result<Generation> {
+    let corrupt = |what: String| QueueError::Corrupt(format!("stored generation: {what}"));
+    let nl = body
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| corrupt("no header".into()))?;
+    let header: LogHeader<'_> =
+        serde_json::from_slice(&body[..nl]).map_err(|e| corrupt(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&body[nl + 1..]).map_err(|e| corrupt(e.to_string()))?;
+    let ctx = tracecast_model::generation::IngestContext {
+        session_header: header.session_header,
+    };
+    let mut g = Generation::from_json(value, &ctx).map_err(|e| corrupt(e.0))?;
+    g.identity = header.identity.into_owned();
+    Ok(g)
+}
+
+/// A record to append: the generation (kept in the in-memory tail) and its stored form.
 pub struct NewRecord {
     pub generation: Arc<Generation>,
     pub body: Vec<u8>,
@@ -51,6 +94,51 @@ pub struct Record {
     /// Serialised size in bytes.
     pub size: u32,
     pub generation: Arc<Generation>,
+    /// Encoded pieces of this record, shared by every destination reading the same copy.
+    pub fragments: Arc<FragmentCache>,
+}
+
+impl Record {
+    pub fn new(seq: u64, received_at_ms: i64, size: u32, generation: Arc<Generation>) -> Self {
+        Record {
+            seq,
+            received_at_ms,
+            size,
+            generation,
+            fragments: Arc::default(),
+        }
+    }
+}
+
+/// Encoded fragments of one record by encoding key (see
+/// `tracecast_exporters::FragmentEncoder`): destinations that share an encoding and trace
+/// options encode a record once.
+#[derive(Default)]
+pub struct FragmentCache(std::sync::Mutex<Vec<(u64, bytes::Bytes)>>);
+
+impl FragmentCache {
+    /// The fragment under `key`, encoding it with `make` on first use.
+    pub fn get_or_try_insert<E>(
+        &self,
+        key: u64,
+        make: impl FnOnce() -> Result<bytes::Bytes, E>,
+    ) -> Result<bytes::Bytes, E> {
+        if let Some((_, b)) = self
+            .0
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .find(|(k, _)| *k == key)
+        {
+            return Ok(b.clone());
+        }
+        let b = make()?;
+        let mut v = self.0.lock().expect("poisoned");
+        if !v.iter().any(|(k, _)| *k == key) {
+            v.push((key, b.clone()));
+        }
+        Ok(b)
+    }
 }
 
 /// Result of an append: for each record in order, whether it was accepted (false: a duplicate

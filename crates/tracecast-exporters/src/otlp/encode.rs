@@ -43,6 +43,53 @@ impl OtlpEncoding {
 ///
 /// JSON is written straight from the borrowed spans (one generation at a time); protobuf goes
 /// through the `opentelemetry-proto` messages.
+/// OTLP/JSON fragments for the engine's shared cache: one `ResourceSpans` object per trace,
+/// assembled into `{"resourceSpans":[...]}`. Exact same bytes as [`encode`] with
+/// [`OtlpEncoding::Json`].
+pub struct JsonFragments<D: OtlpDialect> {
+    dialect: D,
+    key: &'static str,
+}
+
+impl<D: OtlpDialect> JsonFragments<D> {
+    /// `key` must differ between dialects that name or shape anything differently.
+    pub fn new(dialect: D, key: &'static str) -> Self {
+        JsonFragments { dialect, key }
+    }
+}
+
+impl<D: OtlpDialect> crate::FragmentEncoder for JsonFragments<D> {
+    fn key(&self) -> &'static str {
+        self.key
+    }
+
+    fn fragment(&self, view: &TraceView<'_>) -> Result<Bytes, ExportError> {
+        let mut out = Vec::with_capacity(4096);
+        generation_spans(view, &self.dialect)
+            .write_json(&mut out)
+            .map_err(|e| ExportError::Encode(format!("OTLP/JSON: {e}")))?;
+        Ok(Bytes::from(out))
+    }
+
+    fn assemble(&self, fragments: &[Bytes]) -> Payload {
+        let len: usize = fragments.iter().map(Bytes::len).sum::<usize>() + fragments.len() + 20;
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(br#"{"resourceSpans":["#);
+        for (i, f) in fragments.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(f);
+        }
+        out.extend_from_slice(b"]}");
+        Payload {
+            body: Bytes::from(out),
+            content_type: OtlpEncoding::Json.content_type(),
+            items: fragments.len(),
+        }
+    }
+}
+
 pub fn encode(
     views: &[TraceView<'_>],
     dialect: &dyn OtlpDialect,

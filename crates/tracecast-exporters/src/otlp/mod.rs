@@ -144,7 +144,8 @@ pub use dialect::{
     SpanRole, SpanSlot, default_span_name,
 };
 pub use encode::{
-    EMPTY_REQUEST_JSON, OtlpEncoding, encode, export_request, generation_spans, resource_spans,
+    EMPTY_REQUEST_JSON, JsonFragments, OtlpEncoding, encode, export_request, generation_spans,
+    resource_spans,
 };
 pub use model::{EventData, GenerationSpans, SpanData};
 /// The OTLP message types (`opentelemetry-proto`), for dialects and tests.

@@ -71,8 +71,14 @@ fn too_many() -> ApiError {
     )
 }
 
-/// Splits the body into record values.
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Value>> {
+/// Splits the body into records: each record's parsed value and its raw bytes (stored as sent).
+fn parse_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<Vec<(Value, &'a [u8])>> {
+    let malformed = |e: serde_json::Error| {
+        ApiError::bad_request(format!(
+            "Malformed JSON body: {}",
+            strip_position(&e.to_string())
+        ))
+    };
     if is_ndjson(headers) {
         let mut out = Vec::new();
         for (i, line) in body.split(|b| *b == b'\n').enumerate() {
@@ -90,36 +96,42 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Value>> {
                     strip_position(&e.to_string())
                 ))
             })?;
-            out.push(v);
+            out.push((v, line));
         }
         if out.is_empty() {
             return Err(ApiError::bad_request("The body holds no records"));
         }
         return Ok(out);
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("The body holds no records"));
-    }
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "Malformed JSON body: {}",
-            strip_position(&e.to_string())
-        ))
-    })?;
-    match v {
-        Value::Array(items) => {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace());
+    match start.map(|i| body[i]) {
+        None => Err(ApiError::bad_request("The body holds no records")),
+        Some(b'[') => {
+            let items: Vec<&serde_json::value::RawValue> =
+                serde_json::from_slice(body).map_err(malformed)?;
             if items.is_empty() {
                 return Err(ApiError::bad_request("The body holds no records"));
             }
             if items.len() > MAX_RECORDS {
                 return Err(too_many());
             }
-            Ok(items)
+            items
+                .into_iter()
+                .map(|raw| {
+                    let v: Value = serde_json::from_str(raw.get()).map_err(malformed)?;
+                    Ok((v, raw.get().as_bytes()))
+                })
+                .collect()
         }
-        Value::Object(_) => Ok(vec![v]),
-        _ => Err(ApiError::bad_request(
-            "The body must be a generation object, an array of them, or NDJSON",
-        )),
+        Some(_) => {
+            let v: Value = serde_json::from_slice(body).map_err(malformed)?;
+            if !v.is_object() {
+                return Err(ApiError::bad_request(
+                    "The body must be a generation object, an array of them, or NDJSON",
+                ));
+            }
+            Ok(vec![(v, body)])
+        }
     }
 }
 
@@ -206,7 +218,7 @@ async fn ingest_inner(
     let values = parse_body(&headers, &body)?;
     let mut generations = Vec::with_capacity(values.len());
     let mut key_names: HashMap<String, String> = HashMap::new();
-    for (i, v) in values.into_iter().enumerate() {
+    for (i, (v, raw)) in values.into_iter().enumerate() {
         let mut g = Generation::from_json(v, &ctx)
             .map_err(|e| ApiError::bad_request(format!("record {i}: {e}")))?;
         let identity = match (&default_identity, g.identity.api_key_hash.take()) {
@@ -253,12 +265,12 @@ async fn ingest_inner(
             },
         };
         g.identity = identity;
-        generations.push(g);
+        generations.push((g, raw));
     }
-    let ids: Vec<String> = generations.iter().map(|g| g.id.clone()).collect();
+    let ids: Vec<String> = generations.iter().map(|(g, _)| g.id.clone()).collect();
     let res = state
         .engine
-        .ingest(workspace.id, generations)
+        .ingest(workspace.id, generations, ctx.session_header.as_deref())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "ingest failed");
