@@ -243,10 +243,10 @@ pub(crate) async fn run(
             && !w.batch.is_empty()
             && (w.batch.len() >= max_items || w.linger_expired())
         {
-            w.dispatch(&cfg);
+            w.dispatch();
             continue;
         }
-        if can_send && !w.replaying && w.inflight.len() < w.opts.concurrency && w.replay_ready() {
+        if can_send && !w.replaying && w.inflight.len() < w.opts.concurrency && w.replay_pending {
             w.start_replay(&cfg).await;
         }
         w.commit(false);
@@ -269,10 +269,6 @@ impl Worker {
     fn linger_expired(&self) -> bool {
         self.batch_since
             .is_some_and(|s| s.elapsed() >= self.opts.linger())
-    }
-
-    fn replay_ready(&self) -> bool {
-        self.replay_pending
     }
 
     /// Reads and routes records until the batch is full or the log is exhausted.
@@ -301,7 +297,7 @@ impl Worker {
                     self.batch.push(r);
                     self.batch_since.get_or_insert_with(Instant::now);
                     if self.batch.len() >= max_items || self.batch_bytes >= max_bytes * 4 / 5 {
-                        self.dispatch(cfg);
+                        self.dispatch();
                         if self.inflight.len() >= self.opts.concurrency {
                             break;
                         }
@@ -329,7 +325,7 @@ impl Worker {
         Ok(())
     }
 
-    fn dispatch(&mut self, cfg: &Arc<DestConfig>) {
+    fn dispatch(&mut self) {
         if self.batch.is_empty() {
             return;
         }
@@ -340,7 +336,6 @@ impl Worker {
         // sampled-out ones read while it lingered.
         let unit = self.read_pos;
         self.progress.add(unit, false);
-        let _ = cfg;
         self.inflight.spawn(deliver(
             self.rt.clone(),
             self.queue.clone(),
