@@ -424,21 +424,12 @@ impl Engine {
                 };
             }
         };
-        let res = exporter.test_connection().await;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match res {
-            Ok(message) => TestResult {
-                ok: true,
-                status: extract_status(&message),
-                message,
-                latency_ms,
-            },
-            Err(message) => TestResult {
-                ok: false,
-                status: extract_status(&message),
-                message,
-                latency_ms,
-            },
+        let check = exporter.test_connection().await;
+        TestResult {
+            ok: check.ok,
+            status: check.status,
+            message: check.message,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         }
     }
 
@@ -461,14 +452,6 @@ impl Engine {
         }
         self.queue.close().await;
     }
-}
-
-/// The first `(NNN)` in a test message, as the status code.
-fn extract_status(message: &str) -> Option<u16> {
-    let start = message.find('(')?;
-    let rest = &message[start + 1..];
-    let end = rest.find(')')?;
-    rest[..end].parse().ok()
 }
 
 /// `POST .../test` answer.

@@ -9,6 +9,7 @@
 //! Exporters see generations only through [`TraceView`], which has already applied the
 //! destination's privacy mode and metadata groups.
 
+pub mod config;
 pub mod http;
 pub mod otel_collector;
 pub mod otlp;
@@ -131,9 +132,43 @@ pub trait Exporter: Send + Sync {
     /// Sends a body and classifies the answer.
     async fn send(&self, payload: &Payload) -> Outcome;
 
-    /// A cheap authenticated call proving the endpoint and the credentials. `Ok` carries a
-    /// human-readable confirmation, `Err` a message naming what was rejected.
-    async fn test_connection(&self) -> Result<String, String>;
+    /// A cheap authenticated call proving the endpoint and the credentials.
+    async fn test_connection(&self) -> ConnectionCheck;
+}
+
+/// The result of [`Exporter::test_connection`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionCheck {
+    /// The endpoint answered and accepted the credentials.
+    pub ok: bool,
+    /// The HTTP status of the (last) answer; `None` when no answer came.
+    pub status: Option<u16>,
+    /// A sentence for the user naming what passed or what was rejected, e.g. "Langfuse
+    /// rejected the public/secret key pair (401)".
+    pub message: String,
+}
+
+impl ConnectionCheck {
+    pub fn passed(status: u16, message: impl Into<String>) -> Self {
+        ConnectionCheck {
+            ok: true,
+            status: Some(status),
+            message: message.into(),
+        }
+    }
+
+    pub fn failed(status: Option<u16>, message: impl Into<String>) -> Self {
+        ConnectionCheck {
+            ok: false,
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// No HTTP answer: `error` is the transport error.
+    pub fn unreachable(platform: &str, error: &str) -> Self {
+        Self::failed(None, format!("{platform} could not be reached: {error}"))
+    }
 }
 
 /// What exporters share: the HTTP client and request timeout.
@@ -162,10 +197,8 @@ pub fn build(
     ctx: &ExportContext,
 ) -> Result<Arc<dyn Exporter>, ExportError> {
     match ty {
-        DestinationType::Webhook => Ok(Arc::new(webhook::WebhookExporter::new(config, ctx)?)),
-        DestinationType::OtelCollector => Ok(Arc::new(otel_collector::OtelCollectorExporter::new(
-            config, ctx,
-        )?)),
+        DestinationType::Webhook => Ok(Arc::new(webhook::exporter(config, ctx)?)),
+        DestinationType::OtelCollector => Ok(Arc::new(otel_collector::exporter(config, ctx)?)),
         _ => Err(ExportError::Unsupported(ty)),
     }
 }

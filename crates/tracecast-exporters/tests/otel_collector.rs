@@ -164,8 +164,9 @@ async fn test_connection_posts_an_empty_payload() {
     let exporter = collector(json!({"endpoint": rx.url("/v1/traces"), "headers": {"X-Key": "k"}}));
 
     rx.reply(Reply::status(200).body("{}"));
-    let ok = exporter.test_connection().await.expect("200 passes");
-    assert!(ok.contains("200"), "{ok}");
+    let ok = exporter.test_connection().await;
+    assert!(ok.ok, "{ok:?}");
+    assert_eq!(ok.status, Some(200));
     let req = rx.next().await;
     assert_eq!(req.method, "POST");
     assert_eq!(&req.body[..], br#"{"resourceSpans":[]}"#);
@@ -174,24 +175,39 @@ async fn test_connection_posts_an_empty_payload() {
     assert!(req.header("x-test-connection").is_none());
 
     rx.reply(Reply::status(401));
+    let check = exporter.test_connection().await;
     assert_eq!(
-        exporter.test_connection().await,
-        Err("OpenTelemetry collector rejected the credentials (401)".to_string())
+        (check.ok, check.status, check.message.as_str()),
+        (
+            false,
+            Some(401),
+            "OpenTelemetry collector rejected the credentials (401)"
+        )
     );
     // Unlike the webhook, a collector must accept an empty payload.
     rx.reply(Reply::status(400).body("bad"));
+    let check = exporter.test_connection().await;
     assert_eq!(
-        exporter.test_connection().await,
-        Err("OpenTelemetry collector answered 400 to an empty OTLP payload: bad".to_string())
+        (check.ok, check.message.as_str()),
+        (
+            false,
+            "OpenTelemetry collector answered 400 to the test request: bad"
+        )
     );
     rx.reply(Reply::status(404));
-    let err = exporter.test_connection().await.unwrap_err();
-    assert!(err.contains("/v1/traces"), "{err}");
+    let check = exporter.test_connection().await;
+    assert!(
+        !check.ok && check.message.contains("/v1/traces"),
+        "{check:?}"
+    );
 
     let refused = collector(json!({"endpoint": refused_url().await}));
-    let err = refused.test_connection().await.unwrap_err();
+    let check = refused.test_connection().await;
     assert!(
-        err.starts_with("OpenTelemetry collector could not be reached"),
-        "{err}"
+        !check.ok
+            && check
+                .message
+                .starts_with("OpenTelemetry collector could not be reached"),
+        "{check:?}"
     );
 }

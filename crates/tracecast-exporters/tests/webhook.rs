@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Map, Value, json};
-use tracecast_exporters::{ExportContext, ExportError, Exporter, Outcome, build};
+use tracecast_exporters::{ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
@@ -209,8 +209,10 @@ async fn test_connection_sends_an_empty_payload() {
         webhook(json!({"url": rx.url("/t"), "method": "PUT", "headers": {"X-Token": "t-1"}}));
 
     rx.reply(Reply::status(204));
-    let ok = exporter.test_connection().await.expect("204 passes");
-    assert!(ok.contains("204"), "{ok}");
+    let ok = exporter.test_connection().await;
+    assert!(ok.ok, "{ok:?}");
+    assert_eq!(ok.status, Some(204));
+    assert!(ok.message.contains("204"), "{ok:?}");
     let req = rx.next().await;
     assert_eq!(req.method, "PUT");
     assert_eq!(&req.body[..], br#"{"resourceSpans":[]}"#);
@@ -220,32 +222,45 @@ async fn test_connection_sends_an_empty_payload() {
     assert!(decode(&req.body).resource_spans.is_empty());
 
     rx.reply(Reply::status(400).body("empty payload"));
-    assert!(exporter.test_connection().await.is_ok(), "400 passes");
+    let check = exporter.test_connection().await;
+    assert!(check.ok, "400 passes: {check:?}");
+    assert_eq!(check.status, Some(400));
 
     for code in [401u16, 403] {
         rx.reply(Reply::status(code));
         assert_eq!(
             exporter.test_connection().await,
-            Err(format!("Webhook rejected the credentials ({code})"))
+            ConnectionCheck {
+                ok: false,
+                status: Some(code),
+                message: format!("Webhook rejected the credentials ({code})"),
+            }
         );
     }
 
     rx.reply(Reply::status(500).body("upstream down"));
-    let err = exporter.test_connection().await.unwrap_err();
+    let check = exporter.test_connection().await;
+    assert!(!check.ok);
+    assert_eq!(check.status, Some(500));
     assert_eq!(
-        err,
-        "Webhook answered 500 to the test payload: upstream down"
+        check.message,
+        "Webhook answered 500 to the test request: upstream down"
     );
 
     rx.reply(Reply::status(404));
-    let err = exporter.test_connection().await.unwrap_err();
-    assert_eq!(err, "Webhook answered 404 to the test payload");
+    let check = exporter.test_connection().await;
+    assert_eq!(check.message, "Webhook answered 404 to the test request");
+    assert!(!check.ok);
 
     let refused = webhook(json!({"url": refused_url().await}));
-    let err = refused.test_connection().await.unwrap_err();
+    let check = refused.test_connection().await;
+    assert!(!check.ok);
+    assert_eq!(check.status, None);
     assert!(
-        err.starts_with("Webhook could not be reached: connection failed"),
-        "{err}"
+        check
+            .message
+            .starts_with("Webhook could not be reached: connection failed"),
+        "{check:?}"
     );
 }
 

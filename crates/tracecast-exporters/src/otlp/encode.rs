@@ -39,13 +39,9 @@ impl OtlpEncoding {
     }
 }
 
-/// Encodes a batch into one request body: one `ResourceSpans` per generation, in batch order.
-///
-/// JSON is written straight from the borrowed spans (one generation at a time); protobuf goes
-/// through the `opentelemetry-proto` messages.
 /// OTLP/JSON fragments for the engine's shared cache: one `ResourceSpans` object per trace,
-/// assembled into `{"resourceSpans":[...]}`. Exact same bytes as [`encode`] with
-/// [`OtlpEncoding::Json`].
+/// assembled into `{"resourceSpans":[...]}`; [`encode`] with [`OtlpEncoding::Json`] builds its
+/// body the same way.
 pub struct JsonFragments<D: OtlpDialect> {
     dialect: D,
     key: &'static str,
@@ -64,70 +60,68 @@ impl<D: OtlpDialect> crate::FragmentEncoder for JsonFragments<D> {
     }
 
     fn fragment(&self, view: &TraceView<'_>) -> Result<Bytes, ExportError> {
-        let mut out = Vec::with_capacity(4096);
-        generation_spans(view, &self.dialect)
-            .write_json(&mut out)
-            .map_err(|e| ExportError::Encode(format!("OTLP/JSON: {e}")))?;
-        Ok(Bytes::from(out))
+        json_fragment(view, &self.dialect)
     }
 
     fn assemble(&self, fragments: &[Bytes]) -> Payload {
-        let len: usize = fragments.iter().map(Bytes::len).sum::<usize>() + fragments.len() + 20;
-        let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(br#"{"resourceSpans":["#);
-        for (i, f) in fragments.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(f);
-        }
-        out.extend_from_slice(b"]}");
-        Payload {
-            body: Bytes::from(out),
-            content_type: OtlpEncoding::Json.content_type(),
-            items: fragments.len(),
-        }
+        assemble_json(fragments)
     }
 }
 
+/// One generation's `ResourceSpans` as OTLP/JSON.
+fn json_fragment(view: &TraceView<'_>, dialect: &dyn OtlpDialect) -> Result<Bytes, ExportError> {
+    let mut out = Vec::with_capacity(4096);
+    generation_spans(view, dialect)
+        .write_json(&mut out)
+        .map_err(|e| ExportError::Encode(format!("OTLP/JSON: {e}")))?;
+    Ok(Bytes::from(out))
+}
+
+/// `{"resourceSpans":[...]}` from `ResourceSpans` fragments, in order.
+fn assemble_json(fragments: &[Bytes]) -> Payload {
+    let len: usize = fragments.iter().map(Bytes::len).sum::<usize>() + fragments.len() + 20;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(br#"{"resourceSpans":["#);
+    for (i, f) in fragments.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(f);
+    }
+    out.extend_from_slice(b"]}");
+    Payload {
+        body: Bytes::from(out),
+        content_type: OtlpEncoding::Json.content_type(),
+        items: fragments.len(),
+    }
+}
+
+/// Encodes a batch into one request body: one `ResourceSpans` per generation, in batch order.
+///
+/// JSON is assembled from per-generation fragments, exactly as the engine's fragment cache
+/// does ([`JsonFragments`]), so there is one JSON path; protobuf goes through the
+/// `opentelemetry-proto` messages.
 pub fn encode(
     views: &[TraceView<'_>],
     dialect: &dyn OtlpDialect,
     encoding: OtlpEncoding,
 ) -> Result<Payload, ExportError> {
-    let body = match encoding {
+    match encoding {
         OtlpEncoding::Json => {
-            let mut out = Vec::with_capacity(4096);
-            out.extend_from_slice(br#"{"resourceSpans":["#);
-            for (i, view) in views.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                generation_spans(view, dialect)
-                    .write_json(&mut out)
-                    .map_err(|e| ExportError::Encode(format!("OTLP/JSON: {e}")))?;
-                if i == 0 && views.len() > 1 {
-                    // Generations of a batch tend to be alike: size the buffer once from the
-                    // first one rather than growing it step by step.
-                    out.reserve(
-                        out.len()
-                            .saturating_mul(views.len() - 1)
-                            .saturating_add(out.len() / 2),
-                    );
-                }
-            }
-            out.extend_from_slice(b"]}");
-            Bytes::from(out)
+            let fragments = views
+                .iter()
+                .map(|v| json_fragment(v, dialect))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(assemble_json(&fragments))
         }
-        OtlpEncoding::Protobuf => Bytes::from(prost::Message::encode_to_vec(&export_request(
-            views, dialect,
-        ))),
-    };
-    Ok(Payload {
-        body,
-        content_type: encoding.content_type(),
-        items: views.len(),
-    })
+        OtlpEncoding::Protobuf => Ok(Payload {
+            body: Bytes::from(prost::Message::encode_to_vec(&export_request(
+                views, dialect,
+            ))),
+            content_type: encoding.content_type(),
+            items: views.len(),
+        }),
+    }
 }
 
 /// The `ExportTraceServiceRequest` message of a batch.

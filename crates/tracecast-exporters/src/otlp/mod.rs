@@ -134,6 +134,7 @@
 mod attributes;
 mod dialect;
 mod encode;
+mod exporter;
 pub mod keys;
 mod model;
 mod transport;
@@ -147,6 +148,7 @@ pub use encode::{
     EMPTY_REQUEST_JSON, JsonFragments, OtlpEncoding, encode, export_request, generation_spans,
     resource_spans,
 };
+pub use exporter::{OtlpExporter, Probe};
 pub use model::{EventData, GenerationSpans, SpanData};
 /// The OTLP message types (`opentelemetry-proto`), for dialects and tests.
 pub use opentelemetry_proto::tonic as proto;
