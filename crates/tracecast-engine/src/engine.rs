@@ -115,7 +115,12 @@ impl Engine {
         queue: Arc<dyn Queue>,
         opts: EngineOptions,
     ) -> Result<Arc<Engine>, EngineError> {
-        let ctx = ExportContext::new(Duration::from_secs(opts.request_timeout_secs));
+        let mut ctx = ExportContext::new(Duration::from_secs(opts.request_timeout_secs));
+        ctx.endpoint_overrides = opts
+            .endpoint_overrides
+            .iter()
+            .map(|(k, v)| (k.clone(), v.trim_end_matches('/').to_owned()))
+            .collect();
         let (shutdown, _) = watch::channel(false);
         let engine = Arc::new(Engine {
             store,

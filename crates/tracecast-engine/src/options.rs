@@ -37,6 +37,9 @@ pub struct EngineOptions {
     /// Destinations are re-read from the store this often (milliseconds); API changes on this
     /// node apply at once.
     pub config_refresh_ms: u64,
+    /// Base URLs replacing a platform's fixed endpoint, by destination type (`opik`,
+    /// `newrelic`, `snowflake`, ...): for self-hosted platforms, egress proxies and tests.
+    pub endpoint_overrides: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +59,7 @@ impl Default for EngineOptions {
             max_backlog_bytes: 1 << 30,
             dead_letter_retention_secs: 7 * 24 * 3600,
             config_refresh_ms: 2000,
+            endpoint_overrides: Default::default(),
         }
     }
 }

@@ -9,10 +9,25 @@
 //! Exporters see generations only through [`TraceView`], which has already applied the
 //! destination's privacy mode and metadata groups.
 
+pub mod arize;
+pub mod braintrust;
+pub mod clickhouse;
 pub mod config;
+pub mod datadog;
+pub mod grafana;
 pub mod http;
+pub mod langfuse;
+pub mod langsmith;
+pub mod newrelic;
+pub mod opik;
 pub mod otel_collector;
 pub mod otlp;
+pub mod posthog;
+pub mod ramp;
+pub mod s3;
+pub mod sentry;
+pub mod snowflake;
+pub mod weave;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -171,11 +186,15 @@ impl ConnectionCheck {
     }
 }
 
-/// What exporters share: the HTTP client and request timeout.
+/// What exporters share: the HTTP client, the request timeout and the endpoint overrides.
 #[derive(Clone)]
 pub struct ExportContext {
     pub client: reqwest::Client,
     pub timeout: Duration,
+    /// Base URLs that replace a platform's fixed endpoint, by destination type name (for
+    /// example `opik`, `newrelic`, `snowflake`): for self-hosted deployments of a platform,
+    /// egress proxies, and tests. Types whose config has a URL field use that field instead.
+    pub endpoint_overrides: std::collections::BTreeMap<String, String>,
 }
 
 impl ExportContext {
@@ -186,7 +205,27 @@ impl ExportContext {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .expect("a TLS backend is compiled in");
-        ExportContext { client, timeout }
+        ExportContext {
+            client,
+            timeout,
+            endpoint_overrides: Default::default(),
+        }
+    }
+
+    /// Sets the base URL used instead of `ty`'s fixed platform endpoint.
+    pub fn with_endpoint_override(mut self, ty: DestinationType, base_url: &str) -> Self {
+        self.endpoint_overrides.insert(
+            ty.as_str().to_owned(),
+            base_url.trim_end_matches('/').to_owned(),
+        );
+        self
+    }
+
+    /// The base URL that replaces `ty`'s fixed platform endpoint, if one is configured.
+    pub fn endpoint_override(&self, ty: DestinationType) -> Option<&str> {
+        self.endpoint_overrides
+            .get(ty.as_str())
+            .map(|s| s.trim_end_matches('/'))
     }
 }
 
@@ -199,6 +238,20 @@ pub fn build(
     match ty {
         DestinationType::Webhook => Ok(Arc::new(webhook::exporter(config, ctx)?)),
         DestinationType::OtelCollector => Ok(Arc::new(otel_collector::exporter(config, ctx)?)),
-        _ => Err(ExportError::Unsupported(ty)),
+        DestinationType::Arize => arize::build(config, ctx),
+        DestinationType::Braintrust => braintrust::build(config, ctx),
+        DestinationType::Clickhouse => clickhouse::build(config, ctx),
+        DestinationType::Datadog => datadog::build(config, ctx),
+        DestinationType::Grafana => grafana::build(config, ctx),
+        DestinationType::Langfuse => langfuse::build(config, ctx),
+        DestinationType::Langsmith => langsmith::build(config, ctx),
+        DestinationType::Newrelic => newrelic::build(config, ctx),
+        DestinationType::Opik => opik::build(config, ctx),
+        DestinationType::Posthog => posthog::build(config, ctx),
+        DestinationType::Ramp => ramp::build(config, ctx),
+        DestinationType::S3 => s3::build(config, ctx),
+        DestinationType::Sentry => sentry::build(config, ctx),
+        DestinationType::Snowflake => snowflake::build(config, ctx),
+        DestinationType::Weave => weave::build(config, ctx),
     }
 }
