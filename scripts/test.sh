@@ -24,3 +24,11 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
   "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
+
+step "vendor validators: exporters' golden payloads against the platforms' own models"
+for req in tests/vendors/requirements-*.txt; do
+  [ -e "$req" ] && "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+done
+if compgen -G "tests/vendors/test_*.py" >/dev/null; then
+  PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest tests/vendors -q -p no:cacheprovider
+fi
