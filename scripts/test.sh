@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, every Rust test, and the official OpenRouter SDK
-# (openrouter==1.3.84) driving a real tracecast server. Needs only Rust (stable) and Python 3.
+# The whole test suite: formatting, lints, every Rust test, the official OpenRouter SDK
+# (openrouter==1.3.84) driving a real tracecast server, and the vendor validators. Needs only
+# Rust (stable) and Python 3; everything else is installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "Python venv for the SDK tests, the vendor validators and the test servers"
+venv=.venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+for req in tests/vendors/requirements-*.txt; do
+  [ -e "$req" ] && "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+done
+# Rust integration tests that need a Python tool (a vendor's test server, chdb) use this one.
+export TRACECAST_TEST_PYTHON="$PWD/$venv/bin/python"
+if [ -x scripts/install-test-deps.sh ]; then
+  scripts/install-test-deps.sh
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -17,18 +33,10 @@ cargo build --locked --bins
 cargo test --locked --workspace
 
 step "official OpenRouter SDK against the real server"
-venv=.venv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
   "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
 
 step "vendor validators: exporters' golden payloads against the platforms' own models"
-for req in tests/vendors/requirements-*.txt; do
-  [ -e "$req" ] && "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-done
 if compgen -G "tests/vendors/test_*.py" >/dev/null; then
   PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest tests/vendors -q -p no:cacheprovider
 fi
