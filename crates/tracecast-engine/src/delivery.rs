@@ -61,6 +61,9 @@ pub(crate) struct Runtime {
     pub pause: Mutex<Option<Pause>>,
     pub resume: Notify,
     pub replay: Notify,
+    /// Signalled when a batch is delivered: batches waiting out a retry delay try again at
+    /// once, so a destination that comes back drains without waiting for each batch's backoff.
+    pub recovered: Notify,
     /// Committed cursor.
     pub cursor: AtomicU64,
 }
@@ -519,6 +522,7 @@ async fn deliver(
         match outcome {
             Outcome::Delivered => {
                 delivered(&rt, &items);
+                rt.recovered.notify_waiters();
                 if rt.paused().is_some() {
                     rt.unpause();
                 }
@@ -560,13 +564,7 @@ async fn deliver(
                     finish(queue, replay_ids).await;
                     return unit;
                 }
-                let delay = opts.backoff(attempts, retry_after);
-                let mut cfg_rx = rt.config.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    // A config change (new endpoint, credentials) retries at once.
-                    _ = cfg_rx.changed() => {}
-                }
+                wait_to_retry(&rt, opts.backoff(attempts, retry_after)).await;
             }
             Outcome::Partial(results) => {
                 let mut retry = Vec::new();
@@ -588,6 +586,9 @@ async fn deliver(
                     }
                 }
                 delivered(&rt, &ok);
+                if !ok.is_empty() {
+                    rt.recovered.notify_waiters();
+                }
                 for (item, error) in rejected {
                     rt.record_error(None, &error);
                     dead_letter(
@@ -626,9 +627,23 @@ async fn deliver(
                     finish(queue, replay_ids).await;
                     return unit;
                 }
-                tokio::time::sleep(opts.backoff(attempts, None)).await;
+                wait_to_retry(&rt, opts.backoff(attempts, None)).await;
             }
         }
+    }
+}
+
+/// Waits out a retry delay. A config change (new endpoint or credentials) or another batch
+/// of the destination getting through ends the wait early.
+async fn wait_to_retry(rt: &Runtime, delay: Duration) {
+    let mut cfg_rx = rt.config.clone();
+    // A clone starts at the runtime receiver's version, which never advances: mark the current
+    // config seen, or an old change would end every wait at once.
+    cfg_rx.borrow_and_update();
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = cfg_rx.changed() => {}
+        _ = rt.recovered.notified() => {}
     }
 }
 

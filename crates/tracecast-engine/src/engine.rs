@@ -262,6 +262,7 @@ impl Engine {
             pause: Mutex::new(None),
             resume: tokio::sync::Notify::new(),
             replay: tokio::sync::Notify::new(),
+            recovered: tokio::sync::Notify::new(),
             cursor: AtomicU64::new(start),
         });
         // Persist the starting point at once, so records arriving before the first commit

@@ -157,7 +157,25 @@ async fn cursors_counters_truncation_and_backlog() {
         .await
         .unwrap()
         .unwrap();
-    assert!((90..100).contains(&by_bytes), "{by_bytes}");
+    // Exactly the records after the point fit under the byte cap; one more would not.
+    let all = q.read(ws, 30, 1000).await.unwrap();
+    let after = |p: u64| -> u64 {
+        all.iter()
+            .filter(|r| r.seq > p)
+            .map(|r| u64::from(r.size))
+            .sum()
+    };
+    assert!(after(by_bytes) <= 5 * 250, "{by_bytes}");
+    assert!(after(by_bytes - 1) > 5 * 250, "{by_bytes}");
+    // From a later position the point is the same; past it there is nothing to drop.
+    assert_eq!(
+        q.cap_point(ws, 60, u64::MAX, 5 * 250).await.unwrap(),
+        Some(by_bytes)
+    );
+    assert_eq!(
+        q.cap_point(ws, by_bytes, u64::MAX, 5 * 250).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

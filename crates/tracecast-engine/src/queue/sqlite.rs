@@ -936,15 +936,37 @@ impl Queue for SqliteQueue {
         if total_bytes > max_bytes {
             let threshold = (total_bytes - max_bytes) as i64;
             let after_now = point.unwrap_or(after);
+            // end_bytes grows with seq, so the first record past the threshold is found by
+            // binary search over seq: ~20 indexed lookups, where a scan would read the whole
+            // backlog (a gigabyte at the cap) every time the cap is checked.
             let by_bytes: Option<i64> = self
                 .with_reader(move |conn| {
-                    Ok(conn
-                        .query_row(
-                            "SELECT id FROM log WHERE id > ?1 AND id <= ?2 AND end_bytes >= ?3 ORDER BY id LIMIT 1",
-                            params![row_id(key, after_now), row_id(key, SEQ_MASK as u64), threshold],
-                            |r| r.get::<_, i64>(0),
-                        )
-                        .optional()?)
+                    let mut probe = conn.prepare_cached(
+                        "SELECT id, end_bytes FROM log WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT 1",
+                    )?;
+                    let last = row_id(key, head);
+                    let (mut lo, mut hi) = (after_now + 1, head);
+                    let mut found = None;
+                    while lo <= hi {
+                        let mid = lo + (hi - lo) / 2;
+                        let row: Option<(i64, i64)> = probe
+                            .query_row(params![row_id(key, mid), last], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })
+                            .optional()?;
+                        match row {
+                            Some((id, end_bytes)) if end_bytes >= threshold => {
+                                found = Some(id);
+                                if mid == 0 {
+                                    break;
+                                }
+                                hi = mid - 1;
+                            }
+                            Some((id, _)) => lo = (id & SEQ_MASK) as u64 + 1,
+                            None => break,
+                        }
+                    }
+                    Ok(found)
                 })
                 .await?;
             if let Some(id) = by_bytes {
