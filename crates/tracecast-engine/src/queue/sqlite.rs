@@ -942,27 +942,29 @@ impl Queue for SqliteQueue {
             let by_bytes: Option<i64> = self
                 .with_reader(move |conn| {
                     let mut probe = conn.prepare_cached(
-                        "SELECT id, end_bytes FROM log WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT 1",
+                        "SELECT id, end_bytes, length(body) FROM log WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT 1",
                     )?;
                     let last = row_id(key, head);
                     let (mut lo, mut hi) = (after_now + 1, head);
                     let mut found = None;
                     while lo <= hi {
                         let mid = lo + (hi - lo) / 2;
-                        let row: Option<(i64, i64)> = probe
+                        let row: Option<(i64, i64, i64)> = probe
                             .query_row(params![row_id(key, mid), last], |r| {
-                                Ok((r.get(0)?, r.get(1)?))
+                                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                             })
                             .optional()?;
                         match row {
-                            Some((id, end_bytes)) if end_bytes >= threshold => {
-                                found = Some(id);
+                            Some((id, end_bytes, len)) if end_bytes >= threshold => {
+                                // Only if the bytes before this record are under the
+                                // threshold: else the backlog already fits.
+                                found = (end_bytes - len < threshold).then_some(id);
                                 if mid == 0 {
                                     break;
                                 }
                                 hi = mid - 1;
                             }
-                            Some((id, _)) => lo = (id & SEQ_MASK) as u64 + 1,
+                            Some((id, _, _)) => lo = (id & SEQ_MASK) as u64 + 1,
                             None => break,
                         }
                     }
