@@ -86,10 +86,10 @@ async fn receive(State(sink): State<Sink>, body: Bytes) -> StatusCode {
         for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
             for span in ss["spans"].as_array().into_iter().flatten() {
                 for kv in span["attributes"].as_array().into_iter().flatten() {
-                    if kv["key"] == "gen_ai.response.id" {
-                        if let Some(id) = kv["value"]["stringValue"].as_str() {
-                            s.ids.insert(id.to_owned());
-                        }
+                    if kv["key"] == "gen_ai.response.id"
+                        && let Some(id) = kv["value"]["stringValue"].as_str()
+                    {
+                        s.ids.insert(id.to_owned());
                     }
                 }
             }

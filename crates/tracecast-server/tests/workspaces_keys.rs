@@ -262,6 +262,20 @@ async fn health_and_openapi() {
             .get("409")
             .is_some()
     );
+    // The shared error responses (ItemErrors, RequestErrors) are listed with the envelope.
+    let status =
+        &doc.body["paths"]["/api/v1/observability/destinations/{id}/status"]["get"]["responses"];
+    for code in ["200", "401", "403", "404"] {
+        assert!(status.get(code).is_some(), "status lacks {code}: {status}");
+    }
+    assert!(status.get("400").is_none(), "{status}");
+    let replay = &doc.body["paths"]["/api/v1/observability/destinations/{id}/dead-letters/replay"]
+        ["post"]["responses"];
+    assert_eq!(
+        replay["400"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody",
+        "{replay}"
+    );
     assert!(
         doc.body["components"]["schemas"]
             .get("DestinationOut")

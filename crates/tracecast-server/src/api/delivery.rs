@@ -13,8 +13,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, QueryParams};
 use crate::state::AppState;
 
-use super::ErrorBody;
 use super::destinations::{CreateDestinationRequest, parse_id, validate_new};
+use super::{ItemErrors, RequestErrors};
 
 async fn load(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Destination> {
     let key = caller.management()?;
@@ -44,7 +44,7 @@ pub struct StatusResponse {
     get, path = "/api/v1/observability/destinations/{id}/status", tag = "Observability",
     description = "tracecast extension. Counts (received, filtered, sampled_out, delivered, failed_attempts, dead_lettered, dropped, discarded), queue depth and the age of the oldest pending record, the last success, the last error, and the state: `active`, `paused` (credentials rejected, or the type cannot deliver) or `disabled`.",
     params(("id" = Uuid, Path, description = "The destination id")),
-    responses((status = 200, body = StatusResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = StatusResponse), ItemErrors),
     security(("bearer" = []))
 )]
 pub async fn status(
@@ -86,7 +86,7 @@ pub struct DeadLetterList {
         ("offset" = Option<u64>, Query, description = "Number of records to skip (default 0)"),
         ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 50)"),
     ),
-    responses((status = 200, body = DeadLetterList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = DeadLetterList), RequestErrors),
     security(("bearer" = []))
 )]
 pub async fn dead_letters(
@@ -149,7 +149,7 @@ pub struct ReplayResponse {
     description = "tracecast extension. Redelivers dead letters (all, or the given ids). Delivered ones leave the dead-letter store; ones that fail again come back with their new error.",
     params(("id" = Uuid, Path, description = "The destination id")),
     request_body(content = ReplayRequest, description = "Optional; an empty body replays all"),
-    responses((status = 200, body = ReplayResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = ReplayResponse), RequestErrors),
     security(("bearer" = []))
 )]
 pub async fn replay(
@@ -184,7 +184,7 @@ pub struct TestResponse {
     post, path = "/api/v1/observability/destinations/test", tag = "Observability",
     description = "tracecast extension. Validates a create body and sends the type's test payload without saving anything. Answers `{data:{ok,status,message,latency_ms}}`.",
     request_body = CreateDestinationRequest,
-    responses((status = 200, body = TestResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = TestResponse), RequestErrors),
     security(("bearer" = []))
 )]
 pub async fn test_new(
@@ -202,7 +202,7 @@ pub async fn test_new(
     post, path = "/api/v1/observability/destinations/{id}/test", tag = "Observability",
     description = "tracecast extension. Sends the type's test payload with the stored config.",
     params(("id" = Uuid, Path, description = "The destination id")),
-    responses((status = 200, body = TestResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = TestResponse), ItemErrors),
     security(("bearer" = []))
 )]
 pub async fn test_existing(

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, QueryParams, double_option};
 use crate::state::AppState;
 
-use super::{Deleted, ErrorBody};
+use super::{Deleted, ErrorBody, ItemErrors, RequestErrors};
 
 /// A destination as the API returns it: every field present, nulls explicit, secrets masked.
 #[derive(Debug, Serialize, ToSchema)]
@@ -312,7 +312,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v1/observability/destinations/{id}", tag = "Observability",
     params(("id" = Uuid, Path, description = "The destination id")),
-    responses((status = 200, body = DestinationResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = DestinationResponse), ItemErrors),
     security(("bearer" = []))
 )]
 pub async fn get(
@@ -333,7 +333,7 @@ pub async fn get(
     patch, path = "/api/v1/observability/destinations/{id}", tag = "Observability",
     params(("id" = Uuid, Path, description = "The destination id")),
     request_body = UpdateDestinationRequest,
-    responses((status = 200, body = DestinationResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    responses((status = 200, body = DestinationResponse), RequestErrors, (status = 413, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn update(
@@ -412,7 +412,7 @@ pub async fn update(
 #[utoipa::path(
     delete, path = "/api/v1/observability/destinations/{id}", tag = "Observability",
     params(("id" = Uuid, Path, description = "The destination id")),
-    responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Deleted), ItemErrors),
     security(("bearer" = []))
 )]
 pub async fn delete(

@@ -22,7 +22,7 @@ use crate::extract::{ApiJson, QueryParams};
 use crate::provision::new_key;
 use crate::state::AppState;
 
-use super::{Deleted, ErrorBody};
+use super::{Deleted, ErrorBody, ItemErrors, RequestErrors};
 
 #[derive(Serialize, ToSchema)]
 pub struct KeyOut {
@@ -193,7 +193,7 @@ async fn find(state: &AppState, caller: &Caller, hash: &str) -> ApiResult<ApiKey
         ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 100)"),
         ("workspace_id" = Option<String>, Query, description = "Workspace; default: the caller's default workspace"),
     ),
-    responses((status = 200, body = KeyList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = KeyList), RequestErrors),
     security(("bearer" = []))
 )]
 pub async fn list(
@@ -218,7 +218,7 @@ pub async fn list(
 
 #[utoipa::path(
     post, path = "/api/v1/keys", tag = "API Keys", request_body = CreateKeyRequest,
-    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 201, body = CreatedKey), RequestErrors),
     security(("bearer" = []))
 )]
 pub async fn create(
@@ -255,7 +255,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v1/keys/{hash}", tag = "API Keys",
     params(("hash" = String, Path, description = "The key's hash")),
-    responses((status = 200, body = KeyResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = KeyResponse), ItemErrors),
     security(("bearer" = []))
 )]
 pub async fn get(
@@ -272,7 +272,7 @@ pub async fn get(
 #[utoipa::path(
     patch, path = "/api/v1/keys/{hash}", tag = "API Keys", request_body = UpdateKeyRequest,
     params(("hash" = String, Path, description = "The key's hash")),
-    responses((status = 200, body = KeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = KeyResponse), RequestErrors),
     security(("bearer" = []))
 )]
 pub async fn update(
@@ -303,7 +303,7 @@ pub async fn update(
 #[utoipa::path(
     delete, path = "/api/v1/keys/{hash}", tag = "API Keys",
     params(("hash" = String, Path, description = "The key's hash")),
-    responses((status = 200, body = Deleted), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Deleted), ItemErrors),
     security(("bearer" = []))
 )]
 pub async fn delete(

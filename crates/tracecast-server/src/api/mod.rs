@@ -29,6 +29,37 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+/// The error answers of an endpoint that reads one resource by id: bad or missing key (401),
+/// a workspace key where a management key is needed (403), no such id in the caller's tenant
+/// (404). Shared by the `utoipa::path` attributes so each lists only what is its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only described, never built: handlers answer through ApiError
+pub enum ItemErrors {
+    #[response(status = 401, description = "Missing or invalid API key")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "This key may not do this")]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "No such resource in the caller's tenant")]
+    NotFound(ErrorBody),
+}
+
+/// [`ItemErrors`] plus 400 for an invalid request body or query.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only described, never built: handlers answer through ApiError
+pub enum RequestErrors {
+    #[response(
+        status = 400,
+        description = "Invalid request: the message names the field"
+    )]
+    BadRequest(ErrorBody),
+    #[response(status = 401, description = "Missing or invalid API key")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "This key may not do this")]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "No such resource in the caller's tenant")]
+    NotFound(ErrorBody),
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: u16,

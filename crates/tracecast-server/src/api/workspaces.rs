@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, QueryParams};
 use crate::state::AppState;
 
-use super::{Deleted, ErrorBody};
+use super::{Deleted, ErrorBody, ItemErrors, RequestErrors};
 
 /// A workspace in OpenRouter's shape. Model defaults and I/O-logging settings are stored and
 /// returned as given; tracecast does not act on them.
@@ -219,7 +219,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v1/workspaces/{id}", tag = "Workspaces",
     params(("id" = String, Path, description = "Workspace id or slug")),
-    responses((status = 200, body = WorkspaceResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = WorkspaceResponse), ItemErrors),
     security(("bearer" = []))
 )]
 pub async fn get(
@@ -234,7 +234,7 @@ pub async fn get(
 #[utoipa::path(
     patch, path = "/api/v1/workspaces/{id}", tag = "Workspaces", request_body(content = Object, description = "Workspace fields: `name` and `slug` (required on create), `description`, `is_observability_broadcast_enabled`, and the stored passthrough settings `default_text_model`, `default_image_model`, `default_provider_sort`, `is_observability_io_logging_enabled`, `is_data_discount_logging_enabled`, `io_logging_sampling_rate`, `io_logging_api_key_ids`, `disabled_server_tools`"),
     params(("id" = String, Path, description = "Workspace id or slug")),
-    responses((status = 200, body = WorkspaceResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = WorkspaceResponse), RequestErrors, (status = 409, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn update(
