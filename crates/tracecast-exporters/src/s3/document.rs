@@ -350,7 +350,11 @@ pub(crate) fn document(t: &TraceView<'_>) -> Value {
     if let Some(i) = t.identity_group() {
         put(&mut obs_meta, "apiKeyName", opt(i.api_key_name));
         put(&mut obs_meta, "apiKeyHash", opt(i.api_key_hash));
-        obs_meta.insert("workspaceId".into(), json!(i.workspace_id));
+        put(
+            &mut obs_meta,
+            "workspaceId",
+            opt(Some(i.workspace_id).filter(|w| !w.is_empty())),
+        );
         put(&mut obs_meta, "externalUser", opt(i.external_user));
     }
     if let Some(r) = t.request_context() {

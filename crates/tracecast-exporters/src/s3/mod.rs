@@ -600,7 +600,8 @@ impl Inner {
     fn auth_message(&self, a: &Answer) -> String {
         let what = match a.code.as_str() {
             "SignatureDoesNotMatch" => "S3 rejected the secret access key".to_string(),
-            "InvalidAccessKeyId" => "S3 rejected the access key ID".to_string(),
+            // AWS says InvalidAccessKeyId; some S3-compatible servers say NotSignedUp.
+            "InvalidAccessKeyId" | "NotSignedUp" => "S3 rejected the access key ID".to_string(),
             "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired" => {
                 "S3 rejected the session token".to_string()
             }
