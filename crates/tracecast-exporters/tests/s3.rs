@@ -312,7 +312,10 @@ async fn puts_one_signed_object_per_trace_under_the_default_key() {
     // Every key of OpenRouter's "Supported Metadata Keys" table and the user/session mapping.
     let doc = parse(&objects[&keys[1]]);
     assert_eq!(doc["id"], "order_processing_001", "trace_id -> id");
-    assert_eq!(doc["name"], "Order Processing Pipeline", "trace_name -> name");
+    assert_eq!(
+        doc["name"], "Order Processing Pipeline",
+        "trace_name -> name"
+    );
     assert_eq!(doc["userId"], "user_12345");
     assert_eq!(doc["sessionId"], "session_abc");
     assert_eq!(doc["metadata"]["order_id"], "ORD-12345");
@@ -321,7 +324,10 @@ async fn puts_one_signed_object_per_trace_under_the_default_key() {
     let obs = doc["observations"].as_array().unwrap();
     assert_eq!(obs.len(), 2);
     assert_eq!(obs[0]["type"], "SPAN");
-    assert_eq!(obs[0]["name"], "Extraction", "span_name -> observation name");
+    assert_eq!(
+        obs[0]["name"], "Extraction",
+        "span_name -> observation name"
+    );
     assert_eq!(obs[0]["parentObservationId"], "00f067aa0ba902b7");
     let g = &obs[1];
     assert_eq!(g["type"], "GENERATION");
@@ -329,7 +335,10 @@ async fn puts_one_signed_object_per_trace_under_the_default_key() {
     assert_eq!(g["id"], "gen-1767225600-AbCdEfGhIjKlMnOpQrSt");
     assert_eq!(g["parentObservationId"], obs[0]["id"]);
     assert_eq!(g["metadata"]["order_id"], "ORD-12345");
-    assert_eq!(g["input"]["messages"][1]["content"], "Process this order: 2 widgets");
+    assert_eq!(
+        g["input"]["messages"][1]["content"],
+        "Process this order: 2 widgets"
+    );
     assert_eq!(g["output"]["content"], "Looking up the SKU.");
     assert_eq!(g["usage"]["input"], 120);
     assert_eq!(g["usage"]["output"], 30);
@@ -340,7 +349,10 @@ async fn puts_one_signed_object_per_trace_under_the_default_key() {
 
     let plain = parse(&objects[&keys[0]]);
     assert_eq!(plain["id"], "gen-secret");
-    assert_eq!(plain["name"], "anthropic/claude-sonnet-4", "model when no trace_name");
+    assert_eq!(
+        plain["name"], "anthropic/claude-sonnet-4",
+        "model when no trace_name"
+    );
     assert_eq!(plain["observations"].as_array().unwrap().len(), 1);
 }
 
@@ -410,9 +422,7 @@ async fn key_template_expands_every_variable_and_retries_overwrite() {
     rec["created_at"] = json!("2024-01-15T10:00:00Z");
     let mut g = generation(rec);
     g.identity.api_key_name = Some("Team A / prod".into());
-    let payload = exporter
-        .encode(&[TraceView::new(&g, ALL_GROUPS)])
-        .unwrap();
+    let payload = exporter.encode(&[TraceView::new(&g, ALL_GROUPS)]).unwrap();
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
     // The same generation again (a retry): the same key, overwritten.
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
@@ -498,7 +508,9 @@ async fn an_unknown_access_key_is_named() {
     assert_eq!(check.status, Some(403));
     assert!(
         // AWS says InvalidAccessKeyId; s3s says NotSignedUp.
-        check.message.starts_with("S3 rejected the access key ID (403 "),
+        check
+            .message
+            .starts_with("S3 rejected the access key ID (403 "),
         "{}",
         check.message
     );
@@ -512,7 +524,9 @@ async fn test_connection_writes_then_deletes_under_the_prefix() {
     assert!(check.ok, "{}", check.message);
     assert_eq!(check.status, Some(200));
     assert!(
-        check.message.contains(&format!("s3://{BUCKET}/checks/here/tracecast-connection-test-")),
+        check.message.contains(&format!(
+            "s3://{BUCKET}/checks/here/tracecast-connection-test-"
+        )),
         "{}",
         check.message
     );
@@ -534,7 +548,11 @@ async fn test_connection_writes_then_deletes_under_the_prefix() {
     let check = missing.test_connection().await;
     assert!(!check.ok);
     assert_eq!(check.status, Some(404));
-    assert!(check.message.contains("no-such-bucket does not exist"), "{}", check.message);
+    assert!(
+        check.message.contains("no-such-bucket does not exist"),
+        "{}",
+        check.message
+    );
 }
 
 #[tokio::test]
@@ -559,7 +577,10 @@ async fn session_token_is_sent_and_signed() {
         put.path,
         format!("/{BUCKET}/openrouter-traces/2026-01-01/gen-secret-1767225600.json")
     );
-    assert_eq!(put.header("x-amz-security-token"), "FwoGZXIvYXdzEXAMPLETOKEN");
+    assert_eq!(
+        put.header("x-amz-security-token"),
+        "FwoGZXIvYXdzEXAMPLETOKEN"
+    );
     assert_eq!(put.header("x-amz-storage-class"), "STANDARD_IA");
     assert_eq!(put.header("content-type"), "application/json");
     let auth = put.header("authorization");
@@ -580,7 +601,12 @@ async fn session_token_is_sent_and_signed() {
 #[tokio::test]
 async fn slow_down_is_retried_after_retry_after() {
     let srv = ScriptedServer::start(vec![
-        rule("PUT", 503, &s3_error("SlowDown", "Please reduce your request rate.")).header("Retry-After", "7"),
+        rule(
+            "PUT",
+            503,
+            &s3_error("SlowDown", "Please reduce your request rate."),
+        )
+        .header("Retry-After", "7"),
     ])
     .await;
     let exporter = s3(json!({
@@ -662,9 +688,16 @@ async fn one_refused_object_of_a_batch_is_a_partial_answer() {
 #[tokio::test]
 async fn aws_bucket_region_is_detected_once_and_refreshed_on_redirect() {
     let srv = ScriptedServer::start(vec![
-        rule("HEAD", 301, "").header("x-amz-bucket-region", "eu-central-1").times(1),
+        rule("HEAD", 301, "")
+            .header("x-amz-bucket-region", "eu-central-1")
+            .times(1),
         rule("HEAD", 200, "").header("x-amz-bucket-region", "ap-south-1"),
-        rule("PUT", 301, &s3_error("PermanentRedirect", "use the right endpoint")).times(1),
+        rule(
+            "PUT",
+            301,
+            &s3_error("PermanentRedirect", "use the right endpoint"),
+        )
+        .times(1),
     ])
     .await;
     let exporter = s3(json!({
@@ -678,7 +711,10 @@ async fn aws_bucket_region_is_detected_once_and_refreshed_on_redirect() {
     // First send: HEAD finds eu-central-1, then the PUT is redirected: retry and re-detect.
     assert!(matches!(
         exporter.send(&payload).await,
-        Outcome::Retry { status: Some(301), .. }
+        Outcome::Retry {
+            status: Some(301),
+            ..
+        }
     ));
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
@@ -708,8 +744,15 @@ async fn aws_bucket_region_is_detected_once_and_refreshed_on_redirect() {
 #[tokio::test]
 async fn a_configured_wrong_region_pauses_and_names_the_right_one() {
     let srv = ScriptedServer::start(vec![
-        rule("PUT", 400, &s3_error("AuthorizationHeaderMalformed", "the region 'us-west-2' is wrong; expecting 'eu-west-1'"))
-            .header("x-amz-bucket-region", "eu-west-1"),
+        rule(
+            "PUT",
+            400,
+            &s3_error(
+                "AuthorizationHeaderMalformed",
+                "the region 'us-west-2' is wrong; expecting 'eu-west-1'",
+            ),
+        )
+        .header("x-amz-bucket-region", "eu-west-1"),
     ])
     .await;
     let exporter = s3(json!({
@@ -755,8 +798,17 @@ fn sts_answer(akid: &str, expires_in: chrono::Duration) -> String {
 async fn iam_role_assumes_once_and_refreshes_before_expiry() {
     base_credentials_in_env();
     let sts = ScriptedServer::start(vec![
-        rule("POST", 200, &sts_answer("ASIAFIRST", chrono::Duration::minutes(2))).times(1),
-        rule("POST", 200, &sts_answer("ASIASECOND", chrono::Duration::hours(1))),
+        rule(
+            "POST",
+            200,
+            &sts_answer("ASIAFIRST", chrono::Duration::minutes(2)),
+        )
+        .times(1),
+        rule(
+            "POST",
+            200,
+            &sts_answer("ASIASECOND", chrono::Duration::hours(1)),
+        ),
     ])
     .await;
     let s3srv = ScriptedServer::start(vec![]).await;
@@ -791,7 +843,11 @@ async fn iam_role_assumes_once_and_refreshes_before_expiry() {
             .starts_with("AWS4-HMAC-SHA256 Credential=AKIABASEENVIRONMENT1/"),
         "STS is signed with the environment's credentials"
     );
-    assert!(calls[0].header("authorization").contains("/eu-west-1/sts/aws4_request"));
+    assert!(
+        calls[0]
+            .header("authorization")
+            .contains("/eu-west-1/sts/aws4_request")
+    );
     let puts = s3srv.seen();
     let akids: Vec<_> = puts
         .iter()
@@ -811,8 +867,14 @@ async fn iam_role_assumes_once_and_refreshes_before_expiry() {
         akids,
         vec![
             ("ASIAFIRST".to_string(), "temp-token-ASIAFIRST".to_string()),
-            ("ASIASECOND".to_string(), "temp-token-ASIASECOND".to_string()),
-            ("ASIASECOND".to_string(), "temp-token-ASIASECOND".to_string()),
+            (
+                "ASIASECOND".to_string(),
+                "temp-token-ASIASECOND".to_string()
+            ),
+            (
+                "ASIASECOND".to_string(),
+                "temp-token-ASIASECOND".to_string()
+            ),
         ]
     );
 }
@@ -838,7 +900,9 @@ async fn iam_role_refused_by_sts_pauses_with_the_role_named() {
     assert!(!check.ok);
     assert_eq!(check.status, Some(403));
     assert!(
-        check.message.contains("AWS STS refused to assume role arn:aws:iam::123456789012:role/nope (403 AccessDenied"),
+        check.message.contains(
+            "AWS STS refused to assume role arn:aws:iam::123456789012:role/nope (403 AccessDenied"
+        ),
         "{}",
         check.message
     );
@@ -860,9 +924,8 @@ struct Moto {
 
 impl Moto {
     async fn start() -> Moto {
-        let python = std::env::var("TRACECAST_TEST_PYTHON").unwrap_or_else(|_| {
-            format!("{}/../../.venv/bin/python", env!("CARGO_MANIFEST_DIR"))
-        });
+        let python = std::env::var("TRACECAST_TEST_PYTHON")
+            .unwrap_or_else(|_| format!("{}/../../.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
         if !Path::new(&python).exists() {
             panic!(
                 "the s3 IAM-role test needs moto_server: no Python at {python}. Create it with \
@@ -875,7 +938,14 @@ impl Moto {
             l.local_addr().unwrap().port()
         };
         let child = std::process::Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -75,7 +75,12 @@ impl S3s {
                 if p.is_dir() {
                     walk(base, &p, out);
                 } else {
-                    out.push(p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/"));
+                    out.push(
+                        p.strip_prefix(base)
+                            .unwrap()
+                            .to_string_lossy()
+                            .replace('\\', "/"),
+                    );
                 }
             }
         }
@@ -156,7 +161,10 @@ async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value)
         if cond(&st) {
             return st;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {st}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -197,7 +205,10 @@ async fn ingested_generations_land_as_objects_in_the_bucket() {
     );
 
     let r = s
-        .post(DEST, json!({"type": "s3", "name": "bucket", "config": config}))
+        .post(
+            DEST,
+            json!({"type": "s3", "name": "bucket", "config": config}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["data"]["id"].as_str().unwrap().to_string();

@@ -348,9 +348,15 @@ mod tests {
                 .map(|(_, v)| v.as_str())
         };
         let auth = get("authorization").unwrap();
-        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/"), "{auth}");
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/"),
+            "{auth}"
+        );
         assert!(auth.contains("/eu-west-1/s3/aws4_request"), "{auth}");
-        assert!(auth.contains("content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"), "{auth}");
+        assert!(
+            auth.contains("content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"),
+            "{auth}"
+        );
         assert_eq!(get("x-amz-security-token"), Some("TOKEN"));
         assert_eq!(
             get("x-amz-content-sha256"),

@@ -224,11 +224,7 @@ pub(crate) fn document(t: &TraceView<'_>) -> Value {
         span.insert("traceId".into(), json!(trace_id));
         span.insert("type".into(), json!("SPAN"));
         span.insert("name".into(), json!(name));
-        put(
-            &mut span,
-            "parentObservationId",
-            opt(t.parent_span_id()),
-        );
+        put(&mut span, "parentObservationId", opt(t.parent_span_id()));
         span.insert("startTime".into(), rfc3339_nanos(start));
         span.insert("endTime".into(), rfc3339_nanos(end));
         observations.push(Value::Object(span));
@@ -256,7 +252,10 @@ pub(crate) fn document(t: &TraceView<'_>) -> Value {
     g.insert("requestedModel".into(), json!(t.model()));
     put(&mut g, "provider", opt(t.provider()));
     put(&mut g, "apiType", opt(t.api_type()));
-    g.insert("modelParameters".into(), Value::Object(t.model_parameters()));
+    g.insert(
+        "modelParameters".into(),
+        Value::Object(t.model_parameters()),
+    );
 
     if let Some(input) = t.input() {
         let mut i = Map::new();
@@ -292,7 +291,11 @@ pub(crate) fn document(t: &TraceView<'_>) -> Value {
     put(&mut cost, "total", opt(t.total_cost()));
     cost.insert("currency".into(), json!("USD"));
     if let Some(c) = t.cost_group() {
-        put(&mut cost, "upstreamInferenceCost", opt(c.upstream_inference_cost));
+        put(
+            &mut cost,
+            "upstreamInferenceCost",
+            opt(c.upstream_inference_cost),
+        );
         put(&mut cost, "cacheDiscount", opt(c.cache_discount));
         put(&mut cost, "isByok", opt(c.is_byok));
         put(

@@ -155,8 +155,8 @@ fn config_err(msg: impl Into<String>) -> ExportError {
 impl S3Exporter {
     pub fn new(config: &Map<String, Value>, ctx: &ExportContext) -> Result<Self, ExportError> {
         let bucket = required_str(config, "bucketName")?.to_string();
-        let endpoint = optional_str(config, "endpoint")
-            .map(|e| e.trim_end_matches('/').to_string());
+        let endpoint =
+            optional_str(config, "endpoint").map(|e| e.trim_end_matches('/').to_string());
         if let Some(ep) = &endpoint {
             let url = reqwest::Url::parse(ep)
                 .map_err(|e| config_err(format!("endpoint {ep:?} is not a URL: {e}")))?;
@@ -226,8 +226,9 @@ impl S3Exporter {
 
         let creds = match optional_str(config, "authMode").unwrap_or("access_keys") {
             "access_keys" => {
-                let akid = required_str(config, "accessKeyId")
-                    .map_err(|_| config_err("accessKeyId is required when authMode is access_keys"))?;
+                let akid = required_str(config, "accessKeyId").map_err(|_| {
+                    config_err("accessKeyId is required when authMode is access_keys")
+                })?;
                 let secret = required_str(config, "secretAccessKey").map_err(|_| {
                     config_err("secretAccessKey is required when authMode is access_keys")
                 })?;
@@ -453,10 +454,9 @@ impl Inner {
             return Ok(r);
         }
         let url = match &self.addressing {
-            Addressing::PathStyle(ep) => format!(
-                "{ep}/{}",
-                utf8_percent_encode(&self.bucket, KEY_SEGMENT)
-            ),
+            Addressing::PathStyle(ep) => {
+                format!("{ep}/{}", utf8_percent_encode(&self.bucket, KEY_SEGMENT))
+            }
             Addressing::AwsDefault => format!(
                 "https://s3.amazonaws.com/{}",
                 utf8_percent_encode(&self.bucket, KEY_SEGMENT)
@@ -476,13 +476,19 @@ impl Inner {
             (_, 404) => {
                 return Err(ObjResult::Pause {
                     status: 404,
-                    error: format!("S3 bucket {} does not exist (404 NoSuchBucket)", self.bucket),
+                    error: format!(
+                        "S3 bucket {} does not exist (404 NoSuchBucket)",
+                        self.bucket
+                    ),
                 });
             }
             (_, s) if s == 429 || s >= 500 => {
                 return Err(ObjResult::Retry {
                     status: Some(s),
-                    error: format!("S3 answered {} while finding the bucket's region", a.describe()),
+                    error: format!(
+                        "S3 answered {} while finding the bucket's region",
+                        a.describe()
+                    ),
                     retry_after: a.retry_after,
                 });
             }
@@ -561,7 +567,10 @@ impl Inner {
             self.creds.invalidate().await;
             return ObjResult::Retry {
                 status: Some(a.status),
-                error: format!("S3 said the role session expired ({}); assuming the role again", a.describe()),
+                error: format!(
+                    "S3 said the role session expired ({}); assuming the role again",
+                    a.describe()
+                ),
                 retry_after: None,
             };
         }
@@ -574,7 +583,11 @@ impl Inner {
         if code == "NoSuchBucket" {
             return ObjResult::Pause {
                 status: a.status,
-                error: format!("S3 bucket {} does not exist ({})", self.bucket, a.describe()),
+                error: format!(
+                    "S3 bucket {} does not exist ({})",
+                    self.bucket,
+                    a.describe()
+                ),
             };
         }
         let retryable = matches!(a.status, 408 | 409 | 429)
@@ -858,7 +871,9 @@ impl Exporter for S3Exporter {
         {
             Ok(resp) if resp.status().is_success() => ConnectionCheck::passed(
                 status,
-                format!("S3 ({provider}, region {region}) accepted a test object at {target}, which was then deleted"),
+                format!(
+                    "S3 ({provider}, region {region}) accepted a test object at {target}, which was then deleted"
+                ),
             ),
             Ok(resp) => {
                 let a = read_answer(resp).await;
@@ -872,7 +887,9 @@ impl Exporter for S3Exporter {
             }
             Err(e) => ConnectionCheck::passed(
                 status,
-                format!("S3 ({provider}, region {region}) accepted a test object at {target}; deleting it failed ({e}), so delete it by hand"),
+                format!(
+                    "S3 ({provider}, region {region}) accepted a test object at {target}; deleting it failed ({e}), so delete it by hand"
+                ),
             ),
         }
     }
@@ -887,7 +904,10 @@ mod tests {
         let body = Bytes::from_static(b"a/b.json\n2\n{}c.json\n7\n{\"x\":1}");
         let parts = split_batch(&body).unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], ("a/b.json".to_string(), Bytes::from_static(b"{}")));
+        assert_eq!(
+            parts[0],
+            ("a/b.json".to_string(), Bytes::from_static(b"{}"))
+        );
         assert_eq!(parts[1].1, Bytes::from_static(b"{\"x\":1}"));
         assert!(split_batch(&Bytes::from_static(b"k\n99\n{}")).is_none());
         assert!(split_batch(&Bytes::from_static(b"k\nxx\n{}")).is_none());
@@ -916,7 +936,10 @@ mod tests {
 
     #[test]
     fn aggregation() {
-        assert_eq!(aggregate(vec![ObjResult::Ok, ObjResult::Ok]), Outcome::Delivered);
+        assert_eq!(
+            aggregate(vec![ObjResult::Ok, ObjResult::Ok]),
+            Outcome::Delivered
+        );
         let retry = |s| ObjResult::Retry {
             status: Some(s),
             error: format!("e{s}"),
