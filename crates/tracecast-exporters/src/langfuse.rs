@@ -96,8 +96,8 @@ use tracecast_model::trace::TraceView;
 use crate::config::{optional_str, required_str};
 use crate::otlp::keys as k;
 use crate::otlp::{
-    Attr, AttrValue, AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp,
-    Probe, SpanRole, SpanSlot, snippet,
+    Attr, AttrValue, AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp, Probe,
+    SpanRole, SpanSlot, snippet,
 };
 use crate::{
     BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, FragmentEncoder, Outcome,
@@ -175,7 +175,9 @@ impl OtlpDialect for LangfuseDialect {
             return AttributeKey::Keep;
         }
         match key {
-            k::OPENROUTER_OBSERVATION_TYPE => AttributeKey::Rename(Cow::Borrowed(lf::OBSERVATION_TYPE)),
+            k::OPENROUTER_OBSERVATION_TYPE => {
+                AttributeKey::Rename(Cow::Borrowed(lf::OBSERVATION_TYPE))
+            }
             k::OPENROUTER_TRACE_NAME => AttributeKey::Rename(Cow::Borrowed(lf::TRACE_NAME)),
             k::GEN_AI_PROMPT => AttributeKey::Rename(Cow::Borrowed(lf::OBSERVATION_INPUT)),
             k::GEN_AI_COMPLETION => AttributeKey::Rename(Cow::Borrowed(lf::OBSERVATION_OUTPUT)),
@@ -349,11 +351,17 @@ pub fn usage_details(view: &TraceView<'_>) -> Option<Map<String, Value>> {
     let cd = usage.completion_tokens_details.as_ref();
     let prompt_parts = [
         ("input_cached_tokens", pd.and_then(|d| d.cached_tokens)),
-        ("input_cache_write_tokens", pd.and_then(|d| d.cache_write_tokens)),
+        (
+            "input_cache_write_tokens",
+            pd.and_then(|d| d.cache_write_tokens),
+        ),
         ("input_audio_tokens", pd.and_then(|d| d.audio_tokens)),
     ];
     let completion_parts = [
-        ("output_reasoning_tokens", cd.and_then(|d| d.reasoning_tokens)),
+        (
+            "output_reasoning_tokens",
+            cd.and_then(|d| d.reasoning_tokens),
+        ),
         ("output_audio_tokens", cd.and_then(|d| d.audio_tokens)),
         ("output_image_tokens", cd.and_then(|d| d.image_tokens)),
     ];
@@ -595,9 +603,14 @@ pub fn exporter(
     auth.set_sensitive(true);
     headers.insert(AUTHORIZATION, auth);
 
-    let http = OtlpHttp::new(ctx, Method::POST, &format!("{base_url}{OTLP_PATH}"), headers.clone())
-        .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?
-        .with_partial_success(true);
+    let http = OtlpHttp::new(
+        ctx,
+        Method::POST,
+        &format!("{base_url}{OTLP_PATH}"),
+        headers.clone(),
+    )
+    .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?
+    .with_partial_success(true);
     let probe = Probe {
         credentials: "the public/secret key pair",
         hint_404: Some(
@@ -763,7 +776,11 @@ mod tests {
     #[test]
     fn escaped_lengths() {
         for s in ["plain", "quote\"d", "new\nline", "\u{1}", "ünï", ""] {
-            assert_eq!(escaped_len(s) + 2, serde_json::to_string(s).unwrap().len(), "{s:?}");
+            assert_eq!(
+                escaped_len(s) + 2,
+                serde_json::to_string(s).unwrap().len(),
+                "{s:?}"
+            );
         }
     }
 }

@@ -104,7 +104,10 @@ async fn posts_otlp_json_to_the_langfuse_endpoint_with_basic_auth_and_golden_bod
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/api/public/otel/v1/traces");
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{PK}:{SK}"));
-    assert_eq!(req.header("authorization"), Some(format!("Basic {basic}").as_str()));
+    assert_eq!(
+        req.header("authorization"),
+        Some(format!("Basic {basic}").as_str())
+    );
     assert_eq!(req.header("x-langfuse-ingestion-version"), Some("4"));
     assert_eq!(req.header("x-proxy-token"), Some("proxy-1"));
     assert_eq!(req.header("content-type"), Some("application/json"));
@@ -133,9 +136,18 @@ async fn maps_every_supported_metadata_key() {
     let rx = Receiver::start().await;
     let exporter = langfuse_at(&rx, json!({}));
     let g = generation(langfuse_record());
-    let req = deliver(&rx, &exporter, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let req = deliver(
+        &rx,
+        &exporter,
+        &[TraceView::new(&g, TraceOptions::default())],
+    )
+    .await;
     let decoded = decode(&req.body);
-    let res = &decoded.resource_spans[0].resource.as_ref().unwrap().attributes;
+    let res = &decoded.resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes;
     let sp = spans(&decoded);
     assert_eq!(sp.len(), 2, "span_name adds an intermediate span");
     let (span, generation) = (sp[0], sp[1]);
@@ -172,13 +184,19 @@ async fn maps_every_supported_metadata_key() {
     }
     // tags: first-class trace tags, and (as an additional key) trace metadata.
     assert_eq!(strings(ga, "langfuse.trace.tags"), ["checkout", "beta"]);
-    assert_eq!(s(ga, "langfuse.trace.metadata.tags"), r#"["checkout","beta"]"#);
+    assert_eq!(
+        s(ga, "langfuse.trace.metadata.tags"),
+        r#"["checkout","beta"]"#
+    );
     // Additional keys -> trace metadata, typed.
     assert_eq!(s(ga, "langfuse.trace.metadata.order_id"), "ORD-12345");
     assert_eq!(i(ga, "langfuse.trace.metadata.attempt"), 2);
     assert_eq!(d(ga, "langfuse.trace.metadata.score"), 0.75);
     assert!(b(ga, "langfuse.trace.metadata.vip"));
-    assert_eq!(s(ga, "langfuse.trace.metadata.customer"), r#"{"tier":"gold"}"#);
+    assert_eq!(
+        s(ga, "langfuse.trace.metadata.customer"),
+        r#"{"tier":"gold"}"#
+    );
     assert!(!has(ga, "langfuse.trace.metadata.nothing"));
     assert!(
         !ga.iter().any(|kv| kv.key.starts_with("trace.metadata.")),
@@ -187,7 +205,10 @@ async fn maps_every_supported_metadata_key() {
 
     // Content: Langfuse's input/output attributes, sent once.
     let input = json_attr(ga, "langfuse.observation.input");
-    assert_eq!(input["messages"][1]["content"], "Process this order: 2 widgets");
+    assert_eq!(
+        input["messages"][1]["content"],
+        "Process this order: 2 widgets"
+    );
     let output = json_attr(ga, "langfuse.observation.output");
     assert_eq!(output["completion"], "Looking up the SKU.");
     assert_eq!(output["reasoning"], "Need the SKU first.");
@@ -195,7 +216,10 @@ async fn maps_every_supported_metadata_key() {
     assert!(!has(ga, "gen_ai.prompt") && !has(ga, "gen_ai.completion"));
 
     // Generation fields.
-    assert_eq!(s(ga, "langfuse.observation.model.name"), "openai/gpt-4o-2024-08-06");
+    assert_eq!(
+        s(ga, "langfuse.observation.model.name"),
+        "openai/gpt-4o-2024-08-06"
+    );
     assert_eq!(
         json_attr(ga, "langfuse.observation.model.parameters"),
         json!({"max_tokens": 256, "n": 1, "seed": 7, "stop": "END", "temperature": 0.2, "top_p": 0.9})
@@ -234,12 +258,20 @@ async fn hex_trace_ids_and_root_generations() {
         "latency": 50.0, "user": "u-9",
         "trace": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "trace_name": "Chat"}
     }));
-    let req = deliver(&rx, &exporter, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let req = deliver(
+        &rx,
+        &exporter,
+        &[TraceView::new(&g, TraceOptions::default())],
+    )
+    .await;
     let decoded = decode(&req.body);
     let sp = spans(&decoded);
     assert_eq!(sp.len(), 1);
     let a = &sp[0].attributes;
-    assert_eq!(hex::encode(&sp[0].trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        hex::encode(&sp[0].trace_id),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
     assert!(sp[0].parent_span_id.is_empty(), "a root observation");
     assert_eq!(sp[0].name, "Chat");
     assert_eq!(s(a, "langfuse.trace.name"), "Chat");
@@ -268,9 +300,18 @@ async fn environment_is_made_acceptable_and_the_original_kept() {
         "id": "gen-env", "model": "m", "created_at": "2026-02-01T10:00:00Z",
         "trace": {"environment": "Prod EU", "release": 3, "tags": "a, b,,c"}
     }));
-    let req = deliver(&rx, &exporter, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let req = deliver(
+        &rx,
+        &exporter,
+        &[TraceView::new(&g, TraceOptions::default())],
+    )
+    .await;
     let decoded = decode(&req.body);
-    let res = &decoded.resource_spans[0].resource.as_ref().unwrap().attributes;
+    let res = &decoded.resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes;
     let a = &spans(&decoded)[0].attributes;
     assert_eq!(s(res, "langfuse.environment"), "prod-eu");
     assert_eq!(s(a, "langfuse.environment"), "prod-eu");
@@ -309,7 +350,10 @@ async fn privacy_mode_sends_no_content() {
         json_attr(a, "langfuse.observation.usage_details"),
         json!({"input": 3, "output": 4, "total": 7})
     );
-    assert_eq!(json_attr(a, "langfuse.observation.cost_details"), json!({"total": 0.5}));
+    assert_eq!(
+        json_attr(a, "langfuse.observation.cost_details"),
+        json!({"total": 0.5})
+    );
     assert_eq!(s(a, "user.id"), "u-1");
     assert_eq!(s(a, "session.id"), "s-1");
     assert_eq!(s(a, "langfuse.trace.metadata.env"), "prod");
@@ -327,12 +371,20 @@ async fn failed_calls_are_error_observations() {
         "id": "gen-err", "model": "m", "created_at": "2026-02-01T10:00:00Z",
         "error": {"code": 429, "message": "upstream rate limited"}
     }));
-    let req = deliver(&rx, &exporter, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let req = deliver(
+        &rx,
+        &exporter,
+        &[TraceView::new(&g, TraceOptions::default())],
+    )
+    .await;
     let decoded = decode(&req.body);
     let sp = spans(&decoded);
     let a = &sp[0].attributes;
     assert_eq!(s(a, "langfuse.observation.level"), "ERROR");
-    assert_eq!(s(a, "langfuse.observation.status_message"), "upstream rate limited");
+    assert_eq!(
+        s(a, "langfuse.observation.status_message"),
+        "upstream rate limited"
+    );
     assert_eq!(sp[0].status.as_ref().unwrap().code, 2);
 }
 
@@ -347,7 +399,12 @@ async fn oversized_content_is_truncated_visibly() {
         "response": {"choices": [{"message": {"role": "assistant", "content": "short answer"}}]},
         "trace": {"note": "kept"}
     }));
-    let req = deliver(&rx, &exporter, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let req = deliver(
+        &rx,
+        &exporter,
+        &[TraceView::new(&g, TraceOptions::default())],
+    )
+    .await;
     assert!(
         req.body.len() < MAX_SPAN_STRING_BYTES + 64 * 1024,
         "body of {} bytes",
@@ -356,7 +413,11 @@ async fn oversized_content_is_truncated_visibly() {
     let decoded = decode(&req.body);
     let a = &spans(&decoded)[0].attributes;
     let input = s(a, "langfuse.observation.input");
-    assert!(input.starts_with(r#"{"messages":[{"content":"q\"uote q\"uote"#), "{}", &input[..80]);
+    assert!(
+        input.starts_with(r#"{"messages":[{"content":"q\"uote q\"uote"#),
+        "{}",
+        &input[..80]
+    );
     assert!(
         input.contains("… [truncated by tracecast: kept ") && input.ends_with(" bytes]"),
         "{}",
@@ -364,13 +425,19 @@ async fn oversized_content_is_truncated_visibly() {
     );
     assert!(b(a, "langfuse.observation.metadata.tracecast_truncated"));
     assert_eq!(
-        strings(a, "langfuse.observation.metadata.tracecast_truncated_attributes"),
+        strings(
+            a,
+            "langfuse.observation.metadata.tracecast_truncated_attributes"
+        ),
         ["langfuse.observation.input"]
     );
     assert_eq!(s(a, "langfuse.observation.level"), "WARNING");
     assert!(s(a, "langfuse.observation.status_message").contains("langfuse.observation.input"));
     // Small strings are untouched.
-    assert_eq!(json_attr(a, "langfuse.observation.output")["completion"], "short answer");
+    assert_eq!(
+        json_attr(a, "langfuse.observation.output")["completion"],
+        "short answer"
+    );
     assert_eq!(s(a, "langfuse.trace.metadata.note"), "kept");
 }
 
@@ -454,7 +521,11 @@ async fn batches_follow_the_limits_and_fragments_match_encode() {
     let encoded = exporter.encode(&views).unwrap();
     assert_eq!(assembled.body, encoded.body);
     let req = deliver(&rx, &exporter, &views).await;
-    assert_eq!(decode(&req.body).resource_spans.len(), 2, "one request per batch");
+    assert_eq!(
+        decode(&req.body).resource_spans.len(),
+        2,
+        "one request per batch"
+    );
 }
 
 #[tokio::test]
@@ -470,17 +541,25 @@ async fn connection_test_reads_the_project_then_probes_the_otlp_endpoint() {
     assert!(check.ok, "{check:?}");
     assert_eq!(check.status, Some(200));
     assert!(
-        check.message.contains("accepted the public/secret key pair for project \"Shop\""),
+        check
+            .message
+            .contains("accepted the public/secret key pair for project \"Shop\""),
         "{}",
         check.message
     );
     let get = rx.next().await;
-    assert_eq!((get.method.as_str(), get.path.as_str()), ("GET", "/api/public/projects"));
+    assert_eq!(
+        (get.method.as_str(), get.path.as_str()),
+        ("GET", "/api/public/projects")
+    );
     assert!(get.header("authorization").unwrap().starts_with("Basic "));
     assert_eq!(get.header("x-proxy-token"), Some("proxy-1"));
     let post = rx.next().await;
     assert_eq!(post.path, "/api/public/otel/v1/traces");
-    assert_eq!(serde_json::from_slice::<Value>(&post.body).unwrap(), json!({"resourceSpans": []}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&post.body).unwrap(),
+        json!({"resourceSpans": []})
+    );
     assert_eq!(post.header("x-proxy-token"), Some("proxy-1"));
     assert!(post.header("authorization").unwrap().starts_with("Basic "));
 }
@@ -494,12 +573,18 @@ async fn connection_test_failures_say_what_was_rejected() {
     let check = exporter.test_connection().await;
     assert!(!check.ok);
     assert_eq!(check.status, Some(401));
-    assert_eq!(check.message, "Langfuse rejected the public/secret key pair (401)");
+    assert_eq!(
+        check.message,
+        "Langfuse rejected the public/secret key pair (401)"
+    );
     assert!(!check.message.contains(SK) && !check.message.contains(PK));
 
     rx.reply(Reply::status(403));
     let check = exporter.test_connection().await;
-    assert_eq!(check.message, "Langfuse rejected the public/secret key pair (403)");
+    assert_eq!(
+        check.message,
+        "Langfuse rejected the public/secret key pair (403)"
+    );
 
     // A Langfuse v2 has the projects API but no OTLP endpoint.
     rx.reply(Reply::status(200).body(r#"{"data":[]}"#));
@@ -507,11 +592,19 @@ async fn connection_test_failures_say_what_was_rejected() {
     let check = exporter.test_connection().await;
     assert!(!check.ok);
     assert_eq!(check.status, Some(404));
-    assert!(check.message.contains("Langfuse v3 or later"), "{}", check.message);
+    assert!(
+        check.message.contains("Langfuse v3 or later"),
+        "{}",
+        check.message
+    );
 
     rx.reply(Reply::status(404));
     let check = exporter.test_connection().await;
-    assert!(check.message.contains("check that baseUrl"), "{}", check.message);
+    assert!(
+        check.message.contains("check that baseUrl"),
+        "{}",
+        check.message
+    );
 
     rx.reply(Reply::status(500).body("boom"));
     let check = exporter.test_connection().await;
@@ -531,7 +624,11 @@ async fn connection_test_failures_say_what_was_rejected() {
     let check = dead.test_connection().await;
     assert!(!check.ok);
     assert_eq!(check.status, None);
-    assert!(check.message.starts_with("Langfuse could not be reached"), "{}", check.message);
+    assert!(
+        check.message.starts_with("Langfuse could not be reached"),
+        "{}",
+        check.message
+    );
 }
 
 #[tokio::test]
@@ -557,7 +654,10 @@ async fn config_defaults_and_errors() {
         Ok(_) => panic!("accepted"),
     };
     assert_eq!(err(json!({"publicKey": PK})), "secretKey is required");
-    assert_eq!(err(json!({"secretKey": SK, "publicKey": " "})), "publicKey is required");
+    assert_eq!(
+        err(json!({"secretKey": SK, "publicKey": " "})),
+        "publicKey is required"
+    );
     let m = err(json!({"publicKey": PK, "secretKey": SK, "baseUrl": "ftp://lf.example"}));
     assert!(m.starts_with("baseUrl:"), "{m}");
     assert!(!m.contains(SK));

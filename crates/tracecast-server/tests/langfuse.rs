@@ -33,12 +33,15 @@ fn base_url(rec: &Receiver) -> String {
 /// The HTTP Basic header for a key pair (RFC 4648 base64, written out here: this crate's
 /// tests have no base64 dependency).
 fn basic(pk: &str, sk: &str) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let input = format!("{pk}:{sk}").into_bytes();
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -108,7 +111,10 @@ async fn create(s: &TestServer, rec: &Receiver, extra: Value) -> String {
     }
     let r = s.post(DEST, body).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_ne!(r.body["data"]["config"]["secretKey"], SK, "secrets are masked");
+    assert_ne!(
+        r.body["data"]["config"]["secretKey"], SK,
+        "secrets are masked"
+    );
     r.body["data"]["id"].as_str().unwrap().to_string()
 }
 
@@ -121,7 +127,10 @@ async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value)
         if cond(&st) {
             return st;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {st}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -144,11 +153,19 @@ async fn langfuse_delivery_end_to_end() {
     let rec = Receiver::start().await;
     let private = Receiver::start().await;
     let id = create(&s, &rec, json!({})).await;
-    create(&s, &private, json!({"name": "private", "privacy_mode": true})).await;
+    create(
+        &s,
+        &private,
+        json!({"name": "private", "privacy_mode": true}),
+    )
+    .await;
 
     // 429 with Retry-After first: retried no earlier than it says.
     rec.script([Mode::RetryAfter(429, 1)]);
-    assert_eq!(ingest(&s, &key, &[record("gen-1"), record("gen-2")]).await, 202);
+    assert_eq!(
+        ingest(&s, &key, &[record("gen-1"), record("gen-2")]).await,
+        202
+    );
     for r in [&rec, &private] {
         r.wait(15, "two generations", |r| r.generation_ids().len() == 2)
             .await;
@@ -156,7 +173,10 @@ async fn langfuse_delivery_end_to_end() {
     let reqs = rec.requests();
     assert_eq!(reqs[0].answered, 429);
     let gap = reqs[1].at - reqs[0].at;
-    assert!(gap >= Duration::from_millis(950), "Retry-After: 1 was not honoured: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured: {gap:?}"
+    );
 
     let req = &reqs[1];
     assert_eq!(req.headers["authorization"], basic(PK, SK).as_str());
@@ -183,7 +203,10 @@ async fn langfuse_delivery_end_to_end() {
         ("user.id", "user-1"),
         ("session.id", "session-1"),
         ("langfuse.observation.model.name", "openai/gpt-4o"),
-        ("langfuse.observation.completion_start_time", "2026-03-01T12:00:00.120Z"),
+        (
+            "langfuse.observation.completion_start_time",
+            "2026-03-01T12:00:00.120Z",
+        ),
         ("langfuse.observation.level", "DEFAULT"),
     ] {
         assert_eq!(string_attr(g, k).as_deref(), Some(v), "{k}");
@@ -203,7 +226,10 @@ async fn langfuse_delivery_end_to_end() {
     // Privacy mode: the same generations without prompt or completion.
     for r in private.requests() {
         let text = String::from_utf8_lossy(&r.body);
-        assert!(!text.contains("PROMPT-TEXT") && !text.contains("COMPLETION-TEXT"), "{text}");
+        assert!(
+            !text.contains("PROMPT-TEXT") && !text.contains("COMPLETION-TEXT"),
+            "{text}"
+        );
     }
     let pg = &generation_spans(&private)[0];
     assert!(attr(pg, "langfuse.observation.input").is_none());
@@ -219,12 +245,20 @@ async fn langfuse_delivery_end_to_end() {
     .await;
     rec.set_mode(Mode::Status(401));
     assert_eq!(
-        ingest(&s, &key, &[record("gen-3"), record("gen-4"), record("gen-5")]).await,
+        ingest(
+            &s,
+            &key,
+            &[record("gen-3"), record("gen-4"), record("gen-5")]
+        )
+        .await,
         202
     );
     let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
     assert!(
-        st["reason"].as_str().unwrap().contains("credentials rejected (401)"),
+        st["reason"]
+            .as_str()
+            .unwrap()
+            .contains("credentials rejected (401)"),
         "{st}"
     );
     assert_eq!(st["queue"]["depth"], 3, "the queue is kept");
@@ -233,11 +267,20 @@ async fn langfuse_delivery_end_to_end() {
 
     rec.set_mode(Mode::Ok);
     let p = s
-        .patch(&format!("{DEST}/{id}"), json!({"config": {"secretKey": "sk-lf-secret-0002"}}))
+        .patch(
+            &format!("{DEST}/{id}"),
+            json!({"config": {"secretKey": "sk-lf-secret-0002"}}),
+        )
         .await;
     assert_eq!(p.status, 200, "{}", p.text);
-    rec.wait(15, "all five", |r| r.generation_ids().len() == 5).await;
-    let last = rec.requests().into_iter().rev().find(|r| r.answered == 200).unwrap();
+    rec.wait(15, "all five", |r| r.generation_ids().len() == 5)
+        .await;
+    let last = rec
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.answered == 200)
+        .unwrap();
     assert_eq!(
         last.headers["authorization"],
         basic(PK, "sk-lf-secret-0002").as_str()
@@ -262,7 +305,10 @@ async fn langfuse_test_connection_through_the_api() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
     let message = r.body["data"]["message"].as_str().unwrap();
-    assert!(message.contains("accepted the public/secret key pair"), "{message}");
+    assert!(
+        message.contains("accepted the public/secret key pair"),
+        "{message}"
+    );
     let reqs = rec.requests();
     assert_eq!(reqs.len(), 2, "GET projects, then the empty OTLP request");
     assert_eq!(reqs[0].method, reqwest::Method::GET);
@@ -271,7 +317,10 @@ async fn langfuse_test_connection_through_the_api() {
         serde_json::from_slice::<Value>(&reqs[1].body).unwrap(),
         json!({"resourceSpans": []})
     );
-    assert!(reqs.iter().all(|r| r.headers["authorization"] == basic(PK, SK).as_str()));
+    assert!(
+        reqs.iter()
+            .all(|r| r.headers["authorization"] == basic(PK, SK).as_str())
+    );
 
     rec.set_mode(Mode::Status(401));
     let r = test(&s, body).await;
