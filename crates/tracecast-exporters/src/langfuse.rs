@@ -773,6 +773,54 @@ mod tests {
         );
     }
 
+    fn wire_total(a: &Attributes<'_, '_>) -> usize {
+        a.iter()
+            .map(|x| match &x.value {
+                AttrValue::String(s) => escaped_len(s),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn truncation_fits_the_budget_and_cuts_the_largest_first() {
+        let dialect = LangfuseDialect;
+        let big = "é\"x\n".repeat(200_000); // 1 MB raw, 1.4 MB escaped
+        let mid = "y".repeat(300_000);
+        let mut a = Attributes::new(&dialect, Element::Span(SpanRole::Generation), 4);
+        a.string("in", big.as_str())
+            .string("out", mid.as_str())
+            .string("small", "keep me")
+            .int("n", 7);
+        let cut = truncate_strings(&mut a, 500_000);
+        assert!(wire_total(&a) <= 500_000, "{}", wire_total(&a));
+        assert_eq!(cut[0], "in");
+        let AttrValue::String(v) = a.get("in").unwrap() else {
+            panic!("a string")
+        };
+        assert!(v.starts_with("é\"x\n"));
+        assert!(
+            v.ends_with(&format!(" of {} bytes]", big.len())),
+            "{}",
+            &v[v.len() - 80..]
+        );
+        assert_eq!(a.get("small"), Some(&AttrValue::String("keep me".into())));
+        assert_eq!(a.get("n"), Some(&AttrValue::Int(7)));
+
+        // Both large values: both are cut.
+        let mut a = Attributes::new(&dialect, Element::Span(SpanRole::Generation), 4);
+        a.string("in", big.as_str()).string("out", big.as_str());
+        let cut = truncate_strings(&mut a, 100_000);
+        assert_eq!(cut.len(), 2, "{cut:?}");
+        assert!(wire_total(&a) <= 100_000);
+
+        // Under budget: untouched.
+        let mut a = Attributes::new(&dialect, Element::Span(SpanRole::Generation), 4);
+        a.string("in", mid.as_str());
+        assert!(truncate_strings(&mut a, 1_000_000).is_empty());
+        assert_eq!(wire_total(&a), 300_000);
+    }
+
     #[test]
     fn escaped_lengths() {
         for s in ["plain", "quote\"d", "new\nline", "\u{1}", "ünï", ""] {
