@@ -540,10 +540,12 @@ async fn deliver(
                 rt.count(|c| c.failed_attempts += 1);
                 metrics::counter!("tracecast_delivery_failed_attempts_total", "type" => ty)
                     .increment(1);
-                rt.set_pause(
-                    Some(status),
-                    format!("credentials rejected ({status}): {error}"),
-                );
+                let why = if matches!(status, 401 | 403) {
+                    "credentials rejected"
+                } else {
+                    "the destination refused delivery"
+                };
+                rt.set_pause(Some(status), format!("{why} ({status}): {error}"));
             }
             Outcome::Retry {
                 status,

@@ -426,6 +426,12 @@ async fn key_template_expands_every_variable_and_retries_overwrite() {
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
     // The same generation again (a retry): the same key, overwritten.
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
+    // The key name is in the key even when the identity group is off (then it is only left
+    // out of the document): same key again.
+    let payload = exporter
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
+    assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
     let keys: Vec<_> = srv.objects().into_keys().collect();
     assert_eq!(
         keys,

@@ -547,6 +547,12 @@ impl<'a> TraceView<'a> {
         })
     }
 
+    /// Name of the API key the generation was ingested with, whatever the metadata groups
+    /// say: for object-key templates (S3's `{apiKeyName}`), not for payloads.
+    pub fn api_key_name(&self) -> Option<&'a str> {
+        self.g.identity.api_key_name.as_deref()
+    }
+
     pub fn identity_group(&self) -> Option<IdentityGroup<'a>> {
         self.opts.identity.then(|| IdentityGroup {
             api_key_name: self.g.identity.api_key_name.as_deref(),

@@ -122,7 +122,7 @@ impl<'a> KeyInputs<'a> {
             trace_id: trace.trace_key(),
             generation_id: trace.id(),
             unix_secs: (trace.start_unix_nanos() / 1_000_000_000) as i64,
-            api_key_name: trace.identity_group().and_then(|i| i.api_key_name),
+            api_key_name: trace.api_key_name(),
         }
     }
 }
