@@ -136,7 +136,11 @@ impl OtlpDialect for RampDialect {
         }
         cap_content(
             attrs,
-            &[k::GEN_AI_PROMPT, k::GEN_AI_COMPLETION, k::GEN_AI_TOOL_DEFINITIONS],
+            &[
+                k::GEN_AI_PROMPT,
+                k::GEN_AI_COMPLETION,
+                k::GEN_AI_TOOL_DEFINITIONS,
+            ],
             MAX_CONTENT_BYTES,
         );
     }

@@ -86,7 +86,11 @@ async fn delivers_otlp_json_to_the_base_url_with_the_bearer_key() {
     .unwrap();
     assert_eq!(decoded, typed.request(&views), "JSON and protobuf agree");
 
-    let res = &decoded.resource_spans[0].resource.as_ref().unwrap().attributes;
+    let res = &decoded.resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes;
     assert_eq!(s(res, "service.name"), "openrouter");
     assert_eq!(s(res, "openrouter.trace.id"), "order_processing_001");
     let sp = spans(&decoded);
@@ -168,7 +172,8 @@ async fn a_root_span_is_named_after_the_trace() {
     let rx = Receiver::start().await;
     let exporter = ramp(json!({"apiKey": KEY, "baseUrl": rx.url(PATH)}));
     let mut rec = secret_record();
-    rec["trace"] = json!({"trace_id": "expense_analysis_001", "trace_name": "Expense Processing Pipeline"});
+    rec["trace"] =
+        json!({"trace_id": "expense_analysis_001", "trace_name": "Expense Processing Pipeline"});
     let g = generation(rec);
     let payload = exporter
         .encode(&[TraceView::new(&g, TraceOptions::default())])
@@ -200,7 +205,11 @@ async fn privacy_mode_sends_no_content() {
     assert!(!text.contains("SECRET"), "content leaked: {text}");
     let decoded = decode(&req.body);
     let a = &spans(&decoded)[0].attributes;
-    for gone in ["gen_ai.prompt", "gen_ai.completion", "gen_ai.tool.definitions"] {
+    for gone in [
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        "gen_ai.tool.definitions",
+    ] {
         assert!(!has(a, gone), "{gone} in privacy mode");
     }
     assert_eq!(i(a, "gen_ai.usage.input_tokens"), 3);
@@ -252,7 +261,10 @@ async fn oversized_content_is_truncated_visibly() {
         strings(a, "tracecast.truncated_attributes"),
         vec!["gen_ai.prompt"]
     );
-    assert!(s(a, "gen_ai.completion").contains("SECRET-ANSWER"), "untouched");
+    assert!(
+        s(a, "gen_ai.completion").contains("SECRET-ANSWER"),
+        "untouched"
+    );
 }
 
 #[tokio::test]
@@ -309,12 +321,17 @@ async fn outcomes_are_classified() {
 #[tokio::test]
 async fn test_connection_sends_an_empty_request_with_the_key() {
     let rx = Receiver::start().await;
-    let exporter = ramp(json!({"apiKey": KEY, "baseUrl": rx.url(PATH), "headers": {"X-Ramp-Team": "finance"}}));
+    let exporter = ramp(
+        json!({"apiKey": KEY, "baseUrl": rx.url(PATH), "headers": {"X-Ramp-Team": "finance"}}),
+    );
 
     rx.reply(Reply::status(200).body("{}"));
     let ok = exporter.test_connection().await;
     assert!(ok.ok, "{ok:?}");
-    assert_eq!(ok.message, "Ramp accepted an empty OTLP export request (200)");
+    assert_eq!(
+        ok.message,
+        "Ramp accepted an empty OTLP export request (200)"
+    );
     let req = rx.next().await;
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, PATH);

@@ -95,7 +95,11 @@ async fn delivers_otlp_json_with_the_dsn_key_and_sentrys_attributes() {
     .unwrap();
     assert_eq!(decoded, typed.otlp().request(&views));
 
-    let res = &decoded.resource_spans[0].resource.as_ref().unwrap().attributes;
+    let res = &decoded.resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes;
     assert_eq!(s(res, "service.name"), "openrouter");
     assert_eq!(s(res, "openrouter.trace.id"), "order_processing_001");
     let sp = spans(&decoded);
@@ -183,7 +187,11 @@ async fn delivers_otlp_json_with_the_dsn_key_and_sentrys_attributes() {
         "gen_ai.prompt",
         "gen_ai.completion",
     ] {
-        assert!(!has(a, gone), "{gone} should not be sent: {:?}", keys(gen_span));
+        assert!(
+            !has(a, gone),
+            "{gone} should not be sent: {:?}",
+            keys(gen_span)
+        );
     }
     // Content in the registry's message shape.
     let input: Value = serde_json::from_str(s(a, "gen_ai.input.messages")).unwrap();
@@ -238,9 +246,13 @@ async fn a_root_span_is_named_after_the_trace() {
     let exporter = sentry(json!({"otlpEndpoint": endpoint(&rx), "dsn": DSN}));
     // No parent: tracecast emits the root, which Sentry shows as the transaction.
     let mut with_span = full_record();
-    with_span["trace"].as_object_mut().unwrap().remove("parent_span_id");
+    with_span["trace"]
+        .as_object_mut()
+        .unwrap()
+        .remove("parent_span_id");
     let mut bare = secret_record();
-    bare["trace"] = json!({"trace_name": "Error Analysis Agent", "generation_name": "Analyze Stack Trace"});
+    bare["trace"] =
+        json!({"trace_name": "Error Analysis Agent", "generation_name": "Analyze Stack Trace"});
     let mut unnamed = secret_record();
     unnamed["id"] = json!("gen-unnamed");
     unnamed["trace"] = json!({});
@@ -398,10 +410,10 @@ async fn outcomes_follow_sentrys_answers() {
         Outcome::Retry { status: Some(429), retry_after: Some(d), .. } if d == Duration::from_secs(3)
     ));
     // 429 with only Sentry's rate-limit header: the span/transaction entry decides.
-    rx.reply(
-        Reply::status(429)
-            .header("x-sentry-rate-limits", "60:transaction;span:organization:quota_exceeded, 2700:error:project"),
-    );
+    rx.reply(Reply::status(429).header(
+        "x-sentry-rate-limits",
+        "60:transaction;span:organization:quota_exceeded, 2700:error:project",
+    ));
     assert!(matches!(
         exporter.send(&payload).await,
         Outcome::Retry { status: Some(429), retry_after: Some(d), .. } if d == Duration::from_secs(60)
@@ -414,7 +426,9 @@ async fn outcomes_follow_sentrys_answers() {
         }
         other => panic!("401: {other:?}"),
     }
-    rx.reply(Reply::status(403).body(r#"{"detail":"event submission rejected with_reason: ProjectId"}"#));
+    rx.reply(
+        Reply::status(403).body(r#"{"detail":"event submission rejected with_reason: ProjectId"}"#),
+    );
     assert!(matches!(
         exporter.send(&payload).await,
         Outcome::Unauthorized { status: 403, .. }
@@ -457,7 +471,8 @@ async fn outcomes_follow_sentrys_answers() {
 #[tokio::test]
 async fn test_connection_sends_an_empty_request_with_the_key() {
     let rx = Receiver::start().await;
-    let exporter = sentry(json!({"otlpEndpoint": endpoint(&rx), "dsn": DSN, "headers": {"X-Team": "ml"}}));
+    let exporter =
+        sentry(json!({"otlpEndpoint": endpoint(&rx), "dsn": DSN, "headers": {"X-Team": "ml"}}));
 
     rx.reply(Reply::status(202));
     let ok = exporter.test_connection().await;
@@ -526,7 +541,9 @@ fn bad_configs_are_config_errors_that_name_the_field_and_hide_the_key() {
     };
     let m = err(json!({"dsn": DSN}));
     assert!(m.contains("otlpEndpoint"), "{m}");
-    let m = err(json!({"otlpEndpoint": "https://o1.ingest.sentry.io/api/1/integration/otlp/v1/traces"}));
+    let m = err(
+        json!({"otlpEndpoint": "https://o1.ingest.sentry.io/api/1/integration/otlp/v1/traces"}),
+    );
     assert!(m.contains("dsn"), "{m}");
     let m = err(json!({"otlpEndpoint": "not a url", "dsn": DSN}));
     assert!(m.starts_with("otlpEndpoint"), "{m}");
@@ -535,7 +552,9 @@ fn bad_configs_are_config_errors_that_name_the_field_and_hide_the_key() {
         "ftp://s3cr3tkey@o1.ingest.sentry.io/1",
         "https://o1.ingest.sentry.io/1",
     ] {
-        let m = err(json!({"otlpEndpoint": "https://o1.ingest.sentry.io/api/1/integration/otlp/v1/traces", "dsn": dsn}));
+        let m = err(
+            json!({"otlpEndpoint": "https://o1.ingest.sentry.io/api/1/integration/otlp/v1/traces", "dsn": dsn}),
+        );
         assert!(m.starts_with("dsn"), "{m}");
         assert!(!m.contains("s3cr3tkey"), "the key leaked: {m}");
     }

@@ -117,9 +117,18 @@ async fn ramp_receives_usage_with_the_bearer_key_and_privacy_mode_strips_content
         "the key is returned masked: {}",
         created.text
     );
-    create(&s, "ramp-private", &private.url, json!({"privacy_mode": true})).await;
+    create(
+        &s,
+        "ramp-private",
+        &private.url,
+        json!({"privacy_mode": true}),
+    )
+    .await;
     let (key, _) = s.workspace_key(None).await;
-    assert_eq!(ingest(&s, &key, &[record("gen-a"), record("gen-b")]).await, 202);
+    assert_eq!(
+        ingest(&s, &key, &[record("gen-a"), record("gen-b")]).await,
+        202
+    );
 
     for rec in [&open, &private] {
         rec.wait(10, "two spans", |r| r.generation_ids().len() >= 2)
@@ -194,7 +203,9 @@ async fn ramp_retry_after_is_honoured_and_a_refused_key_pauses_until_a_new_one()
     let (tid, _) = create(&s, "throttled", &throttled.url, json!({})).await;
     assert_eq!(ingest(&s, &key, &ids("t", 5)).await, 202);
     throttled
-        .wait(15, "delivery after the 429", |r| r.generation_ids().len() == 5)
+        .wait(15, "delivery after the 429", |r| {
+            r.generation_ids().len() == 5
+        })
         .await;
     let reqs = throttled.requests();
     assert_eq!(reqs[0].answered, 429);
@@ -218,7 +229,10 @@ async fn ramp_retry_after_is_honoured_and_a_refused_key_pauses_until_a_new_one()
 
     // The new key first, then Ramp accepts: only the new key can have been accepted.
     let p = s
-        .patch(&format!("{DEST}/{id}"), json!({"config": {"apiKey": NEW_KEY}}))
+        .patch(
+            &format!("{DEST}/{id}"),
+            json!({"config": {"apiKey": NEW_KEY}}),
+        )
         .await;
     assert_eq!(p.status, 200, "{}", p.text);
     assert!(!p.text.contains(NEW_KEY), "{}", p.text);

@@ -67,7 +67,8 @@ async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> u16 {
 }
 
 async fn create(s: &TestServer, name: &str, endpoint: &str, extra: Value) -> (String, Resp) {
-    let mut body = json!({"type": "sentry", "name": name, "config": {"otlpEndpoint": endpoint, "dsn": DSN}});
+    let mut body =
+        json!({"type": "sentry", "name": name, "config": {"otlpEndpoint": endpoint, "dsn": DSN}});
     if let Value::Object(m) = extra {
         for (k, v) in m {
             body[k] = v;
@@ -104,15 +105,30 @@ async fn sentry_receives_otlp_with_the_dsn_key_and_privacy_mode_strips_content()
     let s = TestServer::start_with(fast).await;
     let open = Receiver::start().await;
     let private = Receiver::start().await;
-    let (_, created) = create(&s, "sentry", &open.url, json!({"config": {"otlpEndpoint": open.url, "dsn": DSN, "headers": {"X-Team": "ml"}}})).await;
+    let (_, created) = create(
+        &s,
+        "sentry",
+        &open.url,
+        json!({"config": {"otlpEndpoint": open.url, "dsn": DSN, "headers": {"X-Team": "ml"}}}),
+    )
+    .await;
     assert!(
         !created.text.contains("e2epublickey0123456789"),
         "the DSN is returned masked: {}",
         created.text
     );
-    create(&s, "sentry-private", &private.url, json!({"privacy_mode": true})).await;
+    create(
+        &s,
+        "sentry-private",
+        &private.url,
+        json!({"privacy_mode": true}),
+    )
+    .await;
     let (key, _) = s.workspace_key(None).await;
-    assert_eq!(ingest(&s, &key, &[record("gen-a"), record("gen-b")]).await, 202);
+    assert_eq!(
+        ingest(&s, &key, &[record("gen-a"), record("gen-b")]).await,
+        202
+    );
 
     for rec in [&open, &private] {
         rec.wait(10, "two spans", |r| r.generation_ids().len() >= 2)
@@ -159,7 +175,11 @@ async fn sentry_receives_otlp_with_the_dsn_key_and_privacy_mode_strips_content()
     );
     assert_eq!(int_attr(span, "gen_ai.usage.input_tokens"), Some(12));
     assert_eq!(double_attr(span, "gen_ai.cost.total_tokens"), Some(0.0015));
-    assert!(attr("gen_ai.input.messages").unwrap().contains("PROMPT-TEXT"));
+    assert!(
+        attr("gen_ai.input.messages")
+            .unwrap()
+            .contains("PROMPT-TEXT")
+    );
     assert!(
         attr("gen_ai.output.messages")
             .unwrap()
@@ -175,7 +195,11 @@ async fn sentry_receives_otlp_with_the_dsn_key_and_privacy_mode_strips_content()
         );
     }
     let pspans = private.spans();
-    assert!(pspans.iter().all(|sp| string_attr(sp, "gen_ai.input.messages").is_none()));
+    assert!(
+        pspans
+            .iter()
+            .all(|sp| string_attr(sp, "gen_ai.input.messages").is_none())
+    );
     assert_eq!(int_attr(&pspans[0], "gen_ai.usage.output_tokens"), Some(5));
     assert_eq!(
         string_attr(&pspans[0], "sentry.op").as_deref(),
@@ -194,7 +218,9 @@ async fn sentry_rate_limits_are_honoured_and_a_refused_key_pauses_until_a_new_ds
     let (tid, _) = create(&s, "throttled", &throttled.url, json!({})).await;
     assert_eq!(ingest(&s, &key, &ids("t", 5)).await, 202);
     throttled
-        .wait(15, "delivery after the 429", |r| r.generation_ids().len() == 5)
+        .wait(15, "delivery after the 429", |r| {
+            r.generation_ids().len() == 5
+        })
         .await;
     let reqs = throttled.requests();
     let gap = reqs[1].at - reqs[0].at;
@@ -212,10 +238,7 @@ async fn sentry_rate_limits_are_honoured_and_a_refused_key_pauses_until_a_new_ds
     let (id, _) = create(&s, "denied", &denied.url, json!({})).await;
     assert_eq!(ingest(&s, &key, &ids("p", 4)).await, 202);
     let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"].as_str().unwrap().contains("401"),
-        "{st}"
-    );
+    assert!(st["reason"].as_str().unwrap().contains("401"), "{st}");
     assert!(
         !st.to_string().contains("e2epublickey0123456789"),
         "the status shows no key: {st}"
@@ -225,10 +248,7 @@ async fn sentry_rate_limits_are_honoured_and_a_refused_key_pauses_until_a_new_ds
 
     // The new DSN first, then Sentry accepts: only the new key can have been accepted.
     let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"dsn": NEW_DSN}}),
-        )
+        .patch(&format!("{DEST}/{id}"), json!({"config": {"dsn": NEW_DSN}}))
         .await;
     assert_eq!(p.status, 200, "{}", p.text);
     assert!(!p.text.contains("rotatedpublickey987654"), "{}", p.text);

@@ -206,7 +206,8 @@ pub fn exporter(
         ),
         ..Probe::new("Sentry")
     };
-    let inner = OtlpExporter::new(http, SentryDialect, "otlp-json/sentry", probe).with_limits(LIMITS);
+    let inner =
+        OtlpExporter::new(http, SentryDialect, "otlp-json/sentry", probe).with_limits(LIMITS);
     Ok(SentryExporter {
         inner,
         project_hint,
@@ -368,7 +369,10 @@ impl OtlpDialect for SentryDialect {
             // tracecast emits the root (Sentry's segment) of these spans: name it.
             attrs.string(SENTRY_SEGMENT_NAME, view.trace_name());
         }
-        for (name, key) in [("environment", SENTRY_ENVIRONMENT), ("release", SENTRY_RELEASE)] {
+        for (name, key) in [
+            ("environment", SENTRY_ENVIRONMENT),
+            ("release", SENTRY_RELEASE),
+        ] {
             if let Some(v) = view.metadata().find(|(n, _)| *n == name).map(|(_, v)| v) {
                 match v {
                     Value::String(s) if !s.is_empty() => {
@@ -409,7 +413,10 @@ impl OtlpDialect for SentryDialect {
                 (!costs.is_empty()).then(|| costs.iter().sum())
             };
             attrs
-                .opt_double(GEN_AI_COST_INPUT, sum(&["prompt", "cache_read", "cache_write"]))
+                .opt_double(
+                    GEN_AI_COST_INPUT,
+                    sum(&["prompt", "cache_read", "cache_write"]),
+                )
                 .opt_double(GEN_AI_COST_OUTPUT, sum(&["completion", "reasoning"]))
                 .opt_double(GEN_AI_COST_CACHE_READ, part("cache_read"))
                 .opt_double(GEN_AI_COST_CACHE_CREATION, part("cache_write"))
@@ -533,7 +540,9 @@ fn arguments(call: &Value) -> Value {
         .and_then(|f| f.get("arguments"))
         .or_else(|| call.get("arguments"));
     match raw {
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| Value::from(s.as_str())),
+        Some(Value::String(s)) => {
+            serde_json::from_str(s).unwrap_or_else(|_| Value::from(s.as_str()))
+        }
         Some(v) => v.clone(),
         None => Value::Null,
     }
@@ -636,12 +645,20 @@ mod tests {
     fn dsn_parsing() {
         let d = Dsn::parse("https://abc123@o123.ingest.us.sentry.io/456").unwrap();
         assert_eq!(d.auth_header(), "sentry sentry_key=abc123");
-        assert_eq!((d.host.as_str(), d.project_id.as_str()), ("o123.ingest.us.sentry.io", "456"));
+        assert_eq!(
+            (d.host.as_str(), d.project_id.as_str()),
+            ("o123.ingest.us.sentry.io", "456")
+        );
         let d = Dsn::parse("https://pkey99:secret@sentry.example.com/sub/path/42/").unwrap();
         assert_eq!(d.auth_header(), "sentry sentry_key=pkey99");
         assert_eq!(d.project_id, "42");
         assert!(!format!("{d:?}").contains("pkey99"), "the key is redacted");
-        for bad in ["nope", "https://o1.ingest.sentry.io/1", "https://k@h/abc", "ftp://k@h/1"] {
+        for bad in [
+            "nope",
+            "https://o1.ingest.sentry.io/1",
+            "https://k@h/abc",
+            "ftp://k@h/1",
+        ] {
             let e = Dsn::parse(bad).unwrap_err().to_string();
             assert!(e.contains("dsn"), "{e}");
             assert!(!e.contains(bad) || bad == "nope", "{e}");
@@ -654,10 +671,15 @@ mod tests {
         assert_eq!(rate_limit_delay(&h), None);
         h.insert(
             RATE_LIMITS_HEADER,
-            "60:transaction;span:organization:quota_exceeded, 2700:error:project".parse().unwrap(),
+            "60:transaction;span:organization:quota_exceeded, 2700:error:project"
+                .parse()
+                .unwrap(),
         );
         assert_eq!(rate_limit_delay(&h), Some(Duration::from_secs(60)));
-        h.insert(RATE_LIMITS_HEADER, "30::organization, 5:span:key".parse().unwrap());
+        h.insert(
+            RATE_LIMITS_HEADER,
+            "30::organization, 5:span:key".parse().unwrap(),
+        );
         assert_eq!(rate_limit_delay(&h), Some(Duration::from_secs(30)));
         h.insert(RATE_LIMITS_HEADER, "10:error:key".parse().unwrap());
         assert_eq!(rate_limit_delay(&h), None);
@@ -667,9 +689,11 @@ mod tests {
 
     #[test]
     fn messages_in_the_registry_shape() {
-        let m = message(&json!({"role": "assistant", "content": null, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}
-        ]}));
+        let m = message(
+            &json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}
+            ]}),
+        );
         assert_eq!(
             m,
             json!({"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "f", "arguments": {"a": 1}}]})

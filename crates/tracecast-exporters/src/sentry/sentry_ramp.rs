@@ -196,7 +196,8 @@ mod tests {
     #[test]
     fn long_strings_are_cut_and_the_json_stays_valid() {
         let big = "x".repeat(10_000);
-        let v = json!([{"role": "system", "content": big}, {"role": "user", "content": "question?"}]);
+        let v =
+            json!([{"role": "system", "content": big}, {"role": "user", "content": "question?"}]);
         let s = fit_json(v, 2_000);
         assert!(s.len() <= 2_000, "{}", s.len());
         let back: Value = serde_json::from_str(&s).expect("valid JSON");
@@ -207,7 +208,11 @@ mod tests {
 
     #[test]
     fn many_messages_drop_the_oldest() {
-        let v = Value::Array((0..2_000).map(|i| json!({"role": "user", "n": i})).collect());
+        let v = Value::Array(
+            (0..2_000)
+                .map(|i| json!({"role": "user", "n": i}))
+                .collect(),
+        );
         let s = fit_json(v, 1_000);
         assert!(s.len() <= 1_000);
         let back: Value = serde_json::from_str(&s).expect("valid JSON");
