@@ -13,7 +13,7 @@
 //! `application/x-protobuf` and answers `202`; tracecast sends JSON so the engine can share
 //! the encoded fragments with the other OTLP destinations.
 //!
-//! Config: `otlpEndpoint` (required, the full traces URL), `dsn` (required, secret: only its
+//! Config: `otlpEndpoint` (required, the full traces URL; a base ending in `/otlp` gets `/v1/traces`), `dsn` (required, secret: only its
 //! public key is sent, in `x-sentry-auth`; it is never logged nor put in an error), `headers`
 //! (custom headers on every request; a custom `x-sentry-auth` is replaced by the DSN's).
 //!
@@ -170,6 +170,27 @@ fn endpoint_project(url: &Url) -> Option<&str> {
     None
 }
 
+/// The traces URL for an `otlpEndpoint`: as given, except that an OTLP *base* URL (a path
+/// ending in `/otlp`, such as `.../api/456/integration/otlp` or the older `.../api/456/otlp`)
+/// gets the signal path `/v1/traces`, as OpenTelemetry exporters do with a base endpoint.
+pub fn traces_url(endpoint: &str) -> String {
+    let (head, query) = match endpoint.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (endpoint, None),
+    };
+    let trimmed = head.trim_end_matches('/');
+    let mut url = if trimmed.ends_with("/otlp") {
+        format!("{trimmed}/v1/traces")
+    } else {
+        head.to_owned()
+    };
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
 pub fn build(
     config: &Map<String, Value>,
     ctx: &ExportContext,
@@ -182,7 +203,7 @@ pub fn exporter(
     config: &Map<String, Value>,
     ctx: &ExportContext,
 ) -> Result<SentryExporter, ExportError> {
-    let endpoint = required_str(config, "otlpEndpoint")?;
+    let endpoint = traces_url(required_str(config, "otlpEndpoint")?);
     let dsn = Dsn::parse(required_str(config, "dsn")?)?;
     let headers = headers_with_credential(
         config,
@@ -190,7 +211,7 @@ pub fn exporter(
         &dsn.auth_header(),
         "dsn",
     )?;
-    let http = OtlpHttp::new(ctx, Method::POST, endpoint, headers)
+    let http = OtlpHttp::new(ctx, Method::POST, &endpoint, headers)
         .map_err(|e| ExportError::Config(format!("otlpEndpoint: {e}")))?;
     let project_hint = match endpoint_project(http.url()) {
         Some(p) if p != dsn.project_id => Some(format!(
@@ -663,6 +684,24 @@ mod tests {
             assert!(e.contains("dsn"), "{e}");
             assert!(!e.contains(bad) || bad == "nope", "{e}");
         }
+    }
+
+    #[test]
+    fn otlp_base_urls_get_the_traces_path() {
+        let full = "https://o1.ingest.us.sentry.io/api/456/integration/otlp/v1/traces";
+        assert_eq!(traces_url(full), full);
+        assert_eq!(
+            traces_url("https://o1.ingest.us.sentry.io/api/456/integration/otlp/"),
+            full
+        );
+        assert_eq!(
+            traces_url("https://o1.ingest.sentry.io/api/0/otlp"),
+            "https://o1.ingest.sentry.io/api/0/otlp/v1/traces"
+        );
+        assert_eq!(
+            traces_url("http://127.0.0.1:9/x?a=1"),
+            "http://127.0.0.1:9/x?a=1"
+        );
     }
 
     #[test]
