@@ -212,7 +212,7 @@ fn split(payload: &Payload, max: usize) -> Result<Vec<Piece>, String> {
             .collect();
         // Concatenated encodings of single-field messages are the encoding of the merged
         // message (repeated fields append).
-        Ok(pack(items, max, 0, |parts| {
+        Ok(pack(items, max, (0, 0), |parts| {
             let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
             for p in parts {
                 out.extend_from_slice(p);
@@ -240,7 +240,7 @@ fn split(payload: &Payload, max: usize) -> Result<Vec<Piece>, String> {
             .map(|r| r.get().as_bytes().to_vec())
             .collect();
         const FRAME: usize = r#"{"resourceSpans":[]}"#.len();
-        Ok(pack(items, max, FRAME + 1, |parts| {
+        Ok(pack(items, max, (FRAME, 1), |parts| {
             let mut out =
                 Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + FRAME);
             out.extend_from_slice(br#"{"resourceSpans":["#);
@@ -269,23 +269,23 @@ fn split(payload: &Payload, max: usize) -> Result<Vec<Piece>, String> {
 }
 
 /// Greedy packing: `(Ok(body), items)` per request, `(Err(size), 1)` per item that alone
-/// exceeds `max` (`overhead` bytes of framing per item and per request are counted).
+/// exceeds `max` (`frame` bytes of framing per request and `sep` per item are counted).
 fn pack(
     items: Vec<Vec<u8>>,
     max: usize,
-    overhead: usize,
+    (frame, sep): (usize, usize),
     join: impl Fn(&[Vec<u8>]) -> Vec<u8>,
 ) -> Vec<(Result<Vec<u8>, usize>, usize)> {
     let mut out = Vec::new();
     let mut cur: Vec<Vec<u8>> = Vec::new();
-    let mut cur_len = overhead;
+    let mut cur_len = frame;
     for item in items {
-        let len = item.len() + overhead;
-        if len > max {
+        let len = item.len() + sep;
+        if len + frame > max {
             if !cur.is_empty() {
                 out.push((Ok(join(&cur)), cur.len()));
                 cur.clear();
-                cur_len = overhead;
+                cur_len = frame;
             }
             out.push((Err(item.len()), 1));
             continue;
@@ -293,7 +293,7 @@ fn pack(
         if cur_len + len > max && !cur.is_empty() {
             out.push((Ok(join(&cur)), cur.len()));
             cur.clear();
-            cur_len = overhead;
+            cur_len = frame;
         }
         cur_len += len;
         cur.push(item);
@@ -410,10 +410,102 @@ mod tests {
         );
     }
 
+    fn bodies(pieces: &[Piece]) -> Vec<Result<(String, usize), usize>> {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Send { payload } => Ok((
+                    String::from_utf8_lossy(&payload.body).into_owned(),
+                    payload.items,
+                )),
+                Piece::TooLarge { bytes } => Err(*bytes),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_bodies_split_into_valid_requests() {
+        let body = r#"{"resourceSpans":[{"a":"1111"},{"b":"2222"},{"c":"x"}]}"#;
+        let payload = Payload {
+            body: Bytes::from(body),
+            content_type: "application/json",
+            items: 3,
+        };
+        let pieces = split(&payload, 44).unwrap();
+        assert_eq!(
+            bodies(&pieces),
+            vec![
+                Ok((r#"{"resourceSpans":[{"a":"1111"}]}"#.to_owned(), 1)),
+                Ok((
+                    r#"{"resourceSpans":[{"b":"2222"},{"c":"x"}]}"#.to_owned(),
+                    2
+                )),
+            ]
+        );
+        for p in &pieces {
+            if let Piece::Send { payload } = p {
+                assert!(payload.body.len() <= 44);
+                serde_json::from_slice::<ExportTraceServiceRequest>(&payload.body).unwrap();
+            }
+        }
+        // An item over the cap alone, and a body that is not OTLP/JSON.
+        assert_eq!(bodies(&split(&payload, 25).unwrap())[0], Err(12));
+        let bad = Payload {
+            body: Bytes::from_static(b"nope"),
+            content_type: "application/json",
+            items: 1,
+        };
+        assert!(split(&bad, 10).is_err());
+    }
+
+    #[test]
+    fn protobuf_bodies_split_into_the_same_spans() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let rs = |name: &str| ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    name: name.repeat(20),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![rs("a"), rs("b"), rs("c")],
+        };
+        let body = req.encode_to_vec();
+        let one = body.len() / 3;
+        let payload = Payload {
+            body: Bytes::from(body),
+            content_type: "application/x-protobuf",
+            items: 3,
+        };
+        let pieces = split(&payload, one * 2 + 1).unwrap();
+        let mut back = Vec::new();
+        let mut counts = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Send { payload } => {
+                    assert!(payload.body.len() <= one * 2 + 1);
+                    counts.push(payload.items);
+                    back.extend(
+                        ExportTraceServiceRequest::decode(payload.body.as_ref())
+                            .unwrap()
+                            .resource_spans,
+                    );
+                }
+                Piece::TooLarge { .. } => panic!("nothing is too large"),
+            }
+        }
+        assert_eq!(counts, vec![2, 1]);
+        assert_eq!(back, req.resource_spans);
+    }
+
     #[test]
     fn packing_respects_the_cap() {
         let items = vec![vec![1u8; 40], vec![2; 40], vec![3; 200], vec![4; 10]];
-        let out = pack(items, 100, 0, |p| p.concat());
+        let out = pack(items, 100, (0, 0), |p| p.concat());
         let shape: Vec<_> = out
             .iter()
             .map(|(r, n)| (r.as_ref().map(Vec::len).map_err(|e| *e), *n))
