@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracecast_model::trace::TraceView;
 
-use crate::otlp::{Attr, AttrValue, Attributes, OtlpDialect, OtlpExporter};
+use crate::otlp::{Attr, AttrValue, Attributes, Element, OtlpDialect, OtlpExporter};
 use crate::{
     BatchLimits, ConnectionCheck, ExportError, Exporter, FragmentEncoder, ItemOutcome, Outcome,
     Payload,
@@ -35,6 +35,11 @@ use crate::{
 pub const TRUNCATED_FLAG: &str = "tracecast.truncated";
 /// The keys (after truncation) of the attributes that were truncated, in order.
 pub const TRUNCATED_KEYS: &str = "tracecast.truncated_attributes";
+/// [`TRUNCATED_FLAG`] on a resource (platforms such as New Relic copy resource attributes onto
+/// every span, so the resource's flags must not collide with the span's).
+pub const RESOURCE_TRUNCATED_FLAG: &str = "tracecast.resource.truncated";
+/// [`TRUNCATED_KEYS`] on a resource.
+pub const RESOURCE_TRUNCATED_KEYS: &str = "tracecast.resource.truncated_attributes";
 
 /// A platform's limits on one attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,13 +130,18 @@ pub fn truncate_attributes(attrs: &mut Attributes<'_, '_>, limits: &ValueLimits)
         }
         attrs.push(a);
     }
+    let (flag, keys) = if attrs.element() == Element::Resource {
+        (RESOURCE_TRUNCATED_FLAG, RESOURCE_TRUNCATED_KEYS)
+    } else {
+        (TRUNCATED_FLAG, TRUNCATED_KEYS)
+    };
     attrs.push(Attr {
-        key: Cow::Borrowed(TRUNCATED_FLAG),
+        key: Cow::Borrowed(flag),
         value: AttrValue::Bool(true),
     });
     truncated.truncate(limits.max_array_len);
     attrs.push(Attr {
-        key: Cow::Borrowed(TRUNCATED_KEYS),
+        key: Cow::Borrowed(keys),
         value: AttrValue::StringArray(truncated),
     });
 }

@@ -320,9 +320,10 @@ async fn values_over_new_relics_limits_are_cut_visibly() {
     let res = &rs.resource.as_ref().unwrap().attributes;
     assert!(s(res, "openrouter.trace.id").ends_with("…[truncated: 5000 chars]"));
     assert_eq!(
-        strings(res, "tracecast.truncated_attributes"),
+        strings(res, "tracecast.resource.truncated_attributes"),
         vec!["openrouter.trace.id"]
     );
+    assert!(b(res, "tracecast.resource.truncated"));
 }
 
 /// A generation whose metadata is `n` values of 4000 characters (each under the value limit).
