@@ -502,3 +502,17 @@ async fn test_connection_sends_an_empty_request_with_the_key() {
 fn exporter_for(base: &str) -> Box<dyn Exporter> {
     Box::new(exporter(&config(json!({})), &ctx(base)).unwrap())
 }
+
+#[tokio::test]
+async fn the_license_key_wins_over_a_custom_header_of_the_same_name() {
+    let rx = Receiver::start().await;
+    let exporter = newrelic(&rx, json!({"headers": {"Api-Key": "from-headers"}}));
+    let g = generation(secret_record());
+    let p = exporter
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
+    assert_eq!(exporter.send(&p).await, Outcome::Delivered);
+    let req = rx.next().await;
+    let values: Vec<_> = req.headers.get_all("api-key").iter().collect();
+    assert_eq!(values, vec![LICENSE]);
+}
