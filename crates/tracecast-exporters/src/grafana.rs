@@ -1,15 +1,127 @@
-//! `grafana`: not implemented in this build yet.
+//! `grafana`: OTLP/HTTP **JSON** to the Grafana Cloud OTLP gateway, with HTTP Basic auth
+//! `instanceId:apiKey`; traces land in Grafana Cloud Traces (Tempo).
+//!
+//! Protocol choice and source: Grafana Cloud's recommended direct path for OpenTelemetry data
+//! is its OTLP gateway (`https://otlp-gateway-prod-<region>.grafana.net/otlp`, Basic auth with
+//! the OTLP instance id and an access-policy token;
+//! <https://grafana.com/docs/grafana-cloud/send-data/otlp/send-data-otlp/>, notes §14), and
+//! OpenRouter's Grafana destination "sends traces via the standard OTLP HTTP/JSON endpoint"
+//! (`grafana.mdx`). The attributes are the standard mapping of `docs/otlp.md`, which is what
+//! `grafana.mdx` lists (`service.name = openrouter`, `gen_ai.*`, `user.id`, `session.id`,
+//! `trace.metadata.*`), so OpenRouter's TraceQL examples work unchanged.
+//!
+//! Config: `apiKey` (required, secret: a token with `traces:write`), `instanceId` (required,
+//! numeric), `baseUrl` (default `https://otlp-gateway-prod-us-west-0.grafana.net`), `headers`.
+//! Traces go to `{baseUrl}/otlp/v1/traces`; a `baseUrl` that already ends in `/otlp` or
+//! `/otlp/v1/traces` is used as given.
+//!
+//! Limits: Grafana documents no per-attribute or per-request limit for the gateway, only a
+//! per-trace size limit past which spans are discarded. tracecast therefore bounds what one
+//! generation can weigh: string values are cut at 65,536 characters with a visible marker and
+//! listed in `tracecast.truncated_attributes` (see [`crate::arize::arize_grafana_newrelic`]),
+//! and request bodies stay under 4 MiB (bigger ones are split).
+//!
+//! Test connection: the empty OTLP/JSON request `{"resourceSpans":[]}` with the credentials;
+//! the gateway answers 200 when they are accepted and 401 when not.
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::{Map, Value};
-use tracecast_model::DestinationType;
+use tracecast_model::trace::TraceView;
 
-use crate::{ExportContext, ExportError, Exporter};
+use crate::arize::arize_grafana_newrelic::{
+    SizedExporter, ValueLimits, traces_url, truncate_attributes,
+};
+use crate::config::{optional_str, required_str};
+use crate::otlp::{Attributes, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanSlot};
+use crate::{BatchLimits, ExportContext, ExportError, Exporter};
+
+/// The `baseUrl` default (the config schema's).
+pub const DEFAULT_BASE_URL: &str = "https://otlp-gateway-prod-us-west-0.grafana.net";
+/// Most bytes in one request body.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// tracecast's bound on one attribute (Grafana documents none).
+pub const LIMITS: ValueLimits = ValueLimits {
+    max_value_chars: 65_536,
+    max_array_len: 1024,
+    max_key_chars: 1024,
+};
+
+/// The standard OTLP mapping, with long values cut (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrafanaDialect;
+
+impl OtlpDialect for GrafanaDialect {
+    fn resource_attributes<'a>(&self, _view: &TraceView<'a>, attrs: &mut Attributes<'a, '_>) {
+        truncate_attributes(attrs, &LIMITS);
+    }
+
+    fn span_attributes<'a>(
+        &self,
+        _view: &TraceView<'a>,
+        _slot: SpanSlot,
+        attrs: &mut Attributes<'a, '_>,
+    ) {
+        truncate_attributes(attrs, &LIMITS);
+    }
+}
+
+/// `Basic base64(instanceId:apiKey)`.
+pub fn basic_auth(instance_id: &str, api_key: &str) -> String {
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("{instance_id}:{api_key}"));
+    format!("Basic {token}")
+}
+
+pub fn exporter(
+    config: &Map<String, Value>,
+    ctx: &ExportContext,
+) -> Result<SizedExporter<GrafanaDialect>, ExportError> {
+    let api_key = required_str(config, "apiKey")?;
+    let instance_id = required_str(config, "instanceId")?;
+    if !instance_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ExportError::Config(
+            "instanceId must be the numeric Grafana Cloud instance id".to_owned(),
+        ));
+    }
+    let base = optional_str(config, "baseUrl").unwrap_or(DEFAULT_BASE_URL);
+    let url = traces_url(base, "/otlp");
+
+    let mut headers = crate::config::custom_headers(config)?;
+    let mut auth = HeaderValue::from_str(&basic_auth(instance_id, api_key))
+        .map_err(|_| ExportError::Config("apiKey is not a valid header value".to_owned()))?;
+    auth.set_sensitive(true);
+    headers.insert(AUTHORIZATION, auth);
+
+    let http = OtlpHttp::new(ctx, Method::POST, &url, headers)
+        .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?
+        .with_partial_success(true);
+    let probe = Probe {
+        credentials: "the instance ID / API token pair (the token needs the traces:write scope)",
+        hint_404: Some(
+            "the base URL must be the OTLP gateway, https://otlp-gateway-prod-<region>.grafana.net, not the Grafana dashboard URL",
+        ),
+        ..Probe::new("Grafana Cloud")
+    };
+    let inner = OtlpExporter::new(http, GrafanaDialect, "otlp-json/grafana", probe).with_limits(
+        BatchLimits {
+            max_items: 500,
+            max_bytes: MAX_REQUEST_BYTES,
+        },
+    );
+    Ok(SizedExporter::new(
+        inner,
+        "Grafana Cloud",
+        MAX_REQUEST_BYTES,
+    ))
+}
 
 pub fn build(
-    _config: &Map<String, Value>,
-    _ctx: &ExportContext,
+    config: &Map<String, Value>,
+    ctx: &ExportContext,
 ) -> Result<Arc<dyn Exporter>, ExportError> {
-    Err(ExportError::Unsupported(DestinationType::Grafana))
+    Ok(Arc::new(exporter(config, ctx)?))
 }

@@ -1,0 +1,525 @@
+//! What the `arize`, `grafana` and `newrelic` exporters share: the three are OTLP/HTTP
+//! destinations ([`OtlpExporter`] with a dialect each) that differ in endpoint, credentials,
+//! encoding, attribute names and limits.
+//!
+//! - [`ValueLimits`] / [`truncate_attributes`]: a platform's attribute limits, applied by each
+//!   dialect to the attributes it sends. A string value over the limit is cut and ends with a
+//!   visible marker (`…[truncated: N chars]`, N being the original length in characters), an
+//!   array over the limit keeps its first entries, a key over the limit is cut; every such
+//!   attribute is listed in `tracecast.truncated_attributes` and `tracecast.truncated` is `true`
+//!   on that span or resource. Nothing is dropped silently.
+//! - [`SizedExporter`]: an [`OtlpExporter`] with a cap on the request body. A body over the
+//!   cap is split into requests under it (the engine batches by stored record size, which is
+//!   not the encoded size); per-request answers become per-generation outcomes
+//!   ([`Outcome::Partial`]). A generation that alone exceeds the cap is rejected with a message
+//!   naming the limit, so it is dead-lettered, not lost.
+//! - [`traces_url`]: a traces URL from a base URL.
+
+use std::borrow::Cow;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tracecast_model::trace::TraceView;
+
+use crate::otlp::{Attr, AttrValue, Attributes, Element, OtlpDialect, OtlpExporter};
+use crate::{
+    BatchLimits, ConnectionCheck, ExportError, Exporter, FragmentEncoder, ItemOutcome, Outcome,
+    Payload,
+};
+
+/// `true` on a span or resource some of whose attributes were truncated.
+pub const TRUNCATED_FLAG: &str = "tracecast.truncated";
+/// The keys (after truncation) of the attributes that were truncated, in order.
+pub const TRUNCATED_KEYS: &str = "tracecast.truncated_attributes";
+/// [`TRUNCATED_FLAG`] on a resource (platforms such as New Relic copy resource attributes onto
+/// every span, so the resource's flags must not collide with the span's).
+pub const RESOURCE_TRUNCATED_FLAG: &str = "tracecast.resource.truncated";
+/// [`TRUNCATED_KEYS`] on a resource.
+pub const RESOURCE_TRUNCATED_KEYS: &str = "tracecast.resource.truncated_attributes";
+
+/// A platform's limits on one attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueLimits {
+    /// Longest string value, in characters (Unicode scalar values), marker included.
+    pub max_value_chars: usize,
+    /// Most entries of an array value.
+    pub max_array_len: usize,
+    /// Longest key, in characters.
+    pub max_key_chars: usize,
+}
+
+/// The marker that ends a truncated string value.
+pub fn truncation_marker(original_chars: usize) -> String {
+    format!("…[truncated: {original_chars} chars]")
+}
+
+/// `s` cut to at most `max_chars` characters including the marker, or `None` when it fits.
+pub fn truncate_str(s: &str, max_chars: usize) -> Option<String> {
+    // Cheap test first: a string of at most max_chars bytes has at most max_chars chars.
+    if s.len() <= max_chars {
+        return None;
+    }
+    let total = s.chars().count();
+    if total <= max_chars {
+        return None;
+    }
+    let marker = truncation_marker(total);
+    let keep = max_chars.saturating_sub(marker.chars().count());
+    let cut = s.char_indices().nth(keep).map_or(s.len(), |(i, _)| i);
+    let mut out = String::with_capacity(cut + marker.len());
+    out.push_str(&s[..cut]);
+    out.push_str(&marker);
+    Some(out)
+}
+
+fn cut_key(key: &str, max_chars: usize) -> Option<String> {
+    if key.len() <= max_chars || key.chars().count() <= max_chars {
+        return None;
+    }
+    Some(key.chars().take(max_chars).collect())
+}
+
+/// Whether an attribute breaks a limit.
+fn over(a: &Attr<'_>, l: &ValueLimits) -> bool {
+    let long = |s: &str| s.len() > l.max_value_chars && s.chars().count() > l.max_value_chars;
+    (a.key.len() > l.max_key_chars && a.key.chars().count() > l.max_key_chars)
+        || match &a.value {
+            AttrValue::String(s) => long(s),
+            AttrValue::StringArray(items) => {
+                items.len() > l.max_array_len || items.iter().any(|s| long(s))
+            }
+            _ => false,
+        }
+}
+
+/// Applies `limits` to every attribute (see the module docs). Cheap when nothing is over.
+pub fn truncate_attributes(attrs: &mut Attributes<'_, '_>, limits: &ValueLimits) {
+    if !attrs.iter().any(|a| over(a, limits)) {
+        return;
+    }
+    let all: Vec<Attr<'_>> = attrs.iter().cloned().collect();
+    attrs.retain(|_| false);
+    let mut truncated: Vec<Cow<'_, str>> = Vec::new();
+    for mut a in all {
+        if over(&a, limits) {
+            if let Some(k) = cut_key(&a.key, limits.max_key_chars) {
+                a.key = Cow::Owned(k);
+            }
+            a.value = match a.value {
+                AttrValue::String(s) => match truncate_str(&s, limits.max_value_chars) {
+                    Some(t) => AttrValue::String(Cow::Owned(t)),
+                    None => AttrValue::String(s),
+                },
+                AttrValue::StringArray(items) => AttrValue::StringArray(
+                    items
+                        .into_iter()
+                        .take(limits.max_array_len)
+                        .map(|s| match truncate_str(&s, limits.max_value_chars) {
+                            Some(t) => Cow::Owned(t),
+                            None => s,
+                        })
+                        .collect(),
+                ),
+                other => other,
+            };
+            truncated.push(a.key.clone());
+        }
+        attrs.push(a);
+    }
+    let (flag, keys) = if attrs.element() == Element::Resource {
+        (RESOURCE_TRUNCATED_FLAG, RESOURCE_TRUNCATED_KEYS)
+    } else {
+        (TRUNCATED_FLAG, TRUNCATED_KEYS)
+    };
+    attrs.push(Attr {
+        key: Cow::Borrowed(flag),
+        value: AttrValue::Bool(true),
+    });
+    truncated.truncate(limits.max_array_len);
+    attrs.push(Attr {
+        key: Cow::Borrowed(keys),
+        value: AttrValue::StringArray(truncated),
+    });
+}
+
+/// The traces URL for a base URL: `base` itself when it already ends in `/v1/traces`;
+/// `base + "/traces"` when it ends in `/v1`; else `base + prefix + "/v1/traces"`, unless `base`
+/// already ends in `prefix` (Grafana's `/otlp`).
+pub fn traces_url(base: &str, prefix: &str) -> String {
+    let base = base.trim().trim_end_matches('/');
+    if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else if base.ends_with("/v1") {
+        format!("{base}/traces")
+    } else if !prefix.is_empty() && base.ends_with(prefix) {
+        format!("{base}/v1/traces")
+    } else {
+        format!("{base}{prefix}/v1/traces")
+    }
+}
+
+/// An [`OtlpExporter`] whose requests never exceed `max_request_bytes` (see the module docs).
+pub struct SizedExporter<D: OtlpDialect + Clone + 'static> {
+    inner: OtlpExporter<D>,
+    platform: &'static str,
+    max_request_bytes: usize,
+}
+
+impl<D: OtlpDialect + Clone + 'static> SizedExporter<D> {
+    pub fn new(inner: OtlpExporter<D>, platform: &'static str, max_request_bytes: usize) -> Self {
+        SizedExporter {
+            inner,
+            platform,
+            max_request_bytes,
+        }
+    }
+
+    pub fn inner(&self) -> &OtlpExporter<D> {
+        &self.inner
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+
+    /// The `ExportTraceServiceRequest` a batch becomes (for tests and tooling).
+    pub fn request(&self, traces: &[TraceView<'_>]) -> ExportTraceServiceRequest {
+        self.inner.request(traces)
+    }
+}
+
+/// One request of a split payload, or one generation too large for any request.
+enum Piece {
+    Send { payload: Payload },
+    TooLarge { bytes: usize },
+}
+
+#[derive(Deserialize)]
+struct JsonBody<'a> {
+    #[serde(borrow, rename = "resourceSpans")]
+    resource_spans: Vec<&'a RawValue>,
+}
+
+/// Splits an OTLP body (one `ResourceSpans` per generation) into bodies of at most `max`
+/// bytes, greedily and in order.
+fn split(payload: &Payload, max: usize) -> Result<Vec<Piece>, String> {
+    if payload.content_type.contains("protobuf") {
+        let req = ExportTraceServiceRequest::decode(payload.body.as_ref())
+            .map_err(|e| format!("cannot split the protobuf body: {e}"))?;
+        let items: Vec<Vec<u8>> = req
+            .resource_spans
+            .into_iter()
+            .map(|rs| {
+                ExportTraceServiceRequest {
+                    resource_spans: vec![rs],
+                }
+                .encode_to_vec()
+            })
+            .collect();
+        // Concatenated encodings of single-field messages are the encoding of the merged
+        // message (repeated fields append).
+        Ok(pack(items, max, (0, 0), |parts| {
+            let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+            for p in parts {
+                out.extend_from_slice(p);
+            }
+            out
+        })
+        .into_iter()
+        .map(|(body, n)| match body {
+            Ok(body) => Piece::Send {
+                payload: Payload {
+                    body: Bytes::from(body),
+                    content_type: payload.content_type,
+                    items: n,
+                },
+            },
+            Err(bytes) => Piece::TooLarge { bytes },
+        })
+        .collect())
+    } else {
+        let body: JsonBody<'_> = serde_json::from_slice(&payload.body)
+            .map_err(|e| format!("cannot split the JSON body: {e}"))?;
+        let items: Vec<Vec<u8>> = body
+            .resource_spans
+            .iter()
+            .map(|r| r.get().as_bytes().to_vec())
+            .collect();
+        const FRAME: usize = r#"{"resourceSpans":[]}"#.len();
+        Ok(pack(items, max, (FRAME, 1), |parts| {
+            let mut out =
+                Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + FRAME);
+            out.extend_from_slice(br#"{"resourceSpans":["#);
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(p);
+            }
+            out.extend_from_slice(b"]}");
+            out
+        })
+        .into_iter()
+        .map(|(body, n)| match body {
+            Ok(body) => Piece::Send {
+                payload: Payload {
+                    body: Bytes::from(body),
+                    content_type: payload.content_type,
+                    items: n,
+                },
+            },
+            Err(bytes) => Piece::TooLarge { bytes },
+        })
+        .collect())
+    }
+}
+
+/// Greedy packing: `(Ok(body), items)` per request, `(Err(size), 1)` per item that alone
+/// exceeds `max` (`frame` bytes of framing per request and `sep` per item are counted).
+fn pack(
+    items: Vec<Vec<u8>>,
+    max: usize,
+    (frame, sep): (usize, usize),
+    join: impl Fn(&[Vec<u8>]) -> Vec<u8>,
+) -> Vec<(Result<Vec<u8>, usize>, usize)> {
+    let mut out = Vec::new();
+    let mut cur: Vec<Vec<u8>> = Vec::new();
+    let mut cur_len = frame;
+    for item in items {
+        let len = item.len() + sep;
+        if len + frame > max {
+            if !cur.is_empty() {
+                out.push((Ok(join(&cur)), cur.len()));
+                cur.clear();
+                cur_len = frame;
+            }
+            out.push((Err(item.len()), 1));
+            continue;
+        }
+        if cur_len + len > max && !cur.is_empty() {
+            out.push((Ok(join(&cur)), cur.len()));
+            cur.clear();
+            cur_len = frame;
+        }
+        cur_len += len;
+        cur.push(item);
+    }
+    if !cur.is_empty() {
+        out.push((Ok(join(&cur)), cur.len()));
+    }
+    out
+}
+
+#[async_trait]
+impl<D: OtlpDialect + Clone + 'static> Exporter for SizedExporter<D> {
+    fn limits(&self) -> BatchLimits {
+        self.inner.limits()
+    }
+
+    fn fragments(&self) -> Option<&dyn FragmentEncoder> {
+        self.inner.fragments()
+    }
+
+    fn encode(&self, traces: &[TraceView<'_>]) -> Result<Payload, ExportError> {
+        self.inner.encode(traces)
+    }
+
+    async fn send(&self, payload: &Payload) -> Outcome {
+        if payload.body.len() <= self.max_request_bytes {
+            return self.inner.send(payload).await;
+        }
+        let pieces = match split(payload, self.max_request_bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                return Outcome::Rejected {
+                    status: None,
+                    error: e,
+                };
+            }
+        };
+        let mut results = Vec::with_capacity(payload.items);
+        for piece in pieces {
+            match piece {
+                Piece::TooLarge { bytes } => results.push(ItemOutcome::Rejected {
+                    error: format!(
+                        "this generation encodes to {bytes} bytes, over {}'s request limit of {} bytes even alone (after truncating attribute values)",
+                        self.platform, self.max_request_bytes
+                    ),
+                }),
+                Piece::Send { payload } => {
+                    let n = payload.items;
+                    let item = match self.inner.send(&payload).await {
+                        Outcome::Delivered => ItemOutcome::Delivered,
+                        // The credentials are the same for every piece: pause the whole batch
+                        // (pieces already delivered are sent again after the resume; OTLP
+                        // receivers accept duplicates).
+                        unauthorized @ Outcome::Unauthorized { .. } => return unauthorized,
+                        Outcome::Retry { error, .. } => ItemOutcome::Retry { error },
+                        Outcome::Rejected { error, .. } => ItemOutcome::Rejected { error },
+                        Outcome::Partial(_) => ItemOutcome::Delivered,
+                    };
+                    results.extend(std::iter::repeat_n(item, n));
+                }
+            }
+        }
+        if results.iter().all(|r| *r == ItemOutcome::Delivered) {
+            Outcome::Delivered
+        } else {
+            Outcome::Partial(results)
+        }
+    }
+
+    async fn test_connection(&self) -> ConnectionCheck {
+        self.inner.test_connection().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_the_limit_and_says_so() {
+        assert_eq!(truncate_str("short", 10), None);
+        let long = "é".repeat(5000);
+        let t = truncate_str(&long, 4095).unwrap();
+        assert_eq!(t.chars().count(), 4095);
+        assert!(t.ends_with("…[truncated: 5000 chars]"), "{t}");
+        assert!(t.starts_with("éé"));
+        // A limit smaller than the marker still never panics.
+        assert!(truncate_str(&long, 3).is_some());
+        // Multi-byte strings under the limit in chars but over it in bytes are kept.
+        assert_eq!(truncate_str(&"é".repeat(10), 10), None);
+    }
+
+    #[test]
+    fn traces_urls() {
+        assert_eq!(
+            traces_url("https://otlp.arize.com", ""),
+            "https://otlp.arize.com/v1/traces"
+        );
+        assert_eq!(
+            traces_url("https://otlp.arize.com/v1/", ""),
+            "https://otlp.arize.com/v1/traces"
+        );
+        assert_eq!(
+            traces_url("https://g.grafana.net", "/otlp"),
+            "https://g.grafana.net/otlp/v1/traces"
+        );
+        assert_eq!(
+            traces_url("https://g.grafana.net/otlp/", "/otlp"),
+            "https://g.grafana.net/otlp/v1/traces"
+        );
+        assert_eq!(
+            traces_url("https://g.grafana.net/otlp/v1/traces", "/otlp"),
+            "https://g.grafana.net/otlp/v1/traces"
+        );
+    }
+
+    fn bodies(pieces: &[Piece]) -> Vec<Result<(String, usize), usize>> {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Send { payload } => Ok((
+                    String::from_utf8_lossy(&payload.body).into_owned(),
+                    payload.items,
+                )),
+                Piece::TooLarge { bytes } => Err(*bytes),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_bodies_split_into_valid_requests() {
+        let body = r#"{"resourceSpans":[{"a":"1111"},{"b":"2222"},{"c":"x"}]}"#;
+        let payload = Payload {
+            body: Bytes::from(body),
+            content_type: "application/json",
+            items: 3,
+        };
+        let pieces = split(&payload, 44).unwrap();
+        assert_eq!(
+            bodies(&pieces),
+            vec![
+                Ok((r#"{"resourceSpans":[{"a":"1111"}]}"#.to_owned(), 1)),
+                Ok((
+                    r#"{"resourceSpans":[{"b":"2222"},{"c":"x"}]}"#.to_owned(),
+                    2
+                )),
+            ]
+        );
+        for p in &pieces {
+            if let Piece::Send { payload } = p {
+                assert!(payload.body.len() <= 44);
+                serde_json::from_slice::<ExportTraceServiceRequest>(&payload.body).unwrap();
+            }
+        }
+        // An item over the cap alone, and a body that is not OTLP/JSON.
+        assert_eq!(bodies(&split(&payload, 25).unwrap())[0], Err(12));
+        let bad = Payload {
+            body: Bytes::from_static(b"nope"),
+            content_type: "application/json",
+            items: 1,
+        };
+        assert!(split(&bad, 10).is_err());
+    }
+
+    #[test]
+    fn protobuf_bodies_split_into_the_same_spans() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let rs = |name: &str| ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    name: name.repeat(20),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![rs("a"), rs("b"), rs("c")],
+        };
+        let body = req.encode_to_vec();
+        let one = body.len() / 3;
+        let payload = Payload {
+            body: Bytes::from(body),
+            content_type: "application/x-protobuf",
+            items: 3,
+        };
+        let pieces = split(&payload, one * 2 + 1).unwrap();
+        let mut back = Vec::new();
+        let mut counts = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Send { payload } => {
+                    assert!(payload.body.len() <= one * 2 + 1);
+                    counts.push(payload.items);
+                    back.extend(
+                        ExportTraceServiceRequest::decode(payload.body.as_ref())
+                            .unwrap()
+                            .resource_spans,
+                    );
+                }
+                Piece::TooLarge { .. } => panic!("nothing is too large"),
+            }
+        }
+        assert_eq!(counts, vec![2, 1]);
+        assert_eq!(back, req.resource_spans);
+    }
+
+    #[test]
+    fn packing_respects_the_cap() {
+        let items = vec![vec![1u8; 40], vec![2; 40], vec![3; 200], vec![4; 10]];
+        let out = pack(items, 100, (0, 0), |p| p.concat());
+        let shape: Vec<_> = out
+            .iter()
+            .map(|(r, n)| (r.as_ref().map(Vec::len).map_err(|e| *e), *n))
+            .collect();
+        assert_eq!(shape, vec![(Ok(80), 2), (Err(200), 1), (Ok(10), 1)]);
+    }
+}
