@@ -39,7 +39,7 @@
 //! | `session_id` | `langsmith.metadata.session_id` (and `session.id`, `gen_ai.conversation.id`) | Session / thread |
 //! | custom `trace` keys | `langsmith.metadata.<key>` (instead of `trace.metadata.<key>`) | metadata |
 //! | string arrays in custom metadata | `langsmith.span.tags` (`", "`-joined; commas inside a tag become spaces) | tags |
-//! | provider, model | `langsmith.metadata.ls_provider`, `langsmith.metadata.ls_model_name` (and `gen_ai.system`, `gen_ai.request.model`) | cost tracking |
+//! | provider, model | `langsmith.metadata.ls_provider` (the `gen_ai.system` value), `langsmith.metadata.ls_model_name` (the model slug without its `author/` prefix, e.g. `gpt-4o`, as LangSmith's price table names models); the full slug stays in `gen_ai.request.model` | cost tracking |
 //! | prompt, completion | `gen_ai.prompt`, `gen_ai.completion` (JSON) | inputs, outputs |
 //!
 //! Run names: the `span_name` span is named `trace.span_name`; the generation span
@@ -177,10 +177,14 @@ impl OtlpDialect for LangsmithDialect {
             if let Some(p) = provider {
                 shared::set(attrs, meta("ls_provider"), AttrValue::String(p));
             }
+            // LangSmith's price table knows models by their own name ("gpt-4o"), not by
+            // OpenRouter's slug ("openai/gpt-4o").
+            let model = view.model();
+            let name = model.split_once('/').map_or(model, |(_, name)| name);
             shared::set(
                 attrs,
                 meta("ls_model_name"),
-                AttrValue::String(Cow::Borrowed(view.model())),
+                AttrValue::String(Cow::Borrowed(name)),
             );
             if shared::truncate_content(attrs, &CONTENT_KEYS) {
                 shared::set(attrs, meta("truncated"), AttrValue::Bool(true));
