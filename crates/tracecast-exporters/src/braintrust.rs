@@ -222,7 +222,11 @@ impl OtlpDialect for BraintrustDialect {
             "prompt_cache_creation_tokens",
             view.cache_write_tokens(),
         );
-        set_uint(attrs, "completion_reasoning_tokens", view.reasoning_tokens());
+        set_uint(
+            attrs,
+            "completion_reasoning_tokens",
+            view.reasoning_tokens(),
+        );
         set_f64(
             attrs,
             "time_to_first_token",
@@ -447,8 +451,14 @@ mod tests {
 
     #[test]
     fn api_bases() {
-        assert_eq!(api_base("https://api.braintrust.dev"), "https://api.braintrust.dev");
-        assert_eq!(api_base("https://api.braintrust.dev/"), "https://api.braintrust.dev");
+        assert_eq!(
+            api_base("https://api.braintrust.dev"),
+            "https://api.braintrust.dev"
+        );
+        assert_eq!(
+            api_base("https://api.braintrust.dev/"),
+            "https://api.braintrust.dev"
+        );
         assert_eq!(
             api_base("https://api.braintrustdata.com/v1/"),
             "https://api.braintrustdata.com"
@@ -464,6 +474,9 @@ mod tests {
         let missing = read_project_answer(404, "", "p-1");
         assert!(!missing.ok && missing.message.contains("p-1"));
         let other = read_project_answer(500, "boom", "p");
-        assert_eq!(other.message, "Braintrust answered 500 to the test request: boom");
+        assert_eq!(
+            other.message,
+            "Braintrust answered 500 to the test request: boom"
+        );
     }
 }

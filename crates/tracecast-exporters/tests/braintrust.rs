@@ -107,11 +107,18 @@ async fn posts_otlp_with_bearer_and_parent_and_matches_the_golden_file() {
     assert_eq!(input[1]["content"], "Process this order: 2 widgets");
     let output = json_attr(llm, "braintrust.output_json");
     assert_eq!(output[0]["message"]["content"], "Looking up the SKU.");
-    assert_eq!(output[0]["message"]["tool_calls"][0]["function"]["name"], "lookup_sku");
+    assert_eq!(
+        output[0]["message"]["tool_calls"][0]["function"]["name"],
+        "lookup_sku"
+    );
     let tools = json_attr(llm, "braintrust.metadata.tools");
     assert_eq!(tools[0]["function"]["name"], "lookup_sku");
     // Content goes once: not also as GenAI attributes.
-    for key in ["gen_ai.prompt", "gen_ai.completion", "gen_ai.tool.definitions"] {
+    for key in [
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        "gen_ai.tool.definitions",
+    ] {
         assert!(!has(a, key), "{key} duplicated");
     }
     // Metrics: tokens, cached and reasoning tokens, costs (input/output with the cost group),
@@ -222,7 +229,10 @@ async fn user_session_tags_and_custom_metadata() {
         assert_eq!(s(a, "braintrust.metadata.session_id"), "session_abc");
     }
     // Tags on the root span only (where Braintrust keeps them), in order, without repeats.
-    assert!(task.parent_span_id.is_empty(), "the intermediate span is the root");
+    assert!(
+        task.parent_span_id.is_empty(),
+        "the intermediate span is the root"
+    );
     assert_eq!(
         strings(&task.attributes, "braintrust.tags"),
         vec!["a", "b", "checkout"]
@@ -265,7 +275,10 @@ async fn privacy_mode_sends_no_content() {
     };
     let req = deliver(&rx, exporter.as_ref(), &[TraceView::new(&g, opts)]).await;
     let text = String::from_utf8(req.body.to_vec()).unwrap();
-    assert!(!text.contains("SECRET"), "content reached Braintrust: {text}");
+    assert!(
+        !text.contains("SECRET"),
+        "content reached Braintrust: {text}"
+    );
     let decoded = decode(&req.body);
     let a = &spans(&decoded)[0].attributes;
     for key in [
@@ -281,7 +294,10 @@ async fn privacy_mode_sends_no_content() {
     assert_eq!(d(a, "braintrust.metrics.total_cost"), 0.5);
     assert_eq!(s(a, "braintrust.metadata.user_id"), "u-1");
     assert_eq!(s(a, "braintrust.metadata.env"), "prod");
-    assert_eq!(s(a, "braintrust.metadata.model"), "anthropic/claude-sonnet-4");
+    assert_eq!(
+        s(a, "braintrust.metadata.model"),
+        "anthropic/claude-sonnet-4"
+    );
 }
 
 #[tokio::test]
@@ -304,11 +320,19 @@ async fn an_oversized_output_is_truncated_visibly() {
     let marker = json_attr(llm, "braintrust.output_json");
     assert_eq!(marker["truncated"], true);
     assert!(marker["original_bytes"].as_u64().unwrap() > 1536 * 1024);
-    assert!(marker["preview"].as_str().unwrap().starts_with(r#"[{"finish_reason":"stop""#));
+    assert!(
+        marker["preview"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"[{"finish_reason":"stop""#)
+    );
     assert!(b(&llm.attributes, "braintrust.metadata.truncated"));
     assert!(b(&llm.attributes, "tracecast.truncated"));
     // The small input is untouched.
-    assert_eq!(json_attr(llm, "braintrust.input_json")[0]["content"], "SECRET-PROMPT");
+    assert_eq!(
+        json_attr(llm, "braintrust.input_json")[0]["content"],
+        "SECRET-PROMPT"
+    );
 }
 
 #[tokio::test]
@@ -348,7 +372,10 @@ async fn outcomes_429_retry_after_401_pause_5xx_and_4xx() {
     rx.reply(Reply::status(401).body("Invalid API key"));
     match exporter.send(&payload).await {
         Outcome::Unauthorized { status: 401, error } => {
-            assert!(error.contains("Invalid API key") && !error.contains("bt-key"), "{error}")
+            assert!(
+                error.contains("Invalid API key") && !error.contains("bt-key"),
+                "{error}"
+            )
         }
         other => panic!("expected Unauthorized, got {other:?}"),
     }
@@ -426,7 +453,9 @@ async fn test_connection_reads_the_project() {
     for _ in 0..3 {
         rx.next().await;
     }
-    let check = exporter_for_url(&refused_url().await).test_connection().await;
+    let check = exporter_for_url(&refused_url().await)
+        .test_connection()
+        .await;
     assert!(
         !check.ok && check.message.starts_with("Braintrust could not be reached"),
         "{check:?}"
@@ -435,8 +464,11 @@ async fn test_connection_reads_the_project() {
 
 #[test]
 fn config_defaults_and_errors() {
-    let e = braintrust::exporter(&config(json!({"apiKey": "k", "projectId": "p 1/2"})), &ctx())
-        .unwrap();
+    let e = braintrust::exporter(
+        &config(json!({"apiKey": "k", "projectId": "p 1/2"})),
+        &ctx(),
+    )
+    .unwrap();
     assert_eq!(
         e.otlp().http().url().as_str(),
         "https://api.braintrust.dev/otel/v1/traces"

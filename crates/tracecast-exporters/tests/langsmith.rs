@@ -100,7 +100,10 @@ async fn posts_otlp_to_the_otel_endpoint_with_langsmith_headers_and_matches_the_
     assert_eq!(d(a, "gen_ai.request.temperature"), 0.2);
     // Content as JSON LangSmith reads into inputs and outputs.
     let prompt: Value = serde_json::from_str(s(a, "gen_ai.prompt")).unwrap();
-    assert_eq!(prompt["messages"][1]["content"], "Process this order: 2 widgets");
+    assert_eq!(
+        prompt["messages"][1]["content"],
+        "Process this order: 2 widgets"
+    );
     let completion: Value = serde_json::from_str(s(a, "gen_ai.completion")).unwrap();
     assert_eq!(completion["completion"], "Looking up the SKU.");
     assert!(!has(a, "tracecast.truncated"));
@@ -141,7 +144,11 @@ async fn every_supported_metadata_key_is_mapped() {
     assert_eq!(llm.trace_id, chain.trace_id);
     assert_eq!(
         s(
-            &decoded.resource_spans[0].resource.as_ref().unwrap().attributes,
+            &decoded.resource_spans[0]
+                .resource
+                .as_ref()
+                .unwrap()
+                .attributes,
             "openrouter.trace.id"
         ),
         "order_processing_001"
@@ -180,7 +187,10 @@ async fn every_supported_metadata_key_is_mapped() {
     let sp = spans(&decoded);
     assert_eq!(sp.len(), 1);
     assert_eq!(sp[0].name, "Root Run Name");
-    assert_eq!(s(&sp[0].attributes, "langsmith.trace.name"), "Root Run Name");
+    assert_eq!(
+        s(&sp[0].attributes, "langsmith.trace.name"),
+        "Root Run Name"
+    );
     assert_eq!(s(&sp[0].attributes, "langsmith.span.kind"), "llm");
     assert!(sp[0].parent_span_id.is_empty(), "a root run");
 }
@@ -205,7 +215,12 @@ async fn user_session_tags_and_custom_metadata() {
     for span in &sp {
         let a = &span.attributes;
         // user -> User ID; session_id -> Session ID (LangSmith threads read metadata.session_id).
-        assert_eq!(s(a, "langsmith.metadata.user_id"), "user_12345", "{}", span.name);
+        assert_eq!(
+            s(a, "langsmith.metadata.user_id"),
+            "user_12345",
+            "{}",
+            span.name
+        );
         assert_eq!(s(a, "langsmith.metadata.session_id"), "session_abc");
         assert_eq!(s(a, "user.id"), "user_12345");
         assert_eq!(s(a, "session.id"), "session_abc");
@@ -239,10 +254,17 @@ async fn privacy_mode_sends_no_content() {
     };
     let req = deliver(&rx, exporter.as_ref(), &[TraceView::new(&g, opts)]).await;
     let text = String::from_utf8(req.body.to_vec()).unwrap();
-    assert!(!text.contains("SECRET"), "content reached LangSmith: {text}");
+    assert!(
+        !text.contains("SECRET"),
+        "content reached LangSmith: {text}"
+    );
     let decoded = decode(&req.body);
     let a = &spans(&decoded)[0].attributes;
-    for key in ["gen_ai.prompt", "gen_ai.completion", "gen_ai.tool.definitions"] {
+    for key in [
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        "gen_ai.tool.definitions",
+    ] {
         assert!(!has(a, key), "{key} in privacy mode");
     }
     // Everything else still goes.
@@ -275,8 +297,15 @@ async fn an_oversized_prompt_is_truncated_visibly() {
     assert_eq!(marker["truncated"], true);
     assert!(marker["original_bytes"].as_u64().unwrap() > 1024 * 1024);
     let preview = marker["preview"].as_str().unwrap();
-    assert_eq!(marker["kept_bytes"].as_u64().unwrap() as usize, preview.len());
-    assert!(preview.starts_with(r#"{"messages":[{"content":"éé"#), "{}", &preview[..40]);
+    assert_eq!(
+        marker["kept_bytes"].as_u64().unwrap() as usize,
+        preview.len()
+    );
+    assert!(
+        preview.starts_with(r#"{"messages":[{"content":"éé"#),
+        "{}",
+        &preview[..40]
+    );
     assert!(b(a, "langsmith.metadata.truncated"));
     assert!(b(a, "tracecast.truncated"));
     // The small completion is untouched.
@@ -387,7 +416,10 @@ async fn test_connection_sends_an_empty_export_with_the_headers() {
     let ok = exporter.test_connection().await;
     assert!(ok.ok, "{ok:?}");
     assert_eq!(ok.status, Some(200));
-    assert_eq!(ok.message, "LangSmith accepted an empty OTLP export request (200)");
+    assert_eq!(
+        ok.message,
+        "LangSmith accepted an empty OTLP export request (200)"
+    );
     let req = rx.next().await;
     assert_eq!(req.path, "/api/v1/otel/v1/traces");
     assert_eq!(&req.body[..], br#"{"resourceSpans":[]}"#);
@@ -407,7 +439,10 @@ async fn test_connection_sends_an_empty_export_with_the_headers() {
     assert_eq!(check.message, "LangSmith rejected the API key (403)");
     rx.reply(Reply::status(404));
     let check = exporter.test_connection().await;
-    assert!(!check.ok && check.message.contains("check the endpoint"), "{check:?}");
+    assert!(
+        !check.ok && check.message.contains("check the endpoint"),
+        "{check:?}"
+    );
     for _ in 0..3 {
         rx.next().await;
     }

@@ -113,7 +113,10 @@ async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value)
         if cond(&st) {
             return st;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {st}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -156,7 +159,10 @@ async fn delivers_braintrust_otlp_with_its_headers_and_mapping() {
     assert_eq!(spans.len(), 2, "one span per generation (no span_name)");
     assert_eq!(llm.name, "GPT-4o Summary");
     assert!(llm.parent_span_id.is_empty(), "a root span");
-    assert_eq!(spans[0].trace_id, spans[1].trace_id, "one trace_id, one trace");
+    assert_eq!(
+        spans[0].trace_id, spans[1].trace_id,
+        "one trace_id, one trace"
+    );
     assert_eq!(
         string_attr(llm, "braintrust.span_attributes.type").as_deref(),
         Some("llm")
@@ -183,7 +189,10 @@ async fn delivers_braintrust_otlp_with_its_headers_and_mapping() {
     );
     assert_eq!(int_attr(llm, "braintrust.metrics.prompt_tokens"), Some(12));
     assert_eq!(int_attr(llm, "braintrust.metrics.tokens"), Some(17));
-    assert_eq!(double_attr(llm, "braintrust.metrics.total_cost"), Some(0.0015));
+    assert_eq!(
+        double_attr(llm, "braintrust.metrics.total_cost"),
+        Some(0.0015)
+    );
     assert_eq!(
         double_attr(llm, "braintrust.metrics.time_to_first_token"),
         Some(0.25)
@@ -200,7 +209,10 @@ async fn delivers_braintrust_otlp_with_its_headers_and_mapping() {
     }
     let pllm = &posted_spans(&private)[0];
     assert!(string_attr(pllm, "braintrust.input_json").is_none());
-    assert_eq!(int_attr(pllm, "braintrust.metrics.completion_tokens"), Some(5));
+    assert_eq!(
+        int_attr(pllm, "braintrust.metrics.completion_tokens"),
+        Some(5)
+    );
     wait_status(&s, &id, "delivered", |st| st["counts"]["delivered"] == 2).await;
 }
 
@@ -253,7 +265,10 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
             .contains("credentials rejected (401)"),
         "{st}"
     );
-    assert!(!st.to_string().contains("sk-bt-old-1234"), "no secret in status");
+    assert!(
+        !st.to_string().contains("sk-bt-old-1234"),
+        "no secret in status"
+    );
     assert_eq!(st["queue"]["depth"], 3, "the queue is kept");
     assert_eq!(st["counts"]["dead_lettered"], 0);
 

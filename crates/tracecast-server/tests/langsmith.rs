@@ -89,7 +89,10 @@ async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value)
         if cond(&st) {
             return st;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {st}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -166,7 +169,11 @@ async fn delivers_langsmith_otlp_with_its_headers_and_mapping() {
     );
     assert_eq!(int_attr(llm, "gen_ai.usage.input_tokens"), Some(12));
     assert_eq!(double_attr(llm, "gen_ai.usage.cost"), Some(0.0015));
-    assert!(string_attr(llm, "gen_ai.prompt").unwrap().contains("PROMPT-TEXT"));
+    assert!(
+        string_attr(llm, "gen_ai.prompt")
+            .unwrap()
+            .contains("PROMPT-TEXT")
+    );
 
     // Privacy mode: no content, the rest as usual.
     for r in private.requests() {
@@ -192,7 +199,12 @@ async fn honours_retry_after_on_429() {
     let (key, _) = s.workspace_key(None).await;
     let rec = Receiver::start().await;
     rec.script([Mode::RetryAfter(429, 1)]);
-    let id = create(&s, json!({"apiKey": "k", "endpoint": base(&rec)}), json!({})).await;
+    let id = create(
+        &s,
+        json!({"apiKey": "k", "endpoint": base(&rec)}),
+        json!({}),
+    )
+    .await;
     ingest(&s, &key, &[record("rl-1")]).await;
     rec.wait(15, "delivery after the 429", |r| {
         r.generation_ids().len() == 1
@@ -230,7 +242,10 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
             .contains("credentials rejected (401)"),
         "{st}"
     );
-    assert!(!st.to_string().contains("lsv2_pt_old_1234"), "no secret in status");
+    assert!(
+        !st.to_string().contains("lsv2_pt_old_1234"),
+        "no secret in status"
+    );
     assert_eq!(st["queue"]["depth"], 3, "the queue is kept");
     assert_eq!(st["counts"]["dead_lettered"], 0);
 

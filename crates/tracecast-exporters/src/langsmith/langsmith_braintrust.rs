@@ -165,9 +165,13 @@ mod tests {
     #[test]
     fn urls_join_and_reject_bad_bases() {
         assert_eq!(
-            join_url("https://api.smith.langchain.com/", "/otel/v1/traces", "endpoint")
-                .unwrap()
-                .as_str(),
+            join_url(
+                "https://api.smith.langchain.com/",
+                "/otel/v1/traces",
+                "endpoint"
+            )
+            .unwrap()
+            .as_str(),
             "https://api.smith.langchain.com/otel/v1/traces"
         );
         assert!(join_url("not a url", "/x", "endpoint").is_err());

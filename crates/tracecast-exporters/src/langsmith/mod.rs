@@ -109,7 +109,11 @@ pub const SPAN_TAGS: &str = "langsmith.span.tags";
 pub const TRACECAST_TRUNCATED: &str = "tracecast.truncated";
 
 /// Content attributes that may be truncated.
-const CONTENT_KEYS: [&str; 3] = [k::GEN_AI_PROMPT, k::GEN_AI_COMPLETION, k::GEN_AI_TOOL_DEFINITIONS];
+const CONTENT_KEYS: [&str; 3] = [
+    k::GEN_AI_PROMPT,
+    k::GEN_AI_COMPLETION,
+    k::GEN_AI_TOOL_DEFINITIONS,
+];
 
 /// LangSmith's flavour of OTLP (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
@@ -151,7 +155,11 @@ impl OtlpDialect for LangsmithDialect {
             );
         }
         if let Some(user) = view.user() {
-            shared::set(attrs, meta("user_id"), AttrValue::String(Cow::Borrowed(user)));
+            shared::set(
+                attrs,
+                meta("user_id"),
+                AttrValue::String(Cow::Borrowed(user)),
+            );
         }
         if let Some(session) = view.session_id() {
             shared::set(
@@ -231,12 +239,14 @@ pub fn exporter(
         ),
         ..Probe::new("LangSmith")
     };
-    Ok(OtlpExporter::new(http, LangsmithDialect, "otlp-json/langsmith", probe).with_limits(
-        BatchLimits {
-            max_items: shared::MAX_ITEMS,
-            max_bytes: shared::MAX_BYTES,
-        },
-    ))
+    Ok(
+        OtlpExporter::new(http, LangsmithDialect, "otlp-json/langsmith", probe).with_limits(
+            BatchLimits {
+                max_items: shared::MAX_ITEMS,
+                max_bytes: shared::MAX_BYTES,
+            },
+        ),
+    )
 }
 
 pub fn build(
