@@ -59,10 +59,11 @@
 //!
 //! # Limits and truncation
 //!
-//! At most 100 generations and 5 MiB per request. `braintrust.input_json`,
-//! `braintrust.output_json` or `braintrust.metadata.tools` over 1 MiB is replaced by the JSON
-//! marker `{"truncated":true,"original_bytes":…,"kept_bytes":…,"note":…,"preview":"<first 64
-//! KiB>"}` (still valid JSON, so Braintrust shows it as the input/output), and the span gets
+//! At most 100 generations and 5 MiB per request. Any string attribute over 1 MiB (in practice
+//! `braintrust.input_json`, `braintrust.output_json`, `braintrust.metadata.tools`, or an
+//! outsized custom metadata value) is replaced by the JSON marker
+//! `{"truncated":true,"original_bytes":…,"kept_bytes":…,"note":…,"preview":"<first 64 KiB>"}`
+//! (still valid JSON, so Braintrust shows it as the input/output), and the span gets
 //! `braintrust.metadata.truncated = true` and `tracecast.truncated = true`.
 //!
 //! # Responses
@@ -114,8 +115,6 @@ pub const OUTPUT_JSON: &str = "braintrust.output_json";
 pub const TAGS: &str = "braintrust.tags";
 pub const SPAN_TYPE: &str = "braintrust.span_attributes.type";
 const TOOLS: &str = "braintrust.metadata.tools";
-
-const CONTENT_KEYS: [&str; 3] = [INPUT_JSON, OUTPUT_JSON, TOOLS];
 
 fn meta(name: &str) -> String {
     format!("{METADATA_PREFIX}{name}")
@@ -179,99 +178,104 @@ impl OtlpDialect for BraintrustDialect {
         slot: SpanSlot,
         attrs: &mut Attributes<'a, '_>,
     ) {
-        let ty = match slot.role {
-            SpanRole::Intermediate => "task",
-            SpanRole::Generation => "llm",
-        };
-        shared::set(attrs, SPAN_TYPE, AttrValue::String(Cow::Borrowed(ty)));
-        if slot.top_most {
-            set_str(attrs, meta("trace_name"), view.trace_name());
+        braintrust_attributes(view, slot, attrs);
+        if shared::truncate_oversized(attrs) {
+            shared::set(attrs, meta("truncated"), AttrValue::Bool(true));
+            shared::set(attrs, TRACECAST_TRUNCATED, AttrValue::Bool(true));
         }
-        if let Some(user) = view.user() {
-            set_str(attrs, meta("user_id"), user);
-        }
-        if let Some(session) = view.session_id() {
-            set_str(attrs, meta("session_id"), session);
-        }
-        if slot.is_root {
-            let tags = shared::tags(view);
-            if !tags.is_empty() {
-                shared::set(
-                    attrs,
-                    TAGS,
-                    AttrValue::StringArray(tags.into_iter().map(Cow::Borrowed).collect()),
-                );
-            }
-        }
-        if slot.role != SpanRole::Generation {
-            return;
-        }
+    }
+}
 
-        set_str(attrs, meta("model"), view.model());
-        if let Some(provider) = view.provider() {
-            set_str(attrs, meta("provider"), provider);
+/// The `braintrust.*` attributes of a span (see the module docs).
+fn braintrust_attributes<'a>(view: &TraceView<'a>, slot: SpanSlot, attrs: &mut Attributes<'a, '_>) {
+    let ty = match slot.role {
+        SpanRole::Intermediate => "task",
+        SpanRole::Generation => "llm",
+    };
+    shared::set(attrs, SPAN_TYPE, AttrValue::String(Cow::Borrowed(ty)));
+    if slot.top_most {
+        set_str(attrs, meta("trace_name"), view.trace_name());
+    }
+    if let Some(user) = view.user() {
+        set_str(attrs, meta("user_id"), user);
+    }
+    if let Some(session) = view.session_id() {
+        set_str(attrs, meta("session_id"), session);
+    }
+    if slot.is_root {
+        let tags = shared::tags(view);
+        if !tags.is_empty() {
+            shared::set(
+                attrs,
+                TAGS,
+                AttrValue::StringArray(tags.into_iter().map(Cow::Borrowed).collect()),
+            );
         }
+    }
+    if slot.role != SpanRole::Generation {
+        return;
+    }
 
-        // Metrics.
-        set_uint(attrs, "prompt_tokens", view.prompt_tokens());
-        set_uint(attrs, "completion_tokens", view.completion_tokens());
-        set_uint(attrs, "tokens", view.total_tokens());
-        set_uint(attrs, "prompt_cached_tokens", view.cached_tokens());
-        set_uint(
+    set_str(attrs, meta("model"), view.model());
+    if let Some(provider) = view.provider() {
+        set_str(attrs, meta("provider"), provider);
+    }
+
+    // Metrics.
+    set_uint(attrs, "prompt_tokens", view.prompt_tokens());
+    set_uint(attrs, "completion_tokens", view.completion_tokens());
+    set_uint(attrs, "tokens", view.total_tokens());
+    set_uint(attrs, "prompt_cached_tokens", view.cached_tokens());
+    set_uint(
+        attrs,
+        "prompt_cache_creation_tokens",
+        view.cache_write_tokens(),
+    );
+    set_uint(
+        attrs,
+        "completion_reasoning_tokens",
+        view.reasoning_tokens(),
+    );
+    set_f64(
+        attrs,
+        "time_to_first_token",
+        view.time_to_first_token_ms().map(|ms| ms / 1000.0),
+    );
+    set_f64(attrs, "total_cost", view.total_cost());
+    if let Some(details) = view.cost_group().and_then(|c| c.cost_details) {
+        set_f64(
             attrs,
-            "prompt_cache_creation_tokens",
-            view.cache_write_tokens(),
-        );
-        set_uint(
-            attrs,
-            "completion_reasoning_tokens",
-            view.reasoning_tokens(),
+            "prompt_cost",
+            details.get("prompt_cost").and_then(Value::as_f64),
         );
         set_f64(
             attrs,
-            "time_to_first_token",
-            view.time_to_first_token_ms().map(|ms| ms / 1000.0),
+            "completion_cost",
+            details.get("completion_cost").and_then(Value::as_f64),
         );
-        set_f64(attrs, "total_cost", view.total_cost());
-        if let Some(details) = view.cost_group().and_then(|c| c.cost_details) {
-            set_f64(
-                attrs,
-                "prompt_cost",
-                details.get("prompt_cost").and_then(Value::as_f64),
-            );
-            set_f64(
-                attrs,
-                "completion_cost",
-                details.get("completion_cost").and_then(Value::as_f64),
-            );
-        }
+    }
 
-        // Content (none in privacy mode).
-        if let Some(input) = view.input() {
-            if let Some(v) = input.messages.or(input.prompt).or(input.input) {
-                set_json(attrs, INPUT_JSON, v);
-            }
-            if let Some(tools) = input.tools {
-                set_json(attrs, TOOLS, tools);
-            }
+    // Content (none in privacy mode).
+    if let Some(input) = view.input() {
+        if let Some(v) = input.messages.or(input.prompt).or(input.input) {
+            set_json(attrs, INPUT_JSON, v);
         }
-        if let Some(output) = view.output() {
-            match output.choices {
-                Some(choices) => set_json(attrs, OUTPUT_JSON, choices),
-                None => set_json(
-                    attrs,
-                    OUTPUT_JSON,
-                    &CompletionJson {
-                        completion: &output.completion,
-                        reasoning: output.reasoning.as_deref(),
-                        tool_calls: output.tool_calls,
-                    },
-                ),
-            }
+        if let Some(tools) = input.tools {
+            set_json(attrs, TOOLS, tools);
         }
-        if shared::truncate_content(attrs, &CONTENT_KEYS) {
-            shared::set(attrs, meta("truncated"), AttrValue::Bool(true));
-            shared::set(attrs, TRACECAST_TRUNCATED, AttrValue::Bool(true));
+    }
+    if let Some(output) = view.output() {
+        match output.choices {
+            Some(choices) => set_json(attrs, OUTPUT_JSON, choices),
+            None => set_json(
+                attrs,
+                OUTPUT_JSON,
+                &CompletionJson {
+                    completion: &output.completion,
+                    reasoning: output.reasoning.as_deref(),
+                    tool_calls: output.tool_calls,
+                },
+            ),
         }
     }
 }

@@ -283,6 +283,8 @@ async fn an_oversized_prompt_is_truncated_visibly() {
     let mut record = secret_record();
     let huge = "é".repeat(700 * 1024); // 1.4 MB of two-byte characters
     record["request"]["messages"] = json!([{"role": "user", "content": huge}]);
+    // Any oversized string attribute is cut the same way, custom metadata included.
+    record["trace"]["notes"] = json!("n".repeat(1200 * 1024));
     let g = generation(record);
     let req = deliver(
         &rx,
@@ -306,6 +308,10 @@ async fn an_oversized_prompt_is_truncated_visibly() {
         "{}",
         &preview[..40]
     );
+    let notes: Value = serde_json::from_str(s(a, "langsmith.metadata.notes")).unwrap();
+    assert_eq!(notes["truncated"], true);
+    assert_eq!(notes["original_bytes"], 1200 * 1024);
+    assert_eq!(notes["kept_bytes"], 64 * 1024);
     assert!(b(a, "langsmith.metadata.truncated"));
     assert!(b(a, "tracecast.truncated"));
     // The small completion is untouched.

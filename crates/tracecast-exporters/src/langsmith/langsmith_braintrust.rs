@@ -81,38 +81,43 @@ fn prefix(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Replaces each of `keys` whose string value is longer than [`CONTENT_CAP`] bytes with a JSON
+/// Replaces every string attribute longer than [`CONTENT_CAP`] bytes (in practice the prompt,
+/// the completion, tool definitions, or an outsized custom metadata value) with a JSON
 /// truncation marker `{"truncated":true,"original_bytes":N,"kept_bytes":K,"note":"...",
-/// "preview":"<first K bytes>"}`. Returns whether anything was truncated; the caller then flags
-/// the span so the cut is visible in the platform.
-pub fn truncate_content(attrs: &mut Attributes<'_, '_>, keys: &[&str]) -> bool {
-    let mut any = false;
-    for key in keys {
-        let replacement = match attrs.get(key) {
-            Some(AttrValue::String(s)) if s.len() > CONTENT_CAP => {
-                let preview = prefix(s, PREVIEW_BYTES);
-                serde_json::to_string(&TruncationMarker {
-                    truncated: true,
-                    original_bytes: s.len(),
-                    kept_bytes: preview.len(),
-                    note: "truncated by tracecast: the value exceeded the per-attribute limit",
-                    preview,
-                })
-                .ok()
+/// "preview":"<first K bytes>"}`, in place. Returns whether anything was truncated; the caller
+/// then flags the span so the cut is visible in the platform.
+pub fn truncate_oversized(attrs: &mut Attributes<'_, '_>) -> bool {
+    let oversized: Vec<String> = attrs
+        .iter()
+        .filter(|a| matches!(&a.value, AttrValue::String(s) if s.len() > CONTENT_CAP))
+        .map(|a| a.key.to_string())
+        .collect();
+    if oversized.is_empty() {
+        return false;
+    }
+    let mut replaced = Vec::with_capacity(oversized.len());
+    for key in &oversized {
+        if let Some(AttrValue::String(s)) = attrs.get(key) {
+            let preview = prefix(s, PREVIEW_BYTES);
+            if let Ok(marker) = serde_json::to_string(&TruncationMarker {
+                truncated: true,
+                original_bytes: s.len(),
+                kept_bytes: preview.len(),
+                note: "truncated by tracecast: the value exceeded the per-attribute limit",
+                preview,
+            }) {
+                replaced.push((key.clone(), marker));
             }
-            _ => None,
-        };
-        if let Some(marker) = replacement {
-            let key = (*key).to_owned();
-            attrs.remove(&key);
-            attrs.push(Attr {
-                key: Cow::Owned(key),
-                value: AttrValue::String(Cow::Owned(marker)),
-            });
-            any = true;
         }
     }
-    any
+    for (key, marker) in replaced {
+        attrs.remove(&key);
+        attrs.push(Attr {
+            key: Cow::Owned(key),
+            value: AttrValue::String(Cow::Owned(marker)),
+        });
+    }
+    true
 }
 
 /// A header carrying a credential or a config value: invalid values are a config error that

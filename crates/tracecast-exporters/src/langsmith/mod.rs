@@ -56,8 +56,9 @@
 //!
 //! # Limits and truncation
 //!
-//! At most 100 generations and 5 MiB per request. A content attribute (`gen_ai.prompt`,
-//! `gen_ai.completion`, `gen_ai.tool.definitions`) over 1 MiB is replaced by a JSON marker
+//! At most 100 generations and 5 MiB per request. Any string attribute over 1 MiB (in practice
+//! `gen_ai.prompt`, `gen_ai.completion`, `gen_ai.tool.definitions`, or an outsized custom
+//! metadata value) is replaced by a JSON marker
 //! `{"truncated":true,"original_bytes":…,"kept_bytes":…,"note":…,"preview":"<first 64 KiB>"}`
 //! and the span gets `langsmith.metadata.truncated = true` and `tracecast.truncated = true`.
 //!
@@ -107,13 +108,6 @@ pub const TRACE_NAME: &str = "langsmith.trace.name";
 pub const SPAN_TAGS: &str = "langsmith.span.tags";
 /// Set on a span whose content was truncated (in every dialect of this module's types).
 pub const TRACECAST_TRUNCATED: &str = "tracecast.truncated";
-
-/// Content attributes that may be truncated.
-const CONTENT_KEYS: [&str; 3] = [
-    k::GEN_AI_PROMPT,
-    k::GEN_AI_COMPLETION,
-    k::GEN_AI_TOOL_DEFINITIONS,
-];
 
 /// LangSmith's flavour of OTLP (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
@@ -194,10 +188,10 @@ impl OtlpDialect for LangsmithDialect {
                 meta("ls_model_name"),
                 AttrValue::String(Cow::Borrowed(name)),
             );
-            if shared::truncate_content(attrs, &CONTENT_KEYS) {
-                shared::set(attrs, meta("truncated"), AttrValue::Bool(true));
-                shared::set(attrs, TRACECAST_TRUNCATED, AttrValue::Bool(true));
-            }
+        }
+        if shared::truncate_oversized(attrs) {
+            shared::set(attrs, meta("truncated"), AttrValue::Bool(true));
+            shared::set(attrs, TRACECAST_TRUNCATED, AttrValue::Bool(true));
         }
     }
 }
