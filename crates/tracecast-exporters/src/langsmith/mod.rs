@@ -46,6 +46,10 @@
 //! `trace.generation_name`, or `trace.trace_name` when the generation is itself the root run and
 //! has no `generation_name`. The top-most span also carries `langsmith.metadata.trace_name`, so
 //! the trace name stays visible when a `span_name` or `generation_name` names the root run.
+//! `langsmith.trace.session_id` is deliberately not set from `session_id`: in LangSmith's run
+//! model a run's "session" is its project (tracer session), which the `Langsmith-Project`
+//! header already names. OpenRouter's third run type (EVENT -> `tool`) does not occur: a
+//! generation emits no event observations.
 //! Fields set from the generation (`user_id`, `session_id`, `trace_name`, `ls_provider`,
 //! `ls_model_name`, `truncated`) win over custom metadata keys of the same name.
 //!
