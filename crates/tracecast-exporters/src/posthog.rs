@@ -226,7 +226,10 @@ pub fn event(view: &TraceView<'_>) -> Value {
         put("$ai_output_tokens", json!(v));
     }
     let total = view.total_tokens().or_else(|| {
-        Some(view.prompt_tokens()?.saturating_add(view.completion_tokens()?))
+        Some(
+            view.prompt_tokens()?
+                .saturating_add(view.completion_tokens()?),
+        )
     });
     if let Some(v) = total {
         put("$ai_total_tokens", json!(v));
@@ -521,10 +524,7 @@ impl Exporter for PosthogExporter {
                     ),
                     _ => ConnectionCheck::failed(
                         Some(status),
-                        format!(
-                            "PostHog answered {status} to POST {path}{}",
-                            snippet(&text)
-                        ),
+                        format!("PostHog answered {status} to POST {path}{}", snippet(&text)),
                     ),
                 }
             }

@@ -116,14 +116,21 @@ fn keys_within(obj: &Map<String, Value>, allowed: &[&str], what: &str) {
 }
 
 fn string_tags(v: &Value, what: &str) {
-    for t in v.as_array().unwrap_or_else(|| panic!("{what}: tags must be a list")) {
-        let t = t.as_str().unwrap_or_else(|| panic!("{what}: tag {t} is not a string"));
+    for t in v
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: tags must be a list"))
+    {
+        let t = t
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: tag {t} is not a string"));
         assert!(t.contains(':') && t.len() <= 200, "{what}: tag {t:?}");
     }
 }
 
 fn validate_io(io: &Value, what: &str) {
-    let o = io.as_object().unwrap_or_else(|| panic!("{what}: IO is an object"));
+    let o = io
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: IO is an object"));
     keys_within(o, &["value", "messages", "documents", "prompt"], what);
     if let Some(v) = o.get("value") {
         assert!(v.is_string(), "{what}.value is a string");
@@ -131,12 +138,33 @@ fn validate_io(io: &Value, what: &str) {
     if let Some(ms) = o.get("messages") {
         for m in ms.as_array().expect("messages is a list") {
             let m = m.as_object().expect("a message is an object");
-            keys_within(m, &["content", "role", "tool_calls", "tool_results", "tool_id"], what);
-            assert!(m["content"].is_string(), "{what}: Message.content is a required string");
-            assert!(m.get("role").is_none_or(Value::is_string), "{what}: Message.role");
-            for c in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                assert!(c["name"].is_string() && c["arguments"].is_object(), "{what}: {c}");
-                assert!(c["tool_id"].is_string() && c["type"].is_string(), "{what}: {c}");
+            keys_within(
+                m,
+                &["content", "role", "tool_calls", "tool_results", "tool_id"],
+                what,
+            );
+            assert!(
+                m["content"].is_string(),
+                "{what}: Message.content is a required string"
+            );
+            assert!(
+                m.get("role").is_none_or(Value::is_string),
+                "{what}: Message.role"
+            );
+            for c in m
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    c["name"].is_string() && c["arguments"].is_object(),
+                    "{what}: {c}"
+                );
+                assert!(
+                    c["tool_id"].is_string() && c["type"].is_string(),
+                    "{what}: {c}"
+                );
             }
         }
     }
@@ -148,15 +176,26 @@ fn validate(body: &Value) {
     keys_within(root, &["data"], "body");
     let data = root["data"].as_object().expect("data [required]");
     keys_within(data, &["type", "attributes"], "SpansRequestData");
-    assert_eq!(data["type"], "span", "SpansRequestData.type [required] = span");
-    let attrs = data["attributes"].as_object().expect("attributes [required]");
-    keys_within(attrs, &["ml_app", "spans", "tags", "session_id"], "SpansPayload");
+    assert_eq!(
+        data["type"], "span",
+        "SpansRequestData.type [required] = span"
+    );
+    let attrs = data["attributes"]
+        .as_object()
+        .expect("attributes [required]");
+    keys_within(
+        attrs,
+        &["ml_app", "spans", "tags", "session_id"],
+        "SpansPayload",
+    );
     let app = attrs["ml_app"].as_str().expect("ml_app [required] string");
     assert!(
         !app.is_empty()
             && app.len() <= 193
             && app == app.to_lowercase()
-            && app.chars().all(|c| c.is_alphanumeric() || "_-:./".contains(c))
+            && app
+                .chars()
+                .all(|c| c.is_alphanumeric() || "_-:./".contains(c))
             && !app.contains("__")
             && !app.ends_with('_'),
         "ml_app {app:?} breaks the application naming guidelines"
@@ -171,8 +210,18 @@ fn validate(body: &Value) {
         keys_within(
             s,
             &[
-                "name", "span_id", "trace_id", "parent_id", "start_ns", "duration", "meta",
-                "status", "apm_trace_id", "metrics", "session_id", "tags",
+                "name",
+                "span_id",
+                "trace_id",
+                "parent_id",
+                "start_ns",
+                "duration",
+                "meta",
+                "status",
+                "apm_trace_id",
+                "metrics",
+                "session_id",
+                "tags",
                 // Set by ddtrace on spans whose input/output were dropped.
                 "collection_errors",
             ],
@@ -185,7 +234,10 @@ fn validate(body: &Value) {
             );
         }
         assert!(is_u64(&s["start_ns"]), "Span.start_ns [required] uint64");
-        assert!(s["duration"].is_number(), "Span.duration [required] float64");
+        assert!(
+            s["duration"].is_number(),
+            "Span.duration [required] float64"
+        );
         if let Some(st) = s.get("status") {
             assert!(st == "ok" || st == "error", "Span.status {st}");
         }
@@ -198,12 +250,29 @@ fn validate(body: &Value) {
         let meta = s["meta"].as_object().expect("Span.meta [required]");
         keys_within(
             meta,
-            &["kind", "error", "input", "output", "metadata", "model_name", "model_provider"],
+            &[
+                "kind",
+                "error",
+                "input",
+                "output",
+                "metadata",
+                "model_name",
+                "model_provider",
+            ],
             "Meta",
         );
         let kind = meta["kind"].as_str().expect("Meta.kind [required]");
         assert!(
-            ["agent", "workflow", "llm", "tool", "task", "embedding", "retrieval"].contains(&kind),
+            [
+                "agent",
+                "workflow",
+                "llm",
+                "tool",
+                "task",
+                "embedding",
+                "retrieval"
+            ]
+            .contains(&kind),
             "Meta.kind {kind}"
         );
         if let Some(e) = meta.get("error") {
@@ -226,16 +295,26 @@ fn validate(body: &Value) {
         }
         if let Some(m) = s.get("metrics") {
             let m = m.as_object().expect("Metrics object");
-            assert!(kind == "llm" || m.is_empty(), "token metrics only on llm spans");
+            assert!(
+                kind == "llm" || m.is_empty(),
+                "token metrics only on llm spans"
+            );
             keys_within(
                 m,
                 &[
                     // Documented.
-                    "input_tokens", "output_tokens", "total_tokens", "time_to_first_token",
+                    "input_tokens",
+                    "output_tokens",
+                    "total_tokens",
+                    "time_to_first_token",
                     "time_per_output_token",
                     // Sent by Datadog's SDKs and LiteLLM's Datadog integration.
-                    "total_cost", "input_cost", "output_cost", "cache_read_input_tokens",
-                    "cache_write_input_tokens", "reasoning_output_tokens",
+                    "total_cost",
+                    "input_cost",
+                    "output_cost",
+                    "cache_read_input_tokens",
+                    "cache_write_input_tokens",
+                    "reasoning_output_tokens",
                 ],
                 "Metrics",
             );
@@ -243,7 +322,6 @@ fn validate(body: &Value) {
         }
     }
 }
-
 
 // ---- a receiver without axum's 2 MB body limit (for the 5 MB request limit) ----
 
@@ -261,17 +339,25 @@ impl BigReceiver {
             Arc<std::sync::Mutex<Vec<bytes::Bytes>>>,
             Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
         );
-        async fn handle(State((bodies, answers)): State<Shared>, body: bytes::Bytes) -> axum::response::Response {
+        async fn handle(
+            State((bodies, answers)): State<Shared>,
+            body: bytes::Bytes,
+        ) -> axum::response::Response {
             bodies.lock().unwrap().push(body);
             let (status, retry_after) = answers.lock().unwrap().pop_front().unwrap_or((202, None));
-            let mut resp = axum::http::StatusCode::from_u16(status).unwrap().into_response();
+            let mut resp = axum::http::StatusCode::from_u16(status)
+                .unwrap()
+                .into_response();
             if let Some(r) = retry_after {
                 resp.headers_mut().insert("retry-after", r.parse().unwrap());
             }
             resp
         }
         let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let shared: Shared = (bodies.clone(), Arc::new(std::sync::Mutex::new(statuses.into())));
+        let shared: Shared = (
+            bodies.clone(),
+            Arc::new(std::sync::Mutex::new(statuses.into())),
+        );
         let app = axum::Router::new()
             .fallback(handle)
             .layer(DefaultBodyLimit::disable())
@@ -323,7 +409,9 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     assert_eq!(sp[0]["meta"]["kind"], "workflow");
     assert_eq!(
         sp[0]["parent_id"],
-        u64::from_str_radix("00f067aa0ba902b7", 16).unwrap().to_string()
+        u64::from_str_radix("00f067aa0ba902b7", 16)
+            .unwrap()
+            .to_string()
     );
     assert_eq!(
         sp[0]["span_id"],
@@ -332,7 +420,10 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     let l = &sp[1];
     assert_eq!(l["name"], "Extract Order Details");
     assert_eq!(l["parent_id"], sp[0]["span_id"]);
-    assert_eq!(l["span_id"], sha_dec8("gen-1767225600-AbCdEfGhIjKlMnOpQrSt"));
+    assert_eq!(
+        l["span_id"],
+        sha_dec8("gen-1767225600-AbCdEfGhIjKlMnOpQrSt")
+    );
     assert_eq!(l["status"], "ok");
     assert_eq!(l["session_id"], "session_abc");
     // 2026-01-01T00:00:00.250Z, latency 1523.5 ms.
@@ -452,7 +543,10 @@ async fn supported_metadata_keys_name_the_spans() {
     let v = body(&req);
     let sp = spans(&v);
     assert_eq!(sp.len(), 3);
-    assert!(sp.iter().all(|s| s["trace_id"] == sha_hex16("support-42").as_str()));
+    assert!(
+        sp.iter()
+            .all(|s| s["trace_id"] == sha_hex16("support-42").as_str())
+    );
     assert_eq!(sp[0]["name"], "Customer Support Bot");
     assert_eq!(sp[0]["meta"]["kind"], "workflow");
     assert_eq!(sp[0]["parent_id"], "undefined", "the root");
@@ -509,7 +603,10 @@ async fn user_session_tags_environment_and_custom_metadata() {
     let g = generation(r);
     let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
     let v = body(&req);
-    assert_eq!(v["data"]["attributes"]["tags"], json!(["service:production-app"]));
+    assert_eq!(
+        v["data"]["attributes"]["tags"],
+        json!(["service:production-app"])
+    );
     let l = llm(&v);
     let t = tags(&l);
     for want in [
@@ -526,7 +623,10 @@ async fn user_session_tags_environment_and_custom_metadata() {
     assert_eq!(md["ticket_id"], "TICKET-1234");
     assert_eq!(md["environment"], "production");
     assert_eq!(md["model_name"], "openai/gpt-4o", "ours wins");
-    assert_eq!(md["trace.model_name"], "custom-collides", "the custom value is kept");
+    assert_eq!(
+        md["trace.model_name"], "custom-collides",
+        "the custom value is kept"
+    );
 
     // No user and no session: no such tags, no session_id.
     let mut anon = record(json!({}));
@@ -536,7 +636,11 @@ async fn user_session_tags_environment_and_custom_metadata() {
     let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
     let l = llm(&body(&req));
     assert!(l.get("session_id").is_none());
-    assert!(!tags(&l).iter().any(|t| t.starts_with("user_id:") || t.starts_with("session_id:")));
+    assert!(
+        !tags(&l)
+            .iter()
+            .any(|t| t.starts_with("user_id:") || t.starts_with("session_id:"))
+    );
 }
 
 #[tokio::test]
@@ -659,7 +763,11 @@ async fn an_oversized_span_keeps_everything_but_its_content() {
     let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
     let l = llm(&body(&req));
     let blob = l["meta"]["metadata"]["blob"].as_str().unwrap();
-    assert!(blob.len() < 2048 && blob.ends_with("…[truncated]"), "{}", blob.len());
+    assert!(
+        blob.len() < 2048 && blob.ends_with("…[truncated]"),
+        "{}",
+        blob.len()
+    );
 }
 
 #[tokio::test]
@@ -729,7 +837,11 @@ async fn a_batch_over_5_mb_is_split_and_partial_answers_are_per_trace() {
     .unwrap();
     let payload = exp.encode(&views).unwrap();
     match exp.send(&payload).await {
-        Outcome::Retry { status, retry_after, .. } => {
+        Outcome::Retry {
+            status,
+            retry_after,
+            ..
+        } => {
             assert_eq!(status, Some(429));
             assert_eq!(retry_after, Some(Duration::from_secs(3)));
         }
@@ -763,7 +875,10 @@ async fn test_connection_validates_the_api_key() {
     rx.reply(Reply::status(500).body("down"));
     let check = exp.test_connection().await;
     assert!(!check.ok);
-    assert_eq!(check.message, "Datadog answered 500 to GET /api/v1/validate: down");
+    assert_eq!(
+        check.message,
+        "Datadog answered 500 to GET /api/v1/validate: down"
+    );
     for _ in 0..2 {
         rx.next().await;
     }
@@ -777,7 +892,9 @@ async fn test_connection_validates_the_api_key() {
     let check = refused.test_connection().await;
     assert!(!check.ok && check.status.is_none());
     assert!(
-        check.message.starts_with("Datadog could not be reached: connection failed"),
+        check
+            .message
+            .starts_with("Datadog could not be reached: connection failed"),
         "{check:?}"
     );
 }
@@ -800,7 +917,14 @@ fn config_is_read_and_checked() {
             .contains("not a valid header name")
     );
     // The default site, and a full intake URL is accepted as a base.
-    assert!(build(DestinationType::Datadog, &config(json!({"apiKey": "k", "mlApp": "a"})), &ctx).is_ok());
+    assert!(
+        build(
+            DestinationType::Datadog,
+            &config(json!({"apiKey": "k", "mlApp": "a"})),
+            &ctx
+        )
+        .is_ok()
+    );
     assert!(
         build(
             DestinationType::Datadog,

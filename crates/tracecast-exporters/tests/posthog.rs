@@ -204,7 +204,12 @@ fn validate(body: &Value) {
             "$ai_trace_id {tid:?} has characters PostHog does not allow"
         );
         for msgs in ["$ai_input", "$ai_output_choices"] {
-            for m in props.get(msgs).and_then(Value::as_array).into_iter().flatten() {
+            for m in props
+                .get(msgs)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 assert!(m["role"].is_string(), "{msgs}: message role");
                 assert!(m.get("content").is_some(), "{msgs}: message content");
             }
@@ -230,7 +235,10 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     assert_eq!(req.path, "/batch/");
     assert_eq!(req.header("x-proxy-token"), Some("p-1"));
     assert_eq!(req.header("content-type"), Some("application/json"));
-    assert!(req.header("authorization").is_none(), "the key is in the body");
+    assert!(
+        req.header("authorization").is_none(),
+        "the key is in the body"
+    );
     let v = body(&req);
     assert_eq!(v["api_key"], KEY);
     let ev = &events(&v)[0];
@@ -278,7 +286,10 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     assert_eq!(p["$ai_temperature"], 0.2);
     assert_eq!(p["$ai_max_tokens"], 256);
     assert_eq!(p["$ai_model_parameters"]["top_p"], 0.9);
-    assert!(p.get("$process_person_profile").is_none(), "identified user");
+    assert!(
+        p.get("$process_person_profile").is_none(),
+        "identified user"
+    );
     // Custom keys as metadata_<key>, and the other reserved keys too.
     assert_eq!(p["metadata_order_id"], "ORD-12345");
     assert_eq!(p["metadata_attempt"], 2);
@@ -435,16 +446,25 @@ async fn errors_prompts_and_responses_inputs() {
     let mut r = secret_record();
     r["error"] = json!({"code": "moderation", "message": "flagged"});
     let p = one(&exp, &rx, r, TraceOptions::default()).await["properties"].clone();
-    assert_eq!(p["$ai_http_status"], 0, "as PostHog's SDKs: 0 without an HTTP status");
+    assert_eq!(
+        p["$ai_http_status"], 0,
+        "as PostHog's SDKs: 0 without an HTTP status"
+    );
     // A completions prompt and a Responses-API input become user messages.
     let mut r = secret_record();
     r["request"] = json!({"prompt": "Once upon"});
     let p = one(&exp, &rx, r, TraceOptions::default()).await["properties"].clone();
-    assert_eq!(p["$ai_input"], json!([{"role": "user", "content": "Once upon"}]));
+    assert_eq!(
+        p["$ai_input"],
+        json!([{"role": "user", "content": "Once upon"}])
+    );
     let mut r = secret_record();
     r["request"] = json!({"input": "Hi there"});
     let p = one(&exp, &rx, r, TraceOptions::default()).await["properties"].clone();
-    assert_eq!(p["$ai_input"], json!([{"role": "user", "content": "Hi there"}]));
+    assert_eq!(
+        p["$ai_input"],
+        json!([{"role": "user", "content": "Hi there"}])
+    );
 }
 
 #[tokio::test]
@@ -473,7 +493,9 @@ async fn answers_are_classified() {
         }
         other => panic!("429: {other:?}"),
     }
-    rx.reply(Reply::status(401).body(r#"{"type":"authentication_error","code":"invalid_api_key"}"#));
+    rx.reply(
+        Reply::status(401).body(r#"{"type":"authentication_error","code":"invalid_api_key"}"#),
+    );
     assert!(matches!(
         exp.send(&payload).await,
         Outcome::Unauthorized { status: 401, .. }
@@ -601,12 +623,16 @@ async fn a_batch_over_5_mib_is_split_and_partial_answers_are_per_trace() {
         Outcome::Partial(items) => {
             let (a, b) = (sizes[0], sizes[0] + sizes[1]);
             assert!(items[..a].iter().all(|i| *i == ItemOutcome::Delivered));
-            assert!(items[a..b]
-                .iter()
-                .all(|i| matches!(i, ItemOutcome::Rejected { error } if error.contains("400"))));
-            assert!(items[b..]
-                .iter()
-                .all(|i| matches!(i, ItemOutcome::Retry { error } if error.contains("503"))));
+            assert!(
+                items[a..b]
+                    .iter()
+                    .all(|i| matches!(i, ItemOutcome::Rejected { error } if error.contains("400")))
+            );
+            assert!(
+                items[b..]
+                    .iter()
+                    .all(|i| matches!(i, ItemOutcome::Retry { error } if error.contains("503")))
+            );
         }
         other => panic!("expected per-trace answers, got {other:?}"),
     }
@@ -620,16 +646,25 @@ async fn test_connection_checks_the_project_key_without_sending_an_event() {
     let ok = exp.test_connection().await;
     assert!(ok.ok, "{ok:?}");
     assert_eq!(ok.status, Some(200));
-    assert!(ok.message.starts_with("PostHog accepted the project API key (200"), "{ok:?}");
+    assert!(
+        ok.message
+            .starts_with("PostHog accepted the project API key (200"),
+        "{ok:?}"
+    );
     let req = rx.next().await;
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/flags/");
     assert_eq!(req.header("x-proxy-token"), Some("p-1"));
     let b: Value = serde_json::from_slice(&req.body).unwrap();
     assert_eq!(b, json!({"api_key": KEY, "distinct_id": TEST_DISTINCT_ID}));
-    assert!(b.get("batch").is_none() && b.get("event").is_none(), "no event");
+    assert!(
+        b.get("batch").is_none() && b.get("event").is_none(),
+        "no event"
+    );
 
-    rx.reply(Reply::status(401).body(r#"{"type":"authentication_error","code":"invalid_api_key"}"#));
+    rx.reply(
+        Reply::status(401).body(r#"{"type":"authentication_error","code":"invalid_api_key"}"#),
+    );
     let check = exp.test_connection().await;
     assert_eq!(check.status, Some(401));
     assert!(!check.ok);
@@ -653,7 +688,9 @@ async fn test_connection_checks_the_project_key_without_sending_an_event() {
     let check = refused.test_connection().await;
     assert!(!check.ok && check.status.is_none());
     assert!(
-        check.message.starts_with("PostHog could not be reached: connection failed"),
+        check
+            .message
+            .starts_with("PostHog could not be reached: connection failed"),
         "{check:?}"
     );
 }
@@ -673,5 +710,12 @@ fn config_is_read_and_checked() {
         err(json!({"apiKey": "phc_x", "headers": {"Bad Name": "v"}}))
             .contains("not a valid header name")
     );
-    assert!(build(DestinationType::Posthog, &config(json!({"apiKey": "phc_x"})), &ctx).is_ok());
+    assert!(
+        build(
+            DestinationType::Posthog,
+            &config(json!({"apiKey": "phc_x"})),
+            &ctx
+        )
+        .is_ok()
+    );
 }

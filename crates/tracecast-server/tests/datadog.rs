@@ -96,7 +96,10 @@ async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value)
         if cond(&st) {
             return st;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {st}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -116,7 +119,10 @@ async fn datadog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
-    assert_eq!(r.body["data"]["message"], "Datadog accepted the API key (200)");
+    assert_eq!(
+        r.body["data"]["message"],
+        "Datadog accepted the API key (200)"
+    );
     assert_eq!(rec.requests()[0].method, "GET");
     assert_eq!(rec.requests()[0].headers["dd-api-key"], "dd-old-key-1234");
 
@@ -129,7 +135,11 @@ async fn datadog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["data"]["id"].as_str().unwrap().to_string();
-    assert!(!r.text.contains("dd-old-key-1234"), "the key is masked: {}", r.text);
+    assert!(
+        !r.text.contains("dd-old-key-1234"),
+        "the key is masked: {}",
+        r.text
+    );
 
     ingest(&s, &key, &["dd-1", "dd-2", "dd-3"]).await;
     rec.wait(15, "three llm spans", |r| delivered(r).len() == 3)
@@ -146,13 +156,27 @@ async fn datadog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
     assert_eq!(attrs["ml_app"], "e2e_app");
     assert_eq!(attrs["tags"], json!(["service:e2e_app"]));
     let spans = attrs["spans"].as_array().unwrap();
-    let root = spans.iter().find(|s| s["parent_id"] == "undefined").unwrap();
+    let root = spans
+        .iter()
+        .find(|s| s["parent_id"] == "undefined")
+        .unwrap();
     assert_eq!(root["name"], "Doc pipeline");
     let llm = spans.iter().find(|s| s["meta"]["kind"] == "llm").unwrap();
     assert_eq!(llm["name"], "Summarise");
-    assert_eq!(llm["meta"]["input"]["messages"][0]["content"], "PROMPT-TEXT");
-    assert!(llm["tags"].as_array().unwrap().contains(&json!("env:staging")));
-    let st = wait_status(&s, &id, "three delivered", |st| st["counts"]["delivered"] == 3).await;
+    assert_eq!(
+        llm["meta"]["input"]["messages"][0]["content"],
+        "PROMPT-TEXT"
+    );
+    assert!(
+        llm["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("env:staging"))
+    );
+    let st = wait_status(&s, &id, "three delivered", |st| {
+        st["counts"]["delivered"] == 3
+    })
+    .await;
     assert_eq!(st["last_error"]["status"], 429);
 
     // The key is refused: the destination pauses and keeps its queue.
@@ -164,7 +188,10 @@ async fn datadog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
     })
     .await;
     assert!(
-        st["reason"].as_str().unwrap().contains("credentials rejected (403)"),
+        st["reason"]
+            .as_str()
+            .unwrap()
+            .contains("credentials rejected (403)"),
         "{st}"
     );
     assert_eq!(st["counts"]["dead_lettered"], 0);
@@ -172,7 +199,10 @@ async fn datadog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
     // A new key resumes delivery with nothing lost.
     rec.set_mode(Mode::Ok);
     let p = s
-        .patch(&format!("{DEST}/{id}"), json!({"config": {"apiKey": "dd-new-key-5678"}}))
+        .patch(
+            &format!("{DEST}/{id}"),
+            json!({"config": {"apiKey": "dd-new-key-5678"}}),
+        )
         .await;
     assert_eq!(p.status, 200, "{}", p.text);
     rec.wait(15, "all five", |r| delivered(r).len() == 5).await;
@@ -200,10 +230,14 @@ async fn datadog_privacy_mode_end_to_end() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     ingest(&s, &key, &["p-1", "p-2"]).await;
-    rec.wait(15, "two llm spans", |r| delivered(r).len() == 2).await;
+    rec.wait(15, "two llm spans", |r| delivered(r).len() == 2)
+        .await;
     for r in rec.requests() {
         let text = String::from_utf8_lossy(&r.body);
-        assert!(!text.contains("PROMPT-TEXT") && !text.contains("COMPLETION-TEXT"), "{text}");
+        assert!(
+            !text.contains("PROMPT-TEXT") && !text.contains("COMPLETION-TEXT"),
+            "{text}"
+        );
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         let llm = v["data"]["attributes"]["spans"]
             .as_array()

@@ -98,7 +98,10 @@ async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value)
         if cond(&st) {
             return st;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {st}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -131,10 +134,15 @@ async fn posthog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["data"]["id"].as_str().unwrap().to_string();
-    assert!(!r.text.contains("phc_old_key_1234"), "the key is masked: {}", r.text);
+    assert!(
+        !r.text.contains("phc_old_key_1234"),
+        "the key is masked: {}",
+        r.text
+    );
 
     ingest(&s, &key, &["ph-1", "ph-2", "ph-3"]).await;
-    rec.wait(15, "three events", |r| delivered(r).len() == 3).await;
+    rec.wait(15, "three events", |r| delivered(r).len() == 3)
+        .await;
     let reqs: Vec<_> = rec.requests().into_iter().skip(1).collect();
     assert_eq!(reqs[0].answered, 429);
     let gap = reqs[1].at - reqs[0].at;
@@ -156,7 +164,10 @@ async fn posthog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
     assert_eq!(p["$ai_session_id"], "session-e2e");
     assert_eq!(p["metadata_environment"], "staging");
     assert_eq!(p["$ai_input"][0]["content"], "PROMPT-TEXT");
-    let st = wait_status(&s, &id, "three delivered", |st| st["counts"]["delivered"] == 3).await;
+    let st = wait_status(&s, &id, "three delivered", |st| {
+        st["counts"]["delivered"] == 3
+    })
+    .await;
     assert_eq!(st["last_error"]["status"], 429);
 
     // The key is refused: the destination pauses and keeps its queue.
@@ -168,7 +179,10 @@ async fn posthog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
     })
     .await;
     assert!(
-        st["reason"].as_str().unwrap().contains("credentials rejected (401)"),
+        st["reason"]
+            .as_str()
+            .unwrap()
+            .contains("credentials rejected (401)"),
         "{st}"
     );
     assert_eq!(st["counts"]["dead_lettered"], 0);
@@ -176,7 +190,10 @@ async fn posthog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
     // A new key resumes delivery with nothing lost.
     rec.set_mode(Mode::Ok);
     let p = s
-        .patch(&format!("{DEST}/{id}"), json!({"config": {"apiKey": "phc_new_key_5678"}}))
+        .patch(
+            &format!("{DEST}/{id}"),
+            json!({"config": {"apiKey": "phc_new_key_5678"}}),
+        )
         .await;
     assert_eq!(p.status, 200, "{}", p.text);
     rec.wait(15, "all five", |r| delivered(r).len() == 5).await;
@@ -204,10 +221,14 @@ async fn posthog_privacy_mode_end_to_end() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     ingest(&s, &key, &["p-1", "p-2"]).await;
-    rec.wait(15, "two events", |r| delivered(r).len() == 2).await;
+    rec.wait(15, "two events", |r| delivered(r).len() == 2)
+        .await;
     for r in rec.requests() {
         let text = String::from_utf8_lossy(&r.body);
-        assert!(!text.contains("PROMPT-TEXT") && !text.contains("COMPLETION-TEXT"), "{text}");
+        assert!(
+            !text.contains("PROMPT-TEXT") && !text.contains("COMPLETION-TEXT"),
+            "{text}"
+        );
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         for e in v["batch"].as_array().unwrap() {
             let p = &e["properties"];

@@ -141,7 +141,10 @@ pub(crate) fn combine(sizes: &[usize], answers: Vec<Outcome>) -> Outcome {
 
 /// Whether a chunk's answer stops the chunks after it from being sent.
 pub(crate) fn stops(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Retry { .. } | Outcome::Unauthorized { .. })
+    matches!(
+        outcome,
+        Outcome::Retry { .. } | Outcome::Unauthorized { .. }
+    )
 }
 
 /// The first 16 bytes of SHA-256 of `parts` joined by U+001F.
@@ -296,7 +299,9 @@ mod tests {
 
     #[test]
     fn pack_and_split_round_trip() {
-        let events: Vec<Vec<u8>> = (0..5).map(|i| format!("{{\"e\":{i}}}").into_bytes()).collect();
+        let events: Vec<Vec<u8>> = (0..5)
+            .map(|i| format!("{{\"e\":{i}}}").into_bytes())
+            .collect();
         let wrap = |l: &[u8]| [b"[".as_slice(), l, b"]"].concat();
         let one = pack(&events, 1000, 2, wrap);
         let c = chunks(&one).unwrap();
@@ -306,10 +311,7 @@ mod tests {
         // 7 bytes per event, room for two per request.
         let many = pack(&events, 2 + 7 + 1 + 7, 2, wrap);
         let c = chunks(&many).unwrap();
-        assert_eq!(
-            c.iter().map(|c| c.items).collect::<Vec<_>>(),
-            vec![2, 2, 1]
-        );
+        assert_eq!(c.iter().map(|c| c.items).collect::<Vec<_>>(), vec![2, 2, 1]);
         assert!(c.iter().all(|c| c.json.len() <= 17));
         assert_eq!(c[2].json, br#"[{"e":4}]"#);
         assert!(chunks(b"x{}\n").is_err());
@@ -336,7 +338,9 @@ mod tests {
         match combine(&[1, 1, 1], vec![Outcome::Delivered, rejected, retry]) {
             Outcome::Partial(items) => {
                 assert_eq!(items[0], ItemOutcome::Delivered);
-                assert!(matches!(&items[1], ItemOutcome::Rejected { error } if error.contains("bad")));
+                assert!(
+                    matches!(&items[1], ItemOutcome::Rejected { error } if error.contains("bad"))
+                );
                 assert!(matches!(&items[2], ItemOutcome::Retry { .. }));
             }
             other => panic!("{other:?}"),
@@ -368,7 +372,9 @@ mod tests {
         assert!(shorten_strings(&mut v, 3, "…"));
         assert_eq!(v, serde_json::json!({"a": "xxx…", "b": ["yyy…", 1]}));
         assert_eq!(
-            content_text(&serde_json::json!([{"type": "text", "text": "a"}, {"type": "image_url"}])),
+            content_text(
+                &serde_json::json!([{"type": "text", "text": "a"}, {"type": "image_url"}])
+            ),
             "a\n[image_url]"
         );
     }

@@ -96,12 +96,14 @@ impl DatadogExporter {
     pub fn new(config: &Map<String, Value>, ctx: &ExportContext) -> Result<Self, ExportError> {
         let api_key = required_str(config, "apiKey")?;
         let ml_app = ml_app(required_str(config, "mlApp")?)?;
-        let base = crate::config::optional_str(config, "url").unwrap_or("https://api.datadoghq.com");
+        let base =
+            crate::config::optional_str(config, "url").unwrap_or("https://api.datadoghq.com");
         let base = base.trim_end_matches('/');
         let base = base.strip_suffix(SPANS_PATH).unwrap_or(base);
         let parse = |path: &str| {
-            let u = Url::parse(&format!("{base}{path}"))
-                .map_err(|e| ExportError::Config(format!("url: {base:?} is not a valid URL: {e}")))?;
+            let u = Url::parse(&format!("{base}{path}")).map_err(|e| {
+                ExportError::Config(format!("url: {base:?} is not a valid URL: {e}"))
+            })?;
             if !matches!(u.scheme(), "http" | "https") {
                 return Err(ExportError::Config(format!(
                     "url: {base} is not an http(s) URL"
@@ -402,7 +404,10 @@ fn metrics(view: &TraceView<'_>) -> Map<String, Value> {
         m.insert("output_tokens".into(), json!(v));
     }
     let total = view.total_tokens().or_else(|| {
-        Some(view.prompt_tokens()?.saturating_add(view.completion_tokens()?))
+        Some(
+            view.prompt_tokens()?
+                .saturating_add(view.completion_tokens()?),
+        )
     });
     if let Some(v) = total {
         m.insert("total_tokens".into(), json!(v));
