@@ -384,7 +384,7 @@ pub fn event(view: &TraceView<'_>) -> Value {
     for (k, v) in view.metadata() {
         put(&format!("metadata_{k}"), cap_depth(v, 0));
     }
-    let distinct_id = match view.user() {
+    let distinct_id = match view.user().filter(|u| !u.trim().is_empty()) {
         Some(u) => u.to_string(),
         None => {
             put("$process_person_profile", json!(false));

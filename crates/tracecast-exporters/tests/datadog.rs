@@ -899,6 +899,48 @@ async fn test_connection_validates_the_api_key() {
     );
 }
 
+#[tokio::test]
+async fn unusual_inputs_are_encoded_without_loss_or_panic() {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    let shapes = [
+        json!({"prompt": ["line one", "line two"]}),
+        json!({"prompt": {"weird": true}}),
+        json!({"input": "plain responses input"}),
+        json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]}),
+        json!({"input": [{"type": "function_call_output", "output": "42"}]}),
+        json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "data:..."}}]}, {"role": "assistant", "content": null, "tool_calls": [{"id": "c9", "type": "function", "function": {"name": "f", "arguments": "not json"}}]}]}),
+    ];
+    let mut values = Vec::new();
+    for (i, request) in shapes.into_iter().enumerate() {
+        let mut r = secret_record();
+        r["id"] = json!(format!("gen-shape-{i}"));
+        r["request"] = request;
+        r["error"] = json!({"code": null, "message": "x"});
+        let g = generation(r);
+        let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+        values.push(llm(&body(&req))["meta"]["input"].clone());
+    }
+    assert_eq!(values[0], json!({"value": "line one\nline two"}));
+    assert_eq!(values[1], json!({"value": r#"{"weird":true}"#}));
+    assert_eq!(values[2], json!({"value": "plain responses input"}));
+    assert_eq!(
+        values[3],
+        json!({"messages": [{"role": "user", "content": "hi"}]})
+    );
+    assert_eq!(
+        values[4],
+        json!({"value": r#"[{"output":"42","type":"function_call_output"}]"#})
+    );
+    // (Ingest replaces multimodal parts with a text marker before any exporter sees them.)
+    assert_eq!(values[5]["messages"][0]["content"], "look\n[image omitted]");
+    assert_eq!(values[5]["messages"][1]["content"], "");
+    assert_eq!(
+        values[5]["messages"][1]["tool_calls"][0]["arguments"],
+        json!({"value": "not json"})
+    );
+}
+
 #[test]
 fn config_is_read_and_checked() {
     let ctx = ExportContext::new(Duration::from_secs(5));
