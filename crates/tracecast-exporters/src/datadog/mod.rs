@@ -112,9 +112,8 @@ impl DatadogExporter {
             Ok(u)
         };
         let mut headers = crate::config::custom_headers(config)?;
-        let key = HeaderValue::from_str(api_key)
+        let mut key = HeaderValue::from_str(api_key)
             .map_err(|_| ExportError::Config("apiKey is not a valid header value".into()))?;
-        let mut key = key;
         key.set_sensitive(true);
         headers.insert(HeaderName::from_static("dd-api-key"), key);
         Ok(DatadogExporter {
@@ -126,7 +125,7 @@ impl DatadogExporter {
             prefix: format!(
                 r#"{{"data":{{"type":"span","attributes":{{"ml_app":{},"tags":[{}],"spans":["#,
                 Value::String(ml_app.clone()),
-                Value::String(format!("service:{ml_app}")),
+                tag("service", &ml_app),
             ),
             ml_app,
         })
