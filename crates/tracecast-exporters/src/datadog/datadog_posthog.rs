@@ -1,0 +1,381 @@
+//! What the `datadog` and `posthog` exporters share: request bodies split into chunks that
+//! respect a platform's request size limit, sending those chunks and combining their answers,
+//! derived ids, and small JSON helpers.
+//!
+//! # Chunked payloads
+//!
+//! Both platforms take a JSON body with a list of events and have a hard limit on the size of
+//! one request (Datadog 5 MB, PostHog 5 MiB as its SDK sends). The engine sizes batches from
+//! stored record sizes, which only approximate the encoded size, so [`Exporter::encode`] packs
+//! the encoded events into as many requests ("chunks") as the limit needs. The payload body is
+//! the chunks, one per line, each `<number of traces>\t<request JSON>\n` (compact JSON has no raw
+//! newline). `send` sends them in order; with more than one chunk, the answers are combined into
+//! one outcome ([`combine`]). A batch that fits in one request (the usual case) is one chunk and
+//! one request.
+//!
+//! [`Exporter::encode`]: crate::Exporter::encode
+
+use bytes::Bytes;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{ItemOutcome, Outcome};
+
+/// One request's worth of encoded traces.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Chunk<'a> {
+    /// Number of traces in it.
+    pub items: usize,
+    /// The JSON the platform receives (or, for PostHog, the part the credentials are wrapped
+    /// around at send time).
+    pub json: &'a [u8],
+}
+
+/// Packs per-trace encodings into chunks. `events[i]` is trace `i`'s encoded events (one or
+/// more JSON values joined with `,`); `wrap(list)` must produce the request JSON for the list
+/// `list` (a comma-separated sequence of events). A chunk's request stays within `max_request`
+/// bytes unless a single trace alone exceeds it (callers truncate events first, so it cannot).
+pub(crate) fn pack(
+    events: &[Vec<u8>],
+    max_request: usize,
+    overhead: usize,
+    wrap: impl Fn(&[u8]) -> Vec<u8>,
+) -> Bytes {
+    let mut out = Vec::with_capacity(events.iter().map(Vec::len).sum::<usize>() + 256);
+    let mut list: Vec<u8> = Vec::new();
+    let mut items = 0usize;
+    let flush = |out: &mut Vec<u8>, list: &mut Vec<u8>, items: &mut usize| {
+        if *items == 0 {
+            return;
+        }
+        out.extend_from_slice(items.to_string().as_bytes());
+        out.push(b'\t');
+        out.extend_from_slice(&wrap(list));
+        out.push(b'\n');
+        list.clear();
+        *items = 0;
+    };
+    for ev in events {
+        let extra = ev.len() + usize::from(items > 0);
+        if items > 0 && overhead + list.len() + extra > max_request {
+            flush(&mut out, &mut list, &mut items);
+        }
+        if items > 0 {
+            list.push(b',');
+        }
+        list.extend_from_slice(ev);
+        items += 1;
+    }
+    flush(&mut out, &mut list, &mut items);
+    Bytes::from(out)
+}
+
+/// Splits a payload body made by [`pack`] into its chunks.
+pub(crate) fn chunks(body: &[u8]) -> Result<Vec<Chunk<'_>>, String> {
+    let mut out = Vec::new();
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let tab = line
+            .iter()
+            .position(|b| *b == b'\t')
+            .ok_or("a payload chunk has no item count")?;
+        let items = std::str::from_utf8(&line[..tab])
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .ok_or("a payload chunk has an invalid item count")?;
+        out.push(Chunk {
+            items,
+            json: &line[tab + 1..],
+        });
+    }
+    Ok(out)
+}
+
+/// Combines the answers to the chunks of one payload, sent in order, into one outcome.
+///
+/// `answers[i]` answers chunk `i` (of `sizes[i]` traces); chunks after a retryable or
+/// credentials answer are not sent (their answer is missing) and are retried. One chunk: its
+/// answer as is. Several: delivered when all are; `Unauthorized` when the credentials were
+/// refused (the whole batch waits for new credentials, so a chunk accepted before is sent
+/// again); `Retry` (with the platform's `Retry-After`) when the first chunk must be retried;
+/// otherwise per-trace answers (`Partial`).
+pub(crate) fn combine(sizes: &[usize], answers: Vec<Outcome>) -> Outcome {
+    if sizes.len() == 1 && answers.len() == 1 {
+        return answers.into_iter().next().expect("one answer");
+    }
+    if answers.iter().all(|a| *a == Outcome::Delivered) && answers.len() == sizes.len() {
+        return Outcome::Delivered;
+    }
+    if let Some(u) = answers
+        .iter()
+        .find(|a| matches!(a, Outcome::Unauthorized { .. }))
+    {
+        return u.clone();
+    }
+    if let Some(first @ Outcome::Retry { .. }) = answers.first() {
+        return first.clone();
+    }
+    let mut items = Vec::with_capacity(sizes.iter().sum());
+    let mut pending_error = String::from("not sent: an earlier request of the batch failed");
+    for (i, n) in sizes.iter().enumerate() {
+        let item = match answers.get(i) {
+            Some(Outcome::Delivered) => ItemOutcome::Delivered,
+            Some(Outcome::Rejected { error, .. }) => ItemOutcome::Rejected {
+                error: error.clone(),
+            },
+            Some(Outcome::Retry { error, .. }) => {
+                pending_error = error.clone();
+                ItemOutcome::Retry {
+                    error: error.clone(),
+                }
+            }
+            Some(Outcome::Partial(_)) | Some(Outcome::Unauthorized { .. }) | None => {
+                ItemOutcome::Retry {
+                    error: pending_error.clone(),
+                }
+            }
+        };
+        items.extend(std::iter::repeat_n(item, *n));
+    }
+    Outcome::Partial(items)
+}
+
+/// Whether a chunk's answer stops the chunks after it from being sent.
+pub(crate) fn stops(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Retry { .. } | Outcome::Unauthorized { .. }
+    )
+}
+
+/// The first 16 bytes of SHA-256 of `parts` joined by U+001F.
+pub(crate) fn digest16(parts: &[&str]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update("\u{1f}".as_bytes());
+        }
+        h.update(p.as_bytes());
+    }
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+/// A UUID derived from `parts` (RFC 9562 version 8, "custom": SHA-256 based), lower-case
+/// hyphenated: the same input gives the same UUID on every retry.
+pub(crate) fn derived_uuid(parts: &[&str]) -> String {
+    let mut b = digest16(parts);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The provider that served the call as a lower-case identifier (`OpenAI` -> `openai`,
+/// `Google Vertex (Europe)` -> `google_vertex`, `Together AI` -> `together_ai`); without a
+/// provider, the model slug's author (`anthropic/claude` -> `anthropic`).
+pub(crate) fn provider_id(provider: Option<&str>, model: &str) -> String {
+    let raw = provider
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| model.split_once('/').map(|(author, _)| author))
+        .unwrap_or("openrouter");
+    let base = raw.split('(').next().unwrap_or(raw);
+    let mut out = String::with_capacity(base.len());
+    let mut gap = false;
+    for c in base.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            if gap && !out.is_empty() {
+                out.push('_');
+            }
+            gap = false;
+            out.push(c);
+        } else {
+            gap = true;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("unknown");
+    }
+    out
+}
+
+/// The text of a chat message `content`: a string as is, the `text` of each part of an array
+/// joined with newlines (other parts as `[<type>]`), anything else as JSON.
+pub(crate) fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(parts) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for p in parts {
+                match p {
+                    Value::String(s) => out.push(s.clone()),
+                    Value::Object(o) => match o.get("text").and_then(Value::as_str) {
+                        Some(t) => out.push(t.to_string()),
+                        None => out.push(format!(
+                            "[{}]",
+                            o.get("type").and_then(Value::as_str).unwrap_or("part")
+                        )),
+                    },
+                    other => out.push(other.to_string()),
+                }
+            }
+            out.join("\n")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub(crate) fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Shortens every string longer than `max` bytes inside `v` (keys kept), appending `marker`.
+/// Returns whether anything was shortened.
+pub(crate) fn shorten_strings(v: &mut Value, max: usize, marker: &str) -> bool {
+    match v {
+        Value::String(s) if s.len() > max => {
+            let mut t = cut(s, max).to_string();
+            t.push_str(marker);
+            *s = t;
+            true
+        }
+        Value::Array(a) => a
+            .iter_mut()
+            .fold(false, |acc, x| shorten_strings(x, max, marker) | acc),
+        Value::Object(o) => o
+            .values_mut()
+            .fold(false, |acc, x| shorten_strings(x, max, marker) | acc),
+        _ => false,
+    }
+}
+
+/// A JSON value's text for a string-only field: strings as is, others as JSON.
+pub(crate) fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The text of a transport error (no HTTP answer), as [`crate::http::transport_error`] words it.
+pub(crate) fn transport_text(e: &reqwest::Error) -> String {
+    match crate::http::transport_error(e) {
+        Outcome::Retry { error, .. } => error,
+        _ => e.to_string(),
+    }
+}
+
+/// Reads at most `max` bytes of an error answer's body (for messages).
+pub(crate) fn snippet(body: &str) -> String {
+    let t = body.trim();
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", cut(t, 300))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn pack_and_split_round_trip() {
+        let events: Vec<Vec<u8>> = (0..5)
+            .map(|i| format!("{{\"e\":{i}}}").into_bytes())
+            .collect();
+        let wrap = |l: &[u8]| [b"[".as_slice(), l, b"]"].concat();
+        let one = pack(&events, 1000, 2, wrap);
+        let c = chunks(&one).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].items, 5);
+        assert_eq!(c[0].json, br#"[{"e":0},{"e":1},{"e":2},{"e":3},{"e":4}]"#);
+        // 7 bytes per event, room for two per request.
+        let many = pack(&events, 2 + 7 + 1 + 7, 2, wrap);
+        let c = chunks(&many).unwrap();
+        assert_eq!(c.iter().map(|c| c.items).collect::<Vec<_>>(), vec![2, 2, 1]);
+        assert!(c.iter().all(|c| c.json.len() <= 17));
+        assert_eq!(c[2].json, br#"[{"e":4}]"#);
+        assert!(chunks(b"x{}\n").is_err());
+        assert!(chunks(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn combining_answers() {
+        let retry = Outcome::Retry {
+            status: Some(429),
+            error: "HTTP 429".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(combine(&[3], vec![retry.clone()]), retry);
+        assert_eq!(
+            combine(&[1, 2], vec![Outcome::Delivered, Outcome::Delivered]),
+            Outcome::Delivered
+        );
+        assert_eq!(combine(&[1, 2], vec![retry.clone()]), retry);
+        let rejected = Outcome::Rejected {
+            status: Some(400),
+            error: "HTTP 400: bad".into(),
+        };
+        match combine(&[1, 1, 1], vec![Outcome::Delivered, rejected, retry]) {
+            Outcome::Partial(items) => {
+                assert_eq!(items[0], ItemOutcome::Delivered);
+                assert!(
+                    matches!(&items[1], ItemOutcome::Rejected { error } if error.contains("bad"))
+                );
+                assert!(matches!(&items[2], ItemOutcome::Retry { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        match combine(&[2, 1], vec![Outcome::Delivered]) {
+            Outcome::Partial(items) => assert_eq!(items.len(), 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_and_names() {
+        let u = derived_uuid(&["posthog", "gen-1"]);
+        assert_eq!(u, derived_uuid(&["posthog", "gen-1"]));
+        assert_ne!(u, derived_uuid(&["posthog", "gen-2"]));
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "8", "version 8: {u}");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "variant: {u}");
+        assert_eq!(provider_id(Some("OpenAI"), "x"), "openai");
+        assert_eq!(
+            provider_id(Some("Google Vertex (Europe)"), "x"),
+            "google_vertex"
+        );
+        assert_eq!(provider_id(None, "anthropic/claude"), "anthropic");
+        assert_eq!(provider_id(Some("  "), "gpt"), "openrouter");
+        assert_eq!(provider_id(Some("!!"), "gpt"), "unknown");
+        assert_eq!(cut("héllo", 2), "h");
+        let mut v = serde_json::json!({"a": "xxxxxxxx", "b": ["yyyyyyyy", 1]});
+        assert!(shorten_strings(&mut v, 3, "…"));
+        assert_eq!(v, serde_json::json!({"a": "xxx…", "b": ["yyy…", 1]}));
+        assert_eq!(
+            content_text(
+                &serde_json::json!([{"type": "text", "text": "a"}, {"type": "image_url"}])
+            ),
+            "a\n[image_url]"
+        );
+    }
+}

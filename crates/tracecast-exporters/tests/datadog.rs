@@ -1,0 +1,982 @@
+//! The `datadog` destination (LLM Observability spans API) against a real HTTP receiver on
+//! 127.0.0.1 playing Datadog's intake.
+//!
+//! Every request body is checked with [`validate`], which encodes the field tables of Datadog's
+//! "LLM Observability HTTP API Reference" (SpansRequestData, SpansPayload, Span, Meta, IO,
+//! Message, Error, Metrics; `DataDog/documentation`
+//! `content/en/llm_observability/instrumentation/api.md`). Datadog publishes no schema file;
+//! `tests/vendors/test_datadog.py` additionally checks the golden body against the TypedDicts of
+//! Datadog's own SDK (`ddtrace.llmobs`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tracecast_exporters::datadog::{DROPPED_IO, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, ml_app};
+use tracecast_exporters::{ExportContext, ExportError, Exporter, ItemOutcome, Outcome, build};
+use tracecast_model::DestinationType;
+use tracecast_model::trace::{TraceOptions, TraceView};
+
+const ALL_GROUPS: TraceOptions = TraceOptions {
+    privacy_mode: false,
+    cost: true,
+    identity: true,
+    request_context: true,
+    cost_allocation: true,
+};
+const KEY: &str = "dd-api-key-0123456789abcdef";
+
+fn config(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().expect("config object")
+}
+
+fn datadog(rx: &Receiver, extra: Value) -> Arc<dyn Exporter> {
+    let mut cfg = json!({"apiKey": KEY, "mlApp": "shop-bot", "url": rx.url("")});
+    for (k, v) in extra.as_object().expect("object").clone() {
+        cfg[k] = v;
+    }
+    match build(
+        DestinationType::Datadog,
+        &config(cfg),
+        &ExportContext::new(Duration::from_secs(5)),
+    ) {
+        Ok(e) => e,
+        Err(e) => panic!("datadog exporter: {e}"),
+    }
+}
+
+/// Encodes and sends one batch, returning the outcome and the (first) request.
+async fn roundtrip(
+    exp: &Arc<dyn Exporter>,
+    rx: &Receiver,
+    views: &[TraceView<'_>],
+) -> (Outcome, Captured) {
+    let payload = exp.encode(views).expect("encodes");
+    assert_eq!(payload.items, views.len());
+    let outcome = exp.send(&payload).await;
+    (outcome, rx.next().await)
+}
+
+fn body(req: &Captured) -> Value {
+    let v: Value = serde_json::from_slice(&req.body).expect("JSON body");
+    validate(&v);
+    v
+}
+
+fn spans(v: &Value) -> Vec<Value> {
+    v["data"]["attributes"]["spans"]
+        .as_array()
+        .expect("spans")
+        .clone()
+}
+
+fn llm(v: &Value) -> Value {
+    spans(v)
+        .into_iter()
+        .find(|s| s["meta"]["kind"] == "llm")
+        .expect("an llm span")
+}
+
+fn tags(span: &Value) -> Vec<String> {
+    span["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .map(|t| t.as_str().expect("tag string").to_string())
+        .collect()
+}
+
+fn sha_hex16(s: &str) -> String {
+    hex::encode(&Sha256::digest(s.as_bytes())[..16])
+}
+
+fn sha_dec8(s: &str) -> String {
+    let d = Sha256::digest(s.as_bytes());
+    u64::from_be_bytes(d[..8].try_into().unwrap()).to_string()
+}
+
+// ---- the documented field list ----
+
+fn is_u64(v: &Value) -> bool {
+    v.as_u64().is_some()
+}
+
+fn keys_within(obj: &Map<String, Value>, allowed: &[&str], what: &str) {
+    for k in obj.keys() {
+        assert!(
+            allowed.contains(&k.as_str()),
+            "{what}: field {k:?} is not in Datadog's field list {allowed:?}"
+        );
+    }
+}
+
+fn string_tags(v: &Value, what: &str) {
+    for t in v
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: tags must be a list"))
+    {
+        let t = t
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: tag {t} is not a string"));
+        assert!(t.contains(':') && t.len() <= 200, "{what}: tag {t:?}");
+    }
+}
+
+fn validate_io(io: &Value, what: &str) {
+    let o = io
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: IO is an object"));
+    keys_within(o, &["value", "messages", "documents", "prompt"], what);
+    if let Some(v) = o.get("value") {
+        assert!(v.is_string(), "{what}.value is a string");
+    }
+    if let Some(ms) = o.get("messages") {
+        for m in ms.as_array().expect("messages is a list") {
+            let m = m.as_object().expect("a message is an object");
+            keys_within(
+                m,
+                &["content", "role", "tool_calls", "tool_results", "tool_id"],
+                what,
+            );
+            assert!(
+                m["content"].is_string(),
+                "{what}: Message.content is a required string"
+            );
+            assert!(
+                m.get("role").is_none_or(Value::is_string),
+                "{what}: Message.role"
+            );
+            for c in m
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    c["name"].is_string() && c["arguments"].is_object(),
+                    "{what}: {c}"
+                );
+                assert!(
+                    c["tool_id"].is_string() && c["type"].is_string(),
+                    "{what}: {c}"
+                );
+            }
+        }
+    }
+}
+
+/// Datadog's documented request model, field by field (required fields, types, enums).
+fn validate(body: &Value) {
+    let root = body.as_object().expect("body is an object");
+    keys_within(root, &["data"], "body");
+    let data = root["data"].as_object().expect("data [required]");
+    keys_within(data, &["type", "attributes"], "SpansRequestData");
+    assert_eq!(
+        data["type"], "span",
+        "SpansRequestData.type [required] = span"
+    );
+    let attrs = data["attributes"]
+        .as_object()
+        .expect("attributes [required]");
+    keys_within(
+        attrs,
+        &["ml_app", "spans", "tags", "session_id"],
+        "SpansPayload",
+    );
+    let app = attrs["ml_app"].as_str().expect("ml_app [required] string");
+    assert!(
+        !app.is_empty()
+            && app.len() <= 193
+            && app == app.to_lowercase()
+            && app
+                .chars()
+                .all(|c| c.is_alphanumeric() || "_-:./".contains(c))
+            && !app.contains("__")
+            && !app.ends_with('_'),
+        "ml_app {app:?} breaks the application naming guidelines"
+    );
+    if let Some(t) = attrs.get("tags") {
+        string_tags(t, "SpansPayload.tags");
+    }
+    let spans = attrs["spans"].as_array().expect("spans [required] list");
+    assert!(!spans.is_empty());
+    for s in spans {
+        let s = s.as_object().expect("Span is an object");
+        keys_within(
+            s,
+            &[
+                "name",
+                "span_id",
+                "trace_id",
+                "parent_id",
+                "start_ns",
+                "duration",
+                "meta",
+                "status",
+                "apm_trace_id",
+                "metrics",
+                "session_id",
+                "tags",
+                // Set by ddtrace on spans whose input/output were dropped.
+                "collection_errors",
+            ],
+            "Span",
+        );
+        for f in ["name", "span_id", "trace_id", "parent_id"] {
+            assert!(
+                s[f].as_str().is_some_and(|x| !x.is_empty()),
+                "Span.{f} [required] string"
+            );
+        }
+        assert!(is_u64(&s["start_ns"]), "Span.start_ns [required] uint64");
+        assert!(
+            s["duration"].is_number(),
+            "Span.duration [required] float64"
+        );
+        if let Some(st) = s.get("status") {
+            assert!(st == "ok" || st == "error", "Span.status {st}");
+        }
+        if let Some(t) = s.get("tags") {
+            string_tags(t, "Span.tags");
+        }
+        if let Some(sid) = s.get("session_id") {
+            assert!(sid.is_string(), "Span.session_id string");
+        }
+        let meta = s["meta"].as_object().expect("Span.meta [required]");
+        keys_within(
+            meta,
+            &[
+                "kind",
+                "error",
+                "input",
+                "output",
+                "metadata",
+                "model_name",
+                "model_provider",
+            ],
+            "Meta",
+        );
+        let kind = meta["kind"].as_str().expect("Meta.kind [required]");
+        assert!(
+            [
+                "agent",
+                "workflow",
+                "llm",
+                "tool",
+                "task",
+                "embedding",
+                "retrieval"
+            ]
+            .contains(&kind),
+            "Meta.kind {kind}"
+        );
+        if let Some(e) = meta.get("error") {
+            let e = e.as_object().expect("Error object");
+            keys_within(e, &["message", "stack", "type"], "Error");
+            assert!(e.values().all(Value::is_string), "Error fields are strings");
+        }
+        for io in ["input", "output"] {
+            if let Some(v) = meta.get(io) {
+                validate_io(v, io);
+            }
+        }
+        if let Some(md) = meta.get("metadata") {
+            for (k, v) in md.as_object().expect("metadata is a dict") {
+                assert!(
+                    v.is_string() || v.is_number() || v.is_boolean(),
+                    "metadata.{k} must be a float, bool or string, got {v}"
+                );
+            }
+        }
+        if let Some(m) = s.get("metrics") {
+            let m = m.as_object().expect("Metrics object");
+            assert!(
+                kind == "llm" || m.is_empty(),
+                "token metrics only on llm spans"
+            );
+            keys_within(
+                m,
+                &[
+                    // Documented.
+                    "input_tokens",
+                    "output_tokens",
+                    "total_tokens",
+                    "time_to_first_token",
+                    "time_per_output_token",
+                    // Sent by Datadog's SDKs and LiteLLM's Datadog integration.
+                    "total_cost",
+                    "input_cost",
+                    "output_cost",
+                    "cache_read_input_tokens",
+                    "cache_write_input_tokens",
+                    "reasoning_output_tokens",
+                ],
+                "Metrics",
+            );
+            assert!(m.values().all(Value::is_number), "Metrics are float64");
+        }
+    }
+}
+
+// ---- a receiver without axum's 2 MB body limit (for the 5 MB request limit) ----
+
+/// Records every request body and answers with the given statuses in order (then 202).
+struct BigReceiver {
+    url: String,
+    bodies: Arc<std::sync::Mutex<Vec<bytes::Bytes>>>,
+}
+
+impl BigReceiver {
+    async fn start(statuses: Vec<(u16, Option<&'static str>)>) -> BigReceiver {
+        use axum::extract::{DefaultBodyLimit, State};
+        use axum::response::IntoResponse;
+        type Shared = (
+            Arc<std::sync::Mutex<Vec<bytes::Bytes>>>,
+            Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+        );
+        async fn handle(
+            State((bodies, answers)): State<Shared>,
+            body: bytes::Bytes,
+        ) -> axum::response::Response {
+            bodies.lock().unwrap().push(body);
+            let (status, retry_after) = answers.lock().unwrap().pop_front().unwrap_or((202, None));
+            let mut resp = axum::http::StatusCode::from_u16(status)
+                .unwrap()
+                .into_response();
+            if let Some(r) = retry_after {
+                resp.headers_mut().insert("retry-after", r.parse().unwrap());
+            }
+            resp
+        }
+        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared: Shared = (
+            bodies.clone(),
+            Arc::new(std::sync::Mutex::new(statuses.into())),
+        );
+        let app = axum::Router::new()
+            .fallback(handle)
+            .layer(DefaultBodyLimit::disable())
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        BigReceiver { url, bodies }
+    }
+
+    fn bodies(&self) -> Vec<bytes::Bytes> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+// ---- tests ----
+
+fn golden_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/datadog.json")
+}
+
+#[tokio::test]
+async fn delivers_the_full_record_with_key_headers_and_golden_body() {
+    let rx = Receiver::start().await;
+    let exp = datadog(
+        &rx,
+        json!({"mlApp": "Shop Bot", "headers": {"X-Proxy-Token": "p-1", "Content-Type": "text/plain"}}),
+    );
+    let g = generation(full_record());
+    rx.reply(Reply::status(202));
+    let (outcome, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, ALL_GROUPS)]).await;
+    assert_eq!(outcome, Outcome::Delivered);
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, "/api/intake/llm-obs/v1/trace/spans");
+    assert_eq!(req.header("dd-api-key"), Some(KEY));
+    assert_eq!(req.header("x-proxy-token"), Some("p-1"));
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    let v = body(&req);
+    let attrs = &v["data"]["attributes"];
+    assert_eq!(attrs["ml_app"], "shop_bot", "normalised ml_app");
+    assert_eq!(attrs["tags"], json!(["service:shop_bot"]));
+
+    // parent_span_id given: the caller owns the root, so a workflow span and the llm span.
+    let sp = spans(&v);
+    assert_eq!(sp.len(), 2);
+    let trace_id = sha_hex16("order_processing_001");
+    assert!(sp.iter().all(|s| s["trace_id"] == trace_id.as_str()));
+    assert_eq!(sp[0]["name"], "Extraction");
+    assert_eq!(sp[0]["meta"]["kind"], "workflow");
+    assert_eq!(
+        sp[0]["parent_id"],
+        u64::from_str_radix("00f067aa0ba902b7", 16)
+            .unwrap()
+            .to_string()
+    );
+    assert_eq!(
+        sp[0]["span_id"],
+        sha_dec8("order_processing_001\u{1f}Extraction")
+    );
+    let l = &sp[1];
+    assert_eq!(l["name"], "Extract Order Details");
+    assert_eq!(l["parent_id"], sp[0]["span_id"]);
+    assert_eq!(
+        l["span_id"],
+        sha_dec8("gen-1767225600-AbCdEfGhIjKlMnOpQrSt")
+    );
+    assert_eq!(l["status"], "ok");
+    assert_eq!(l["session_id"], "session_abc");
+    // 2026-01-01T00:00:00.250Z, latency 1523.5 ms.
+    assert_eq!(l["start_ns"], 1_767_225_600_250_000_000u64);
+    assert_eq!(l["duration"], 1_523_500_000u64);
+    assert_eq!(sp[0]["start_ns"], l["start_ns"]);
+
+    let meta = &l["meta"];
+    assert_eq!(meta["model_name"], "openai/gpt-4o-2024-08-06");
+    assert_eq!(meta["model_provider"], "openai");
+    assert_eq!(
+        meta["input"]["messages"],
+        json!([
+            {"role": "system", "content": "You extract orders."},
+            {"role": "user", "content": "Process this order: 2 widgets"}
+        ])
+    );
+    assert_eq!(
+        meta["output"]["messages"],
+        json!([{"role": "assistant", "content": "Looking up the SKU.", "tool_calls": [
+            {"name": "lookup_sku", "arguments": {"name": "widget"}, "tool_id": "call_1", "type": "function"}
+        ]}])
+    );
+    let md = &meta["metadata"];
+    assert_eq!(md["model_name"], "openai/gpt-4o-2024-08-06");
+    assert_eq!(md["requested_model"], "openai/gpt-4o");
+    assert_eq!(md["temperature"], 0.2);
+    assert_eq!(md["max_tokens"], 256);
+    assert_eq!(md["trace_name"], "Order Processing Pipeline");
+    assert_eq!(md["trace_id"], "order_processing_001");
+    assert_eq!(md["finish_reason"], "tool_calls");
+    assert_eq!(md["order_id"], "ORD-12345");
+    assert_eq!(md["attempt"], 2);
+    assert_eq!(md["vip"], true);
+    assert_eq!(md["labels"], r#"["a","b"]"#, "arrays as JSON text");
+    assert_eq!(md["customer"], r#"{"tier":"gold"}"#, "objects as JSON text");
+    assert!(md.get("nothing").is_none(), "null is not sent");
+    assert_eq!(md["openrouter.is_byok"], false);
+    assert_eq!(md["openrouter.external_user"], "ext-42");
+    assert_eq!(md["openrouter.data_region"], "europe");
+    assert_eq!(md["openrouter.http_referer"], "https://shop.example");
+
+    let m = &l["metrics"];
+    assert_eq!(m["input_tokens"], 120);
+    assert_eq!(m["output_tokens"], 30);
+    assert_eq!(m["total_tokens"], 150);
+    assert_eq!(m["cache_read_input_tokens"], 100);
+    assert_eq!(m["cache_write_input_tokens"], 4);
+    assert_eq!(m["reasoning_output_tokens"], 8);
+    assert_eq!(m["total_cost"], 0.00123);
+    assert_eq!(m["input_cost"], 0.00083);
+    assert_eq!(m["output_cost"], 0.0004);
+    assert!((m["time_to_first_token"].as_f64().unwrap() - 0.31025).abs() < 1e-12);
+    let t = tags(l);
+    for want in [
+        "user_id:user_12345",
+        "session_id:session_abc",
+        "model_name:openai/gpt-4o-2024-08-06",
+        "model_provider:openai",
+    ] {
+        assert!(t.contains(&want.to_string()), "{want} in {t:?}");
+    }
+
+    let path = golden_path();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let pretty = serde_json::to_vec_pretty(&v).unwrap();
+        std::fs::write(&path, [pretty.as_slice(), b"\n"].concat()).expect("write golden");
+    }
+    let golden: Value = serde_json::from_slice(&std::fs::read(&path).expect("golden exists"))
+        .expect("golden is JSON");
+    if golden != v {
+        panic!(
+            "the Datadog body differs from {}\n--- now\n{}",
+            path.display(),
+            serde_json::to_string_pretty(&v).unwrap()
+        );
+    }
+}
+
+fn record(trace: Value) -> Value {
+    let mut r = secret_record();
+    r["id"] = json!("gen-names");
+    r["model"] = json!("openai/gpt-4o");
+    r["trace"] = trace;
+    r
+}
+
+async fn names(trace: Value) -> Vec<(String, String, String)> {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    let g = generation(record(trace));
+    let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let v = body(&req);
+    spans(&v)
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["meta"]["kind"].as_str().unwrap().to_string(),
+                s["parent_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn supported_metadata_keys_name_the_spans() {
+    // trace_id -> Trace ID; trace_name -> root span; span_name -> workflow span;
+    // generation_name -> llm span.
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    let g = generation(record(json!({
+        "trace_id": "support-42", "trace_name": "Customer Support Bot",
+        "span_name": "Triage", "generation_name": "Classify"
+    })));
+    let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let v = body(&req);
+    let sp = spans(&v);
+    assert_eq!(sp.len(), 3);
+    assert!(
+        sp.iter()
+            .all(|s| s["trace_id"] == sha_hex16("support-42").as_str())
+    );
+    assert_eq!(sp[0]["name"], "Customer Support Bot");
+    assert_eq!(sp[0]["meta"]["kind"], "workflow");
+    assert_eq!(sp[0]["parent_id"], "undefined", "the root");
+    assert_eq!(sp[1]["name"], "Triage");
+    assert_eq!(sp[1]["meta"]["kind"], "workflow");
+    assert_eq!(sp[1]["parent_id"], sp[0]["span_id"]);
+    assert_eq!(sp[1]["span_id"], sha_dec8("support-42\u{1f}Triage"));
+    assert_eq!(sp[2]["name"], "Classify");
+    assert_eq!(sp[2]["meta"]["kind"], "llm");
+    assert_eq!(sp[2]["parent_id"], sp[1]["span_id"]);
+    // Content and metrics only on the llm span.
+    assert!(sp[0]["meta"].get("input").is_none() && sp[0].get("metrics").is_none());
+
+    // No names: one root llm span named after the model.
+    assert_eq!(
+        names(json!({})).await,
+        vec![("openai/gpt-4o".into(), "llm".into(), "undefined".into())]
+    );
+    // trace_name alone names the root llm span.
+    assert_eq!(
+        names(json!({"trace_name": "Doc"})).await,
+        vec![("Doc".into(), "llm".into(), "undefined".into())]
+    );
+    // trace_name and generation_name: a root workflow span and the llm span.
+    let n = names(json!({"trace_name": "Doc", "generation_name": "Gen"})).await;
+    assert_eq!(n.len(), 2);
+    assert_eq!((n[0].0.as_str(), n[0].1.as_str()), ("Doc", "workflow"));
+    assert_eq!((n[1].0.as_str(), n[1].1.as_str()), ("Gen", "llm"));
+    // generation_name alone.
+    assert_eq!(
+        names(json!({"generation_name": "Gen"})).await,
+        vec![("Gen".into(), "llm".into(), "undefined".into())]
+    );
+    // span_name alone: workflow root, llm child.
+    let n = names(json!({"span_name": "Step"})).await;
+    assert_eq!((n[0].0.as_str(), n[0].2.as_str()), ("Step", "undefined"));
+    assert_eq!(n[1].0, "openai/gpt-4o");
+    // Without trace_id, the trace id derives from the generation id.
+    let g = generation(record(json!({})));
+    let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    assert_eq!(llm(&body(&req))["trace_id"], sha_hex16("gen-names"));
+}
+
+#[tokio::test]
+async fn user_session_tags_environment_and_custom_metadata() {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({"mlApp": "production-app"}));
+    let mut r = record(json!({
+        "trace_name": "Customer Support Bot", "environment": "production", "release": "v1.2.3",
+        "team": "support", "ticket_id": "TICKET-1234", "model_name": "custom-collides"
+    }));
+    r["user"] = json!("user_12345");
+    r["session_id"] = json!("session_abc");
+    let g = generation(r);
+    let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let v = body(&req);
+    assert_eq!(
+        v["data"]["attributes"]["tags"],
+        json!(["service:production-app"])
+    );
+    let l = llm(&v);
+    let t = tags(&l);
+    for want in [
+        "user_id:user_12345",
+        "session_id:session_abc",
+        "env:production",
+        "version:v1.2.3",
+    ] {
+        assert!(t.contains(&want.to_string()), "{want} in {t:?}");
+    }
+    assert_eq!(l["session_id"], "session_abc");
+    let md = &l["meta"]["metadata"];
+    assert_eq!(md["team"], "support");
+    assert_eq!(md["ticket_id"], "TICKET-1234");
+    assert_eq!(md["environment"], "production");
+    assert_eq!(md["model_name"], "openai/gpt-4o", "ours wins");
+    assert_eq!(
+        md["trace.model_name"], "custom-collides",
+        "the custom value is kept"
+    );
+
+    // No user and no session: no such tags, no session_id.
+    let mut anon = record(json!({}));
+    anon.as_object_mut().unwrap().remove("user");
+    anon.as_object_mut().unwrap().remove("session_id");
+    let g = generation(anon);
+    let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let l = llm(&body(&req));
+    assert!(l.get("session_id").is_none());
+    assert!(
+        !tags(&l)
+            .iter()
+            .any(|t| t.starts_with("user_id:") || t.starts_with("session_id:"))
+    );
+}
+
+#[tokio::test]
+async fn privacy_mode_sends_no_content() {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    let g = generation(secret_record());
+    let opts = TraceOptions {
+        privacy_mode: true,
+        ..ALL_GROUPS
+    };
+    let (outcome, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, opts)]).await;
+    assert_eq!(outcome, Outcome::Delivered);
+    let text = String::from_utf8(req.body.to_vec()).unwrap();
+    assert!(!text.contains("SECRET"), "content reached Datadog: {text}");
+    let l = llm(&body(&req));
+    assert!(l["meta"].get("input").is_none() && l["meta"].get("output").is_none());
+    assert_eq!(l["metrics"]["input_tokens"], 3);
+    assert_eq!(l["metrics"]["output_tokens"], 4);
+    assert_eq!(l["metrics"]["total_tokens"], 7);
+    assert_eq!(l["metrics"]["total_cost"], 0.5);
+    assert_eq!(l["meta"]["metadata"]["env"], "prod");
+    assert_eq!(l["meta"]["metadata"]["tool_call_names"], "lookup");
+    assert!(tags(&l).contains(&"user_id:u-1".to_string()));
+
+    // Without privacy mode the same record does carry its content.
+    let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    assert!(String::from_utf8_lossy(&req.body).contains("SECRET-PROMPT"));
+}
+
+#[tokio::test]
+async fn failed_generations_are_error_spans() {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    let mut r = record(json!({"span_name": "Step"}));
+    r["error"] = json!({"code": 502, "message": "upstream failed"});
+    let g = generation(r);
+    let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let v = body(&req);
+    for s in spans(&v) {
+        assert_eq!(s["status"], "error");
+        assert_eq!(
+            s["meta"]["error"],
+            json!({"message": "upstream failed", "type": "502"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn answers_are_classified() {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    let g = generation(secret_record());
+    let payload = exp
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
+
+    rx.reply(Reply::status(202));
+    assert_eq!(exp.send(&payload).await, Outcome::Delivered);
+    rx.reply(Reply::status(429).header("retry-after", "7"));
+    match exp.send(&payload).await {
+        Outcome::Retry {
+            status,
+            retry_after,
+            ..
+        } => {
+            assert_eq!(status, Some(429));
+            assert_eq!(retry_after, Some(Duration::from_secs(7)));
+        }
+        other => panic!("429: {other:?}"),
+    }
+    rx.reply(Reply::status(403).body(r#"{"errors":["Forbidden"]}"#));
+    assert!(matches!(
+        exp.send(&payload).await,
+        Outcome::Unauthorized { status: 403, .. }
+    ));
+    rx.reply(Reply::status(400).body(r#"{"errors":["bad span"]}"#));
+    match exp.send(&payload).await {
+        Outcome::Rejected { status, error } => {
+            assert_eq!(status, Some(400));
+            assert!(error.contains("bad span"), "{error}");
+        }
+        other => panic!("400: {other:?}"),
+    }
+    rx.reply(Reply::status(503));
+    assert!(matches!(
+        exp.send(&payload).await,
+        Outcome::Retry {
+            status: Some(503),
+            ..
+        }
+    ));
+    for _ in 0..5 {
+        rx.next().await;
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_span_keeps_everything_but_its_content() {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    let mut r = secret_record();
+    r["request"]["messages"][0]["content"] = json!("x".repeat(2 * MAX_EVENT_BYTES));
+    let g = generation(r);
+    let (outcome, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    assert_eq!(outcome, Outcome::Delivered);
+    assert!(req.body.len() < MAX_EVENT_BYTES);
+    let l = llm(&body(&req));
+    assert_eq!(l["meta"]["input"], json!({"value": DROPPED_IO}));
+    assert_eq!(l["meta"]["output"], json!({"value": DROPPED_IO}));
+    assert_eq!(l["meta"]["metadata"]["tracecast.truncated"], true);
+    assert_eq!(l["collection_errors"], json!(["dropped_io"]));
+    assert!(tags(&l).contains(&"tracecast_truncated:true".to_string()));
+    assert_eq!(l["metrics"]["input_tokens"], 3, "metrics are kept");
+
+    // A huge custom value is shortened too, visibly.
+    let mut r = secret_record();
+    r["trace"]["blob"] = json!("y".repeat(2 * MAX_EVENT_BYTES));
+    let g = generation(r);
+    let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let l = llm(&body(&req));
+    let blob = l["meta"]["metadata"]["blob"].as_str().unwrap();
+    assert!(
+        blob.len() < 2048 && blob.ends_with("…[truncated]"),
+        "{}",
+        blob.len()
+    );
+}
+
+#[tokio::test]
+async fn a_batch_over_5_mb_is_split_and_partial_answers_are_per_trace() {
+    let rx = BigReceiver::start(vec![(202, None), (429, Some("3"))]).await;
+    let exp = build(
+        DestinationType::Datadog,
+        &config(json!({"apiKey": KEY, "mlApp": "a", "url": rx.url})),
+        &ExportContext::new(Duration::from_secs(30)),
+    )
+    .unwrap();
+    // Eight spans of ~900 KB: under the event limit, over the request limit together.
+    let gens: Vec<_> = (0..8)
+        .map(|i| {
+            let mut r = secret_record();
+            r["id"] = json!(format!("gen-big-{i}"));
+            r["request"]["messages"][0]["content"] = json!("z".repeat(900_000));
+            generation(r)
+        })
+        .collect();
+    let views: Vec<_> = gens
+        .iter()
+        .map(|g| TraceView::new(g, TraceOptions::default()))
+        .collect();
+    let payload = exp.encode(&views).unwrap();
+    let outcome = exp.send(&payload).await;
+    let bodies = rx.bodies();
+    assert_eq!(bodies.len(), 2, "the second answer (429) stops the rest");
+    assert!(bodies.iter().all(|b| b.len() <= MAX_REQUEST_BYTES));
+    let first: Value = serde_json::from_slice(&bodies[0]).unwrap();
+    validate(&first);
+    let n1 = spans(&first).len();
+    assert!(n1 > 1 && n1 < 8, "{n1}");
+    match outcome {
+        Outcome::Partial(items) => {
+            assert_eq!(items.len(), 8);
+            assert!(items[..n1].iter().all(|i| *i == ItemOutcome::Delivered));
+            assert!(
+                items[n1..]
+                    .iter()
+                    .all(|i| matches!(i, ItemOutcome::Retry { error } if error.contains("429")))
+            );
+        }
+        other => panic!("expected per-trace answers, got {other:?}"),
+    }
+    // The engine retries the rest: all of them arrive, still within the limit.
+    let rest: Vec<_> = views[n1..].to_vec();
+    let payload = exp.encode(&rest).unwrap();
+    assert_eq!(exp.send(&payload).await, Outcome::Delivered);
+    let later = &rx.bodies()[2..];
+    let got: usize = later
+        .iter()
+        .map(|b| {
+            let v: Value = serde_json::from_slice(b).unwrap();
+            validate(&v);
+            spans(&v).len()
+        })
+        .sum();
+    assert_eq!(got, rest.len());
+    // A 429 on the first request of a batch is a plain retry with its Retry-After.
+    let rx = BigReceiver::start(vec![(429, Some("3"))]).await;
+    let exp = build(
+        DestinationType::Datadog,
+        &config(json!({"apiKey": KEY, "mlApp": "a", "url": rx.url})),
+        &ExportContext::new(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let payload = exp.encode(&views).unwrap();
+    match exp.send(&payload).await {
+        Outcome::Retry {
+            status,
+            retry_after,
+            ..
+        } => {
+            assert_eq!(status, Some(429));
+            assert_eq!(retry_after, Some(Duration::from_secs(3)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rx.bodies().len(), 1);
+}
+
+#[tokio::test]
+async fn test_connection_validates_the_api_key() {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({"headers": {"X-Proxy-Token": "p-1"}}));
+    rx.reply(Reply::status(200).body(r#"{"valid":true}"#));
+    let ok = exp.test_connection().await;
+    assert!(ok.ok, "{ok:?}");
+    assert_eq!(ok.status, Some(200));
+    assert_eq!(ok.message, "Datadog accepted the API key (200)");
+    let req = rx.next().await;
+    assert_eq!(req.method, "GET");
+    assert_eq!(req.path, "/api/v1/validate");
+    assert_eq!(req.header("dd-api-key"), Some(KEY));
+    assert_eq!(req.header("x-proxy-token"), Some("p-1"));
+
+    rx.reply(Reply::status(403).body(r#"{"errors":["Forbidden"]}"#));
+    let check = exp.test_connection().await;
+    assert!(!check.ok);
+    assert_eq!(check.status, Some(403));
+    assert_eq!(check.message, "Datadog rejected the API key (403)");
+    assert!(!check.message.contains(KEY));
+
+    rx.reply(Reply::status(500).body("down"));
+    let check = exp.test_connection().await;
+    assert!(!check.ok);
+    assert_eq!(
+        check.message,
+        "Datadog answered 500 to GET /api/v1/validate: down"
+    );
+    for _ in 0..2 {
+        rx.next().await;
+    }
+
+    let refused = build(
+        DestinationType::Datadog,
+        &config(json!({"apiKey": KEY, "mlApp": "a", "url": refused_url().await})),
+        &ExportContext::new(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let check = refused.test_connection().await;
+    assert!(!check.ok && check.status.is_none());
+    assert!(
+        check
+            .message
+            .starts_with("Datadog could not be reached: connection failed"),
+        "{check:?}"
+    );
+}
+
+#[tokio::test]
+async fn unusual_inputs_are_encoded_without_loss_or_panic() {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    let shapes = [
+        json!({"prompt": ["line one", "line two"]}),
+        json!({"prompt": {"weird": true}}),
+        json!({"input": "plain responses input"}),
+        json!({"input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]}),
+        json!({"input": [{"type": "function_call_output", "output": "42"}]}),
+        json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "data:..."}}]}, {"role": "assistant", "content": null, "tool_calls": [{"id": "c9", "type": "function", "function": {"name": "f", "arguments": "not json"}}]}]}),
+    ];
+    let mut values = Vec::new();
+    for (i, request) in shapes.into_iter().enumerate() {
+        let mut r = secret_record();
+        r["id"] = json!(format!("gen-shape-{i}"));
+        r["request"] = request;
+        r["error"] = json!({"code": null, "message": "x"});
+        let g = generation(r);
+        let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+        values.push(llm(&body(&req))["meta"]["input"].clone());
+    }
+    assert_eq!(values[0], json!({"value": "line one\nline two"}));
+    assert_eq!(values[1], json!({"value": r#"{"weird":true}"#}));
+    assert_eq!(values[2], json!({"value": "plain responses input"}));
+    assert_eq!(
+        values[3],
+        json!({"messages": [{"role": "user", "content": "hi"}]})
+    );
+    assert_eq!(
+        values[4],
+        json!({"value": r#"[{"output":"42","type":"function_call_output"}]"#})
+    );
+    // (Ingest replaces multimodal parts with a text marker before any exporter sees them.)
+    assert_eq!(values[5]["messages"][0]["content"], "look\n[image omitted]");
+    assert_eq!(values[5]["messages"][1]["content"], "");
+    assert_eq!(
+        values[5]["messages"][1]["tool_calls"][0]["arguments"],
+        json!({"value": "not json"})
+    );
+}
+
+#[test]
+fn config_is_read_and_checked() {
+    let ctx = ExportContext::new(Duration::from_secs(5));
+    let err = |v: Value| match build(DestinationType::Datadog, &config(v), &ctx) {
+        Err(ExportError::Config(m)) => m,
+        Err(e) => panic!("expected a config error, got {e}"),
+        Ok(_) => panic!("expected a config error"),
+    };
+    assert_eq!(err(json!({"mlApp": "a"})), "apiKey is required");
+    assert_eq!(err(json!({"apiKey": "k"})), "mlApp is required");
+    assert!(err(json!({"apiKey": "k", "mlApp": "___"})).starts_with("mlApp: "));
+    assert!(err(json!({"apiKey": "k", "mlApp": "a", "url": "ftp://x"})).starts_with("url: "));
+    assert!(err(json!({"apiKey": "k", "mlApp": "a", "url": "not a url"})).starts_with("url: "));
+    assert!(
+        err(json!({"apiKey": "k", "mlApp": "a", "headers": {"Bad Name": "v"}}))
+            .contains("not a valid header name")
+    );
+    // The default site, and a full intake URL is accepted as a base.
+    assert!(
+        build(
+            DestinationType::Datadog,
+            &config(json!({"apiKey": "k", "mlApp": "a"})),
+            &ctx
+        )
+        .is_ok()
+    );
+    assert!(
+        build(
+            DestinationType::Datadog,
+            &config(json!({"apiKey": "k", "mlApp": "a", "url": "https://api.us5.datadoghq.com/api/intake/llm-obs/v1/trace/spans"})),
+            &ctx
+        )
+        .is_ok()
+    );
+    assert_eq!(ml_app("Production App!!").unwrap(), "production_app");
+    assert_eq!(ml_app("My__App_").unwrap(), "my_app");
+    assert_eq!(ml_app("team/app:v1.2-x").unwrap(), "team/app:v1.2-x");
+    assert_eq!(ml_app(&"a".repeat(300)).unwrap().len(), 193);
+}
