@@ -27,7 +27,8 @@
 //!
 //! | Weave call | from |
 //! |---|---|
-//! | `op_name` | the span name: `trace.generation_name`, else `trace.trace_name` on a root span (both default to the model slug); the `trace.span_name` span is a parent call named after it |
+//! | `op_name` | the span name: `trace.generation_name`, else `trace.trace_name` on a root span (both default to the model slug); the `trace.span_name` span is a parent call named after it, with `attributes.agent_name` = the span name (`gen_ai.agent.name`) |
+//! | `attributes.kind` | `llm` on the generation's call (`weave.span.kind`) |
 //! | `attributes.user_id`, `attributes.session_id` | `user`, `session_id` (span attribute `wandb.attributes`, a JSON object Weave merges into the call's attributes) |
 //! | `attributes.openrouter_trace_id` | the trace key (`trace.trace_id`, else the generation id) |
 //! | `attributes.openrouter_observation_id` | the generation id |
@@ -100,6 +101,10 @@ pub const INPUTS: &str = "inputs";
 pub const OUTPUT: &str = "output";
 /// Span attribute Weave reads `total_tokens` from.
 pub const LLM_USAGE_TOTAL_TOKENS: &str = "llm.usage.total_tokens";
+/// Weave's call kind attribute (`attributes.kind`, one of Weave's op kinds).
+pub const WEAVE_SPAN_KIND: &str = "weave.span.kind";
+/// GenAI agent name (`attributes.agent_name` in Weave), set on the `trace.span_name` span.
+pub const GEN_AI_AGENT_NAME: &str = "gen_ai.agent.name";
 pub const WANDB_ENTITY: &str = "wandb.entity";
 pub const WANDB_PROJECT: &str = "wandb.project";
 
@@ -224,7 +229,13 @@ impl OtlpDialect for WeaveDialect {
         if let Some(s) = view.session_id() {
             wandb.insert("session_id".into(), json!(s));
         }
+        if slot.role == SpanRole::Intermediate {
+            // Gives the parent call a Weave attribute of its own (`agent_name`): without any,
+            // Weave stores the raw attribute tree instead of merging `wandb.attributes`.
+            attrs.opt_string(GEN_AI_AGENT_NAME, view.span_name());
+        }
         if slot.role == SpanRole::Generation {
+            attrs.string(WEAVE_SPAN_KIND, "llm");
             wandb.insert("openrouter_observation_id".into(), json!(view.id()));
             if let Some(c) = cost_json(view) {
                 wandb.insert("cost".into(), Value::Object(c));
