@@ -81,8 +81,8 @@ use crate::opik::opik_weave::{
 };
 use crate::otlp::keys as k;
 use crate::otlp::{
-    Attr, AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp,
-    Probe, SpanRole, SpanSlot,
+    Attr, AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanRole,
+    SpanSlot,
 };
 use crate::{BatchLimits, ExportContext, ExportError, Exporter};
 
@@ -159,14 +159,12 @@ pub fn exporter(
         entity: Arc::from(entity),
         project: Arc::from(project),
     };
-    Ok(
-        OtlpExporter::new(http, dialect, "otlp-json/weave", probe)
-            .protobuf()
-            .with_limits(BatchLimits {
-                max_items: 500,
-                max_bytes: 4 * 1024 * 1024,
-            }),
-    )
+    Ok(OtlpExporter::new(http, dialect, "otlp-json/weave", probe)
+        .protobuf()
+        .with_limits(BatchLimits {
+            max_items: 500,
+            max_bytes: 4 * 1024 * 1024,
+        }))
 }
 
 /// Weave's flavour of OTLP (see the module docs).

@@ -99,7 +99,8 @@ async fn posts_traces_then_spans_with_auth_workspace_and_custom_headers() {
     rx.reply(Reply::status(204));
     let exporter = opik(&rx);
     let g = generation(opik_record());
-    let (payload, outcome) = encode_send(exporter.as_ref(), &[TraceView::new(&g, ALL_GROUPS)]).await;
+    let (payload, outcome) =
+        encode_send(exporter.as_ref(), &[TraceView::new(&g, ALL_GROUPS)]).await;
     assert_eq!(outcome, Outcome::Delivered);
     assert_eq!(payload.items, 1);
 
@@ -129,7 +130,11 @@ async fn posts_traces_then_spans_with_auth_workspace_and_custom_headers() {
     sent.push(b'\n');
     sent.extend_from_slice(&spans_req.body);
     sent.push(b'\n');
-    assert_eq!(sent, payload.body.to_vec(), "the wire bodies are the payload's lines");
+    assert_eq!(
+        sent,
+        payload.body.to_vec(),
+        "the wire bodies are the payload's lines"
+    );
     let path = golden_path();
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -156,9 +161,18 @@ fn maps_every_supported_metadata_key_user_session_tags_and_environment() {
     let (mid, llm) = (&spans[0], &spans[1]);
 
     // trace_id -> trace metadata openrouter_trace_id (and on the spans).
-    assert_eq!(trace["metadata"]["openrouter_trace_id"], "order_processing_001");
-    assert_eq!(mid["metadata"]["openrouter_trace_id"], "order_processing_001");
-    assert_eq!(llm["metadata"]["openrouter_trace_id"], "order_processing_001");
+    assert_eq!(
+        trace["metadata"]["openrouter_trace_id"],
+        "order_processing_001"
+    );
+    assert_eq!(
+        mid["metadata"]["openrouter_trace_id"],
+        "order_processing_001"
+    );
+    assert_eq!(
+        llm["metadata"]["openrouter_trace_id"],
+        "order_processing_001"
+    );
     // trace_name -> trace name.
     assert_eq!(trace["name"], "Order Processing Pipeline");
     // span_name -> the intermediate span's name; generation_name -> the LLM span's name.
@@ -176,7 +190,10 @@ fn maps_every_supported_metadata_key_user_session_tags_and_environment() {
     );
     // A parent_span_id that is not a UUIDv7 cannot be an Opik parent: kept in metadata.
     assert!(mid.get("parent_span_id").is_none());
-    assert_eq!(mid["metadata"]["openrouter_parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(
+        mid["metadata"]["openrouter_parent_span_id"],
+        "00f067aa0ba902b7"
+    );
 
     // user -> trace metadata user_id; session -> thread_id (and metadata).
     assert_eq!(trace["metadata"]["user_id"], "user_12345");
@@ -209,7 +226,10 @@ fn maps_every_supported_metadata_key_user_session_tags_and_environment() {
     assert_eq!(llm["metadata"]["model_parameters"]["temperature"], 0.2);
     assert_eq!(llm["metadata"]["model_parameters"]["max_tokens"], 256);
     assert_eq!(llm["metadata"]["finish_reasons"], json!(["tool_calls"]));
-    assert_eq!(llm["metadata"]["response_model"], "openai/gpt-4o-2024-08-06");
+    assert_eq!(
+        llm["metadata"]["response_model"],
+        "openai/gpt-4o-2024-08-06"
+    );
     // Model, provider, usage, ttft.
     assert_eq!(llm["model"], "openai/gpt-4o");
     assert_eq!(llm["provider"], "OpenAI");
@@ -223,7 +243,10 @@ fn maps_every_supported_metadata_key_user_session_tags_and_environment() {
     assert_eq!(llm["metadata"]["is_byok"], false);
     assert_eq!(llm["metadata"]["external_user"], "ext-42");
     assert_eq!(llm["metadata"]["http_referer"], "https://shop.example");
-    assert_eq!(llm["metadata"]["cost_allocation"]["prompt"]["cost"], 0.00083);
+    assert_eq!(
+        llm["metadata"]["cost_allocation"]["prompt"]["cost"],
+        0.00083
+    );
 
     // Times: ISO-8601 UTC with microseconds; end = start + latency.
     assert_eq!(trace["start_time"], "2026-01-01T00:00:00.250000Z");
@@ -231,7 +254,10 @@ fn maps_every_supported_metadata_key_user_session_tags_and_environment() {
     assert_eq!(llm["start_time"], "2026-01-01T00:00:00.250000Z");
 
     // Content on the trace and the LLM span.
-    assert_eq!(trace["input"]["messages"][1]["content"], "Process this order: 2 widgets");
+    assert_eq!(
+        trace["input"]["messages"][1]["content"],
+        "Process this order: 2 widgets"
+    );
     assert_eq!(llm["input"]["tools"][0]["function"]["name"], "lookup_sku");
     assert_eq!(llm["output"]["completion"], "Looking up the SKU.");
     assert_eq!(llm["output"]["reasoning"], "Need the SKU first.");
@@ -278,12 +304,17 @@ fn ids_are_deterministic_uuid_v7() {
     let mut r = secret_record();
     r["trace"] = json!({"trace_id": given_trace, "parent_span_id": given_parent});
     let g3 = generation(r);
-    let exporter = OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
+    let exporter =
+        OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
     let (trace, spans) = exporter.records(&TraceView::new(&g3, TraceOptions::default()));
     assert_eq!(trace["id"], given_trace);
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0]["parent_span_id"], given_parent);
-    assert!(spans[0]["metadata"].get("openrouter_parent_span_id").is_none());
+    assert!(
+        spans[0]["metadata"]
+            .get("openrouter_parent_span_id")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -318,7 +349,8 @@ async fn privacy_mode_sends_no_content_but_keeps_the_rest() {
 
 #[test]
 fn a_batch_sends_a_shared_trace_once_and_splits_at_1000_items() {
-    let exporter = OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
+    let exporter =
+        OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
     let gens: Vec<_> = (0..600)
         .map(|n| {
             let mut r = opik_record();
@@ -353,12 +385,16 @@ fn a_batch_sends_a_shared_trace_once_and_splits_at_1000_items() {
     let payload = exporter.encode(&views).unwrap();
     let docs = documents(&payload.body);
     let kinds: Vec<(&str, usize)> = docs.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
-    assert_eq!(kinds, vec![("traces", 600), ("spans", 1000), ("spans", 200)]);
+    assert_eq!(
+        kinds,
+        vec![("traces", 600), ("spans", 1000), ("spans", 200)]
+    );
 }
 
 #[test]
 fn oversized_content_is_replaced_by_a_visible_marker() {
-    let exporter = OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
+    let exporter =
+        OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
     let mut r = secret_record();
     r["request"]["messages"][0]["content"] = json!("x".repeat(3 * 1024 * 1024));
     let g = generation(r);
@@ -376,7 +412,8 @@ fn oversized_content_is_replaced_by_a_visible_marker() {
 
 #[test]
 fn a_failed_generation_carries_error_info() {
-    let exporter = OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
+    let exporter =
+        OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
     let mut r = secret_record();
     r["error"] = json!({"code": 429, "message": "Provider rate limited"});
     let g = generation(r);
@@ -408,7 +445,10 @@ async fn outcomes_follow_opik_answers() {
         other => panic!("expected a retry, got {other:?}"),
     }
     assert!(rx.next().await.path.ends_with("/traces/batch"));
-    assert!(rx.try_next().await.is_none(), "spans are not sent after a failure");
+    assert!(
+        rx.try_next().await.is_none(),
+        "spans are not sent after a failure"
+    );
 
     // Opik cloud's RateLimit-Reset (seconds) when there is no Retry-After.
     rx.reply(Reply::status(204));
@@ -440,7 +480,13 @@ async fn outcomes_follow_opik_answers() {
     );
     rx.reply(Reply::status(503));
     let (_, outcome) = encode_send(exporter.as_ref(), &views).await;
-    assert!(matches!(outcome, Outcome::Retry { status: Some(503), .. }));
+    assert!(matches!(
+        outcome,
+        Outcome::Retry {
+            status: Some(503),
+            ..
+        }
+    ));
 
     // No answer at all: retry.
     let refused = refused_url().await;
@@ -450,7 +496,10 @@ async fn outcomes_follow_opik_answers() {
     );
     let exporter = build(DestinationType::Opik, &config(), &ctx).unwrap();
     let (_, outcome) = encode_send(exporter.as_ref(), &views).await;
-    assert!(matches!(outcome, Outcome::Retry { status: None, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, Outcome::Retry { status: None, .. }),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -467,8 +516,16 @@ async fn test_connection_reads_the_project_list() {
     let check = exporter.test_connection().await;
     assert!(check.ok, "{check:?}");
     assert_eq!(check.status, Some(200));
-    assert!(check.message.contains("workspace \"acme\""), "{}", check.message);
-    assert!(check.message.contains("will be created"), "{}", check.message);
+    assert!(
+        check.message.contains("workspace \"acme\""),
+        "{}",
+        check.message
+    );
+    assert!(
+        check.message.contains("will be created"),
+        "{}",
+        check.message
+    );
     let req = rx.next().await;
     assert_eq!(req.method, "GET");
     assert_eq!(req.path, "/opik/api/v1/private/projects");
@@ -488,11 +545,16 @@ async fn test_connection_reads_the_project_list() {
 
     rx.reply(Reply::status(403).body("no access"));
     let check = exporter.test_connection().await;
-    assert!(!check.ok && check.message.contains("workspace \"acme\"") && check.message.contains("403"));
+    assert!(
+        !check.ok && check.message.contains("workspace \"acme\"") && check.message.contains("403")
+    );
 
     rx.reply(Reply::status(404));
     let check = exporter.test_connection().await;
-    assert!(!check.ok && check.message.contains("/opik/api"), "{check:?}");
+    assert!(
+        !check.ok && check.message.contains("/opik/api"),
+        "{check:?}"
+    );
 
     let refused = refused_url().await;
     let ctx = ExportContext::new(Duration::from_secs(2)).with_endpoint_override(
@@ -502,12 +564,17 @@ async fn test_connection_reads_the_project_list() {
     let exporter = build(DestinationType::Opik, &config(), &ctx).unwrap();
     let check = exporter.test_connection().await;
     assert!(!check.ok && check.status.is_none());
-    assert!(check.message.starts_with("Opik could not be reached"), "{}", check.message);
+    assert!(
+        check.message.starts_with("Opik could not be reached"),
+        "{}",
+        check.message
+    );
 }
 
 #[test]
 fn cloud_url_by_default_and_config_errors_name_the_field() {
-    let exporter = OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
+    let exporter =
+        OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
     assert_eq!(
         exporter.test_url().as_str(),
         "https://www.comet.com/opik/api/v1/private/projects?name=checkout-evals&size=1"

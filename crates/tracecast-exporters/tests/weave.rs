@@ -64,13 +64,23 @@ fn js(attrs: &[KeyValue], key: &str) -> Value {
 fn assert_no_path_conflicts(attrs: &[KeyValue]) {
     for a in attrs {
         let prefix = format!("{}.", a.key);
-        let clash: Vec<_> = attrs.iter().filter(|b| b.key.starts_with(&prefix)).collect();
-        assert!(clash.is_empty(), "{} is a prefix of {:?}", a.key, clash[0].key);
+        let clash: Vec<_> = attrs
+            .iter()
+            .filter(|b| b.key.starts_with(&prefix))
+            .collect();
+        assert!(
+            clash.is_empty(),
+            "{} is a prefix of {:?}",
+            a.key,
+            clash[0].key
+        );
     }
 }
 
 fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 fn check_golden(name: &str, now: &[u8]) {
@@ -99,14 +109,20 @@ async fn posts_otlp_protobuf_with_weave_auth_and_custom_headers() {
         .encode(&[TraceView::new(&g, ALL_GROUPS)])
         .expect("encodes");
     assert_eq!(payload.content_type, "application/x-protobuf");
-    assert!(exporter.fragments().is_none(), "protobuf bodies are not shared fragments");
+    assert!(
+        exporter.fragments().is_none(),
+        "protobuf bodies are not shared fragments"
+    );
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
 
     let req = rx.next().await;
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/traces/otel/v1/traces");
     let basic = base64::engine::general_purpose::STANDARD.encode("api:wandb-KEY-0123456789");
-    assert_eq!(req.header("authorization"), Some(format!("Basic {basic}").as_str()));
+    assert_eq!(
+        req.header("authorization"),
+        Some(format!("Basic {basic}").as_str())
+    );
     assert_eq!(req.header("wandb-api-key"), Some("wandb-KEY-0123456789"));
     assert_eq!(req.header("project_id"), Some("acme/support-bot"));
     assert_eq!(req.header("x-proxy-token"), Some("px-1"));
@@ -151,14 +167,20 @@ async fn maps_every_supported_metadata_key_into_weave_calls() {
     // merged into the call's attributes (Weave merges `wandb.attributes`).
     let wandb = js(a, "wandb.attributes");
     assert_eq!(wandb["openrouter_trace_id"], "order_processing_001");
-    assert_eq!(wandb["openrouter_observation_id"], "gen-1767225600-AbCdEfGhIjKlMnOpQrSt");
+    assert_eq!(
+        wandb["openrouter_observation_id"],
+        "gen-1767225600-AbCdEfGhIjKlMnOpQrSt"
+    );
     assert_eq!(wandb["user_id"], "user_12345");
     assert_eq!(wandb["session_id"], "session_abc");
     assert_eq!(wandb["order_id"], "ORD-12345");
     assert_eq!(wandb["attempt"], 2);
     assert_eq!(wandb["customer"], json!({"tier": "gold"}));
     assert!(wandb.get("nothing").is_none());
-    assert_eq!(wandb["cost"], json!({"total": 0.00123, "input": 0.00083, "output": 0.0004}));
+    assert_eq!(
+        wandb["cost"],
+        json!({"total": 0.00123, "input": 0.00083, "output": 0.0004})
+    );
     assert_eq!(wandb["openrouter"]["finish_reasons"], json!(["tool_calls"]));
     assert_eq!(wandb["openrouter"]["is_byok"], false);
     let mid_wandb = js(&mid.attributes, "wandb.attributes");
@@ -196,9 +218,12 @@ async fn trace_name_is_the_op_name_of_a_root_call() {
     let rx = Receiver::start().await;
     let exporter = weave(&rx.url(""));
     let mut r = secret_record();
-    r["trace"] = json!({"trace_name": "Creative Writing Agent", "a": 1, "a.b": 2, "x.y": {"z": true}});
+    r["trace"] =
+        json!({"trace_name": "Creative Writing Agent", "a": 1, "a.b": 2, "x.y": {"z": true}});
     let g = generation(r);
-    let payload = exporter.encode(&[TraceView::new(&g, TraceOptions::default())]).unwrap();
+    let payload = exporter
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
     let req = pb(&rx.next().await.body);
     let sp = spans(&req);
@@ -213,7 +238,9 @@ async fn trace_name_is_the_op_name_of_a_root_call() {
     let mut r = secret_record();
     r["trace"] = json!({"trace_name": "T", "generation_name": "Poem"});
     let g = generation(r);
-    let payload = exporter.encode(&[TraceView::new(&g, TraceOptions::default())]).unwrap();
+    let payload = exporter
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
     assert_eq!(spans(&pb(&rx.next().await.body))[0].name, "Poem");
 }
@@ -257,8 +284,13 @@ async fn oversized_content_is_replaced_by_a_visible_marker() {
     let mut r = secret_record();
     r["response"]["choices"][0]["message"]["content"] = json!("y".repeat(5 * 1024 * 1024));
     let g = generation(r);
-    let payload = exporter.encode(&[TraceView::new(&g, TraceOptions::default())]).unwrap();
-    assert!(payload.body.len() < 1024 * 1024, "the big output is not sent");
+    let payload = exporter
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
+    assert!(
+        payload.body.len() < 1024 * 1024,
+        "the big output is not sent"
+    );
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
     let req = pb(&rx.next().await.body);
     let a = &spans(&req)[0].attributes;
@@ -276,7 +308,9 @@ async fn outcomes_follow_the_otlp_answers() {
     let rx = Receiver::start().await;
     let exporter = weave(&rx.url(""));
     let g = generation(secret_record());
-    let payload = exporter.encode(&[TraceView::new(&g, TraceOptions::default())]).unwrap();
+    let payload = exporter
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
 
     rx.reply(Reply::status(429).header("retry-after", "12"));
     match exporter.send(&payload).await {
@@ -300,12 +334,18 @@ async fn outcomes_follow_the_otlp_answers() {
     rx.reply(Reply::status(400).body("bad span"));
     assert!(matches!(
         exporter.send(&payload).await,
-        Outcome::Rejected { status: Some(400), .. }
+        Outcome::Rejected {
+            status: Some(400),
+            ..
+        }
     ));
     rx.reply(Reply::status(502));
     assert!(matches!(
         exporter.send(&payload).await,
-        Outcome::Retry { status: Some(502), .. }
+        Outcome::Retry {
+            status: Some(502),
+            ..
+        }
     ));
     // A 200 with a partialSuccess (spans Weave rejected) is delivered: OTLP says not to retry.
     rx.reply(
@@ -322,10 +362,17 @@ async fn test_connection_sends_an_empty_export_request() {
     let exporter = weave(&rx.url(""));
     let check = exporter.test_connection().await;
     assert!(check.ok, "{check:?}");
-    assert!(check.message.starts_with("W&B Weave accepted"), "{}", check.message);
+    assert!(
+        check.message.starts_with("W&B Weave accepted"),
+        "{}",
+        check.message
+    );
     let req = rx.next().await;
     assert_eq!(req.path, "/otel/v1/traces");
-    assert!(req.body.is_empty(), "an empty protobuf request is zero bytes");
+    assert!(
+        req.body.is_empty(),
+        "an empty protobuf request is zero bytes"
+    );
     assert_eq!(req.header("project_id"), Some("acme/support-bot"));
     assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
 
@@ -335,7 +382,11 @@ async fn test_connection_sends_an_empty_export_request() {
     assert_eq!(check.message, "W&B Weave rejected the API key (401)");
     rx.reply(Reply::status(404));
     let check = exporter.test_connection().await;
-    assert!(!check.ok && check.message.contains("baseUrl"), "{}", check.message);
+    assert!(
+        !check.ok && check.message.contains("baseUrl"),
+        "{}",
+        check.message
+    );
 
     let exporter = weave(refused_url().await.trim_end_matches("/v1/traces"));
     let check = exporter.test_connection().await;
@@ -348,7 +399,10 @@ fn base_url_defaults_and_config_errors_name_the_field() {
     let mut cfg = config("x");
     cfg.remove("baseUrl");
     let e = weave_exporter(&cfg, &ctx()).unwrap();
-    assert_eq!(e.http().url().as_str(), "https://trace.wandb.ai/otel/v1/traces");
+    assert_eq!(
+        e.http().url().as_str(),
+        "https://trace.wandb.ai/otel/v1/traces"
+    );
     let e = weave_exporter(&config("https://acme.wandb.io/traces/"), &ctx()).unwrap();
     assert_eq!(
         e.http().url().as_str(),

@@ -109,9 +109,7 @@ use self::opik_weave::{
 };
 use crate::config::required_str;
 use crate::http::{classify, transport_error};
-use crate::{
-    BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload,
-};
+use crate::{BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload};
 
 /// Comet cloud's Opik API base URL.
 pub const CLOUD_BASE_URL: &str = "https://www.comet.com/opik/api";
@@ -186,9 +184,8 @@ impl OpikExporter {
         headers.insert(AUTHORIZATION, key);
         headers.insert(
             HeaderName::from_static(WORKSPACE_HEADER),
-            HeaderValue::from_str(workspace).map_err(|_| {
-                ExportError::Config("workspace is not a valid header value".into())
-            })?,
+            HeaderValue::from_str(workspace)
+                .map_err(|_| ExportError::Config("workspace is not a valid header value".into()))?,
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(OpikExporter {
@@ -382,13 +379,17 @@ pub fn read_test_answer(
     };
     match status {
         200..=299 => {
-            let exists = serde_json::from_str::<Value>(body)
-                .ok()
-                .and_then(|v| v.get("content").and_then(Value::as_array).map(|c| !c.is_empty()));
+            let exists = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+                v.get("content")
+                    .and_then(Value::as_array)
+                    .map(|c| !c.is_empty())
+            });
             let project_note = match exists {
                 Some(true) => format!("project \"{project}\" exists"),
                 Some(false) => {
-                    format!("project \"{project}\" does not exist yet and will be created by the first trace")
+                    format!(
+                        "project \"{project}\" does not exist yet and will be created by the first trace"
+                    )
                 }
                 None => format!("project \"{project}\""),
             };

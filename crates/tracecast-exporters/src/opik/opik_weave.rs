@@ -59,7 +59,10 @@ pub(crate) fn cost_json(view: &TraceView<'_>) -> Option<Map<String, Value>> {
         part("output", of("completion"));
     } else if let Some(details) = view.cost_group().and_then(|c| c.cost_details) {
         part("input", details.get("prompt_cost").and_then(Value::as_f64));
-        part("output", details.get("completion_cost").and_then(Value::as_f64));
+        part(
+            "output",
+            details.get("completion_cost").and_then(Value::as_f64),
+        );
     }
     (!m.is_empty()).then_some(m)
 }
@@ -101,7 +104,11 @@ pub(crate) fn group_metadata(view: &TraceView<'_>) -> Map<String, Value> {
     if let Some(i) = view.identity_group() {
         put_str(&mut m, "api_key_name", i.api_key_name);
         put_str(&mut m, "api_key_hash", i.api_key_hash);
-        put_str(&mut m, "workspace_id", Some(i.workspace_id).filter(|s| !s.is_empty()));
+        put_str(
+            &mut m,
+            "workspace_id",
+            Some(i.workspace_id).filter(|s| !s.is_empty()),
+        );
         put_str(&mut m, "external_user", i.external_user);
     }
     if let Some(r) = view.request_context() {
@@ -152,8 +159,16 @@ pub(crate) fn call_metadata(view: &TraceView<'_>) -> Map<String, Value> {
     }
     put_f64(&mut m, "latency_ms", view.duration_ms());
     put_f64(&mut m, "generation_time_ms", view.generation_time_ms());
-    put_f64(&mut m, "time_to_first_token_ms", view.time_to_first_token_ms());
-    put_f64(&mut m, "moderation_latency_ms", view.moderation_latency_ms());
+    put_f64(
+        &mut m,
+        "time_to_first_token_ms",
+        view.time_to_first_token_ms(),
+    );
+    put_f64(
+        &mut m,
+        "moderation_latency_ms",
+        view.moderation_latency_ms(),
+    );
     if view.has_tools() {
         m.insert("has_tools".into(), Value::Bool(true));
     }
@@ -179,12 +194,10 @@ pub(crate) fn error_parts(view: &TraceView<'_>) -> Option<(String, String)> {
 /// Replaces a content value whose JSON is longer than `limit` bytes by a small marker object,
 /// `{"truncated": true, "reason": "...", "original_bytes": N}` (plus `extra` keys, e.g. Opik's
 /// own `opik_truncated` flag). Returns whether it did.
-pub(crate) fn truncate_if_over(
-    value: &mut Value,
-    limit: usize,
-    extra: &[(&str, Value)],
-) -> bool {
-    let len = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+pub(crate) fn truncate_if_over(value: &mut Value, limit: usize, extra: &[(&str, Value)]) -> bool {
+    let len = serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if len <= limit {
         return false;
     }
