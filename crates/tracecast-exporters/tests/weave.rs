@@ -220,6 +220,10 @@ async fn trace_name_is_the_op_name_of_a_root_call() {
     let mut r = secret_record();
     r["trace"] =
         json!({"trace_name": "Creative Writing Agent", "a": 1, "a.b": 2, "x.y": {"z": true}});
+    // A request parameter `choice` would become `gen_ai.request.choice`, a dotted prefix of
+    // `gen_ai.request.choice.count` (from `n`): the shorter one is dropped.
+    r["request"]["n"] = json!(2);
+    r["request"]["choice"] = json!("x");
     let g = generation(r);
     let payload = exporter
         .encode(&[TraceView::new(&g, TraceOptions::default())])
@@ -230,6 +234,8 @@ async fn trace_name_is_the_op_name_of_a_root_call() {
     assert_eq!(sp.len(), 1);
     assert_eq!(sp[0].name, "Creative Writing Agent");
     assert_no_path_conflicts(&sp[0].attributes);
+    assert_eq!(i(&sp[0].attributes, "gen_ai.request.choice.count"), 2);
+    assert!(!has(&sp[0].attributes, "gen_ai.request.choice"));
     // Dotted custom keys travel inside the wandb.attributes JSON, where they cannot clash.
     let wandb = js(&sp[0].attributes, "wandb.attributes");
     assert_eq!(wandb["a"], 1);
