@@ -279,17 +279,45 @@ impl OtlpDialect for WeaveDialect {
 /// Drops every attribute whose key is a dotted prefix of another attribute's key (`a` when
 /// `a.b` exists): Weave nests attributes by their dotted keys and rejects such a span.
 fn drop_path_conflicts(attrs: &mut Attributes<'_, '_>) {
-    let mut keys: Vec<String> = attrs.iter().map(|a| a.key.to_string()).collect();
-    keys.sort();
-    let mut conflicting: Vec<String> = Vec::new();
-    // Sorted, every `a.<...>` comes after `a`.
-    for (i, key) in keys.iter().enumerate() {
-        let prefix = format!("{key}.");
-        if keys[i + 1..].iter().any(|other| other.starts_with(&prefix)) {
-            conflicting.push(key.clone());
-        }
-    }
+    let mut keys: Vec<&str> = attrs.iter().map(|a| a.key.as_ref()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    // In sorted order the keys starting with `a.` form one run, found by binary search.
+    let mut prefix = String::new();
+    let conflicting: Vec<String> = keys
+        .iter()
+        .filter(|key| {
+            prefix.clear();
+            prefix.push_str(key);
+            prefix.push('.');
+            let at = keys.partition_point(|k| *k < prefix.as_str());
+            keys.get(at).is_some_and(|k| k.starts_with(prefix.as_str()))
+        })
+        .map(|k| (*k).to_owned())
+        .collect();
     if !conflicting.is_empty() {
         attrs.retain(|a: &Attr<'_>| !conflicting.iter().any(|c| a.key == c.as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_prefixes_are_dropped() {
+        let d = WeaveDialect::new("e", "p");
+        let mut a = Attributes::new(&d, Element::Span(SpanRole::Generation), 8);
+        a.verbatim();
+        a.int("a", 1)
+            .int("a-c", 2)
+            .int("a.b", 3)
+            .int("ab", 4)
+            .int("x.y", 5)
+            .int("x.y.z", 6)
+            .int("q", 7);
+        drop_path_conflicts(&mut a);
+        let keys: Vec<&str> = a.iter().map(|k| k.key.as_ref()).collect();
+        assert_eq!(keys, vec!["a-c", "a.b", "ab", "x.y.z", "q"]);
     }
 }
