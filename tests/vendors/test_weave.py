@@ -151,6 +151,7 @@ def test_parent_call_attributes(calls):
     start, end = calls["Extraction"]
     a = start.attributes
     assert a["agent_name"] == "Extraction"
+    assert a["trace_name"] == "Order Processing Pipeline"
     assert a["user_id"] == "user_12345"
     assert a["session_id"] == "session_abc"
     assert a["openrouter_trace_id"] == "order_processing_001"

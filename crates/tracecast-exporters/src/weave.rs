@@ -28,6 +28,8 @@
 //! | Weave call | from |
 //! |---|---|
 //! | `op_name` | the span name: `trace.generation_name`, else `trace.trace_name` on a root span (both default to the model slug); the `trace.span_name` span is a parent call named after it, with `attributes.agent_name` = the span name (`gen_ai.agent.name`) |
+//! | `display_name` | `trace.trace_name` on a root call whose `op_name` is a `span_name` or `generation_name` (Weave's call list shows it) |
+//! | `attributes.trace_name` | `trace.trace_name` (default: the model slug), on the top-most call |
 //! | `attributes.kind` | `llm` on the generation's call (`weave.span.kind`) |
 //! | `attributes.user_id`, `attributes.session_id` | `user`, `session_id` (span attribute `wandb.attributes`, a JSON object Weave merges into the call's attributes) |
 //! | `attributes.openrouter_trace_id` | the trace key (`trace.trace_id`, else the generation id) |
@@ -105,6 +107,8 @@ pub const LLM_USAGE_TOTAL_TOKENS: &str = "llm.usage.total_tokens";
 pub const WEAVE_SPAN_KIND: &str = "weave.span.kind";
 /// GenAI agent name (`attributes.agent_name` in Weave), set on the `trace.span_name` span.
 pub const GEN_AI_AGENT_NAME: &str = "gen_ai.agent.name";
+/// The call's display name in Weave's call list.
+pub const WANDB_DISPLAY_NAME: &str = "wandb.display_name";
 pub const WANDB_ENTITY: &str = "wandb.entity";
 pub const WANDB_PROJECT: &str = "wandb.project";
 
@@ -226,6 +230,15 @@ impl OtlpDialect for WeaveDialect {
         }
         if let Some(s) = view.session_id() {
             wandb.insert("session_id".into(), json!(s));
+        }
+        if slot.top_most {
+            let trace_name = view.trace_name();
+            wandb.insert("trace_name".into(), json!(trace_name));
+            // A root call whose op_name is not the trace name (a span_name or generation_name
+            // names it) shows the trace name in Weave's call list.
+            if slot.is_root && self.span_name(view, slot) != trace_name {
+                attrs.string(WANDB_DISPLAY_NAME, trace_name);
+            }
         }
         if slot.role == SpanRole::Intermediate {
             // Gives the parent call a Weave attribute of its own (`agent_name`): without any,

@@ -233,6 +233,10 @@ async fn trace_name_is_the_op_name_of_a_root_call() {
     let sp = spans(&req);
     assert_eq!(sp.len(), 1);
     assert_eq!(sp[0].name, "Creative Writing Agent");
+    assert!(
+        !has(&sp[0].attributes, "wandb.display_name"),
+        "op_name is the trace name already"
+    );
     assert_no_path_conflicts(&sp[0].attributes);
     assert_eq!(i(&sp[0].attributes, "gen_ai.request.choice.count"), 2);
     assert!(!has(&sp[0].attributes, "gen_ai.request.choice"));
@@ -248,7 +252,13 @@ async fn trace_name_is_the_op_name_of_a_root_call() {
         .encode(&[TraceView::new(&g, TraceOptions::default())])
         .unwrap();
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
-    assert_eq!(spans(&pb(&rx.next().await.body))[0].name, "Poem");
+    let req = pb(&rx.next().await.body);
+    let sp = spans(&req);
+    assert_eq!(sp[0].name, "Poem");
+    // The trace name is the call's display name in Weave's call list, and an attribute.
+    assert_eq!(s(&sp[0].attributes, "wandb.display_name"), "T");
+    assert_eq!(js(&sp[0].attributes, "wandb.attributes")["trace_name"], "T");
+    assert_no_path_conflicts(&sp[0].attributes);
 }
 
 #[tokio::test]
