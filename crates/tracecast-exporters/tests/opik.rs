@@ -411,6 +411,19 @@ fn oversized_content_is_replaced_by_a_visible_marker() {
 }
 
 #[test]
+fn blank_names_fall_back_to_the_model() {
+    let exporter =
+        OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
+    let mut r = secret_record();
+    r["trace"] = json!({"trace_name": "  ", "generation_name": " ", "span_name": " "});
+    let g = generation(r);
+    let (trace, spans) = exporter.records(&TraceView::new(&g, TraceOptions::default()));
+    assert_eq!(trace["name"], "anthropic/claude-sonnet-4");
+    assert_eq!(spans.len(), 1, "a blank span_name makes no span");
+    assert_eq!(spans[0]["name"], "anthropic/claude-sonnet-4");
+}
+
+#[test]
 fn a_failed_generation_carries_error_info() {
     let exporter =
         OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();

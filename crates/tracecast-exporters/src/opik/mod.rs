@@ -568,6 +568,14 @@ pub fn intermediate_span_uuid(view: &TraceView<'_>) -> Option<Uuid> {
     ))
 }
 
+/// `name` unless it is blank (Opik requires non-blank names), else `fallback`, else `"LLM call"`.
+fn non_blank<'a>(name: &'a str, fallback: &'a str) -> &'a str {
+    [name, fallback]
+        .into_iter()
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or("LLM call")
+}
+
 /// `trace.span_name` unless blank.
 fn span_name<'a>(view: &TraceView<'a>) -> Option<&'a str> {
     view.span_name().filter(|s| !s.trim().is_empty())
@@ -713,7 +721,7 @@ fn records<'a>(view: &TraceView<'a>, project: &'a str) -> (TraceWrite<'a>, Vec<S
     let trace = TraceWrite {
         id: trace_id,
         project_name: project,
-        name: view.trace_name(),
+        name: non_blank(view.trace_name(), view.model()),
         start_time: start.clone(),
         end_time: end.clone(),
         input: input.clone(),
@@ -789,7 +797,7 @@ fn records<'a>(view: &TraceView<'a>, project: &'a str) -> (TraceWrite<'a>, Vec<S
         project_name: project,
         trace_id,
         parent_span_id: llm_parent,
-        name: view.generation_name(),
+        name: non_blank(view.generation_name(), view.model()),
         kind: "llm",
         start_time: start,
         end_time: end.clone(),
