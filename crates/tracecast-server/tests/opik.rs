@@ -1,0 +1,284 @@
+//! The `opik` destination end to end: the real server ingests generations and delivers them to
+//! a loopback receiver playing Opik's REST API (through `delivery.endpoint_overrides.opik`).
+
+mod common;
+
+use common::receiver::{Mode, Receiver};
+use common::{Resp, TestServer};
+use serde_json::{Value, json};
+use tracecast_server::settings::Settings;
+
+const DEST: &str = "/api/v1/observability/destinations";
+
+fn settings(s: &mut Settings, rec: &Receiver) {
+    s.delivery.linger_ms = 20;
+    s.delivery.retry_base_ms = 50;
+    s.delivery.retry_max_delay_secs = 1;
+    s.delivery.request_timeout_secs = 2;
+    s.delivery.auth_probe_secs = 1;
+    s.delivery.config_refresh_ms = 200;
+    let base = rec.url.trim_end_matches("/v1/traces");
+    s.delivery
+        .endpoint_overrides
+        .insert("opik".into(), format!("{base}/opik/api"));
+}
+
+fn record(id: &str) -> Value {
+    json!({
+        "id": id,
+        "model": "openai/gpt-4o",
+        "provider_name": "OpenAI",
+        "created_at": "2026-03-01T12:00:00.000Z",
+        "latency": 1234.0,
+        "finish_reason": "stop",
+        "total_cost": 0.0015,
+        "user": "user-1",
+        "session_id": "session-1",
+        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
+        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}]},
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+        "trace": {"trace_id": "workflow-1", "trace_name": "Doc pipeline", "generation_name": "Summarise", "env": "prod"}
+    })
+}
+
+async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> Resp {
+    let mut body = Vec::new();
+    for r in records {
+        body.extend(serde_json::to_vec(r).unwrap());
+        body.push(b'\n');
+    }
+    let r = s
+        .http
+        .post(format!("{}/api/v1/generations", s.base))
+        .bearer_auth(key)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    Resp {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+async fn create(s: &TestServer, api_key: &str, extra: Value) -> String {
+    let mut body = json!({
+        "type": "opik",
+        "name": "opik",
+        "config": {"apiKey": api_key, "workspace": "acme", "projectName": "checkout"}
+    });
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            body[k] = v;
+        }
+    }
+    let r = s.post(DEST, body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["data"]["id"].as_str().unwrap().to_string()
+}
+
+async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = s.get(&format!("{DEST}/{id}/status")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let st = r.body["data"].clone();
+        if cond(&st) {
+            return st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Items of every accepted batch of this kind (`traces` or `spans`).
+fn accepted(rec: &Receiver, kind: &str) -> Vec<Value> {
+    rec.requests()
+        .into_iter()
+        .filter(|r| r.answered < 300 && r.method == reqwest::Method::POST)
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter_map(|v| v.get(kind).and_then(Value::as_array).cloned())
+        .flatten()
+        .collect()
+}
+
+fn llm_span_count(rec: &Receiver) -> usize {
+    accepted(rec, "spans")
+        .iter()
+        .filter(|s| s["type"] == "llm")
+        .count()
+}
+
+#[tokio::test]
+async fn generations_reach_opik_as_traces_and_spans() {
+    let rec = Receiver::start().await;
+    let s = TestServer::start_with(|st| settings(st, &rec)).await;
+    let (key, _) = s.workspace_key(None).await;
+    let id = create(&s, "opik_e2e_key", json!({})).await;
+
+    // The connection test goes to Opik's project list with the real headers.
+    let t = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    assert_eq!(t.body["data"]["ok"], true, "{}", t.text);
+    assert!(
+        t.body["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("workspace \"acme\""),
+        "{}",
+        t.text
+    );
+
+    let r = ingest(&s, &key, &[record("gen-1"), record("gen-2")]).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    rec.wait(10, "two LLM spans", |r| llm_span_count(r) == 2)
+        .await;
+
+    let traces = accepted(&rec, "traces");
+    assert!(!traces.is_empty());
+    // Both generations share trace_id "workflow-1": one Opik trace id.
+    let trace_ids: std::collections::BTreeSet<_> = traces
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(trace_ids.len(), 1, "{traces:?}");
+    let t = &traces[0];
+    assert_eq!(t["name"], "Doc pipeline");
+    assert_eq!(t["project_name"], "checkout");
+    assert_eq!(t["metadata"]["openrouter_trace_id"], "workflow-1");
+    assert_eq!(t["metadata"]["user_id"], "user-1");
+    assert_eq!(t["metadata"]["env"], "prod");
+    assert_eq!(t["thread_id"], "session-1");
+    let spans = accepted(&rec, "spans");
+    let mut gen_ids: Vec<_> = spans
+        .iter()
+        .map(|s| {
+            s["metadata"]["openrouter_observation_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    gen_ids.sort();
+    assert_eq!(gen_ids, vec!["gen-1", "gen-2"]);
+    for sp in &spans {
+        assert_eq!(sp["name"], "Summarise");
+        assert_eq!(
+            sp["trace_id"].as_str().unwrap(),
+            trace_ids.iter().next().unwrap()
+        );
+        assert_eq!(sp["usage"]["total_tokens"], 17);
+        assert_eq!(sp["output"]["completion"], "COMPLETION-TEXT");
+    }
+    let posts: Vec<_> = rec
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == reqwest::Method::POST)
+        .collect();
+    for req in &posts {
+        assert_eq!(req.headers["authorization"], "opik_e2e_key");
+        assert_eq!(req.headers["comet-workspace"], "acme");
+    }
+    let st = wait_status(&s, &id, "delivered", |st| {
+        st["counts"]["delivered"] == 2 && st["queue"]["depth"] == 0
+    })
+    .await;
+    assert_eq!(st["counts"]["dead_lettered"], 0);
+}
+
+#[tokio::test]
+async fn privacy_mode_keeps_content_out_of_opik() {
+    let rec = Receiver::start().await;
+    let s = TestServer::start_with(|st| settings(st, &rec)).await;
+    let (key, _) = s.workspace_key(None).await;
+    create(&s, "opik_e2e_key", json!({"privacy_mode": true})).await;
+    assert_eq!(ingest(&s, &key, &[record("p-1")]).await.status, 202);
+    rec.wait(10, "the LLM span", |r| llm_span_count(r) == 1)
+        .await;
+    for req in rec.requests() {
+        let body = String::from_utf8_lossy(&req.body);
+        assert!(
+            !body.contains("PROMPT-TEXT") && !body.contains("COMPLETION-TEXT"),
+            "privacy mode leaked content: {body}"
+        );
+    }
+    let span = &accepted(&rec, "spans")[0];
+    assert_eq!(span["usage"]["prompt_tokens"], 12);
+    assert_eq!(span["metadata"]["env"], "prod");
+}
+
+#[tokio::test]
+async fn rate_limits_are_honoured_and_rejected_keys_pause_until_replaced() {
+    let rec = Receiver::start().await;
+    let s = TestServer::start_with(|st| settings(st, &rec)).await;
+    let (key, _) = s.workspace_key(None).await;
+
+    // 429 with Retry-After: 1 on the first request; the retry waits at least that long.
+    rec.script([Mode::RetryAfter(429, 1)]);
+    let id = create(&s, "opik_old_key", json!({})).await;
+    assert_eq!(ingest(&s, &key, &[record("r-1")]).await.status, 202);
+    rec.wait(10, "the retried batch", |r| llm_span_count(r) == 1)
+        .await;
+    let reqs: Vec<_> = rec
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == reqwest::Method::POST)
+        .collect();
+    assert_eq!(reqs[0].answered, 429);
+    let waited = reqs[1].at.duration_since(reqs[0].at);
+    assert!(
+        waited >= std::time::Duration::from_millis(950),
+        "retried after {waited:?}"
+    );
+    let st = wait_status(&s, &id, "delivered", |st| st["counts"]["delivered"] == 1).await;
+    assert_eq!(st["last_error"]["status"], 429);
+
+    // 401: the destination pauses and keeps its queue.
+    rec.set_mode(Mode::Status(401));
+    assert_eq!(
+        ingest(&s, &key, &[record("r-2"), record("r-3")])
+            .await
+            .status,
+        202
+    );
+    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
+    assert!(
+        st["reason"]
+            .as_str()
+            .unwrap()
+            .contains("credentials rejected (401)"),
+        "{st}"
+    );
+    assert!(
+        !st.to_string().contains("opik_old_key"),
+        "the key leaked: {st}"
+    );
+    let t = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    assert_eq!(t.body["data"]["ok"], false);
+    assert_eq!(t.body["data"]["message"], "Opik rejected the API key (401)");
+
+    // A new key resumes delivery with nothing lost.
+    rec.set_mode(Mode::Ok);
+    let p = s
+        .patch(
+            &format!("{DEST}/{id}"),
+            json!({"config": {"apiKey": "opik_new_key"}}),
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    rec.wait(10, "all three", |r| llm_span_count(r) == 3).await;
+    let st = wait_status(&s, &id, "active", |st| {
+        st["state"] == "active" && st["counts"]["delivered"] == 3
+    })
+    .await;
+    assert_eq!(st["counts"]["dead_lettered"], 0);
+    let last = rec.requests().into_iter().last().unwrap();
+    assert_eq!(last.headers["authorization"], "opik_new_key");
+}
