@@ -217,9 +217,7 @@ const PERMISSION_CODES: &[u32] = &[164, 497];
 const PERMANENT_CODES: &[u32] = &[
     6, 16, 26, 27, 36, 38, 41, 43, 47, 53, 60, 62, 69, 70, 72, 81, 115, 117, 131, 349,
 ];
-const TRANSIENT_CODES: &[u32] = &[
-    159, 202, 203, 209, 210, 241, 242, 252, 319, 425, 439, 999,
-];
+const TRANSIENT_CODES: &[u32] = &[159, 202, 203, 209, 210, 241, 242, 252, 319, 425, 439, 999];
 
 fn snippet(body: &str) -> String {
     let s: String = body.trim().chars().take(512).collect();
@@ -266,8 +264,8 @@ fn classify(a: &Answer) -> Outcome {
 impl ClickhouseExporter {
     pub fn new(config: &Map<String, Value>, ctx: &ExportContext) -> Result<Self, ExportError> {
         let host = required_str(config, "host")?;
-        let mut base = Url::parse(host)
-            .map_err(|e| ExportError::Config(format!("host: not a URL ({e})")))?;
+        let mut base =
+            Url::parse(host).map_err(|e| ExportError::Config(format!("host: not a URL ({e})")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(ExportError::Config(
                 "host: must be an http:// or https:// URL".into(),
@@ -348,7 +346,12 @@ impl ClickhouseExporter {
         url
     }
 
-    async fn post(&self, url: Url, body: Bytes, content_type: &'static str) -> Result<Answer, Outcome> {
+    async fn post(
+        &self,
+        url: Url,
+        body: Bytes,
+        content_type: &'static str,
+    ) -> Result<Answer, Outcome> {
         let mut headers = self.headers.clone();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -376,8 +379,12 @@ impl ClickhouseExporter {
     /// Runs a read-only query (the body is the SQL) and returns the answer.
     async fn query(&self, sql: &str) -> Result<Answer, Outcome> {
         let url = self.base.clone();
-        self.post(url, Bytes::from(sql.to_string()), "text/plain; charset=utf-8")
-            .await
+        self.post(
+            url,
+            Bytes::from(sql.to_string()),
+            "text/plain; charset=utf-8",
+        )
+        .await
     }
 }
 
@@ -411,7 +418,10 @@ impl Exporter for ClickhouseExporter {
         let token = hex::encode(&Sha256::digest(&payload.body)[..16]);
         let with_token = self.dedup_token.load(Ordering::Relaxed);
         let url = self.insert_url(with_token.then_some(token.as_str()));
-        let answer = match self.post(url, payload.body.clone(), payload.content_type).await {
+        let answer = match self
+            .post(url, payload.body.clone(), payload.content_type)
+            .await
+        {
             Ok(a) => a,
             Err(o) => return o,
         };
@@ -426,7 +436,10 @@ impl Exporter for ClickhouseExporter {
             );
             self.dedup_token.store(false, Ordering::Relaxed);
             let url = self.insert_url(None);
-            return match self.post(url, payload.body.clone(), payload.content_type).await {
+            return match self
+                .post(url, payload.body.clone(), payload.content_type)
+                .await
+            {
                 Ok(a) => classify(&a),
                 Err(o) => o,
             };
@@ -523,7 +536,10 @@ mod tests {
     fn answer(status: u16, code: Option<&str>, body: &str) -> Answer {
         let mut headers = HeaderMap::new();
         if let Some(c) = code {
-            headers.insert("x-clickhouse-exception-code", HeaderValue::from_str(c).unwrap());
+            headers.insert(
+                "x-clickhouse-exception-code",
+                HeaderValue::from_str(c).unwrap(),
+            );
         }
         Answer {
             status: StatusCode::from_u16(status).unwrap(),
@@ -536,19 +552,38 @@ mod tests {
     fn exception_codes_decide_over_statuses() {
         // Old servers: every error is a 500 with the code only in the body.
         assert!(matches!(
-            classify(&answer(500, None, "Code: 193, e.displayText() = DB::Exception: Wrong password")),
+            classify(&answer(
+                500,
+                None,
+                "Code: 193, e.displayText() = DB::Exception: Wrong password"
+            )),
             Outcome::Unauthorized { status: 401, .. }
         ));
         assert!(matches!(
-            classify(&answer(500, None, "Code: 27, e.displayText() = DB::Exception: Cannot parse input")),
-            Outcome::Rejected { status: Some(500), .. }
+            classify(&answer(
+                500,
+                None,
+                "Code: 27, e.displayText() = DB::Exception: Cannot parse input"
+            )),
+            Outcome::Rejected {
+                status: Some(500),
+                ..
+            }
         ));
         assert!(matches!(
-            classify(&answer(500, Some("252"), "Code: 252. DB::Exception: Too many parts")),
+            classify(&answer(
+                500,
+                Some("252"),
+                "Code: 252. DB::Exception: Too many parts"
+            )),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            classify(&answer(403, Some("497"), "Code: 497. DB::Exception: Not enough privileges")),
+            classify(&answer(
+                403,
+                Some("497"),
+                "Code: 497. DB::Exception: Not enough privileges"
+            )),
             Outcome::Unauthorized { status: 403, .. }
         ));
         assert!(matches!(

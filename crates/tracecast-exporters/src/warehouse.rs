@@ -89,7 +89,11 @@ const fn col(name: &'static str, kind: Kind, comment: &'static str) -> Column {
 /// Every column of the v1 table, in table order ([`CACHE_WRITE_TOKENS`] goes after
 /// `REASONING_TOKENS` in v2).
 pub const COLUMNS_V1: &[Column] = &[
-    col("TRACE_ID", Kind::Text, "trace.trace_id, else the generation id"),
+    col(
+        "TRACE_ID",
+        Kind::Text,
+        "trace.trace_id, else the generation id",
+    ),
     col("SPAN_ID", Kind::Text, "the generation id"),
     col("PARENT_SPAN_ID", Kind::OptText, "trace.parent_span_id"),
     col("TIMESTAMP", Kind::Time, "created_at (UTC)"),
@@ -104,7 +108,11 @@ pub const COLUMNS_V1: &[Column] = &[
         "API key name (identity metadata group)",
     ),
     col("MODEL", Kind::Text, "model slug"),
-    col("PROVIDER_NAME", Kind::OptText, "provider that served the call"),
+    col(
+        "PROVIDER_NAME",
+        Kind::OptText,
+        "provider that served the call",
+    ),
     col("SPAN_TYPE", Kind::Text, "GENERATION"),
     col("STATUS", Kind::Text, "ok or error"),
     col("LEVEL", Kind::Text, "DEFAULT, WARNING or ERROR"),
@@ -116,7 +124,11 @@ pub const COLUMNS_V1: &[Column] = &[
     col("REASONING_TOKENS", Kind::Count, "reasoning tokens"),
     col("TOTAL_COST", Kind::Float, "total cost in USD"),
     col("ATTRIBUTES", Kind::Json, "OpenTelemetry attributes (JSON)"),
-    col("INPUT", Kind::Json, "prompt messages (JSON; empty in privacy mode)"),
+    col(
+        "INPUT",
+        Kind::Json,
+        "prompt messages (JSON; empty in privacy mode)",
+    ),
     col(
         "OUTPUT",
         Kind::Json,
@@ -205,7 +217,11 @@ fn attr_json(v: &AttrValue<'_>) -> Value {
 }
 
 /// Attributes that carry content: they live in `INPUT`/`OUTPUT`, not twice in `ATTRIBUTES`.
-const CONTENT_ATTRIBUTES: &[&str] = &["gen_ai.prompt", "gen_ai.completion", "gen_ai.tool.definitions"];
+const CONTENT_ATTRIBUTES: &[&str] = &[
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "gen_ai.tool.definitions",
+];
 
 fn attributes(view: &TraceView<'_>) -> Map<String, Value> {
     let spans = generation_spans(view, &DefaultDialect);
@@ -356,7 +372,9 @@ pub fn row(view: &TraceView<'_>, v2: bool) -> Row {
                 "CACHED_TOKENS" => Cell::Count(view.cached_tokens().unwrap_or(0)),
                 "REASONING_TOKENS" => Cell::Count(view.reasoning_tokens().unwrap_or(0)),
                 "CACHE_WRITE_TOKENS" => Cell::Count(view.cache_write_tokens().unwrap_or(0)),
-                "TOTAL_COST" => Cell::Float(view.total_cost().filter(|c| c.is_finite()).unwrap_or(0.0)),
+                "TOTAL_COST" => {
+                    Cell::Float(view.total_cost().filter(|c| c.is_finite()).unwrap_or(0.0))
+                }
                 "ATTRIBUTES" => Cell::Json(Some(attributes.clone())),
                 "INPUT" => input.clone(),
                 "OUTPUT" => output.clone(),
@@ -388,7 +406,10 @@ mod tests {
         let v1 = columns(false);
         let v2 = columns(true);
         assert_eq!(v2.len(), v1.len() + 1);
-        let i = v2.iter().position(|c| c.name == "CACHE_WRITE_TOKENS").unwrap();
+        let i = v2
+            .iter()
+            .position(|c| c.name == "CACHE_WRITE_TOKENS")
+            .unwrap();
         assert_eq!(v2[i - 1].name, "REASONING_TOKENS");
         assert!(!v1.iter().any(|c| c.name == "CACHE_WRITE_TOKENS"));
     }
@@ -408,7 +429,10 @@ mod tests {
 
     #[test]
     fn times_are_utc_milliseconds() {
-        assert_eq!(format_time(1_767_225_600_250_000_000), "2026-01-01 00:00:00.250");
+        assert_eq!(
+            format_time(1_767_225_600_250_000_000),
+            "2026-01-01 00:00:00.250"
+        );
         assert_eq!(format_time(0), "1970-01-01 00:00:00.000");
     }
 }

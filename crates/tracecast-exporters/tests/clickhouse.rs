@@ -19,7 +19,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Receiver, Reply, generation, full_record, secret_record};
+use common::{Receiver, Reply, full_record, generation, secret_record};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tracecast_exporters::clickhouse::{self, warehouse};
@@ -112,11 +112,9 @@ impl Shim {
                 let mut err = String::new();
                 if let Some(mut e) = child.stderr.take() {
                     use tokio::io::AsyncReadExt;
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        e.read_to_string(&mut err),
-                    )
-                    .await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), e.read_to_string(&mut err))
+                            .await;
                 }
                 panic!(
                     "the chdb shim did not start ({other:?}). Is chdb installed in {}? \
@@ -131,7 +129,8 @@ impl Shim {
             _child: child,
             _dir: dir,
         };
-        shim.sql(&format!("CREATE DATABASE IF NOT EXISTS {DB}")).await;
+        shim.sql(&format!("CREATE DATABASE IF NOT EXISTS {DB}"))
+            .await;
         shim
     }
 
@@ -480,8 +479,14 @@ async fn chdb_takes_the_ddl_and_inserts_and_the_guide_queries_add_up() {
     assert_eq!(e.send(&first).await, Outcome::Delivered);
     assert_eq!(e.send(&second).await, Outcome::Delivered);
     assert_eq!(e.send(&first).await, Outcome::Delivered);
-    let count = shim.rows("SELECT count() AS n FROM OPENROUTER_TRACES").await;
-    assert_eq!(num(&count[0]["n"]), 14.0, "the resent batch was deduplicated");
+    let count = shim
+        .rows("SELECT count() AS n FROM OPENROUTER_TRACES")
+        .await;
+    assert_eq!(
+        num(&count[0]["n"]),
+        14.0,
+        "the resent batch was deduplicated"
+    );
 
     // What went over the wire.
     let inserts: Vec<Value> = shim
@@ -508,15 +513,24 @@ async fn chdb_takes_the_ddl_and_inserts_and_the_guide_queries_add_up() {
         param(&inserts[0], "query").unwrap(),
         "INSERT INTO `tracecast`.`OPENROUTER_TRACES` FORMAT JSONEachRow"
     );
-    assert_eq!(param(&inserts[0], "wait_end_of_query").as_deref(), Some("1"));
+    assert_eq!(
+        param(&inserts[0], "wait_end_of_query").as_deref(),
+        Some("1")
+    );
     assert_eq!(
         param(&inserts[0], "date_time_input_format").as_deref(),
         Some("best_effort")
     );
     let t0 = param(&inserts[0], "insert_deduplication_token").unwrap();
     assert_eq!(t0.len(), 32);
-    assert_eq!(param(&inserts[2], "insert_deduplication_token").unwrap(), t0);
-    assert_ne!(param(&inserts[1], "insert_deduplication_token").unwrap(), t0);
+    assert_eq!(
+        param(&inserts[2], "insert_deduplication_token").unwrap(),
+        t0
+    );
+    assert_ne!(
+        param(&inserts[1], "insert_deduplication_token").unwrap(),
+        t0
+    );
     for r in &inserts {
         assert_eq!(r["method"], "POST");
         assert_eq!(r["headers"]["x-clickhouse-user"], USER);
@@ -543,7 +557,11 @@ async fn chdb_takes_the_ddl_and_inserts_and_the_guide_queries_add_up() {
     let users: Vec<&str> = r.iter().map(|x| x["USER_ID"].as_str().unwrap()).collect();
     assert_eq!(users, ["alice", "bob", "carol"]);
     let avg = |user: &str| {
-        let l: Vec<f64> = specs.iter().filter(|s| s.user == user).map(|s| s.latency).collect();
+        let l: Vec<f64> = specs
+            .iter()
+            .filter(|s| s.user == user)
+            .map(|s| s.latency)
+            .collect();
         l.iter().sum::<f64>() / l.len() as f64
     };
     for (row, (traces, sessions, tokens, cost, user)) in r.iter().zip([
@@ -579,7 +597,10 @@ async fn chdb_takes_the_ddl_and_inserts_and_the_guide_queries_add_up() {
         .filter(|s| s.provider == "OpenAI" && !s.error)
         .map(|s| s.latency)
         .collect();
-    assert!(close(num(&r[0]["avg_duration_ms"]), ok.iter().sum::<f64>() / 11.0));
+    assert!(close(
+        num(&r[0]["avg_duration_ms"]),
+        ok.iter().sum::<f64>() / 11.0
+    ));
     let p50 = num(&r[0]["p50_duration_ms"]);
     assert!((800.0..=1900.0).contains(&p50), "{p50}");
 
@@ -659,7 +680,12 @@ async fn golden_row_is_accepted_by_chdb_and_matches_the_file() {
         std::fs::write(&path, &body).expect("write golden");
     }
     let golden = std::fs::read_to_string(&path).expect("tests/golden/clickhouse.jsonl exists");
-    assert_eq!(golden, body, "the ClickHouse row differs from {}", path.display());
+    assert_eq!(
+        golden,
+        body,
+        "the ClickHouse row differs from {}",
+        path.display()
+    );
 
     let row: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(row["TRACE_ID"], "order_processing_001");
@@ -667,7 +693,11 @@ async fn golden_row_is_accepted_by_chdb_and_matches_the_file() {
     assert_eq!(row["PARENT_SPAN_ID"], "00f067aa0ba902b7");
     assert_eq!(row["TIMESTAMP"], "2026-01-01 00:00:00.250");
     assert_eq!(row["END_TIME"], "2026-01-01 00:00:01.773");
-    assert_eq!(row["API_KEY_NAME"], Value::Null, "the sample has no key name");
+    assert_eq!(
+        row["API_KEY_NAME"],
+        Value::Null,
+        "the sample has no key name"
+    );
     assert_eq!(row["CACHE_WRITE_TOKENS"], 4);
     assert_eq!(row["CACHED_TOKENS"], 100);
     assert_eq!(row["REASONING_TOKENS"], 8);
@@ -708,29 +738,45 @@ async fn test_connection_names_missing_tables_columns_and_bad_credentials() {
     let shim = Shim::start().await;
     // A v1 table, checked by a v2 exporter: CACHE_WRITE_TOKENS is missing.
     shim.sql(&clickhouse::ddl(Some(DB), "V1", false)).await;
-    let check = exporter(ch_config(&shim.url, "V1", true)).test_connection().await;
+    let check = exporter(ch_config(&shim.url, "V1", true))
+        .test_connection()
+        .await;
     assert!(!check.ok);
     assert!(
-        check.message.contains("missing column(s) CACHE_WRITE_TOKENS"),
+        check
+            .message
+            .contains("missing column(s) CACHE_WRITE_TOKENS"),
         "{check:?}"
     );
-    assert!(exporter(ch_config(&shim.url, "V1", false)).test_connection().await.ok);
+    assert!(
+        exporter(ch_config(&shim.url, "V1", false))
+            .test_connection()
+            .await
+            .ok
+    );
 
     // A table without most columns.
     shim.sql(&format!(
         "CREATE TABLE {DB}.THIN (TRACE_ID String, MODEL String) ENGINE = MergeTree() ORDER BY TRACE_ID"
     ))
     .await;
-    let check = exporter(ch_config(&shim.url, "THIN", false)).test_connection().await;
+    let check = exporter(ch_config(&shim.url, "THIN", false))
+        .test_connection()
+        .await;
     assert!(!check.ok);
     assert!(
         check.message.contains("SPAN_ID, PARENT_SPAN_ID, TIMESTAMP"),
         "{check:?}"
     );
 
-    let check = exporter(ch_config(&shim.url, "NOPE", false)).test_connection().await;
+    let check = exporter(ch_config(&shim.url, "NOPE", false))
+        .test_connection()
+        .await;
     assert!(!check.ok);
-    assert!(check.message.contains("`tracecast`.`NOPE` does not exist"), "{check:?}");
+    assert!(
+        check.message.contains("`tracecast`.`NOPE` does not exist"),
+        "{check:?}"
+    );
 
     let mut bad = ch_config(&shim.url, "V1", false);
     bad["password"] = json!("wrong-password");
@@ -745,7 +791,9 @@ async fn test_connection_names_missing_tables_columns_and_bad_credentials() {
     assert!(!check.message.contains("wrong-password"));
     // A send with the wrong password pauses the destination.
     let g = generation(secret_record());
-    let p = e.encode(&[TraceView::new(&g, TraceOptions::default())]).unwrap();
+    let p = e
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
     assert!(matches!(
         e.send(&p).await,
         Outcome::Unauthorized { status: 401, .. }
@@ -762,13 +810,18 @@ async fn test_connection_names_missing_tables_columns_and_bad_credentials() {
         .test_connection()
         .await;
     assert!(!check.ok && check.status.is_none(), "{check:?}");
-    assert!(check.message.starts_with("ClickHouse could not be reached"), "{check:?}");
+    assert!(
+        check.message.starts_with("ClickHouse could not be reached"),
+        "{check:?}"
+    );
 }
 
 #[tokio::test]
 async fn privacy_mode_and_oversized_content() {
     let g = generation(secret_record());
-    let e = exporter(json!({"host": "http://127.0.0.1:1", "database": "d", "username": "u", "password": "p"}));
+    let e = exporter(
+        json!({"host": "http://127.0.0.1:1", "database": "d", "username": "u", "password": "p"}),
+    );
     let private = TraceOptions {
         privacy_mode: true,
         ..ALL_GROUPS
@@ -777,16 +830,24 @@ async fn privacy_mode_and_oversized_content() {
     let text = std::str::from_utf8(&p.body).unwrap();
     assert!(!text.contains("SECRET"), "content in privacy mode: {text}");
     let row: Value = serde_json::from_str(text.trim()).unwrap();
-    assert_eq!((row["INPUT"].as_str(), row["OUTPUT"].as_str()), (Some(""), Some("")));
+    assert_eq!(
+        (row["INPUT"].as_str(), row["OUTPUT"].as_str()),
+        (Some(""), Some(""))
+    );
     assert_eq!(row["USER_ID"], "u-1");
     assert_eq!(row["TOTAL_COST"], 0.5);
-    assert!(row.get("CACHE_WRITE_TOKENS").is_none(), "v1 rows have no CACHE_WRITE_TOKENS");
+    assert!(
+        row.get("CACHE_WRITE_TOKENS").is_none(),
+        "v1 rows have no CACHE_WRITE_TOKENS"
+    );
 
     // A 3 MiB prompt: INPUT becomes a marker, the row is still sent, ATTRIBUTES says so.
     let mut big = secret_record();
     big["request"]["messages"][0]["content"] = json!("x".repeat(3 * 1024 * 1024));
     let g = generation(big);
-    let p = e.encode(&[TraceView::new(&g, TraceOptions::default())]).unwrap();
+    let p = e
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
     assert!(p.body.len() < 1024 * 1024);
     let row: Value = serde_json::from_str(std::str::from_utf8(&p.body).unwrap().trim()).unwrap();
     let input: Value = serde_json::from_str(row["INPUT"].as_str().unwrap()).unwrap();
@@ -803,9 +864,15 @@ async fn http_errors_429_503_and_401() {
     let rx = Receiver::start().await;
     let e = exporter(ch_config(&rx.url(""), "T", false));
     let g = generation(secret_record());
-    let p = e.encode(&[TraceView::new(&g, TraceOptions::default())]).unwrap();
+    let p = e
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
 
-    rx.reply(Reply::status(429).header("retry-after", "7").body("slow down"));
+    rx.reply(
+        Reply::status(429)
+            .header("retry-after", "7")
+            .body("slow down"),
+    );
     match e.send(&p).await {
         Outcome::Retry {
             status,
@@ -822,11 +889,20 @@ async fn http_errors_429_503_and_401() {
             .header("x-clickhouse-exception-code", "202")
             .body("Code: 202. DB::Exception: Too many simultaneous queries. (TOO_MANY_SIMULTANEOUS_QUERIES)"),
     );
-    assert!(matches!(e.send(&p).await, Outcome::Retry { status: Some(503), .. }));
+    assert!(matches!(
+        e.send(&p).await,
+        Outcome::Retry {
+            status: Some(503),
+            ..
+        }
+    ));
     rx.reply(Reply::status(401).header("x-clickhouse-exception-code", "516").body(
         "Code: 516. DB::Exception: tracecast: Authentication failed. (AUTHENTICATION_FAILED)",
     ));
-    assert!(matches!(e.send(&p).await, Outcome::Unauthorized { status: 401, .. }));
+    assert!(matches!(
+        e.send(&p).await,
+        Outcome::Unauthorized { status: 401, .. }
+    ));
     for _ in 0..3 {
         let req = rx.next().await;
         assert_eq!(req.path, "/");
@@ -945,7 +1021,12 @@ async fn debian_clickhouse_server_18_16_http_protocol_and_auth() {
     let server = start_legacy_server().await;
     let version = run_sql(&server.url, "SELECT version()", None).await;
     assert!(version.starts_with("18."), "{version}");
-    run_sql(&server.url, &format!("CREATE DATABASE IF NOT EXISTS {DB}"), None).await;
+    run_sql(
+        &server.url,
+        &format!("CREATE DATABASE IF NOT EXISTS {DB}"),
+        None,
+    )
+    .await;
     run_sql(
         &server.url,
         &clickhouse::ddl_legacy(Some(DB), warehouse::DEFAULT_TABLE, false),
@@ -1010,11 +1091,16 @@ async fn debian_clickhouse_server_18_16_http_protocol_and_auth() {
     // A batch that does not fit the table is rejected (old servers answer 500 with the code).
     run_sql(
         &server.url,
-        &format!("CREATE TABLE {DB}.NARROW (TRACE_ID UInt8) ENGINE = MergeTree() ORDER BY TRACE_ID"),
+        &format!(
+            "CREATE TABLE {DB}.NARROW (TRACE_ID UInt8) ENGINE = MergeTree() ORDER BY TRACE_ID"
+        ),
         None,
     )
     .await;
-    match exporter(ch_config(&server.url, "NARROW", false)).send(&p).await {
+    match exporter(ch_config(&server.url, "NARROW", false))
+        .send(&p)
+        .await
+    {
         Outcome::Rejected { error, .. } => assert!(error.contains("Code: "), "{error}"),
         other => panic!("{other:?}"),
     }
