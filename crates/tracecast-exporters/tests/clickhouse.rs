@@ -12,6 +12,7 @@
 //! the workspace root), a missing chdb or a missing clickhouse-server fails with a message
 //! saying how to install it.
 
+mod clickhouse_support;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -19,18 +20,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clickhouse_support::{DB, PASSWORD, Shim, USER, run_sql};
 use common::{Receiver, Reply, full_record, generation, secret_record};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tracecast_exporters::clickhouse::{self, warehouse};
 use tracecast_exporters::{ExportContext, Exporter, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::generation::Generation;
 use tracecast_model::trace::{TraceOptions, TraceView};
-
-const USER: &str = "tracecast";
-const PASSWORD: &str = "ch-pass-Secret-42";
-const DB: &str = "tracecast";
 
 const ALL_GROUPS: TraceOptions = TraceOptions {
     privacy_mode: false,
@@ -53,131 +50,6 @@ fn exporter(cfg: Value) -> Arc<dyn Exporter> {
         Ok(e) => e,
         Err(e) => panic!("clickhouse exporter: {e}"),
     }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("TRACECAST_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
-    assert!(
-        p.exists(),
-        "the ClickHouse tests need a Python with chdb: {} does not exist. Run scripts/test.sh, or \
-         `python3 -m venv .venv && .venv/bin/pip install -r tests/vendors/requirements-clickhouse.txt`, \
-         or set TRACECAST_TEST_PYTHON",
-        p.display()
-    );
-    p
-}
-
-// ---- the chdb shim ----
-
-struct Shim {
-    url: String,
-    log: PathBuf,
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Shim {
-    async fn start() -> Shim {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("requests.jsonl");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clickhouse_shim.py");
-        let mut child = tokio::process::Command::new(python())
-            .arg(&script)
-            .args(["--user", USER, "--password", PASSWORD, "--data"])
-            .arg(dir.path().join("chdb"))
-            .arg("--log")
-            .arg(&log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn the chdb shim");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
-        let port = match first {
-            Ok(Ok(Some(line))) if line.starts_with("LISTENING ") => {
-                line["LISTENING ".len()..].trim().to_string()
-            }
-            other => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use tokio::io::AsyncReadExt;
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(5), e.read_to_string(&mut err))
-                            .await;
-                }
-                panic!(
-                    "the chdb shim did not start ({other:?}). Is chdb installed in {}? \
-                     (pip install -r tests/vendors/requirements-clickhouse.txt)\n{err}",
-                    python().display()
-                );
-            }
-        };
-        let shim = Shim {
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-            _child: child,
-            _dir: dir,
-        };
-        shim.sql(&format!("CREATE DATABASE IF NOT EXISTS {DB}"))
-            .await;
-        shim
-    }
-
-    /// Runs SQL as the test's user and returns the body; panics on an error answer.
-    async fn sql(&self, sql: &str) -> String {
-        run_sql(&self.url, sql, None).await
-    }
-
-    /// Runs a query in database `tracecast` and returns JSONEachRow rows.
-    async fn rows(&self, sql: &str) -> Vec<Value> {
-        let sql = sql.trim().trim_end_matches(';');
-        run_sql(&self.url, sql, Some(DB))
-            .await
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSONEachRow line"))
-            .collect()
-    }
-
-    /// The requests the shim received, in order.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("log line"))
-            .collect()
-    }
-}
-
-async fn run_sql(base: &str, sql: &str, database: Option<&str>) -> String {
-    let mut url = reqwest::Url::parse(base).unwrap();
-    if let Some(db) = database {
-        url.query_pairs_mut()
-            .append_pair("database", db)
-            .append_pair("default_format", "JSONEachRow");
-    }
-    let r = reqwest::Client::new()
-        .post(url)
-        .header("X-ClickHouse-User", USER)
-        .header("X-ClickHouse-Key", PASSWORD)
-        .body(sql.to_string())
-        .send()
-        .await
-        .expect("ClickHouse answers");
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    assert!(status.is_success(), "{sql}\n-> {status}: {text}");
-    text
 }
 
 fn ch_config(url: &str, table: &str, v2: bool) -> Value {
@@ -1104,4 +976,39 @@ async fn debian_clickhouse_server_18_16_http_protocol_and_auth() {
         Outcome::Rejected { error, .. } => assert!(error.contains("Code: "), "{error}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// The DDL in docs/destinations/clickhouse.md is exactly what `ddl` prints (schema v1, and
+/// the v2 column), so the docs and `tracecast schema clickhouse` never disagree.
+#[test]
+fn docs_show_the_printed_ddl() {
+    let docs = clickhouse_support::workspace_root().join("docs/destinations/clickhouse.md");
+    let v1 = clickhouse::ddl(None, warehouse::DEFAULT_TABLE, false);
+    let legacy = clickhouse::ddl_legacy(None, warehouse::DEFAULT_TABLE, false);
+    if std::env::var_os("PRINT_DDL").is_some() {
+        println!(
+            "{v1}\n{legacy}\n{}",
+            clickhouse::ddl(None, warehouse::DEFAULT_TABLE, true)
+        );
+    }
+    let text = std::fs::read_to_string(&docs).expect("docs/destinations/clickhouse.md");
+    assert!(
+        text.contains(&v1),
+        "the v1 DDL in {} is out of date:\n{v1}",
+        docs.display()
+    );
+    assert!(
+        text.contains(&legacy),
+        "the legacy DDL in {} is out of date:\n{legacy}",
+        docs.display()
+    );
+    let v2 = clickhouse::ddl(None, warehouse::DEFAULT_TABLE, true);
+    let line = v2
+        .lines()
+        .find(|l| l.contains("`CACHE_WRITE_TOKENS`"))
+        .unwrap();
+    assert!(
+        text.contains(line.trim()),
+        "the v2 column is not in the docs: {line}"
+    );
 }

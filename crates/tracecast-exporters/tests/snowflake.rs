@@ -416,3 +416,32 @@ async fn ddl_creates_every_column_the_exporter_writes() {
         .to_string();
     assert_eq!(cols, columns(true).join(", "));
 }
+
+/// The DDL in docs/destinations/snowflake.md is exactly what `ddl` prints.
+#[test]
+fn docs_show_the_printed_ddl() {
+    let docs =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/destinations/snowflake.md");
+    let v1 = snowflake::ddl(None, None, warehouse::DEFAULT_TABLE, false);
+    if std::env::var_os("PRINT_DDL").is_some() {
+        println!(
+            "{v1}\n{}",
+            snowflake::ddl(None, None, warehouse::DEFAULT_TABLE, true)
+        );
+    }
+    let text = std::fs::read_to_string(&docs).expect("docs/destinations/snowflake.md");
+    assert!(
+        text.contains(&v1),
+        "the DDL in {} is out of date:\n{v1}",
+        docs.display()
+    );
+    let v2 = snowflake::ddl(None, None, warehouse::DEFAULT_TABLE, true);
+    let line = v2
+        .lines()
+        .find(|l| l.contains("CACHE_WRITE_TOKENS"))
+        .unwrap();
+    assert!(
+        text.contains(line.trim()),
+        "the v2 column is not in the docs: {line}"
+    );
+}
