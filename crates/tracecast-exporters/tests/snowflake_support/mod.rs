@@ -77,6 +77,8 @@ pub struct Seen {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub answered: u16,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -88,6 +90,10 @@ impl Seen {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+    /// Time between `earlier` and this request.
+    pub fn at_gap(&self, earlier: &Seen) -> std::time::Duration {
+        self.at.saturating_duration_since(earlier.at)
     }
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
@@ -503,6 +509,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let at = std::time::Instant::now();
     let mut i = r.inner.lock().unwrap();
     let path = uri.path().to_string();
     let (status, answer, extra): (u16, Value, Vec<(&str, String)>) = (|| {
@@ -643,6 +650,7 @@ async fn handle(
         headers,
         body,
         answered: status,
+        at,
     });
     drop(i);
     let mut resp = (
