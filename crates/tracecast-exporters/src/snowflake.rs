@@ -17,7 +17,7 @@
 //!
 //!   ```sql
 //!   INSERT INTO DB.SCHEMA.TABLE (TRACE_ID, ..., MODEL_PARAMETERS)
-//!   SELECT $1, ..., TO_TIMESTAMP_NTZ($4), ..., PARSE_JSON($24), ...
+//!   SELECT COLUMN1, ..., TO_TIMESTAMP_NTZ(COLUMN4), ..., PARSE_JSON(COLUMN24), ...
 //!   FROM VALUES (?, ?, ...), (?, ?, ...)
 //!   ```
 //!
@@ -122,12 +122,13 @@ pub fn ddl(database: Option<&str>, schema: Option<&str>, table: &str, v2: bool) 
     out
 }
 
-/// The projection of one column over `FROM VALUES` (`$n` is the n-th value of a row).
+/// The projection of one column over `FROM VALUES`, whose columns Snowflake names `COLUMN1`,
+/// `COLUMN2`, ... (the same as `$1`, `$2`, but not mistaken for bind variables by SQL tools).
 fn projection(c: &Column, n: usize) -> String {
     match c.kind {
-        Kind::Time | Kind::OptTime => format!("TO_TIMESTAMP_NTZ(${n})"),
-        Kind::Json => format!("PARSE_JSON(${n})"),
-        _ => format!("${n}"),
+        Kind::Time | Kind::OptTime => format!("TO_TIMESTAMP_NTZ(COLUMN{n})"),
+        Kind::Json => format!("PARSE_JSON(COLUMN{n})"),
+        _ => format!("COLUMN{n}"),
     }
 }
 
@@ -542,8 +543,8 @@ mod tests {
         let cols = warehouse::columns(true);
         let s = insert_statement("DB.S.T", &cols, 3);
         assert_eq!(s.matches('?').count(), 3 * cols.len());
-        assert!(s.contains("PARSE_JSON($"));
-        assert!(s.contains("TO_TIMESTAMP_NTZ($4)"));
+        assert!(s.contains("PARSE_JSON(COLUMN24)"));
+        assert!(s.contains("TO_TIMESTAMP_NTZ(COLUMN4)"));
         let d = ddl(Some("db"), Some("public"), "OPENROUTER_TRACES", true);
         assert!(d.starts_with("CREATE TABLE IF NOT EXISTS DB.PUBLIC.OPENROUTER_TRACES ("));
         assert!(d.contains("CACHE_WRITE_TOKENS"));

@@ -441,7 +441,7 @@ fn execute(
             chunk.iter().zip(cols.iter().zip(&projections)).enumerate()
         {
             let n = k + 1;
-            let v = if *proj == format!("PARSE_JSON(${n})") {
+            let v = if *proj == format!("PARSE_JSON(COLUMN{n})") {
                 match value {
                     Value::String(s) => match serde_json::from_str::<Value>(s) {
                         Ok(j) => j,
@@ -459,7 +459,7 @@ fn execute(
                     },
                     _ => Value::Null,
                 }
-            } else if *proj == format!("TO_TIMESTAMP_NTZ(${n})") {
+            } else if *proj == format!("TO_TIMESTAMP_NTZ(COLUMN{n})") {
                 if let Value::String(s) = value
                     && chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.3f").is_err()
                 {
@@ -474,7 +474,7 @@ fn execute(
                     );
                 }
                 value.clone()
-            } else if *proj == format!("${n}") {
+            } else if *proj == format!("COLUMN{n}") {
                 match (ty.as_str(), value) {
                     ("FIXED", Value::String(s)) => json!(s.parse::<i64>().unwrap_or_default()),
                     ("REAL", Value::String(s)) => json!(s.parse::<f64>().unwrap_or_default()),
