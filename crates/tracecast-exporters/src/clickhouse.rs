@@ -174,7 +174,6 @@ pub struct ClickhouseExporter {
     database: String,
     table: String,
     username: String,
-    password: Option<String>,
     v2: bool,
     headers: HeaderMap,
     /// Cleared when the server does not know `insert_deduplication_token`.
@@ -290,15 +289,14 @@ impl ClickhouseExporter {
         let password = config
             .get("password")
             .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
+            .filter(|s| !s.is_empty());
         let mut headers = crate::config::custom_headers(config)?;
         headers.insert(
             HeaderName::from_static("x-clickhouse-user"),
             HeaderValue::from_str(username)
                 .map_err(|_| ExportError::Config("username: not a valid header value".into()))?,
         );
-        if let Some(p) = &password {
+        if let Some(p) = password {
             let mut v = HeaderValue::from_str(p)
                 .map_err(|_| ExportError::Config("password: not a valid header value".into()))?;
             v.set_sensitive(true);
@@ -311,7 +309,6 @@ impl ClickhouseExporter {
             database: database.to_string(),
             table: table.to_string(),
             username: username.to_string(),
-            password,
             v2: bool_or(config, "shouldIncludeCacheWriteTokens", false),
             headers,
             dedup_token: AtomicBool::new(true),
@@ -459,7 +456,6 @@ impl Exporter for ClickhouseExporter {
         let status = answer.status.as_u16();
         let code = answer.exception_code();
         if code.is_some_and(|c| AUTH_CODES.contains(&c)) || status == 401 {
-            let _ = &self.password;
             return ConnectionCheck::failed(
                 Some(status),
                 format!(
