@@ -20,8 +20,8 @@
 //! keeps (JSON parsed for `PARSE_JSON`, timestamps checked for `TO_TIMESTAMP_NTZ`). Answers are
 //! the documented shapes: 200 ResultSet, 202 QueryStatus (then `GET /api/v2/statements/{h}`),
 //! 401 / 422 with `code` and `message`, and scripted statuses (429 with Retry-After, 503).
-//! A resubmitted `requestId` with `retry=true` returns the first result without running the
-//! statement again.
+//! A resubmitted `requestId` with `retry=true` whose statement succeeded returns that result
+//! without running the statement again.
 
 #![allow(dead_code)]
 
@@ -626,7 +626,10 @@ async fn handle(
         );
         i.next_handle += 1;
         let result = execute(&mut i, &statement, &binds, &handle, &request_id);
-        i.done.insert(request_id.clone(), result.clone());
+        if result.0 == 200 {
+            // A resubmission is answered from a statement that succeeded; a failed one runs again.
+            i.done.insert(request_id.clone(), result.clone());
+        }
         if let Some(Script::Async(polls)) = i.script.pop_front() {
             i.pending.insert(
                 handle.clone(),
