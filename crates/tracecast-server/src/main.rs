@@ -73,6 +73,31 @@ enum Command {
         #[command(subcommand)]
         command: EncryptionCommand,
     },
+    /// Print the CREATE TABLE for a warehouse destination (run it once before creating the
+    /// destination).
+    Schema {
+        #[command(subcommand)]
+        warehouse: SchemaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// ClickHouse (MergeTree) table for the `clickhouse` destination.
+    Clickhouse {
+        /// Schema v2: adds CACHE_WRITE_TOKENS (for `shouldIncludeCacheWriteTokens`).
+        #[arg(long)]
+        v2: bool,
+        /// The variant for ClickHouse servers older than 20.1.
+        #[arg(long)]
+        legacy: bool,
+    },
+    /// Snowflake table for the `snowflake` destination.
+    Snowflake {
+        /// Schema v2: adds CACHE_WRITE_TOKENS (for `shouldIncludeCacheWriteTokens`).
+        #[arg(long)]
+        v2: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -268,6 +293,21 @@ async fn main() -> anyhow::Result<()> {
             for t in store.list_tenants().await? {
                 println!("{}\t{}\t{}", t.id, t.name, t.created_at);
             }
+        }
+        Command::Schema { warehouse } => {
+            use tracecast_exporters::clickhouse::{self, warehouse::DEFAULT_TABLE};
+            let ddl = match warehouse {
+                SchemaCommand::Clickhouse { v2, legacy: false } => {
+                    clickhouse::ddl(None, DEFAULT_TABLE, v2)
+                }
+                SchemaCommand::Clickhouse { v2, legacy: true } => {
+                    clickhouse::ddl_legacy(None, DEFAULT_TABLE, v2)
+                }
+                SchemaCommand::Snowflake { v2 } => {
+                    tracecast_exporters::snowflake::ddl(None, None, DEFAULT_TABLE, v2)
+                }
+            };
+            println!("{ddl}");
         }
         Command::Encryption {
             command: EncryptionCommand::GenerateKey,

@@ -384,3 +384,44 @@ fn unwritable_stderr_does_not_stop_the_service() {
     );
     served.lines.clear();
 }
+
+#[test]
+fn schema_prints_the_warehouse_ddl() {
+    let ddl = |args: &[&str]| {
+        let out = Command::new(BIN).arg("schema").args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v1 = ddl(&["clickhouse"]);
+    let v2 = ddl(&["clickhouse", "--v2"]);
+    assert!(
+        v1.starts_with("CREATE TABLE IF NOT EXISTS `OPENROUTER_TRACES`"),
+        "{v1}"
+    );
+    assert!(
+        v1.contains("`TOTAL_COST`") && !v1.contains("CACHE_WRITE_TOKENS"),
+        "{v1}"
+    );
+    assert!(v2.contains("`CACHE_WRITE_TOKENS`"), "{v2}");
+    // The same text the exporter module documents and the docs show.
+    assert_eq!(
+        v2.trim_end(),
+        tracecast_exporters::clickhouse::ddl(None, "OPENROUTER_TRACES", true).trim_end()
+    );
+    let legacy = ddl(&["clickhouse", "--legacy"]);
+    assert_ne!(legacy, v1);
+    let sf = ddl(&["snowflake", "--v2"]);
+    assert!(
+        sf.starts_with("CREATE TABLE IF NOT EXISTS OPENROUTER_TRACES"),
+        "{sf}"
+    );
+    assert!(
+        sf.contains("CACHE_WRITE_TOKENS") && sf.contains("VARIANT"),
+        "{sf}"
+    );
+    let bad = Command::new(BIN)
+        .args(["schema", "bigquery"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}

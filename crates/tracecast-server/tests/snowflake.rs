@@ -1,0 +1,212 @@
+//! `snowflake` end to end: the real server delivers ingested generations to a loopback
+//! Snowflake SQL API v2 receiver (the exporter tests' receiver, built from Snowflake's
+//! reference), through a 429 with Retry-After and the async 202 path, pauses on a 401 and
+//! resumes when the destination gets the new token.
+
+mod common;
+#[path = "../../tracecast-exporters/tests/snowflake_support/mod.rs"]
+mod snowflake_support;
+
+use common::{Resp, TestServer};
+use serde_json::{Value, json};
+use snowflake_support::{Script, SnowflakeReceiver};
+use tracecast_server::settings::Settings;
+
+const DEST: &str = "/api/v1/observability/destinations";
+const TOKEN: &str = "pat-e2e-Token-0123456789";
+const TABLE: &str = "SNOWFLAKE_LEARNING_DB.PUBLIC.OPENROUTER_TRACES";
+/// The v1 columns, in table order (docs/destinations/snowflake.md).
+const COLUMNS: &[&str] = &[
+    "TRACE_ID",
+    "SPAN_ID",
+    "PARENT_SPAN_ID",
+    "TIMESTAMP",
+    "START_TIME",
+    "END_TIME",
+    "DURATION_MS",
+    "USER_ID",
+    "SESSION_ID",
+    "API_KEY_NAME",
+    "MODEL",
+    "PROVIDER_NAME",
+    "SPAN_TYPE",
+    "STATUS",
+    "LEVEL",
+    "FINISH_REASON",
+    "PROMPT_TOKENS",
+    "COMPLETION_TOKENS",
+    "TOTAL_TOKENS",
+    "CACHED_TOKENS",
+    "REASONING_TOKENS",
+    "TOTAL_COST",
+    "ATTRIBUTES",
+    "INPUT",
+    "OUTPUT",
+    "METADATA",
+    "MODEL_PARAMETERS",
+];
+
+fn settings(url: String) -> impl FnOnce(&mut Settings) {
+    move |s: &mut Settings| {
+        s.delivery.linger_ms = 20;
+        s.delivery.retry_base_ms = 50;
+        s.delivery.retry_max_delay_secs = 2;
+        s.delivery.request_timeout_secs = 5;
+        s.delivery.auth_probe_secs = 1;
+        s.delivery.config_refresh_ms = 200;
+        s.delivery
+            .endpoint_overrides
+            .insert("snowflake".into(), url);
+    }
+}
+
+fn record(id: &str) -> Value {
+    json!({
+        "id": id,
+        "model": "anthropic/claude-sonnet-4",
+        "provider_name": "Anthropic",
+        "created_at": "2026-03-01T12:00:00.000Z",
+        "latency": 900.0,
+        "finish_reason": "stop",
+        "total_cost": 0.004,
+        "user": "user-7",
+        "session_id": "session-7",
+        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "max_tokens": 64},
+        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 20, "completion_tokens": 7, "total_tokens": 27}},
+        "trace": {"trace_id": "forecast-1", "trace_name": "Revenue Forecasting", "generation_name": "Generate Forecast", "department": "finance"}
+    })
+}
+
+async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> u16 {
+    let mut body = Vec::new();
+    for r in records {
+        body.extend(serde_json::to_vec(r).unwrap());
+        body.push(b'\n');
+    }
+    s.http
+        .post(format!("{}/api/v1/generations", s.base))
+        .bearer_auth(key)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r: Resp = s.get(&format!("{DEST}/{id}/status")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let st = r.body["data"].clone();
+        if cond(&st) {
+            return st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {st}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
+    let rx = SnowflakeReceiver::start(TOKEN, TABLE, COLUMNS).await;
+    let s = TestServer::start_with(settings(rx.url.clone())).await;
+    let (key, _) = s.workspace_key(None).await;
+    let config = json!({"account": "xy12345.us-east-1", "token": TOKEN});
+
+    let r = s
+        .post(
+            &format!("{DEST}/test"),
+            json!({"type": "snowflake", "name": "sf", "config": config}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
+
+    let r = s
+        .post(
+            DEST,
+            json!({"type": "snowflake", "name": "sf", "config": config}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_ne!(
+        r.body["data"]["config"]["token"], TOKEN,
+        "the token is masked"
+    );
+    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+
+    // The first INSERT gets a 429 with Retry-After: 1, the resend runs asynchronously (202).
+    rx.script(Script::Status(429, Some(1)));
+    rx.script(Script::Async(2));
+    let batch: Vec<Value> = (0..4).map(|i| record(&format!("sf-{i}"))).collect();
+    assert_eq!(ingest(&s, &key, &batch).await, 202);
+    rx.wait(30, "four rows", |r| r.rows().len() == 4).await;
+    let st = wait_status(&s, &id, "four delivered", |st| {
+        st["counts"]["delivered"] == 4
+    })
+    .await;
+    assert_eq!(st["counts"]["dead_lettered"], 0, "{st}");
+
+    let seen = rx.seen();
+    let inserts: Vec<_> = seen
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.json()["statement"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("INSERT"))
+        })
+        .collect();
+    assert!(inserts.len() >= 2, "{} inserts", inserts.len());
+    assert_eq!(inserts[0].answered, 429);
+    let gap = inserts[1].at_gap(inserts[0]);
+    assert!(
+        gap >= std::time::Duration::from_millis(900),
+        "Retry-After: 1 was not honoured: {gap:?}"
+    );
+    assert!(
+        seen.iter().any(|r| r.method == "GET" && r.answered == 202),
+        "the 202 was polled"
+    );
+    assert_eq!(inserts[0].param("requestId"), inserts[1].param("requestId"));
+    let row = &rx.rows()[0];
+    assert_eq!(row["TRACE_ID"], "forecast-1");
+    assert_eq!(row["USER_ID"], "user-7");
+    assert_eq!(row["METADATA"]["department"], "finance");
+    assert_eq!(row["METADATA"]["trace_name"], "Revenue Forecasting");
+    assert_eq!(row["INPUT"]["messages"][0]["content"], "PROMPT-TEXT");
+    assert_eq!(row["TOTAL_TOKENS"], 27);
+
+    // The token is revoked: 401, the destination pauses and keeps its queue.
+    rx.set_token("rotated-token-9876543210");
+    let more: Vec<Value> = (4..7).map(|i| record(&format!("sf-{i}"))).collect();
+    assert_eq!(ingest(&s, &key, &more).await, 202);
+    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
+    assert!(
+        st["reason"].as_str().unwrap_or_default().contains("401"),
+        "{st}"
+    );
+    assert!(!st.to_string().contains(TOKEN), "{st}");
+    assert_eq!(rx.rows().len(), 4);
+
+    // The new token: delivery resumes with nothing lost.
+    let p = s
+        .patch(
+            &format!("{DEST}/{id}"),
+            json!({"config": {"token": "rotated-token-9876543210"}}),
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    rx.wait(30, "seven rows", |r| r.rows().len() == 7).await;
+    wait_status(&s, &id, "active again", |st| {
+        st["state"] == "active" && st["counts"]["delivered"] == 7
+    })
+    .await;
+    assert_eq!(rx.violations(), Vec::<String>::new());
+}
