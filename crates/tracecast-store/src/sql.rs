@@ -22,11 +22,61 @@ use crate::crypto::Keyring;
 use crate::{Page, PageRequest, Result, Store, StoreError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections per node when the database URL does not say otherwise: the management API and
+/// the delivery engine's reloads are light, and several nodes share one PostgreSQL server
+/// (100 connections by default).
+pub const DEFAULT_POSTGRES_POOL_SIZE: u32 = 10;
+/// SQLite serialises writers anyway; a few connections let reads run beside a write.
+const SQLITE_POOL_SIZE: u32 = 8;
+/// How long a query waits for a free connection, and how long connecting at start retries a
+/// database that refuses connections (still starting, for example).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The PostgreSQL advisory lock key (`pg_advisory_xact_lock`) that serialises first-start
+/// bootstrap across nodes: "tracecast" in ASCII.
+const BOOTSTRAP_LOCK_KEY: i64 = 0x7472_6163_6563_6173;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 pub struct SqlStore {
     pool: AnyPool,
     keyring: Keyring,
+    backend: Backend,
 }
+
+/// Held while a starting node checks for an empty store and creates the first tenant and key
+/// ([`SqlStore::lock_bootstrap`]), so that nodes starting together bootstrap exactly once.
+pub struct BootstrapLock {
+    inner: LockInner,
+}
+
+enum LockInner {
+    /// A PostgreSQL transaction holding a transaction-scoped advisory lock; ending the
+    /// transaction (commit, rollback, or the connection closing) releases it.
+    Postgres(sqlx::Transaction<'static, sqlx::Any>),
+    /// SQLite is one node's embedded file: a process-wide mutex is enough.
+    Sqlite(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>),
+}
+
+impl BootstrapLock {
+    /// Releases the lock now. Dropping it also releases it (PostgreSQL: the transaction is
+    /// rolled back when its connection goes back to the pool).
+    pub async fn release(self) -> Result<()> {
+        match self.inner {
+            LockInner::Postgres(tx) => tx.commit().await?,
+            LockInner::Sqlite(_) => {}
+        }
+        Ok(())
+    }
+}
+
+static SQLITE_BOOTSTRAP: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
 
 impl SqlStore {
     /// Opens (creating if needed) the embedded SQLite database `tracecast.db` in `data_dir`.
@@ -36,32 +86,68 @@ impl SqlStore {
         Self::connect(&url, keyring).await
     }
 
-    /// Connects to a database URL (`sqlite://...`), running migrations.
+    /// Connects to a database URL (`sqlite://...`, `postgres://...` or `postgresql://...`)
+    /// with the default pool size, running migrations.
     pub async fn connect(url: &str, keyring: Keyring) -> Result<Self> {
+        Self::connect_with(url, keyring, None).await
+    }
+
+    /// Connects to a database URL and runs its migrations. `pool_size` is the most connections
+    /// this store opens (PostgreSQL; default [`DEFAULT_POSTGRES_POOL_SIZE`]); SQLite always
+    /// uses a few.
+    pub async fn connect_with(url: &str, keyring: Keyring, pool_size: Option<u32>) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let is_sqlite = url.starts_with("sqlite:");
-        if !is_sqlite {
-            return Err(StoreError::Corrupt(format!(
-                "unsupported database URL scheme in {:?}: this build stores data in SQLite",
-                url.split(':').next().unwrap_or_default()
-            )));
-        }
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
-        pool.execute("PRAGMA journal_mode = WAL").await?;
-        SQLITE_MIGRATIONS.run(&pool).await?;
-        Ok(SqlStore { pool, keyring })
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        let backend = match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Backend::Sqlite,
+            "postgres" | "postgresql" => Backend::Postgres,
+            _ => {
+                return Err(StoreError::Config(format!(
+                    "unsupported database URL scheme {scheme:?}: use sqlite:// or postgres://"
+                )));
+            }
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(SQLITE_POOL_SIZE)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .after_connect(move |conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await
+                    .map_err(|error| connect_error(url, error))?;
+                pool.execute("PRAGMA journal_mode = WAL").await?;
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                pool
+            }
+            Backend::Postgres => {
+                let size = pool_size.unwrap_or(DEFAULT_POSTGRES_POOL_SIZE).max(2);
+                let pool = AnyPoolOptions::new()
+                    // At least 2: bootstrap holds one connection for its lock while it writes
+                    // through another.
+                    .max_connections(size)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect(url)
+                    .await
+                    .map_err(|error| connect_error(url, error))?;
+                // sqlx's migrator takes a PostgreSQL advisory lock, so nodes starting together
+                // migrate one after the other.
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                pool
+            }
+        };
+        Ok(SqlStore {
+            pool,
+            keyring,
+            backend,
+        })
     }
 
     fn seal_config(&self, id: Uuid, cfg: &Map<String, Value>) -> String {
@@ -112,9 +198,49 @@ fn uuid_col(row: &AnyRow, col: &str) -> Result<Uuid> {
     Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col}: not a UUID: {s}")))
 }
 
+/// A flag: BOOLEAN on PostgreSQL, INTEGER 0/1 on SQLite (whose `Any` rows carry the declared
+/// column type, INTEGER). Statements bind Rust `bool`s, which SQLite stores as 0/1, and
+/// compare with `TRUE`/`FALSE`, which both understand.
 fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
-    let v: i64 = row.try_get(col)?;
-    Ok(v != 0)
+    match row.try_get::<bool, _>(col) {
+        Ok(v) => Ok(v),
+        Err(_) => Ok(row.try_get::<i64, _>(col)? != 0),
+    }
+}
+
+/// "cannot connect": names the backend, host, port, database and user, never the password
+/// (nor the rest of the URL, whose query may carry one).
+fn connect_error(url: &str, error: sqlx::Error) -> StoreError {
+    StoreError::Connect {
+        target: describe_url(url),
+        error,
+    }
+}
+
+fn describe_url(url: &str) -> String {
+    if let Some(rest) = url.split_once(':').map(|(_, r)| r)
+        && url.to_ascii_lowercase().starts_with("sqlite:")
+    {
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or_default();
+        return format!("SQLite database {path}");
+    }
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("localhost");
+            let port = u.port().unwrap_or(5432);
+            let db = u.path().trim_start_matches('/');
+            let mut s = format!("PostgreSQL at {host}:{port}");
+            if !db.is_empty() {
+                s.push_str(&format!(", database {db}"));
+            }
+            if !u.username().is_empty() {
+                s.push_str(&format!(", user {}", u.username()));
+            }
+            s
+        }
+        Err(_) => "PostgreSQL (the database URL does not parse)".into(),
+    }
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(s: &str, col: &str) -> Result<T> {
@@ -123,10 +249,6 @@ fn json_col<T: serde::de::DeserializeOwned>(s: &str, col: &str) -> Result<T> {
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("model types always serialise")
-}
-
-fn b(v: bool) -> i64 {
-    v as i64
 }
 
 fn workspace_from_row(row: &AnyRow) -> Result<Workspace> {
@@ -190,6 +312,23 @@ impl Store for SqlStore {
             .await?
             .try_get("n")?;
         Ok(n == 0)
+    }
+
+    // PostgreSQL: an advisory lock every node sharing the database sees; SQLite: a
+    // process-wide mutex (the embedded file belongs to one node).
+    async fn lock_bootstrap(&self) -> Result<BootstrapLock> {
+        let inner = match self.backend {
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(BOOTSTRAP_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                LockInner::Postgres(tx)
+            }
+            Backend::Sqlite => LockInner::Sqlite(SQLITE_BOOTSTRAP.clone().lock_owned().await),
+        };
+        Ok(BootstrapLock { inner })
     }
 
     async fn create_tenant(&self, tenant: &Tenant, ws: &Workspace) -> Result<()> {
@@ -268,7 +407,7 @@ impl Store for SqlStore {
 
     async fn default_workspace(&self, tenant: Uuid) -> Result<Workspace> {
         let row = sqlx::query(&format!(
-            "SELECT {WORKSPACE_COLS} FROM workspaces WHERE tenant_id = $1 AND is_default = 1 \
+            "SELECT {WORKSPACE_COLS} FROM workspaces WHERE tenant_id = $1 AND is_default = TRUE \
              AND deleted_at IS NULL"
         ))
         .bind(tenant.to_string())
@@ -297,7 +436,7 @@ impl Store for SqlStore {
         .bind(&ws.name)
         .bind(&ws.slug)
         .bind(ws.description.clone())
-        .bind(b(ws.is_observability_broadcast_enabled))
+        .bind(ws.is_observability_broadcast_enabled)
         .bind(to_json(&ws.settings))
         .bind(ws.updated_at.clone())
         .execute(&self.pool)
@@ -311,7 +450,7 @@ impl Store for SqlStore {
 
     async fn delete_workspace(&self, id: Uuid, at: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE destinations SET deleted_at = $2, enabled = 0 WHERE workspace_id = $1 AND deleted_at IS NULL")
+        sqlx::query("UPDATE destinations SET deleted_at = $2, enabled = FALSE WHERE workspace_id = $1 AND deleted_at IS NULL")
             .bind(id.to_string())
             .bind(at)
             .execute(&mut *tx)
@@ -340,7 +479,7 @@ impl Store for SqlStore {
         .bind(k.kind.as_str())
         .bind(&k.name)
         .bind(&k.label)
-        .bind(b(k.disabled))
+        .bind(k.disabled)
         .bind(k.expires_at.clone())
         .bind(&k.created_at)
         .bind(k.updated_at.clone())
@@ -374,7 +513,7 @@ impl Store for SqlStore {
         let filter = if include_disabled {
             ""
         } else {
-            " AND disabled = 0"
+            " AND disabled = FALSE"
         };
         let rows = sqlx::query(&format!(
             "SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace'{filter} \
@@ -404,7 +543,7 @@ impl Store for SqlStore {
         )
         .bind(&k.hash)
         .bind(&k.name)
-        .bind(b(k.disabled))
+        .bind(k.disabled)
         .bind(k.workspace_id.to_string())
         .bind(k.updated_at.clone())
         .execute(&self.pool)
@@ -428,7 +567,7 @@ impl Store for SqlStore {
 
     async fn count_active_workspace_keys(&self, workspace: Uuid) -> Result<u64> {
         let n: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace' AND disabled = 0",
+            "SELECT COUNT(*) AS n FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace' AND disabled = FALSE",
         )
         .bind(workspace.to_string())
         .fetch_one(&self.pool)
@@ -445,8 +584,21 @@ impl Store for SqlStore {
         max_per_type: usize,
     ) -> Result<Destination> {
         let sealed = self.seal_config(id, &d.config);
-        // The limit check and the insert are one statement, so concurrent creates cannot
-        // overshoot it.
+        let mut tx = self.pool.begin().await?;
+        // Serialise creates in this workspace, across nodes: the no-op UPDATE takes the
+        // workspace's row lock on PostgreSQL (and the write lock on SQLite) until commit. On
+        // PostgreSQL a single INSERT ... WHERE (SELECT COUNT(*)) < limit is not enough: under
+        // READ COMMITTED two transactions both count 4 and both insert. After the lock, the
+        // count below runs on a snapshot that includes every create committed before.
+        let locked = sqlx::query(
+            "UPDATE workspaces SET tenant_id = tenant_id WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(d.workspace_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if locked.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
         let r = sqlx::query(
             "INSERT INTO destinations (id, workspace_id, type, name, enabled, privacy_mode, bg_cost, \
              bg_identity, bg_request_context, bg_cost_allocation, sampling_rate, api_key_hashes, \
@@ -459,20 +611,20 @@ impl Store for SqlStore {
         .bind(d.workspace_id.to_string())
         .bind(d.ty.as_str())
         .bind(d.name.clone())
-        .bind(b(d.enabled))
-        .bind(b(d.privacy_mode))
-        .bind(b(d.broadcast_generation_cost))
-        .bind(b(d.broadcast_generation_identity))
-        .bind(b(d.broadcast_generation_request_context))
-        .bind(b(d.broadcast_generation_cost_allocation))
+        .bind(d.enabled)
+        .bind(d.privacy_mode)
+        .bind(d.broadcast_generation_cost)
+        .bind(d.broadcast_generation_identity)
+        .bind(d.broadcast_generation_request_context)
+        .bind(d.broadcast_generation_cost_allocation)
         .bind(d.sampling_rate)
         .bind(d.api_key_hashes.as_ref().map(to_json))
         .bind(d.filter_rules.as_ref().map(to_json))
         .bind(to_json(&d.regions))
         .bind(sealed)
         .bind(now)
-        .bind(max_per_type as i64)
-        .execute(&self.pool)
+        .bind(i64::try_from(max_per_type).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
@@ -480,6 +632,7 @@ impl Store for SqlStore {
                 d.ty
             )));
         }
+        tx.commit().await?;
         Ok(Destination {
             id,
             workspace_id: d.workspace_id,
@@ -556,12 +709,12 @@ impl Store for SqlStore {
         )
         .bind(d.id.to_string())
         .bind(d.name.clone())
-        .bind(b(d.enabled))
-        .bind(b(d.privacy_mode))
-        .bind(b(d.broadcast_generation_cost))
-        .bind(b(d.broadcast_generation_identity))
-        .bind(b(d.broadcast_generation_request_context))
-        .bind(b(d.broadcast_generation_cost_allocation))
+        .bind(d.enabled)
+        .bind(d.privacy_mode)
+        .bind(d.broadcast_generation_cost)
+        .bind(d.broadcast_generation_identity)
+        .bind(d.broadcast_generation_request_context)
+        .bind(d.broadcast_generation_cost_allocation)
         .bind(d.sampling_rate)
         .bind(d.api_key_hashes.as_ref().map(to_json))
         .bind(d.filter_rules.as_ref().map(to_json))
@@ -654,8 +807,8 @@ fn insert_workspace_q(
     .bind(ws.name.clone())
     .bind(ws.slug.clone())
     .bind(ws.description.clone())
-    .bind(b(ws.is_default))
-    .bind(b(ws.is_observability_broadcast_enabled))
+    .bind(ws.is_default)
+    .bind(ws.is_observability_broadcast_enabled)
     .bind(to_json(&ws.settings))
     .bind(ws.created_at.clone())
     .bind(ws.updated_at.clone())
