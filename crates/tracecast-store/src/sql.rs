@@ -288,6 +288,28 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// PostgreSQL text cannot hold U+0000 (SQLite text can). So that both backends behave alike,
+/// a write of such text is refused on both, with a message for the client, and a lookup by
+/// such a string finds nothing without asking the database. (JSON columns are unaffected:
+/// serde_json writes U+0000 as `\u0000`.)
+fn no_nul(field: &str, v: &str) -> Result<()> {
+    if v.contains('\0') {
+        return Err(StoreError::Conflict(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
+fn workspace_text(ws: &Workspace) -> Result<()> {
+    no_nul("name", &ws.name)?;
+    no_nul("slug", &ws.slug)?;
+    if let Some(d) = &ws.description {
+        no_nul("description", d)?;
+    }
+    Ok(())
+}
+
 fn lim(page: PageRequest) -> (i64, i64) {
     (
         page.limit.min(i64::MAX as u64) as i64,
@@ -332,6 +354,8 @@ impl Store for SqlStore {
     }
 
     async fn create_tenant(&self, tenant: &Tenant, ws: &Workspace) -> Result<()> {
+        no_nul("name", &tenant.name)?;
+        workspace_text(ws)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(tenant.id.to_string())
@@ -384,6 +408,9 @@ impl Store for SqlStore {
     }
 
     async fn find_workspace(&self, tenant: Uuid, id_or_slug: &str) -> Result<Option<Workspace>> {
+        if id_or_slug.contains('\0') {
+            return Ok(None);
+        }
         let row = sqlx::query(&format!(
             "SELECT {WORKSPACE_COLS} FROM workspaces WHERE tenant_id = $1 AND deleted_at IS NULL \
              AND (id = $2 OR slug = $2)"
@@ -420,6 +447,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_workspace(&self, ws: &Workspace) -> Result<()> {
+        workspace_text(ws)?;
         insert_workspace_q(ws)
             .execute(&self.pool)
             .await
@@ -428,6 +456,7 @@ impl Store for SqlStore {
     }
 
     async fn update_workspace(&self, ws: &Workspace) -> Result<()> {
+        workspace_text(ws)?;
         let r = sqlx::query(
             "UPDATE workspaces SET name = $2, slug = $3, description = $4, broadcast_enabled = $5, \
              settings = $6, updated_at = $7 WHERE id = $1 AND deleted_at IS NULL",
@@ -470,6 +499,12 @@ impl Store for SqlStore {
     }
 
     async fn insert_key(&self, k: &ApiKey) -> Result<()> {
+        no_nul("hash", &k.hash)?;
+        no_nul("name", &k.name)?;
+        no_nul("label", &k.label)?;
+        if let Some(e) = &k.expires_at {
+            no_nul("expires_at", e)?;
+        }
         sqlx::query(&format!(
             "INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
@@ -496,6 +531,9 @@ impl Store for SqlStore {
     }
 
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        if hash.contains('\0') {
+            return Ok(None);
+        }
         let row = sqlx::query(&format!("SELECT {KEY_COLS} FROM api_keys WHERE hash = $1"))
             .bind(hash)
             .fetch_optional(&self.pool)
@@ -538,6 +576,10 @@ impl Store for SqlStore {
     }
 
     async fn update_key(&self, k: &ApiKey) -> Result<()> {
+        if k.hash.contains('\0') {
+            return Err(StoreError::NotFound);
+        }
+        no_nul("name", &k.name)?;
         let r = sqlx::query(
             "UPDATE api_keys SET name = $2, disabled = $3, workspace_id = $4, updated_at = $5 WHERE hash = $1",
         )
@@ -555,6 +597,9 @@ impl Store for SqlStore {
     }
 
     async fn delete_key(&self, hash: &str) -> Result<()> {
+        if hash.contains('\0') {
+            return Err(StoreError::NotFound);
+        }
         let r = sqlx::query("DELETE FROM api_keys WHERE hash = $1")
             .bind(hash)
             .execute(&self.pool)
@@ -583,6 +628,7 @@ impl Store for SqlStore {
         now: &str,
         max_per_type: usize,
     ) -> Result<Destination> {
+        no_nul("name", &d.name)?;
         let sealed = self.seal_config(id, &d.config);
         let mut tx = self.pool.begin().await?;
         // Serialise creates in this workspace, across nodes: the no-op UPDATE takes the
@@ -700,6 +746,9 @@ impl Store for SqlStore {
     }
 
     async fn update_destination(&self, d: &Destination) -> Result<()> {
+        if let Some(name) = &d.name {
+            no_nul("name", name)?;
+        }
         let sealed = self.seal_config(d.id, &d.config);
         let r = sqlx::query(
             "UPDATE destinations SET name = $2, enabled = $3, privacy_mode = $4, bg_cost = $5, \

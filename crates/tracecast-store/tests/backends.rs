@@ -583,6 +583,63 @@ async fn bootstrap_lock_lets_one_node_create_the_first_tenant() {
     }
 }
 
+/// PostgreSQL text cannot hold U+0000: both backends refuse it in writes (a conflict with a
+/// message, not a database error) and find nothing by it.
+#[tokio::test]
+async fn nul_characters_are_refused_alike() {
+    for db in backends().await {
+        let be = db.label();
+        let store = db.open(ring()).await;
+        let (t, w) = tenant_and_ws("acme");
+        store.create_tenant(&t, &w).await.unwrap();
+        let mut ws = workspace(&t, "prod");
+        ws.name = "a\0b".into();
+        let err = store.insert_workspace(&ws).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{be}: {err}");
+        ws.name = "ok".into();
+        ws.description = Some("\0".into());
+        assert!(matches!(
+            store.insert_workspace(&ws).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let mut nd = new_langfuse(w.id);
+        nd.name = "x\0".into();
+        let err = store
+            .insert_destination(&nd, Uuid::now_v7(), &time::now_rfc3339(), 5)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{be}: {err}");
+        let mut k = key(&t, &w, KeyKind::Workspace, "k\0");
+        assert!(matches!(
+            store.insert_key(&k).await,
+            Err(StoreError::Conflict(_))
+        ));
+        k.name = "k".into();
+        store.insert_key(&k).await.unwrap();
+        assert!(
+            store.find_workspace(t.id, "\0").await.unwrap().is_none(),
+            "{be}"
+        );
+        assert!(store.key_by_hash("\0").await.unwrap().is_none(), "{be}");
+        assert!(matches!(
+            store.delete_key("\0").await,
+            Err(StoreError::NotFound)
+        ));
+        // JSON columns carry it escaped.
+        let mut nd = new_langfuse(w.id);
+        nd.api_key_hashes = Some(vec!["\0".into()]);
+        let d = store
+            .insert_destination(&nd, Uuid::now_v7(), &time::now_rfc3339(), 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_destination(t.id, d.id).await.unwrap(),
+            Some(d),
+            "{be}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bad_urls_fail_clearly_without_the_password() {
     let err = SqlStore::connect("mysql://u:hunter2@db.internal/x", ring())
