@@ -1,7 +1,11 @@
 //! The SQL implementation of [`Store`](crate::Store), over sqlx's `Any` driver.
 //!
-//! Every statement uses `$n` placeholders, INTEGER booleans and TEXT timestamps, which SQLite
-//! and PostgreSQL both accept, so one implementation serves both backends.
+//! One implementation serves SQLite and PostgreSQL. Every statement is portable: `$n`
+//! placeholders (SQLite accepts them too), flags bound as Rust `bool`s (BOOLEAN on
+//! PostgreSQL, stored as 0/1 INTEGER by SQLite) and compared with `TRUE`/`FALSE`, ids,
+//! timestamps and JSON as TEXT, no upserts or RETURNING. Only what cannot be portable branches
+//! on the backend: connection setup (SQLite pragmas, pool size), the migrations directory,
+//! and the bootstrap lock (a PostgreSQL advisory lock).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -830,7 +834,9 @@ impl Store for SqlStore {
             }
             let plain = self.keyring.open(&sealed, id.as_bytes())?;
             let resealed = self.keyring.seal(&plain, id.as_bytes());
-            sqlx::query(
+            // Only if unchanged meanwhile (another node re-sealing, an update): counts what
+            // this call re-sealed.
+            let r = sqlx::query(
                 "UPDATE destinations SET config_enc = $2 WHERE id = $1 AND config_enc = $3",
             )
             .bind(id.to_string())
@@ -838,7 +844,7 @@ impl Store for SqlStore {
             .bind(sealed)
             .execute(&self.pool)
             .await?;
-            n += 1;
+            n += r.rows_affected();
         }
         Ok(n)
     }
