@@ -54,7 +54,7 @@ pub struct SqlStore {
 }
 
 /// Held while a starting node checks for an empty store and creates the first tenant and key
-/// ([`SqlStore::lock_bootstrap`]), so that nodes starting together bootstrap exactly once.
+/// ([`Store::lock_bootstrap`]), so that nodes starting together bootstrap exactly once.
 pub struct BootstrapLock {
     inner: LockInner,
 }
@@ -231,7 +231,13 @@ fn describe_url(url: &str) -> String {
     }
     match url::Url::parse(url) {
         Ok(u) => {
-            let host = u.host_str().unwrap_or("localhost");
+            // A Unix socket is given as `?host=/run/postgresql`.
+            let query_host = u.query_pairs().find(|(k, _)| k == "host").map(|(_, v)| v);
+            let host = match (u.host_str(), &query_host) {
+                (Some(h), _) if !h.is_empty() => h.to_string(),
+                (_, Some(h)) => h.to_string(),
+                _ => "localhost".to_string(),
+            };
             let port = u.port().unwrap_or(5432);
             let db = u.path().trim_start_matches('/');
             let mut s = format!("PostgreSQL at {host}:{port}");

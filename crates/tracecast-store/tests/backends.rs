@@ -667,6 +667,20 @@ async fn bad_urls_fail_clearly_without_the_password() {
     );
     assert!(!err.contains("hunter2"), "{err}");
 
+    let err = SqlStore::connect(
+        "postgresql:///tracecast?host=/nonexistent/dir&password=hunter2",
+        ring(),
+    )
+    .await
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.starts_with("cannot connect to PostgreSQL at /nonexistent/dir:5432"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+
     if let Ok(admin_url) = std::env::var(ENV)
         && !admin_url.is_empty()
     {
