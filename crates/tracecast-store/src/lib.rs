@@ -83,9 +83,14 @@ pub trait Store: Send + Sync + 'static {
     /// Fails with [`StoreError::Conflict`] when the slug is taken in the tenant.
     async fn insert_workspace(&self, ws: &Workspace) -> Result<()>;
     async fn update_workspace(&self, ws: &Workspace) -> Result<()>;
-    /// Soft-deletes the workspace and its destinations.
+    /// Soft-deletes the workspace and its destinations. Fails with [`StoreError::Conflict`]
+    /// while the workspace has active (enabled) workspace keys; atomically, so that a key
+    /// created or enabled meanwhile on another node either blocks the delete or fails with
+    /// [`StoreError::NotFound`].
     async fn delete_workspace(&self, id: Uuid, at: &str) -> Result<()>;
 
+    /// Fails with [`StoreError::NotFound`] when an enabled workspace key's workspace is
+    /// deleted (or missing).
     async fn insert_key(&self, key: &ApiKey) -> Result<()>;
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>>;
     /// Workspace keys of one workspace, oldest first.

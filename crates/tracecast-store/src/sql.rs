@@ -311,11 +311,37 @@ fn no_nul(field: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// An enabled workspace key: the kind a workspace may not be deleted with.
+fn active_workspace_key(k: &ApiKey) -> bool {
+    k.kind == KeyKind::Workspace && !k.disabled
+}
+
 fn workspace_text(ws: &Workspace) -> Result<()> {
     no_nul("name", &ws.name)?;
     no_nul("slug", &ws.slug)?;
     if let Some(d) = &ws.description {
         no_nul("description", d)?;
+    }
+    Ok(())
+}
+
+/// Takes the row lock of a live workspace until the transaction ends, or fails with
+/// [`StoreError::NotFound`]. Writes whose rule spans several rows of one workspace (the
+/// per-type destination limit; no active key in a deleted workspace) take it first, so that
+/// they run one after the other across nodes. The no-op UPDATE is the portable way: PostgreSQL
+/// locks the row until commit, SQLite takes its database write lock; and on PostgreSQL
+/// (READ COMMITTED) every later statement of the transaction sees what the previous holders
+/// committed. A plain `INSERT ... WHERE (SELECT COUNT(*) ...) < limit` is not enough there:
+/// two transactions would both count 4 and both insert.
+async fn lock_live_workspace(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<()> {
+    let locked = sqlx::query(
+        "UPDATE workspaces SET tenant_id = tenant_id WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    if locked.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
     }
     Ok(())
 }
@@ -489,11 +515,9 @@ impl Store for SqlStore {
 
     async fn delete_workspace(&self, id: Uuid, at: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE destinations SET deleted_at = $2, enabled = FALSE WHERE workspace_id = $1 AND deleted_at IS NULL")
-            .bind(id.to_string())
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        // The workspace row first (the lock order of every write here): a key being created or
+        // enabled in it on another node either commits before, and is counted below, or waits
+        // and then finds the workspace deleted.
         let r = sqlx::query(
             "UPDATE workspaces SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
         )
@@ -504,6 +528,23 @@ impl Store for SqlStore {
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        let keys: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace' AND disabled = FALSE",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if keys > 0 {
+            return Err(StoreError::Conflict(format!(
+                "Workspace has {keys} active API key(s); delete, disable or move them first"
+            )));
+        }
+        sqlx::query("UPDATE destinations SET deleted_at = $2, enabled = FALSE WHERE workspace_id = $1 AND deleted_at IS NULL")
+            .bind(id.to_string())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -514,6 +555,11 @@ impl Store for SqlStore {
         no_nul("label", &k.label)?;
         if let Some(e) = &k.expires_at {
             no_nul("expires_at", e)?;
+        }
+        let mut tx = self.pool.begin().await?;
+        if active_workspace_key(k) {
+            // Not into a workspace being deleted on another node (see delete_workspace).
+            lock_live_workspace(&mut tx, k.workspace_id).await?;
         }
         sqlx::query(&format!(
             "INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -528,7 +574,7 @@ impl Store for SqlStore {
         .bind(k.expires_at.clone())
         .bind(&k.created_at)
         .bind(k.updated_at.clone())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -537,6 +583,7 @@ impl Store for SqlStore {
                 e.into()
             }
         })?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -590,6 +637,11 @@ impl Store for SqlStore {
             return Err(StoreError::NotFound);
         }
         no_nul("name", &k.name)?;
+        let mut tx = self.pool.begin().await?;
+        if active_workspace_key(k) {
+            // Not enabled in or moved into a workspace being deleted (see delete_workspace).
+            lock_live_workspace(&mut tx, k.workspace_id).await?;
+        }
         let r = sqlx::query(
             "UPDATE api_keys SET name = $2, disabled = $3, workspace_id = $4, updated_at = $5 WHERE hash = $1",
         )
@@ -598,11 +650,12 @@ impl Store for SqlStore {
         .bind(k.disabled)
         .bind(k.workspace_id.to_string())
         .bind(k.updated_at.clone())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -641,20 +694,9 @@ impl Store for SqlStore {
         no_nul("name", &d.name)?;
         let sealed = self.seal_config(id, &d.config);
         let mut tx = self.pool.begin().await?;
-        // Serialise creates in this workspace, across nodes: the no-op UPDATE takes the
-        // workspace's row lock on PostgreSQL (and the write lock on SQLite) until commit. On
-        // PostgreSQL a single INSERT ... WHERE (SELECT COUNT(*)) < limit is not enough: under
-        // READ COMMITTED two transactions both count 4 and both insert. After the lock, the
-        // count below runs on a snapshot that includes every create committed before.
-        let locked = sqlx::query(
-            "UPDATE workspaces SET tenant_id = tenant_id WHERE id = $1 AND deleted_at IS NULL",
-        )
-        .bind(d.workspace_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if locked.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        // Creates in one workspace run one after the other, across nodes, so the count below
+        // includes every create committed before this one.
+        lock_live_workspace(&mut tx, d.workspace_id).await?;
         let r = sqlx::query(
             "INSERT INTO destinations (id, workspace_id, type, name, enabled, privacy_mode, bg_cost, \
              bg_identity, bg_request_context, bg_cost_allocation, sampling_rate, api_key_hashes, \

@@ -539,6 +539,64 @@ async fn slugs_stay_unique_across_concurrent_nodes() {
     }
 }
 
+/// A workspace is never deleted with an active key in it, even when the key is created on
+/// another node while the workspace is being deleted.
+#[tokio::test]
+async fn no_active_key_in_a_deleted_workspace_across_nodes() {
+    for db in backends().await {
+        let be = db.label();
+        let (a, b) = (
+            Arc::new(db.open(ring()).await),
+            Arc::new(db.open(ring()).await),
+        );
+        let (t, w) = tenant_and_ws("acme");
+        a.create_tenant(&t, &w).await.unwrap();
+
+        // Sequentially: an active key blocks the delete, a disabled one does not.
+        let ws = workspace(&t, "one");
+        a.insert_workspace(&ws).await.unwrap();
+        let mut k = key(&t, &ws, KeyKind::Workspace, "k");
+        a.insert_key(&k).await.unwrap();
+        let err = b
+            .delete_workspace(ws.id, &time::now_rfc3339())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{be}: {err}");
+        k.disabled = true;
+        a.update_key(&k).await.unwrap();
+        b.delete_workspace(ws.id, &time::now_rfc3339())
+            .await
+            .unwrap();
+        // A deleted workspace takes no active key, by insert or by re-enabling.
+        k.disabled = false;
+        assert!(
+            matches!(a.update_key(&k).await, Err(StoreError::NotFound)),
+            "{be}"
+        );
+        let k2 = key(&t, &ws, KeyKind::Workspace, "k2");
+        assert!(
+            matches!(a.insert_key(&k2).await, Err(StoreError::NotFound)),
+            "{be}"
+        );
+
+        // Concurrently: exactly one of the two wins, every round.
+        for round in 0..10 {
+            let ws = workspace(&t, &format!("race-{round}"));
+            a.insert_workspace(&ws).await.unwrap();
+            let k = key(&t, &ws, KeyKind::Workspace, "k");
+            let (na, nb) = (a.clone(), b.clone());
+            let ins = tokio::spawn(async move { na.insert_key(&k).await });
+            let del =
+                tokio::spawn(async move { nb.delete_workspace(ws.id, &time::now_rfc3339()).await });
+            let (ins, del) = (ins.await.unwrap(), del.await.unwrap());
+            match (&ins, &del) {
+                (Ok(()), Err(StoreError::Conflict(_))) | (Err(StoreError::NotFound), Ok(())) => {}
+                other => panic!("{be}: round {round}: {other:?}"),
+            }
+        }
+    }
+}
+
 /// First start on several nodes at once: under the bootstrap lock, exactly one finds the store
 /// empty and creates the first tenant.
 #[tokio::test]
