@@ -32,6 +32,14 @@ step "cargo test (unit and integration tests)"
 cargo build --locked --bins
 cargo test --locked --workspace
 
+step "store and API tests again on PostgreSQL"
+# Each test server (and each store test) creates a fresh, uniquely named database on this
+# PostgreSQL server and drops it afterwards. Default: the local server, user postgres.
+pg_url="${TRACECAST_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+TRACECAST_TEST_DATABASE_URL="$pg_url" cargo test --locked -p tracecast-store --test backends
+TRACECAST_TEST_DATABASE_URL="$pg_url" cargo test --locked -p tracecast-server \
+  --test destinations --test auth_isolation --test workspaces_keys --test delivery --test postgres
+
 step "official OpenRouter SDK against the real server"
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
   "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider

@@ -22,7 +22,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         None => Keyring::load_or_create(&settings.data_dir.join("encryption.key"))?,
     };
     let store = match &settings.database_url {
-        Some(url) => SqlStore::connect(url, keyring).await,
+        Some(url) => SqlStore::connect_with(url, keyring, settings.database_pool_size).await,
         None => SqlStore::open_sqlite(&settings.data_dir, keyring).await,
     }
     .context("opening the store")?;
@@ -42,9 +42,18 @@ pub async fn start(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let store = open_store(settings).await?;
-    if let Some(key) =
-        crate::provision::bootstrap(&store, settings.bootstrap_management_key.as_deref()).await?
-    {
+    // Nodes sharing one database may start together: under the lock exactly one of them finds
+    // the store empty and creates the first tenant and management key.
+    let lock = store
+        .lock_bootstrap()
+        .await
+        .context("taking the bootstrap lock")?;
+    let created =
+        crate::provision::bootstrap(&store, settings.bootstrap_management_key.as_deref()).await?;
+    lock.release()
+        .await
+        .context("releasing the bootstrap lock")?;
+    if let Some(key) = created {
         if settings.bootstrap_management_key.is_some() {
             say!(
                 "tracecast: first start: TRACECAST_BOOTSTRAP_MANAGEMENT_KEY is the management key"

@@ -19,6 +19,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Database URL; default: SQLite `tracecast.db` in `data_dir`.
     pub database_url: Option<String>,
+    /// Most connections this node opens to a PostgreSQL `database_url`; default 10. Every
+    /// node has its own pool, so the nodes together open up to nodes × this.
+    pub database_pool_size: Option<u32>,
     /// Credential encryption keys, `kid:base64[,kid:base64...]`, first is primary. Default:
     /// the key file `encryption.key` in `data_dir`, generated on first start.
     pub encryption_keys: Option<String>,
@@ -42,6 +45,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./tracecast-data"),
             database_url: None,
+            database_pool_size: None,
             encryption_keys: None,
             bootstrap_management_key: None,
             log: "info".into(),

@@ -16,7 +16,7 @@ use tracecast_model::{ApiKey, Destination, DestinationType, NewDestination, Tena
 use uuid::Uuid;
 
 pub use crypto::{CryptoError, Keyring};
-pub use sql::SqlStore;
+pub use sql::{BootstrapLock, DEFAULT_POSTGRES_POOL_SIZE, SqlStore};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -31,6 +31,13 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database cannot be reached. `target` names the backend, host, port, database and
+    /// user, never the password.
+    #[error("cannot connect to {target}: {error}")]
+    Connect { target: String, error: sqlx::Error },
+    /// The store is misconfigured (an unsupported database URL, for example).
+    #[error("{0}")]
+    Config(String),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -58,6 +65,11 @@ pub trait Store: Send + Sync + 'static {
     /// Whether no tenant exists yet (first start).
     async fn is_empty(&self) -> Result<bool>;
 
+    /// Serialises first-start bootstrap across every node sharing the database: hold the lock
+    /// while checking [`Store::is_empty`] and creating the first tenant and key, then
+    /// [`BootstrapLock::release`] it. Nodes that start together bootstrap exactly once.
+    async fn lock_bootstrap(&self) -> Result<BootstrapLock>;
+
     /// Creates a tenant together with its default workspace.
     async fn create_tenant(&self, tenant: &Tenant, default_workspace: &Workspace) -> Result<()>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
@@ -71,9 +83,14 @@ pub trait Store: Send + Sync + 'static {
     /// Fails with [`StoreError::Conflict`] when the slug is taken in the tenant.
     async fn insert_workspace(&self, ws: &Workspace) -> Result<()>;
     async fn update_workspace(&self, ws: &Workspace) -> Result<()>;
-    /// Soft-deletes the workspace and its destinations.
+    /// Soft-deletes the workspace and its destinations. Fails with [`StoreError::Conflict`]
+    /// while the workspace has active (enabled) workspace keys; atomically, so that a key
+    /// created or enabled meanwhile on another node either blocks the delete or fails with
+    /// [`StoreError::NotFound`].
     async fn delete_workspace(&self, id: Uuid, at: &str) -> Result<()>;
 
+    /// Fails with [`StoreError::NotFound`] when an enabled workspace key's workspace is
+    /// deleted (or missing).
     async fn insert_key(&self, key: &ApiKey) -> Result<()>;
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>>;
     /// Workspace keys of one workspace, oldest first.

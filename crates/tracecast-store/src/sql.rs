@@ -1,7 +1,11 @@
 //! The SQL implementation of [`Store`](crate::Store), over sqlx's `Any` driver.
 //!
-//! Every statement uses `$n` placeholders, INTEGER booleans and TEXT timestamps, which SQLite
-//! and PostgreSQL both accept, so one implementation serves both backends.
+//! One implementation serves SQLite and PostgreSQL. Every statement is portable: `$n`
+//! placeholders (SQLite accepts them too), flags bound as Rust `bool`s (BOOLEAN on
+//! PostgreSQL, stored as 0/1 INTEGER by SQLite) and compared with `TRUE`/`FALSE`, ids,
+//! timestamps and JSON as TEXT, no upserts or RETURNING. Only what cannot be portable branches
+//! on the backend: connection setup (SQLite pragmas, pool size), the migrations directory,
+//! and the bootstrap lock (a PostgreSQL advisory lock).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,11 +26,61 @@ use crate::crypto::Keyring;
 use crate::{Page, PageRequest, Result, Store, StoreError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections per node when the database URL does not say otherwise: the management API and
+/// the delivery engine's reloads are light, and several nodes share one PostgreSQL server
+/// (100 connections by default).
+pub const DEFAULT_POSTGRES_POOL_SIZE: u32 = 10;
+/// SQLite serialises writers anyway; a few connections let reads run beside a write.
+const SQLITE_POOL_SIZE: u32 = 8;
+/// How long a query waits for a free connection, and how long connecting at start retries a
+/// database that refuses connections (still starting, for example).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The PostgreSQL advisory lock key (`pg_advisory_xact_lock`) that serialises first-start
+/// bootstrap across nodes: "tracecast" in ASCII.
+const BOOTSTRAP_LOCK_KEY: i64 = 0x7472_6163_6563_6173;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 pub struct SqlStore {
     pool: AnyPool,
     keyring: Keyring,
+    backend: Backend,
 }
+
+/// Held while a starting node checks for an empty store and creates the first tenant and key
+/// ([`Store::lock_bootstrap`]), so that nodes starting together bootstrap exactly once.
+pub struct BootstrapLock {
+    inner: LockInner,
+}
+
+enum LockInner {
+    /// A PostgreSQL transaction holding a transaction-scoped advisory lock; ending the
+    /// transaction (commit, rollback, or the connection closing) releases it.
+    Postgres(sqlx::Transaction<'static, sqlx::Any>),
+    /// SQLite is one node's embedded file: a process-wide mutex is enough.
+    Sqlite(#[allow(dead_code)] tokio::sync::OwnedMutexGuard<()>),
+}
+
+impl BootstrapLock {
+    /// Releases the lock now. Dropping it also releases it (PostgreSQL: the transaction is
+    /// rolled back when its connection goes back to the pool).
+    pub async fn release(self) -> Result<()> {
+        match self.inner {
+            LockInner::Postgres(tx) => tx.commit().await?,
+            LockInner::Sqlite(_) => {}
+        }
+        Ok(())
+    }
+}
+
+static SQLITE_BOOTSTRAP: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
 
 impl SqlStore {
     /// Opens (creating if needed) the embedded SQLite database `tracecast.db` in `data_dir`.
@@ -36,32 +90,68 @@ impl SqlStore {
         Self::connect(&url, keyring).await
     }
 
-    /// Connects to a database URL (`sqlite://...`), running migrations.
+    /// Connects to a database URL (`sqlite://...`, `postgres://...` or `postgresql://...`)
+    /// with the default pool size, running migrations.
     pub async fn connect(url: &str, keyring: Keyring) -> Result<Self> {
+        Self::connect_with(url, keyring, None).await
+    }
+
+    /// Connects to a database URL and runs its migrations. `pool_size` is the most connections
+    /// this store opens (PostgreSQL; default [`DEFAULT_POSTGRES_POOL_SIZE`]); SQLite always
+    /// uses a few.
+    pub async fn connect_with(url: &str, keyring: Keyring, pool_size: Option<u32>) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let is_sqlite = url.starts_with("sqlite:");
-        if !is_sqlite {
-            return Err(StoreError::Corrupt(format!(
-                "unsupported database URL scheme in {:?}: this build stores data in SQLite",
-                url.split(':').next().unwrap_or_default()
-            )));
-        }
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
-        pool.execute("PRAGMA journal_mode = WAL").await?;
-        SQLITE_MIGRATIONS.run(&pool).await?;
-        Ok(SqlStore { pool, keyring })
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        let backend = match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Backend::Sqlite,
+            "postgres" | "postgresql" => Backend::Postgres,
+            _ => {
+                return Err(StoreError::Config(format!(
+                    "unsupported database URL scheme {scheme:?}: use sqlite:// or postgres://"
+                )));
+            }
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(SQLITE_POOL_SIZE)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .after_connect(move |conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await
+                    .map_err(|error| connect_error(url, error))?;
+                pool.execute("PRAGMA journal_mode = WAL").await?;
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                pool
+            }
+            Backend::Postgres => {
+                let size = pool_size.unwrap_or(DEFAULT_POSTGRES_POOL_SIZE).max(2);
+                let pool = AnyPoolOptions::new()
+                    // At least 2: bootstrap holds one connection for its lock while it writes
+                    // through another.
+                    .max_connections(size)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect(url)
+                    .await
+                    .map_err(|error| connect_error(url, error))?;
+                // sqlx's migrator takes a PostgreSQL advisory lock, so nodes starting together
+                // migrate one after the other.
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                pool
+            }
+        };
+        Ok(SqlStore {
+            pool,
+            keyring,
+            backend,
+        })
     }
 
     fn seal_config(&self, id: Uuid, cfg: &Map<String, Value>) -> String {
@@ -112,9 +202,55 @@ fn uuid_col(row: &AnyRow, col: &str) -> Result<Uuid> {
     Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col}: not a UUID: {s}")))
 }
 
+/// A flag: BOOLEAN on PostgreSQL, INTEGER 0/1 on SQLite (whose `Any` rows carry the declared
+/// column type, INTEGER). Statements bind Rust `bool`s, which SQLite stores as 0/1, and
+/// compare with `TRUE`/`FALSE`, which both understand.
 fn bool_col(row: &AnyRow, col: &str) -> Result<bool> {
-    let v: i64 = row.try_get(col)?;
-    Ok(v != 0)
+    match row.try_get::<bool, _>(col) {
+        Ok(v) => Ok(v),
+        Err(_) => Ok(row.try_get::<i64, _>(col)? != 0),
+    }
+}
+
+/// "cannot connect": names the backend, host, port, database and user, never the password
+/// (nor the rest of the URL, whose query may carry one).
+fn connect_error(url: &str, error: sqlx::Error) -> StoreError {
+    StoreError::Connect {
+        target: describe_url(url),
+        error,
+    }
+}
+
+fn describe_url(url: &str) -> String {
+    if let Some(rest) = url.split_once(':').map(|(_, r)| r)
+        && url.to_ascii_lowercase().starts_with("sqlite:")
+    {
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or_default();
+        return format!("SQLite database {path}");
+    }
+    match url::Url::parse(url) {
+        Ok(u) => {
+            // A Unix socket is given as `?host=/run/postgresql`.
+            let query_host = u.query_pairs().find(|(k, _)| k == "host").map(|(_, v)| v);
+            let host = match (u.host_str(), &query_host) {
+                (Some(h), _) if !h.is_empty() => h.to_string(),
+                (_, Some(h)) => h.to_string(),
+                _ => "localhost".to_string(),
+            };
+            let port = u.port().unwrap_or(5432);
+            let db = u.path().trim_start_matches('/');
+            let mut s = format!("PostgreSQL at {host}:{port}");
+            if !db.is_empty() {
+                s.push_str(&format!(", database {db}"));
+            }
+            if !u.username().is_empty() {
+                s.push_str(&format!(", user {}", u.username()));
+            }
+            s
+        }
+        Err(_) => "PostgreSQL (the database URL does not parse)".into(),
+    }
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(s: &str, col: &str) -> Result<T> {
@@ -123,10 +259,6 @@ fn json_col<T: serde::de::DeserializeOwned>(s: &str, col: &str) -> Result<T> {
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("model types always serialise")
-}
-
-fn b(v: bool) -> i64 {
-    v as i64
 }
 
 fn workspace_from_row(row: &AnyRow) -> Result<Workspace> {
@@ -166,6 +298,54 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// PostgreSQL text cannot hold U+0000 (SQLite text can). So that both backends behave alike,
+/// a write of such text is refused on both, with a message for the client, and a lookup by
+/// such a string finds nothing without asking the database. (JSON columns are unaffected:
+/// serde_json writes U+0000 as `\u0000`.)
+fn no_nul(field: &str, v: &str) -> Result<()> {
+    if v.contains('\0') {
+        return Err(StoreError::Conflict(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
+/// An enabled workspace key: the kind a workspace may not be deleted with.
+fn active_workspace_key(k: &ApiKey) -> bool {
+    k.kind == KeyKind::Workspace && !k.disabled
+}
+
+fn workspace_text(ws: &Workspace) -> Result<()> {
+    no_nul("name", &ws.name)?;
+    no_nul("slug", &ws.slug)?;
+    if let Some(d) = &ws.description {
+        no_nul("description", d)?;
+    }
+    Ok(())
+}
+
+/// Takes the row lock of a live workspace until the transaction ends, or fails with
+/// [`StoreError::NotFound`]. Writes whose rule spans several rows of one workspace (the
+/// per-type destination limit; no active key in a deleted workspace) take it first, so that
+/// they run one after the other across nodes. The no-op UPDATE is the portable way: PostgreSQL
+/// locks the row until commit, SQLite takes its database write lock; and on PostgreSQL
+/// (READ COMMITTED) every later statement of the transaction sees what the previous holders
+/// committed. A plain `INSERT ... WHERE (SELECT COUNT(*) ...) < limit` is not enough there:
+/// two transactions would both count 4 and both insert.
+async fn lock_live_workspace(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<()> {
+    let locked = sqlx::query(
+        "UPDATE workspaces SET tenant_id = tenant_id WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    if locked.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 fn lim(page: PageRequest) -> (i64, i64) {
     (
         page.limit.min(i64::MAX as u64) as i64,
@@ -192,7 +372,26 @@ impl Store for SqlStore {
         Ok(n == 0)
     }
 
+    // PostgreSQL: an advisory lock every node sharing the database sees; SQLite: a
+    // process-wide mutex (the embedded file belongs to one node).
+    async fn lock_bootstrap(&self) -> Result<BootstrapLock> {
+        let inner = match self.backend {
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(BOOTSTRAP_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                LockInner::Postgres(tx)
+            }
+            Backend::Sqlite => LockInner::Sqlite(SQLITE_BOOTSTRAP.clone().lock_owned().await),
+        };
+        Ok(BootstrapLock { inner })
+    }
+
     async fn create_tenant(&self, tenant: &Tenant, ws: &Workspace) -> Result<()> {
+        no_nul("name", &tenant.name)?;
+        workspace_text(ws)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(tenant.id.to_string())
@@ -245,6 +444,9 @@ impl Store for SqlStore {
     }
 
     async fn find_workspace(&self, tenant: Uuid, id_or_slug: &str) -> Result<Option<Workspace>> {
+        if id_or_slug.contains('\0') {
+            return Ok(None);
+        }
         let row = sqlx::query(&format!(
             "SELECT {WORKSPACE_COLS} FROM workspaces WHERE tenant_id = $1 AND deleted_at IS NULL \
              AND (id = $2 OR slug = $2)"
@@ -268,7 +470,7 @@ impl Store for SqlStore {
 
     async fn default_workspace(&self, tenant: Uuid) -> Result<Workspace> {
         let row = sqlx::query(&format!(
-            "SELECT {WORKSPACE_COLS} FROM workspaces WHERE tenant_id = $1 AND is_default = 1 \
+            "SELECT {WORKSPACE_COLS} FROM workspaces WHERE tenant_id = $1 AND is_default = TRUE \
              AND deleted_at IS NULL"
         ))
         .bind(tenant.to_string())
@@ -281,6 +483,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_workspace(&self, ws: &Workspace) -> Result<()> {
+        workspace_text(ws)?;
         insert_workspace_q(ws)
             .execute(&self.pool)
             .await
@@ -289,6 +492,7 @@ impl Store for SqlStore {
     }
 
     async fn update_workspace(&self, ws: &Workspace) -> Result<()> {
+        workspace_text(ws)?;
         let r = sqlx::query(
             "UPDATE workspaces SET name = $2, slug = $3, description = $4, broadcast_enabled = $5, \
              settings = $6, updated_at = $7 WHERE id = $1 AND deleted_at IS NULL",
@@ -297,7 +501,7 @@ impl Store for SqlStore {
         .bind(&ws.name)
         .bind(&ws.slug)
         .bind(ws.description.clone())
-        .bind(b(ws.is_observability_broadcast_enabled))
+        .bind(ws.is_observability_broadcast_enabled)
         .bind(to_json(&ws.settings))
         .bind(ws.updated_at.clone())
         .execute(&self.pool)
@@ -311,11 +515,9 @@ impl Store for SqlStore {
 
     async fn delete_workspace(&self, id: Uuid, at: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE destinations SET deleted_at = $2, enabled = 0 WHERE workspace_id = $1 AND deleted_at IS NULL")
-            .bind(id.to_string())
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        // The workspace row first (the lock order of every write here): a key being created or
+        // enabled in it on another node either commits before, and is counted below, or waits
+        // and then finds the workspace deleted.
         let r = sqlx::query(
             "UPDATE workspaces SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
         )
@@ -326,11 +528,39 @@ impl Store for SqlStore {
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        let keys: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace' AND disabled = FALSE",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if keys > 0 {
+            return Err(StoreError::Conflict(format!(
+                "Workspace has {keys} active API key(s); delete, disable or move them first"
+            )));
+        }
+        sqlx::query("UPDATE destinations SET deleted_at = $2, enabled = FALSE WHERE workspace_id = $1 AND deleted_at IS NULL")
+            .bind(id.to_string())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn insert_key(&self, k: &ApiKey) -> Result<()> {
+        no_nul("hash", &k.hash)?;
+        no_nul("name", &k.name)?;
+        no_nul("label", &k.label)?;
+        if let Some(e) = &k.expires_at {
+            no_nul("expires_at", e)?;
+        }
+        let mut tx = self.pool.begin().await?;
+        if active_workspace_key(k) {
+            // Not into a workspace being deleted on another node (see delete_workspace).
+            lock_live_workspace(&mut tx, k.workspace_id).await?;
+        }
         sqlx::query(&format!(
             "INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
@@ -340,11 +570,11 @@ impl Store for SqlStore {
         .bind(k.kind.as_str())
         .bind(&k.name)
         .bind(&k.label)
-        .bind(b(k.disabled))
+        .bind(k.disabled)
         .bind(k.expires_at.clone())
         .bind(&k.created_at)
         .bind(k.updated_at.clone())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -353,10 +583,14 @@ impl Store for SqlStore {
                 e.into()
             }
         })?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
+        if hash.contains('\0') {
+            return Ok(None);
+        }
         let row = sqlx::query(&format!("SELECT {KEY_COLS} FROM api_keys WHERE hash = $1"))
             .bind(hash)
             .fetch_optional(&self.pool)
@@ -374,7 +608,7 @@ impl Store for SqlStore {
         let filter = if include_disabled {
             ""
         } else {
-            " AND disabled = 0"
+            " AND disabled = FALSE"
         };
         let rows = sqlx::query(&format!(
             "SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace'{filter} \
@@ -399,23 +633,36 @@ impl Store for SqlStore {
     }
 
     async fn update_key(&self, k: &ApiKey) -> Result<()> {
+        if k.hash.contains('\0') {
+            return Err(StoreError::NotFound);
+        }
+        no_nul("name", &k.name)?;
+        let mut tx = self.pool.begin().await?;
+        if active_workspace_key(k) {
+            // Not enabled in or moved into a workspace being deleted (see delete_workspace).
+            lock_live_workspace(&mut tx, k.workspace_id).await?;
+        }
         let r = sqlx::query(
             "UPDATE api_keys SET name = $2, disabled = $3, workspace_id = $4, updated_at = $5 WHERE hash = $1",
         )
         .bind(&k.hash)
         .bind(&k.name)
-        .bind(b(k.disabled))
+        .bind(k.disabled)
         .bind(k.workspace_id.to_string())
         .bind(k.updated_at.clone())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        tx.commit().await?;
         Ok(())
     }
 
     async fn delete_key(&self, hash: &str) -> Result<()> {
+        if hash.contains('\0') {
+            return Err(StoreError::NotFound);
+        }
         let r = sqlx::query("DELETE FROM api_keys WHERE hash = $1")
             .bind(hash)
             .execute(&self.pool)
@@ -428,7 +675,7 @@ impl Store for SqlStore {
 
     async fn count_active_workspace_keys(&self, workspace: Uuid) -> Result<u64> {
         let n: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace' AND disabled = 0",
+            "SELECT COUNT(*) AS n FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace' AND disabled = FALSE",
         )
         .bind(workspace.to_string())
         .fetch_one(&self.pool)
@@ -444,9 +691,12 @@ impl Store for SqlStore {
         now: &str,
         max_per_type: usize,
     ) -> Result<Destination> {
+        no_nul("name", &d.name)?;
         let sealed = self.seal_config(id, &d.config);
-        // The limit check and the insert are one statement, so concurrent creates cannot
-        // overshoot it.
+        let mut tx = self.pool.begin().await?;
+        // Creates in one workspace run one after the other, across nodes, so the count below
+        // includes every create committed before this one.
+        lock_live_workspace(&mut tx, d.workspace_id).await?;
         let r = sqlx::query(
             "INSERT INTO destinations (id, workspace_id, type, name, enabled, privacy_mode, bg_cost, \
              bg_identity, bg_request_context, bg_cost_allocation, sampling_rate, api_key_hashes, \
@@ -459,20 +709,20 @@ impl Store for SqlStore {
         .bind(d.workspace_id.to_string())
         .bind(d.ty.as_str())
         .bind(d.name.clone())
-        .bind(b(d.enabled))
-        .bind(b(d.privacy_mode))
-        .bind(b(d.broadcast_generation_cost))
-        .bind(b(d.broadcast_generation_identity))
-        .bind(b(d.broadcast_generation_request_context))
-        .bind(b(d.broadcast_generation_cost_allocation))
+        .bind(d.enabled)
+        .bind(d.privacy_mode)
+        .bind(d.broadcast_generation_cost)
+        .bind(d.broadcast_generation_identity)
+        .bind(d.broadcast_generation_request_context)
+        .bind(d.broadcast_generation_cost_allocation)
         .bind(d.sampling_rate)
         .bind(d.api_key_hashes.as_ref().map(to_json))
         .bind(d.filter_rules.as_ref().map(to_json))
         .bind(to_json(&d.regions))
         .bind(sealed)
         .bind(now)
-        .bind(max_per_type as i64)
-        .execute(&self.pool)
+        .bind(i64::try_from(max_per_type).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
@@ -480,6 +730,7 @@ impl Store for SqlStore {
                 d.ty
             )));
         }
+        tx.commit().await?;
         Ok(Destination {
             id,
             workspace_id: d.workspace_id,
@@ -547,6 +798,9 @@ impl Store for SqlStore {
     }
 
     async fn update_destination(&self, d: &Destination) -> Result<()> {
+        if let Some(name) = &d.name {
+            no_nul("name", name)?;
+        }
         let sealed = self.seal_config(d.id, &d.config);
         let r = sqlx::query(
             "UPDATE destinations SET name = $2, enabled = $3, privacy_mode = $4, bg_cost = $5, \
@@ -556,12 +810,12 @@ impl Store for SqlStore {
         )
         .bind(d.id.to_string())
         .bind(d.name.clone())
-        .bind(b(d.enabled))
-        .bind(b(d.privacy_mode))
-        .bind(b(d.broadcast_generation_cost))
-        .bind(b(d.broadcast_generation_identity))
-        .bind(b(d.broadcast_generation_request_context))
-        .bind(b(d.broadcast_generation_cost_allocation))
+        .bind(d.enabled)
+        .bind(d.privacy_mode)
+        .bind(d.broadcast_generation_cost)
+        .bind(d.broadcast_generation_identity)
+        .bind(d.broadcast_generation_request_context)
+        .bind(d.broadcast_generation_cost_allocation)
         .bind(d.sampling_rate)
         .bind(d.api_key_hashes.as_ref().map(to_json))
         .bind(d.filter_rules.as_ref().map(to_json))
@@ -628,7 +882,9 @@ impl Store for SqlStore {
             }
             let plain = self.keyring.open(&sealed, id.as_bytes())?;
             let resealed = self.keyring.seal(&plain, id.as_bytes());
-            sqlx::query(
+            // Only if unchanged meanwhile (another node re-sealing, an update): counts what
+            // this call re-sealed.
+            let r = sqlx::query(
                 "UPDATE destinations SET config_enc = $2 WHERE id = $1 AND config_enc = $3",
             )
             .bind(id.to_string())
@@ -636,7 +892,7 @@ impl Store for SqlStore {
             .bind(sealed)
             .execute(&self.pool)
             .await?;
-            n += 1;
+            n += r.rows_affected();
         }
         Ok(n)
     }
@@ -654,8 +910,8 @@ fn insert_workspace_q(
     .bind(ws.name.clone())
     .bind(ws.slug.clone())
     .bind(ws.description.clone())
-    .bind(b(ws.is_default))
-    .bind(b(ws.is_observability_broadcast_enabled))
+    .bind(ws.is_default)
+    .bind(ws.is_observability_broadcast_enabled)
     .bind(to_json(&ws.settings))
     .bind(ws.created_at.clone())
     .bind(ws.updated_at.clone())

@@ -1,4 +1,8 @@
 //! Test harness: the real server on 127.0.0.1:0 with a temp data dir, and a small client.
+//!
+//! The store is SQLite in the data dir unless `TRACECAST_TEST_DATABASE_URL` names a PostgreSQL
+//! server (e.g. `postgres://postgres@127.0.0.1:5432/postgres`): then every server gets a fresh,
+//! uniquely named database there, dropped (best effort) with the server.
 #![allow(dead_code)]
 
 pub mod receiver;
@@ -20,6 +24,68 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     _running: Running,
+    /// Last: dropped after the server.
+    _db: Option<TempDatabase>,
+}
+
+/// The environment variable naming a PostgreSQL server to test against.
+pub const TEST_DATABASE_ENV: &str = "TRACECAST_TEST_DATABASE_URL";
+
+/// The PostgreSQL server to test against, if any.
+pub fn test_database_url() -> Option<String> {
+    std::env::var(TEST_DATABASE_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A fresh PostgreSQL database, dropped (best effort, `WITH (FORCE)`) when this is.
+pub struct TempDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl TempDatabase {
+    /// Creates `tracecast_test_<random>` on the server `admin_url` connects to.
+    pub async fn create(admin_url: &str) -> TempDatabase {
+        use sqlx::{Connection, Executor};
+        let name = format!("tracecast_test_{}", uuid::Uuid::new_v4().simple());
+        let mut c = sqlx::PgConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("{TEST_DATABASE_ENV}: cannot connect: {e}"));
+        c.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+            .unwrap();
+        let _ = c.close().await;
+        let mut url = url::Url::parse(admin_url).unwrap();
+        url.set_path(&name);
+        TempDatabase {
+            admin_url: admin_url.to_string(),
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        // A thread of its own: Drop may run inside or outside a runtime.
+        let _ = std::thread::spawn(move || {
+            use sqlx::{Connection, Executor};
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut c = sqlx::PgConnection::connect(&admin).await.ok()?;
+                c.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
 }
 
 pub struct Resp {
@@ -44,6 +110,15 @@ impl TestServer {
             ..Settings::default()
         };
         f(&mut settings);
+        // A test that sets its own database URL (several servers on one database) keeps it.
+        let db = match test_database_url() {
+            Some(admin) if settings.database_url.is_none() => {
+                let db = TempDatabase::create(&admin).await;
+                settings.database_url = Some(db.url.clone());
+                Some(db)
+            }
+            _ => None,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let running = start(&settings, async {
             let _ = rx.await;
@@ -59,6 +134,7 @@ impl TestServer {
             _dir: dir,
             _shutdown: tx,
             _running: running,
+            _db: db,
         }
     }
 
