@@ -130,6 +130,12 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), ValidationError> {
             "{field} must be at most 256 characters"
         )));
     }
+    // PostgreSQL text cannot hold U+0000; refuse it on every backend alike.
+    if name.contains('\0') {
+        return Err(ValidationError::new(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
     Ok(())
 }
 

@@ -203,9 +203,13 @@ async fn shutdown_signal() {
 async fn admin_store(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
     let s = settings(common, None)?;
     let store = tracecast_server::app::open_store(&s).await?;
+    // Nodes starting at the same time on one PostgreSQL database must not each create a
+    // default tenant: the same lock `serve` takes around its bootstrap.
+    let lock = store.lock_bootstrap().await?;
     if store.is_empty().await? {
         create_tenant(&store, "default").await?;
     }
+    lock.release().await?;
     Ok(store)
 }
 

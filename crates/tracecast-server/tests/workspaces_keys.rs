@@ -57,6 +57,16 @@ async fn workspace_lifecycle() {
         400,
         "slug must be",
     );
+    // U+0000 cannot be stored by PostgreSQL: refused alike on every backend, naming the field.
+    assert_error(
+        &s.post(
+            "/api/v1/workspaces",
+            json!({"name": "Bad\u{0}Name", "slug": "nul-name"}),
+        )
+        .await,
+        400,
+        "name must not contain NUL characters",
+    );
     assert_error(
         &s.post("/api/v1/workspaces", json!({"slug": "x"})).await,
         400,
