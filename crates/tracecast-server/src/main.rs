@@ -213,8 +213,28 @@ async fn admin_store(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    limit_libc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run())
+}
+
+/// Rust allocations go to jemalloc, but SQLite (C) allocates through glibc's malloc, which gives
+/// every thread that touches it an arena of its own (up to 8 per core). The queue's reader,
+/// writer and checkpoint threads then keep tens of MiB of fragmented arenas. Two arenas are
+/// plenty for SQLite's page caches; measured in bench/RESULTS.md (B2 peak RSS).
+fn limit_libc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { listen, common } => {
