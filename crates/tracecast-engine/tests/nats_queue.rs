@@ -179,7 +179,9 @@ async fn dead_letters_are_the_same_from_every_node() {
         failed_at_ms: 5_000 + i,
         replay_requested: false,
     };
-    a.add_dead_letters(vec![letter(0), letter(1)]).await.unwrap();
+    a.add_dead_letters(vec![letter(0), letter(1)])
+        .await
+        .unwrap();
     b.add_dead_letters(vec![letter(2)]).await.unwrap();
     let (la, ta) = a.list_dead_letters(d, 0, 10).await.unwrap();
     let (lb, tb) = b.list_dead_letters(d, 0, 10).await.unwrap();
@@ -220,6 +222,14 @@ async fn duplicates_are_caught_across_nodes() {
     let accepted = x.unwrap().accepted.iter().filter(|v| **v).count()
         + y.unwrap().accepted.iter().filter(|v| **v).count();
     assert_eq!(accepted, 200);
+    // A's head includes B's appends once B's announcement arrives.
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        a.subscribe(ws).wait_for(|h| *h == 215),
+    )
+    .await
+    .expect("node A's head did not reach 215")
+    .unwrap();
     let got = a.read(ws, 0, 1000).await.unwrap();
     assert_eq!(got.len(), 215);
     let distinct: std::collections::HashSet<&str> =

@@ -22,13 +22,14 @@
 //! else with pipelined direct gets (`allow_direct`; the 2.9 server has no batched direct get).
 //! Cursor and counter commits are buffered and written every
 //! [`NatsQueueOptions::commit_interval`]. Every [`NatsQueueOptions::truncate_interval`] each
-//! workspace stream is purged up to the smallest cursor of its destinations.
+//! workspace stream is purged up to the smallest cursor of its destinations (a workspace without
+//! any cursor: of what it held [`NatsQueueOptions::uncursored_grace`] ago).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{
     self,
@@ -99,6 +100,9 @@ pub struct NatsQueueOptions {
     pub commit_interval: Duration,
     /// How often logs are truncated to the slowest cursor (default 1 s).
     pub truncate_interval: Duration,
+    /// A workspace log no destination has a cursor on is purged of the records it already had
+    /// this long ago (default 60 s).
+    pub uncursored_grace: Duration,
     /// Stream and bucket replicas (default 1; 3 in a NATS cluster).
     pub replicas: usize,
     /// Direct gets in flight per read (default 64).
@@ -115,6 +119,7 @@ impl NatsQueueOptions {
             head_poll: Duration::from_secs(1),
             commit_interval: Duration::from_millis(100),
             truncate_interval: Duration::from_secs(1),
+            uncursored_grace: Duration::from_secs(60),
             replicas: 1,
             read_concurrency: 64,
         }
@@ -159,6 +164,8 @@ struct Ws {
     created: AtomicBool,
     /// The head was read from the server at least once.
     synced: AtomicBool,
+    /// Since when (and at which head) the workspace has had no cursor at all.
+    uncursored: Mutex<Option<(Instant, u64)>>,
     tail: Mutex<Tail>,
     sizes: tokio::sync::Mutex<SizeIndex>,
 }
@@ -247,16 +254,13 @@ impl NatsQueue {
             .map_err(|e| NatsError::Connect(e.kind().to_string()))?;
         let js = jetstream::new(client.clone());
         let upper = opts.prefix.to_ascii_uppercase();
-        let state = js
-            .create_or_update_key_value(kv::Config {
-                bucket: format!("{upper}_STATE"),
-                history: 1,
-                storage: StorageType::File,
-                num_replicas: opts.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(nats_err("creating the state bucket"))?;
+        let state = super::nats_lease::kv_bucket(
+            &js,
+            &format!("{upper}_STATE"),
+            Duration::ZERO,
+            opts.replicas,
+        )
+        .await?;
         let dead = js
             .get_or_create_stream(stream::Config {
                 name: format!("{upper}_DEAD"),
@@ -473,6 +477,7 @@ impl Inner {
             first: AtomicU64::new(first.max(1)),
             created: AtomicBool::new(created),
             synced: AtomicBool::new(created),
+            uncursored: Mutex::new(None),
             tail: Mutex::new(Tail {
                 records: VecDeque::new(),
                 pending: BTreeMap::new(),
@@ -663,12 +668,7 @@ impl Inner {
 
     async fn flush_commits(&self) -> Result<()> {
         let _guard = self.flush_lock.lock().await;
-        let batch: Vec<(Uuid, Commit)> = self
-            .commits
-            .lock()
-            .expect("poisoned")
-            .drain()
-            .collect();
+        let batch: Vec<(Uuid, Commit)> = self.commits.lock().expect("poisoned").drain().collect();
         if batch.is_empty() {
             return Ok(());
         }
@@ -680,7 +680,10 @@ impl Inner {
             })
             .map_err(|e| QueueError::Corrupt(e.to_string()))?;
             let n = serde_json::to_vec(counters).map_err(|e| QueueError::Corrupt(e.to_string()))?;
-            puts.push(self.state.put(format!("cursor.{}", dest.simple()), c.into()));
+            puts.push(
+                self.state
+                    .put(format!("cursor.{}", dest.simple()), c.into()),
+            );
             puts.push(
                 self.state
                     .put(format!("counters.{}", dest.simple()), n.into()),
@@ -751,7 +754,29 @@ impl Inner {
                 continue;
             }
             let head = *ws.head.borrow();
-            let upto = min.get(&id).copied().unwrap_or(head).min(head);
+            let upto = match min.get(&id) {
+                Some(m) => {
+                    *ws.uncursored.lock().expect("poisoned") = None;
+                    (*m).min(head)
+                }
+                // No destination reads this log: what was already there `uncursored_grace`
+                // ago goes (a destination being set up on another node commits its first
+                // cursor well within that).
+                None => {
+                    let mut since = ws.uncursored.lock().expect("poisoned");
+                    match *since {
+                        Some((at, mark)) if at.elapsed() >= self.opts.uncursored_grace => {
+                            *since = Some((Instant::now(), head));
+                            mark.min(head)
+                        }
+                        Some(_) => continue,
+                        None => {
+                            *since = Some((Instant::now(), head));
+                            continue;
+                        }
+                    }
+                }
+            };
             if upto < ws.first.load(Ordering::Acquire) {
                 continue;
             }
@@ -870,7 +895,9 @@ impl Inner {
     }
 
     fn parse_letter_subject(&self, subject: &str) -> Option<LetterSubject> {
-        let rest = subject.strip_prefix(&self.opts.prefix)?.strip_prefix(".dead.")?;
+        let rest = subject
+            .strip_prefix(&self.opts.prefix)?
+            .strip_prefix(".dead.")?;
         let mut it = rest.split('.');
         let destination = Uuid::parse_str(it.next()?).ok()?;
         let replay = match it.next()? {
@@ -1099,25 +1126,34 @@ impl Queue for NatsQueue {
         if head <= after || !ws.created.load(Ordering::Acquire) {
             return Ok(Vec::new());
         }
-        if let Some(r) = inner.from_tail(&ws, after, max) {
-            return Ok(r);
+        // From the tail as far as it goes, the rest from the server.
+        let mut out = inner.from_tail(&ws, after, max).unwrap_or_default();
+        let next = out.last().map(|r| r.seq).unwrap_or(after);
+        if out.len() >= max || next >= head {
+            return Ok(out);
         }
-        let from = (after + 1).max(ws.first.load(Ordering::Acquire));
+        let from = (next + 1).max(ws.first.load(Ordering::Acquire));
         let to = head.min(after.saturating_add(max as u64));
         if from > to {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let mut got = inner.fetch(&ws, from, to).await?;
-        if got.is_empty() {
+        if got.is_empty() && out.is_empty() {
             // Truncated meanwhile: start from the first record still there.
             inner.sync(&ws).await?;
-            let from2 = (after + 1).max(ws.first.load(Ordering::Acquire));
+            let from2 = from.max(ws.first.load(Ordering::Acquire));
             if from2 > from && from2 <= to {
                 got = inner.fetch(&ws, from2, to).await?;
             }
         }
         inner.add_to_tail(&ws, got.clone());
-        Ok(got)
+        if out.is_empty() {
+            return Ok(got);
+        }
+        if got.first().is_some_and(|r| r.seq == next + 1) {
+            out.extend(got);
+        }
+        Ok(out)
     }
 
     async fn backlog(&self, workspace: Uuid, after: u64) -> Result<Backlog> {
@@ -1207,7 +1243,13 @@ impl Queue for NatsQueue {
     }
 
     async fn cursor(&self, destination: Uuid) -> Result<Option<Cursor>> {
-        if let Some((_, c, _)) = self.inner.commits.lock().expect("poisoned").get(&destination) {
+        if let Some((_, c, _)) = self
+            .inner
+            .commits
+            .lock()
+            .expect("poisoned")
+            .get(&destination)
+        {
             return Ok(Some(*c));
         }
         let v = self
@@ -1238,7 +1280,13 @@ impl Queue for NatsQueue {
     }
 
     async fn counters(&self, destination: Uuid) -> Result<Counters> {
-        if let Some((_, _, c)) = self.inner.commits.lock().expect("poisoned").get(&destination) {
+        if let Some((_, _, c)) = self
+            .inner
+            .commits
+            .lock()
+            .expect("poisoned")
+            .get(&destination)
+        {
             return Ok(c.clone());
         }
         let v = self
@@ -1332,7 +1380,11 @@ impl Queue for NatsQueue {
             if l.replay {
                 continue;
             }
-            let msg = match inner.dead.direct_get_last_for_subject(l.subject.clone()).await {
+            let msg = match inner
+                .dead
+                .direct_get_last_for_subject(l.subject.clone())
+                .await
+            {
                 Ok(m) => m,
                 Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
                     n -= 1;

@@ -24,6 +24,34 @@ fn err<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> QueueError {
     }
 }
 
+/// Opens (creating if needed) a KV bucket. The bucket's stream is created directly, as the
+/// client's `create_key_value` does: its account query does not parse 2.9 servers' answers.
+pub(super) async fn kv_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        num_replicas: replicas.max(1),
+        ..Default::default()
+    })
+    .await
+    .map_err(err("creating a KV bucket"))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(err("opening a KV bucket"))
+}
+
 /// One node's view of a lease bucket.
 pub struct Leases {
     store: kv::Store,
@@ -54,17 +82,7 @@ impl Leases {
         if ttl < Duration::from_secs(1) {
             return Err(NatsError::Options("lease ttl must be at least 1 s".into()).into());
         }
-        let store = js
-            .create_or_update_key_value(kv::Config {
-                bucket: bucket.to_string(),
-                history: 1,
-                max_age: ttl,
-                storage: jetstream::stream::StorageType::File,
-                num_replicas: replicas.max(1),
-                ..Default::default()
-            })
-            .await
-            .map_err(err("creating the lease bucket"))?;
+        let store = kv_bucket(&js, bucket, ttl, replicas).await?;
         Ok(Leases {
             store,
             node_id: node_id.to_string(),
@@ -93,7 +111,11 @@ impl Leases {
             }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 // Held by this node already (e.g. acquired before a restart): take it over.
-                let entry = self.store.entry(key).await.map_err(err("reading a lease"))?;
+                let entry = self
+                    .store
+                    .entry(key)
+                    .await
+                    .map_err(err("reading a lease"))?;
                 if let Some(entry) = entry
                     && entry.operation == kv::Operation::Put
                     && entry.value == value
