@@ -400,7 +400,7 @@ async fn append_rate() {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "read_rate (direct gets, no tail): {:.0} records/s",
+        "read_rate (pull consumer, no tail): {:.0} records/s",
         n as f64 / secs
     );
     q.close().await;

@@ -168,7 +168,18 @@ struct Ws {
     uncursored: Mutex<Option<(Instant, u64)>>,
     tail: Mutex<Tail>,
     sizes: tokio::sync::Mutex<SizeIndex>,
+    /// Pull consumers positioned where sequential readers will ask next.
+    readers: Mutex<Vec<Reader>>,
 }
+
+/// An ephemeral pull consumer (no acks) reused while a reader reads sequentially.
+struct Reader {
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    next: u64,
+}
+
+/// Sequential readers kept per workspace (destinations lagging at different positions).
+const MAX_READERS: usize = 4;
 
 impl Ws {
     fn raise_head(&self, seq: u64) {
@@ -289,6 +300,7 @@ impl NatsQueue {
         inner.load_workspaces().await?;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(announcements(inner.clone()).await?));
+        inner.round_trip().await?;
         tasks.push(tokio::spawn(poll_heads(Arc::downgrade(&inner))));
         tasks.push(tokio::spawn(flush_commits(Arc::downgrade(&inner))));
         tasks.push(tokio::spawn(truncate(Arc::downgrade(&inner))));
@@ -339,12 +351,9 @@ impl NatsQueue {
             .subscribe(subject)
             .await
             .map_err(nats_err("subscribing to config changes"))?;
-        // The subscription is registered with the server before this returns.
-        self.inner
-            .client
-            .flush()
-            .await
-            .map_err(nats_err("subscribing to config changes"))?;
+        // The subscription is registered with the server before this returns: the server
+        // answers a request on this connection only after processing what came before it.
+        self.inner.round_trip().await?;
         Ok(ConfigChanges(sub))
     }
 
@@ -465,6 +474,15 @@ async fn truncate(weak: std::sync::Weak<Inner>) {
 }
 
 impl Inner {
+    /// A request the server answers after everything sent before it on this connection.
+    async fn round_trip(&self) -> Result<()> {
+        self.client
+            .request("$JS.API.INFO", Bytes::new())
+            .await
+            .map(|_| ())
+            .map_err(nats_err("a round trip to the server"))
+    }
+
     fn stream_name(&self, ws: Uuid) -> String {
         format!("{}_LOG_{}", self.upper, ws.simple())
     }
@@ -484,6 +502,7 @@ impl Inner {
                 bytes: 0,
             }),
             sizes: tokio::sync::Mutex::new(SizeIndex::default()),
+            readers: Mutex::new(Vec::new()),
         })
     }
 
@@ -631,9 +650,102 @@ impl Inner {
         None
     }
 
+    /// Records `from..=to`: one pull request on a consumer positioned at `from` (reused while
+    /// reads are sequential), falling back to direct gets.
+    async fn fetch(&self, ws: &Ws, from: u64, to: u64) -> Result<Vec<Record>> {
+        if to - from < 8 {
+            return self.direct_fetch(ws, from, to).await;
+        }
+        let reader = {
+            let mut readers = ws.readers.lock().expect("poisoned");
+            readers
+                .iter()
+                .position(|r| r.next == from)
+                .map(|i| readers.swap_remove(i))
+        };
+        let reader = match reader {
+            Some(r) => r,
+            None => {
+                let consumer = self
+                    .log(ws)?
+                    .create_consumer(pull::Config {
+                        deliver_policy: DeliverPolicy::ByStartSequence {
+                            start_sequence: from,
+                        },
+                        ack_policy: AckPolicy::None,
+                        inactive_threshold: Duration::from_secs(30),
+                        memory_storage: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(nats_err("reading the log"))?;
+                Reader {
+                    consumer,
+                    next: from,
+                }
+            }
+        };
+        let mut out: Vec<Record> = Vec::new();
+        let want = (to - from + 1).min(10_000) as usize;
+        let mut batch = reader
+            .consumer
+            .fetch()
+            .max_messages(want)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .map_err(nats_err("reading the log"))?;
+        let mut broken = false;
+        while let Some(m) = batch.next().await {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "log consumer fetch ended");
+                    broken = true;
+                    break;
+                }
+            };
+            let Ok(info) = m.info() else {
+                broken = true;
+                break;
+            };
+            let seq = info.stream_sequence;
+            let expected = out.last().map(|r| r.seq + 1).unwrap_or(from);
+            if seq != expected && !(out.is_empty() && seq > from) {
+                // Out of step (the log was truncated under it): start over next time.
+                broken = true;
+                break;
+            }
+            let empty = async_nats::HeaderMap::new();
+            out.push(record_of(
+                seq,
+                m.headers.as_ref().unwrap_or(&empty),
+                &m.payload,
+            )?);
+            if out.len() >= want {
+                break;
+            }
+        }
+        let next = out.last().map(|r| r.seq + 1).unwrap_or(from);
+        if !broken && out.len() == want {
+            let mut readers = ws.readers.lock().expect("poisoned");
+            if readers.len() >= MAX_READERS {
+                readers.remove(0);
+            }
+            readers.push(Reader {
+                consumer: reader.consumer,
+                next,
+            });
+        }
+        if out.is_empty() {
+            return self.direct_fetch(ws, from, to).await;
+        }
+        Ok(out)
+    }
+
     /// Records `from..=to` read with pipelined direct gets: the contiguous run from the first
     /// one present.
-    async fn fetch(&self, ws: &Ws, from: u64, to: u64) -> Result<Vec<Record>> {
+    async fn direct_fetch(&self, ws: &Ws, from: u64, to: u64) -> Result<Vec<Record>> {
         let stream = self.log(ws)?;
         let mut out: Vec<Record> = Vec::new();
         let mut seq = from;
