@@ -639,7 +639,7 @@ impl Inner {
         }
     }
 
-    fn from_tail(&self, ws: &Ws, after: u64, max: usize) -> Option<Vec<Record>> {
+    fn tail_read(&self, ws: &Ws, after: u64, max: usize) -> Option<Vec<Record>> {
         let tail = ws.tail.lock().expect("poisoned");
         let front = tail.records.front()?;
         let back = tail.records.back()?;
@@ -1239,7 +1239,7 @@ impl Queue for NatsQueue {
             return Ok(Vec::new());
         }
         // From the tail as far as it goes, the rest from the server.
-        let mut out = inner.from_tail(&ws, after, max).unwrap_or_default();
+        let mut out = inner.tail_read(&ws, after, max).unwrap_or_default();
         let next = out.last().map(|r| r.seq).unwrap_or(after);
         if out.len() >= max || next >= head {
             return Ok(out);
@@ -1287,7 +1287,7 @@ impl Queue for NatsQueue {
         let bytes =
             (info.state.bytes as u128 * records.min(stored) as u128 / stored as u128) as u64;
         let first = (after + 1).max(info.state.first_sequence);
-        let oldest = match inner.from_tail(&ws, first - 1, 1) {
+        let oldest = match inner.tail_read(&ws, first - 1, 1) {
             Some(r) => r.first().map(|r| r.received_at_ms),
             None => inner
                 .fetch(&ws, first, first)
