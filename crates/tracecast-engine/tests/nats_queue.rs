@@ -405,3 +405,29 @@ async fn append_rate() {
     );
     q.close().await;
 }
+
+#[tokio::test]
+async fn a_log_nobody_reads_is_purged_and_its_ids_stay_deduplicated() {
+    let p = Prefix::new();
+    let mut o = NatsQueueOptions::new(url(), p.0.clone());
+    o.uncursored_grace = Duration::ZERO;
+    let q = NatsQueue::connect(o).await.unwrap();
+    let ws = Uuid::now_v7();
+    q.append(ws, records(&ids("u", 20))).await.unwrap();
+    // Truncation runs every second; with no cursor on the workspace, everything goes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = open(&p, 0).await;
+        let left = fresh.read(ws, 0, 100).await.unwrap().len();
+        fresh.close().await;
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} records left");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = q.append(ws, records(&ids("u", 21))).await.unwrap();
+    assert_eq!(again.accepted, [vec![false; 20], vec![true]].concat());
+    assert_eq!(q.head(ws), 21);
+    q.close().await;
+}

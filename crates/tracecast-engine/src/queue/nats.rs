@@ -23,7 +23,23 @@
 //! Cursor and counter commits are buffered and written every
 //! [`NatsQueueOptions::commit_interval`]. Every [`NatsQueueOptions::truncate_interval`] each
 //! workspace stream is purged up to the smallest cursor of its destinations (a workspace without
-//! any cursor: of what it held [`NatsQueueOptions::uncursored_grace`] ago).
+//! any cursor: of what it held [`NatsQueueOptions::uncursored_grace`] ago). Every node truncates
+//! the workspaces it knows (all those existing when it connected, and those it touched since);
+//! purges are idempotent.
+//!
+//! Sizes: [`Queue::backlog`]'s bytes are approximate (the stream's stored bytes, which include
+//! each record's subject and headers, pro rata). [`Queue::cap_point`] is exact: when the stored
+//! bytes exceed the cap, the body sizes of the backlog are read with a headers-only consumer
+//! (`Nats-Msg-Size`, no bodies) into a per-workspace index (4 bytes a record, trimmed as cursors
+//! advance) and walked back from the head, so it never drops more than the cap requires.
+//!
+//! Known limits:
+//! - De-duplication of truncated records relies on the server's in-memory dedup map, which
+//!   partial purges keep (tested). A JetStream server restart (or, in a cluster, a new stream
+//!   leader) rebuilds that map from the records still stored, so an id whose record was already
+//!   truncated can be accepted again if re-sent within 24 h across such an event.
+//! - `head()` of a workspace this node has never seen is 0 until it is synced (at most
+//!   `head_poll` later, or at once with [`NatsQueue::sync_head`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::IntoFuture;
@@ -58,7 +74,7 @@ use super::{
 const RECEIVED_AT: &str = "Tc-Received-At";
 const MSG_SIZE: &str = "Nats-Msg-Size";
 /// Out-of-order own appends kept waiting for the records before them (per workspace).
-const MAX_PENDING: usize = 4096;
+const MAX_PENDING: usize = 1024;
 
 /// Errors of the NATS backend. Messages never include the server URL (it may hold credentials).
 #[derive(Debug, Error)]
@@ -589,15 +605,25 @@ impl Inner {
         Ok(())
     }
 
-    /// Adds records to the tail (contiguously; out-of-order ones wait in `pending`).
+    /// Adds records to the tail (contiguously; out-of-order ones wait in `pending`). Both
+    /// count against the tail budget.
     fn add_to_tail(&self, ws: &Ws, records: Vec<Record>) {
         if records.is_empty() {
             return;
         }
         let cost = |r: &Record| r.size as usize * PARSED_OVERHEAD;
-        let mut tail = ws.tail.lock().expect("poisoned");
+        let mut guard = ws.tail.lock().expect("poisoned");
+        let tail = &mut *guard;
+        let mut added = 0usize;
+        let mut freed = 0usize;
         for r in records {
-            tail.pending.insert(r.seq, r);
+            if tail.records.back().is_some_and(|b| r.seq <= b.seq) {
+                continue;
+            }
+            added += cost(&r);
+            if let Some(old) = tail.pending.insert(r.seq, r) {
+                freed += cost(&old);
+            }
         }
         loop {
             let next = match tail.records.back() {
@@ -607,35 +633,34 @@ impl Inner {
                     None => break,
                 },
             };
-            // Drop pending records the tail already passed.
-            while let Some((&s, _)) = tail.pending.first_key_value() {
-                if s < next {
-                    tail.pending.pop_first();
-                } else {
-                    break;
-                }
-            }
             match tail.pending.first_key_value() {
                 Some((&s, _)) if s == next => {
                     let (_, r) = tail.pending.pop_first().expect("present");
-                    tail.bytes += cost(&r);
-                    self.tail_total.fetch_add(cost(&r), Ordering::Relaxed);
                     tail.records.push_back(r);
                 }
                 _ => break,
             }
         }
         while tail.pending.len() > MAX_PENDING {
-            tail.pending.pop_first();
-        }
-        while self.tail_total.load(Ordering::Relaxed) > self.opts.tail_bytes {
-            match tail.records.pop_front() {
-                Some(r) => {
-                    tail.bytes -= cost(&r);
-                    self.tail_total.fetch_sub(cost(&r), Ordering::Relaxed);
-                }
-                None => break,
+            if let Some((_, r)) = tail.pending.pop_first() {
+                freed += cost(&r);
             }
+        }
+        tail.bytes = (tail.bytes + added).saturating_sub(freed);
+        let total = self.tail_total.fetch_add(added, Ordering::Relaxed) + added;
+        self.tail_total
+            .fetch_sub(freed.min(total), Ordering::Relaxed);
+        while self.tail_total.load(Ordering::Relaxed) > self.opts.tail_bytes {
+            let r = match tail.records.pop_front() {
+                Some(r) => r,
+                None => match tail.pending.pop_first() {
+                    Some((_, r)) => r,
+                    None => break,
+                },
+            };
+            let c = cost(&r);
+            tail.bytes = tail.bytes.saturating_sub(c);
+            self.tail_total.fetch_sub(c, Ordering::Relaxed);
         }
     }
 
