@@ -1066,10 +1066,13 @@ impl Inner {
     }
 
     async fn load_letters(&self, subjects: &[LetterSubject]) -> Result<Vec<DeadLetter>> {
-        let gets = subjects
-            .iter()
-            .map(|l| self.dead.direct_get_last_for_subject(l.subject.clone()));
-        let results = futures_util::future::join_all(gets).await;
+        let mut results = Vec::with_capacity(subjects.len());
+        for chunk in subjects.chunks(256) {
+            let gets = chunk
+                .iter()
+                .map(|l| self.dead.direct_get_last_for_subject(l.subject.clone()));
+            results.extend(futures_util::future::join_all(gets).await);
+        }
         let mut out = Vec::with_capacity(subjects.len());
         for (l, r) in subjects.iter().zip(results) {
             let msg = match r {
