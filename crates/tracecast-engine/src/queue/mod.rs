@@ -6,9 +6,11 @@
 //! destination reads, so new filter or sampling settings apply to records already queued.
 //! Records before the smallest cursor of a workspace are deleted.
 //!
-//! [`SqliteQueue`] is the embedded implementation. The trait is what a distributed backend
-//! (NATS JetStream) implements too.
+//! [`SqliteQueue`] is the embedded implementation; [`NatsQueue`] the distributed one (NATS
+//! JetStream, shared by many nodes), with [`Leases`] for destination ownership.
 
+mod nats;
+mod nats_lease;
 mod sqlite;
 
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use tokio::sync::watch;
 use tracecast_model::generation::Generation;
 use uuid::Uuid;
 
+pub use nats::{ConfigChanges, NatsError, NatsQueue, NatsQueueOptions};
+pub use nats_lease::Leases;
 pub use sqlite::{SqliteQueue, SqliteQueueOptions};
 
 #[derive(Debug, Error)]
@@ -31,6 +35,8 @@ pub enum QueueError {
     Closed,
     #[error("queue I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;

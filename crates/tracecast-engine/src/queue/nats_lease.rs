@@ -1,0 +1,175 @@
+//! Leases over a JetStream KV bucket: exactly one node owns each key (a destination) at a time.
+//!
+//! The bucket's `max_age` is the lease TTL: a key's value disappears `ttl` after its last
+//! write, so a dead node's leases lapse within the TTL. [`Leases::try_acquire`] creates the key
+//! only if absent (or deleted/expired); [`Leases::renew`] rewrites it only at the revision this
+//! node last wrote, so after a lapse and another node's acquire the renew fails and the lease
+//! is known lost. Renew well within the TTL (a third of it is usual).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+
+use super::{NatsError, QueueError, Result};
+
+fn err<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> QueueError {
+    move |e| {
+        QueueError::Nats(NatsError::Request {
+            op,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Opens (creating if needed) a KV bucket. The bucket's stream is created directly, as the
+/// client's `create_key_value` does: its account query does not parse 2.9 servers' answers.
+pub(super) async fn kv_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        num_replicas: replicas.max(1),
+        ..Default::default()
+    })
+    .await
+    .map_err(err("creating a KV bucket"))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(err("opening a KV bucket"))
+}
+
+/// One node's view of a lease bucket.
+pub struct Leases {
+    store: kv::Store,
+    node_id: String,
+    ttl: Duration,
+    /// Revision of each lease this node holds.
+    held: Mutex<HashMap<String, u64>>,
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('.')
+        && !key.ends_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_=/.".contains(&b))
+}
+
+impl Leases {
+    /// Opens (creating if needed) the bucket `bucket` with `max_age = ttl`.
+    pub async fn open(
+        js: jetstream::Context,
+        bucket: &str,
+        node_id: &str,
+        ttl: Duration,
+        replicas: usize,
+    ) -> Result<Self> {
+        if ttl < Duration::from_secs(1) {
+            return Err(NatsError::Options("lease ttl must be at least 1 s".into()).into());
+        }
+        let store = kv_bucket(&js, bucket, ttl, replicas).await?;
+        Ok(Leases {
+            store,
+            node_id: node_id.to_string(),
+            ttl,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Takes the lease if nobody holds it. True when this node holds it now.
+    pub async fn try_acquire(&self, key: &str) -> Result<bool> {
+        if !valid_key(key) {
+            return Err(NatsError::Options("invalid lease key".into()).into());
+        }
+        let value = Bytes::from(self.node_id.clone());
+        match self.store.create(key, value.clone()).await {
+            Ok(rev) => {
+                self.held
+                    .lock()
+                    .expect("poisoned")
+                    .insert(key.to_string(), rev);
+                Ok(true)
+            }
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                // Held by this node already (e.g. acquired before a restart): take it over.
+                let entry = self
+                    .store
+                    .entry(key)
+                    .await
+                    .map_err(err("reading a lease"))?;
+                if let Some(entry) = entry
+                    && entry.operation == kv::Operation::Put
+                    && entry.value == value
+                {
+                    return self.write(key, entry.revision).await;
+                }
+                Ok(false)
+            }
+            Err(e) => Err(err("acquiring a lease")(e)),
+        }
+    }
+
+    /// Extends a lease this node holds. False (and forgotten) when it was lost.
+    pub async fn renew(&self, key: &str) -> Result<bool> {
+        let rev = self.held.lock().expect("poisoned").get(key).copied();
+        match rev {
+            Some(rev) => self.write(key, rev).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn write(&self, key: &str, rev: u64) -> Result<bool> {
+        match self
+            .store
+            .update(key, Bytes::from(self.node_id.clone()), rev)
+            .await
+        {
+            Ok(new) => {
+                self.held
+                    .lock()
+                    .expect("poisoned")
+                    .insert(key.to_string(), new);
+                Ok(true)
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                self.held.lock().expect("poisoned").remove(key);
+                Ok(false)
+            }
+            Err(e) => Err(err("renewing a lease")(e)),
+        }
+    }
+
+    /// Gives a lease up (only if this node still holds it).
+    pub async fn release(&self, key: &str) -> Result<()> {
+        let rev = self.held.lock().expect("poisoned").remove(key);
+        if let Some(rev) = rev {
+            // Lost meanwhile: nothing to release.
+            let _ = self.store.delete_expect_revision(key, Some(rev)).await;
+        }
+        Ok(())
+    }
+
+    /// Whether this node believes it holds the lease (as of its last acquire or renew).
+    pub fn holds(&self, key: &str) -> bool {
+        self.held.lock().expect("poisoned").contains_key(key)
+    }
+}
