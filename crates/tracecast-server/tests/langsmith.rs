@@ -3,98 +3,30 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::TestServer;
+use common::e2e::{DEST, base_url, create, fast, ingest, record_with, wait_status};
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
-use common::{Resp, TestServer};
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
-
-const DEST: &str = "/api/v1/observability/destinations";
-
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
 
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user_12345",
-        "session_id": "session_abc",
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}},
-        "trace": {
-            "trace_id": "analysis_workflow_123",
-            "trace_name": "Text Analysis Pipeline",
-            "span_name": "Sentiment Analysis",
-            "generation_name": "Extract Sentiment",
-            "environment": "production",
-            "team": "nlp-team",
-            "tags": ["nlp", "beta"]
-        }
-    })
-}
-
-fn base(rec: &Receiver) -> String {
-    rec.url.trim_end_matches("/v1/traces").to_string()
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    let r = s
-        .http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
-}
-
-async fn create(s: &TestServer, config: Value, extra: Value) -> String {
-    let mut body = json!({"type": "langsmith", "name": "ls", "config": config});
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r: Resp = s.post(DEST, body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["data"]["id"].as_str().unwrap().to_string()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = s.get(&format!("{DEST}/{id}/status")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let st = r.body["data"].clone();
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    record_with(
+        id,
+        json!({
+            "user": "user_12345",
+            "session_id": "session_abc",
+            "trace": {
+                "trace_id": "analysis_workflow_123",
+                "trace_name": "Text Analysis Pipeline",
+                "span_name": "Sentiment Analysis",
+                "generation_name": "Extract Sentiment",
+                "environment": "production",
+                "team": "nlp-team",
+                "tags": ["nlp", "beta"]
+            }
+        }),
+    )
 }
 
 #[tokio::test]
@@ -105,13 +37,17 @@ async fn delivers_langsmith_otlp_with_its_headers_and_mapping() {
     let private = Receiver::start().await;
     let id = create(
         &s,
-        json!({"apiKey": "lsv2_pt_e2e", "endpoint": base(&rec), "project": "nlp", "workspaceId": "ws-9", "headers": {"X-Proxy": "1"}}),
+        "langsmith",
+        "ls",
+        json!({"apiKey": "lsv2_pt_e2e", "endpoint": base_url(&rec), "project": "nlp", "workspaceId": "ws-9", "headers": {"X-Proxy": "1"}}),
         json!({}),
     )
     .await;
     create(
         &s,
-        json!({"apiKey": "lsv2_pt_private", "endpoint": base(&private)}),
+        "langsmith",
+        "ls",
+        json!({"apiKey": "lsv2_pt_private", "endpoint": base_url(&private)}),
         json!({"name": "private", "privacy_mode": true}),
     )
     .await;
@@ -201,7 +137,9 @@ async fn honours_retry_after_on_429() {
     rec.script([Mode::RetryAfter(429, 1)]);
     let id = create(
         &s,
-        json!({"apiKey": "k", "endpoint": base(&rec)}),
+        "langsmith",
+        "ls",
+        json!({"apiKey": "k", "endpoint": base_url(&rec)}),
         json!({}),
     )
     .await;
@@ -229,7 +167,9 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     rec.set_mode(Mode::Status(401));
     let id = create(
         &s,
-        json!({"apiKey": "lsv2_pt_old_1234", "endpoint": base(&rec)}),
+        "langsmith",
+        "ls",
+        json!({"apiKey": "lsv2_pt_old_1234", "endpoint": base_url(&rec)}),
         json!({}),
     )
     .await;
@@ -285,7 +225,7 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     let t = s
         .post(
             &format!("{DEST}/test"),
-            json!({"type": "langsmith", "name": "t", "config": {"apiKey": "k", "endpoint": base(&rec)}}),
+            json!({"type": "langsmith", "name": "t", "config": {"apiKey": "k", "endpoint": base_url(&rec)}}),
         )
         .await;
     assert_eq!(t.body["data"]["ok"], true, "{}", t.text);
