@@ -3,99 +3,33 @@
 
 mod common;
 
+use common::TestServer;
+use common::e2e::{
+    DEST, base_url, create as create_destination, fast, ingest_resp as ingest, record_with,
+    response_without_usage, usage, wait_status,
+};
 use common::receiver::{Mode, Receiver};
-use common::{Resp, TestServer};
 use serde_json::{Value, json};
 use tracecast_server::settings::Settings;
 
-const DEST: &str = "/api/v1/observability/destinations";
-
 fn settings(s: &mut Settings, rec: &Receiver) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-    let base = rec.url.trim_end_matches("/v1/traces");
+    fast(s);
+    let base = base_url(rec);
     s.delivery
         .endpoint_overrides
         .insert("opik".into(), format!("{base}/opik/api"));
 }
 
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user-1",
-        "session_id": "session-1",
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}]},
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
-        "trace": {"trace_id": "workflow-1", "trace_name": "Doc pipeline", "generation_name": "Summarise", "env": "prod"}
-    })
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> Resp {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    let r = s
-        .http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    Resp {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    }
+    record_with(
+        id,
+        json!({"session_id": "session-1", "response": response_without_usage(), "usage": usage()}),
+    )
 }
 
 async fn create(s: &TestServer, api_key: &str, extra: Value) -> String {
-    let mut body = json!({
-        "type": "opik",
-        "name": "opik",
-        "config": {"apiKey": api_key, "workspace": "acme", "projectName": "checkout"}
-    });
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r = s.post(DEST, body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["data"]["id"].as_str().unwrap().to_string()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let r = s.get(&format!("{DEST}/{id}/status")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let st = r.body["data"].clone();
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let config = json!({"apiKey": api_key, "workspace": "acme", "projectName": "checkout"});
+    create_destination(s, "opik", "opik", config, extra).await
 }
 
 /// Items of every accepted batch of this kind (`traces` or `spans`).
