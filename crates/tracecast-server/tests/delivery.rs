@@ -3,104 +3,24 @@
 
 mod common;
 
+use common::e2e::{
+    DEST, create, fast, ingest_resp as ingest, numbered, record_with, status, wait_status,
+};
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
-use common::{Body, Resp, TestServer, assert_error};
+use common::{Body, TestServer, assert_error};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
-
-const DEST: &str = "/api/v1/observability/destinations";
-
-/// Delivery timings short enough for tests.
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
 
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user-1",
-        "session_id": format!("session-{id}"),
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}},
-        "trace": {"trace_id": "workflow-1", "trace_name": "Doc pipeline", "generation_name": "Summarise", "env": "prod"}
-    })
-}
-
-fn ndjson(records: &[Value]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for r in records {
-        out.extend(serde_json::to_vec(r).unwrap());
-        out.push(b'\n');
-    }
-    out
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> Resp {
-    let r = s
-        .http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson(records))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    Resp {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    }
-}
-
-async fn webhook(s: &TestServer, name: &str, url: &str, extra: Value) -> String {
-    let mut body = json!({"type": "webhook", "name": name, "config": {"url": url}});
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r = s.post(DEST, body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["data"]["id"].as_str().unwrap().to_string()
-}
-
-async fn status(s: &TestServer, id: &str) -> Value {
-    let r = s.get(&format!("{DEST}/{id}/status")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"].clone()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let st = status(s, id).await;
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    record_with(id, json!({"session_id": format!("session-{id}")}))
 }
 
 fn ids(prefix: &str, n: usize) -> Vec<Value> {
-    (0..n).map(|i| record(&format!("{prefix}-{i}"))).collect()
+    numbered(prefix, n, record)
+}
+
+async fn webhook(s: &TestServer, name: &str, url: &str, extra: Value) -> String {
+    create(s, "webhook", name, json!({"url": url}), extra).await
 }
 
 #[tokio::test]

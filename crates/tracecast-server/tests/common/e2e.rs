@@ -234,3 +234,8 @@ pub fn delivered_ids(rx: &Receiver, ids: &[&str]) -> Vec<String> {
         .map(|id| id.to_string())
         .collect()
 }
+
+/// Tests a connection for a destination body (not created) through the API.
+pub async fn test_config(s: &TestServer, body: Value) -> Resp {
+    s.post(&format!("{DEST}/test"), body).await
+}
