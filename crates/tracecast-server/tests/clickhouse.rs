@@ -9,7 +9,8 @@ mod common;
 use clickhouse_support::{DB, PASSWORD, Shim, USER, workspace_root};
 use common::TestServer;
 use common::e2e::{
-    DEST, create_destination, fast_with, ingest_status as ingest, record_with, wait_status_within,
+    create_destination, fast_with, ingest_status as ingest, patch_config, record_with, test_config,
+    wait_status_within,
 };
 use serde_json::{Value, json};
 
@@ -65,12 +66,11 @@ async fn generations_reach_clickhouse_and_a_wrong_password_pauses() {
     let (key, _) = s.workspace_key(None).await;
 
     let config = json!({"host": shim.url, "database": DB, "username": USER, "password": PASSWORD});
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "clickhouse", "name": "ch", "config": config}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "clickhouse", "name": "ch", "config": config}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
 
@@ -102,13 +102,7 @@ async fn generations_reach_clickhouse_and_a_wrong_password_pauses() {
     assert_eq!(rows[0]["OUTPUT"], "", "privacy mode");
 
     // A wrong password: the destination pauses and keeps the queue.
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"password": "wrong-password"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"password": "wrong-password"})).await;
     // (PATCH reloads the destination before it answers.)
     let more: Vec<Value> = (5..8).map(|i| record(&format!("ch-{i}"), &now)).collect();
     assert_eq!(ingest(&s, &key, &more).await, 202);
@@ -119,13 +113,7 @@ async fn generations_reach_clickhouse_and_a_wrong_password_pauses() {
     assert_eq!(count(&shim).await, 5);
 
     // The right password again: delivery resumes with nothing lost.
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"password": PASSWORD}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"password": PASSWORD})).await;
     wait_rows(&shim, 8).await;
     wait_status_within(&s, &id, 30, "active again", |st| {
         st["state"] == "active" && st["counts"]["delivered"] == 8

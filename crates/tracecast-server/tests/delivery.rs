@@ -4,7 +4,8 @@
 mod common;
 
 use common::e2e::{
-    DEST, create, fast, ingest_resp as ingest, numbered, record_with, status, wait_status,
+    DEST, create, fast, ingest_resp as ingest, numbered, patch_config, record_with, status,
+    test_config, test_connection, wait_paused, wait_status,
 };
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
 use common::{Body, TestServer, assert_error};
@@ -527,26 +528,18 @@ async fn rejected_credentials_pause_and_new_credentials_resume() {
     )
     .await;
     assert_eq!(ingest(&s, &key, &ids("p", 6)).await.status, 202);
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap()
-            .contains("credentials rejected (401)"),
-        "{st}"
-    );
+    let st = wait_paused(&s, &id, "credentials rejected (401)").await;
     assert_eq!(st["queue"]["depth"], 6, "the queue is kept");
     assert_eq!(st["counts"]["dead_lettered"], 0);
 
     // The platform accepts the new key; a PATCH with it resumes delivery with nothing lost.
     rec.set_mode(Mode::Ok);
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"headers": {"Authorization": "Bearer new-token-5678"}}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(
+        &s,
+        &id,
+        json!({"headers": {"Authorization": "Bearer new-token-5678"}}),
+    )
+    .await;
     rec.wait(10, "all six", |r| r.generation_ids().len() == 6)
         .await;
     let accepted = rec
@@ -602,12 +595,11 @@ async fn a_dead_destination_does_not_hold_up_a_healthy_one() {
 async fn test_connection_endpoints_and_metrics() {
     let s = TestServer::start_with(fast).await;
     let ok = Receiver::start().await;
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "webhook", "name": "t", "config": {"url": ok.url}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "webhook", "name": "t", "config": {"url": ok.url}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
     assert!(r.body["data"]["latency_ms"].as_f64().is_some());
@@ -624,15 +616,12 @@ async fn test_connection_endpoints_and_metrics() {
     let denied = Receiver::start().await;
     denied.set_mode(Mode::Status(403));
     let id = webhook(&s, "denied", &denied.url, json!({})).await;
-    let r = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    let r = test_connection(&s, &id).await;
     assert_eq!(r.body["data"]["ok"], false, "{}", r.text);
     assert_eq!(r.body["data"]["status"], 403, "{}", r.text);
     // A 400 passes the webhook test (some endpoints reject empty payloads).
     denied.set_mode(Mode::Status(400));
-    assert_eq!(
-        s.post(&format!("{DEST}/{id}/test"), json!({})).await.body["data"]["ok"],
-        true
-    );
+    assert_eq!(test_connection(&s, &id).await.body["data"]["ok"], true);
     assert_error(
         &s.post(
             &format!("{DEST}/test"),

@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::TestServer;
-use common::e2e::{DEST, base_url, create, fast, ingest, record_with, wait_status};
+use common::e2e::{
+    assert_retry_after_honoured, base_url, create, fast, ingest, patch_config, record_with,
+    test_config, test_connection, wait_paused, wait_status,
+};
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
 use serde_json::{Value, json};
 
@@ -149,12 +150,7 @@ async fn honours_retry_after_on_429() {
     })
     .await;
     let reqs = rec.requests();
-    assert_eq!(reqs[0].answered, 429);
-    let gap = reqs[1].at - reqs[0].at;
-    assert!(
-        gap >= Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {gap:?}"
-    );
+    assert_retry_after_honoured(&reqs[0], &reqs[1]);
     let st = wait_status(&s, &id, "delivered", |st| st["counts"]["delivered"] == 1).await;
     assert_eq!(st["last_error"]["status"], 429);
 }
@@ -174,14 +170,7 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     )
     .await;
     ingest(&s, &key, &[record("p-1"), record("p-2"), record("p-3")]).await;
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("credentials rejected (401)"),
-        "{st}"
-    );
+    let st = wait_paused(&s, &id, "credentials rejected (401)").await;
     assert!(
         !st.to_string().contains("lsv2_pt_old_1234"),
         "no secret in status"
@@ -190,7 +179,7 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     assert_eq!(st["counts"]["dead_lettered"], 0);
 
     // The connection test says why.
-    let t = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    let t = test_connection(&s, &id).await;
     assert_eq!(t.body["data"]["ok"], false, "{}", t.text);
     assert_eq!(
         t.body["data"]["message"], "LangSmith rejected the API key (401)",
@@ -199,13 +188,7 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     );
 
     rec.set_mode(Mode::Ok);
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"apiKey": "lsv2_pt_new_5678"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"apiKey": "lsv2_pt_new_5678"})).await;
     rec.wait(15, "all three", |r| r.generation_ids().len() == 3)
         .await;
     assert!(
@@ -222,11 +205,6 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     assert_eq!(st["counts"]["delivered"], 3);
 
     // A passing connection test.
-    let t = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "langsmith", "name": "t", "config": {"apiKey": "k", "endpoint": base_url(&rec)}}),
-        )
-        .await;
+    let t = test_config(&s, json!({"type": "langsmith", "name": "t", "config": {"apiKey": "k", "endpoint": base_url(&rec)}})).await;
     assert_eq!(t.body["data"]["ok"], true, "{}", t.text);
 }

@@ -5,8 +5,9 @@ mod common;
 
 use common::TestServer;
 use common::e2e::{
-    DEST, base_url, create as create_destination, fast, ingest_resp as ingest, record_with,
-    response_without_usage, usage, wait_status,
+    assert_retry_after_honoured, base_url, create as create_destination, fast,
+    ingest_resp as ingest, patch_config, record_with, response_without_usage, test_connection,
+    usage, wait_paused, wait_status,
 };
 use common::receiver::{Mode, Receiver};
 use serde_json::{Value, json};
@@ -58,7 +59,7 @@ async fn generations_reach_opik_as_traces_and_spans() {
     let id = create(&s, "opik_e2e_key", json!({})).await;
 
     // The connection test goes to Opik's project list with the real headers.
-    let t = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    let t = test_connection(&s, &id).await;
     assert_eq!(t.status, 200, "{}", t.text);
     assert_eq!(t.body["data"]["ok"], true, "{}", t.text);
     assert!(
@@ -165,12 +166,7 @@ async fn rate_limits_are_honoured_and_rejected_keys_pause_until_replaced() {
         .into_iter()
         .filter(|r| r.method == reqwest::Method::POST)
         .collect();
-    assert_eq!(reqs[0].answered, 429);
-    let waited = reqs[1].at.duration_since(reqs[0].at);
-    assert!(
-        waited >= std::time::Duration::from_millis(950),
-        "retried after {waited:?}"
-    );
+    assert_retry_after_honoured(&reqs[0], &reqs[1]);
     let st = wait_status(&s, &id, "delivered", |st| st["counts"]["delivered"] == 1).await;
     assert_eq!(st["last_error"]["status"], 429);
 
@@ -182,31 +178,18 @@ async fn rate_limits_are_honoured_and_rejected_keys_pause_until_replaced() {
             .status,
         202
     );
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap()
-            .contains("credentials rejected (401)"),
-        "{st}"
-    );
+    let st = wait_paused(&s, &id, "credentials rejected (401)").await;
     assert!(
         !st.to_string().contains("opik_old_key"),
         "the key leaked: {st}"
     );
-    let t = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    let t = test_connection(&s, &id).await;
     assert_eq!(t.body["data"]["ok"], false);
     assert_eq!(t.body["data"]["message"], "Opik rejected the API key (401)");
 
     // A new key resumes delivery with nothing lost.
     rec.set_mode(Mode::Ok);
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"apiKey": "opik_new_key"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"apiKey": "opik_new_key"})).await;
     rec.wait(10, "all three", |r| llm_span_count(r) == 3).await;
     let st = wait_status(&s, &id, "active", |st| {
         st["state"] == "active" && st["counts"]["delivered"] == 3

@@ -4,7 +4,8 @@
 mod common;
 
 use common::e2e::{
-    DEST, create_destination, fast, ingest_status, numbered, record_with, wait_status,
+    assert_retry_after_honoured, create_destination, fast, ingest_status, numbered, patch_config,
+    record_with, test_config, wait_paused, wait_status,
 };
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
 use common::{Resp, TestServer};
@@ -152,12 +153,7 @@ async fn ramp_retry_after_is_honoured_and_a_refused_key_pauses_until_a_new_one()
         })
         .await;
     let reqs = throttled.requests();
-    assert_eq!(reqs[0].answered, 429);
-    let gap = reqs[1].at - reqs[0].at;
-    assert!(
-        gap >= std::time::Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {gap:?}"
-    );
+    assert_retry_after_honoured(&reqs[0], &reqs[1]);
     let st = wait_status(&s, &tid, "delivered", |st| st["counts"]["delivered"] == 5).await;
     assert_eq!(st["last_error"]["status"], 429);
 
@@ -168,20 +164,13 @@ async fn ramp_retry_after_is_honoured_and_a_refused_key_pauses_until_a_new_one()
         ingest_status(&s, &key, &numbered("p", 4, record)).await,
         202
     );
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(st["reason"].as_str().unwrap().contains("401"), "{st}");
+    let st = wait_paused(&s, &id, "401").await;
     assert!(!st.to_string().contains(KEY), "{st}");
     assert_eq!(st["counts"]["dead_lettered"], 0);
     assert!(st["queue"]["depth"].as_u64().unwrap() >= 4, "{st}");
 
     // The new key first, then Ramp accepts: only the new key can have been accepted.
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"apiKey": NEW_KEY}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    let p = patch_config(&s, &id, json!({"apiKey": NEW_KEY})).await;
     assert!(!p.text.contains(NEW_KEY), "{}", p.text);
     denied.set_mode(Mode::Ok);
     denied
@@ -207,12 +196,11 @@ async fn ramp_retry_after_is_honoured_and_a_refused_key_pauses_until_a_new_one()
 async fn ramp_test_connection_through_the_api() {
     let s = TestServer::start_with(fast).await;
     let ok = Receiver::start().await;
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "ramp", "name": "t", "config": {"apiKey": KEY, "baseUrl": ok.url}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "ramp", "name": "t", "config": {"apiKey": KEY, "baseUrl": ok.url}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
     let req = &ok.requests()[0];
@@ -222,12 +210,11 @@ async fn ramp_test_connection_through_the_api() {
 
     let denied = Receiver::start().await;
     denied.set_mode(Mode::Status(401));
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "ramp", "name": "t", "config": {"apiKey": KEY, "baseUrl": denied.url}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "ramp", "name": "t", "config": {"apiKey": KEY, "baseUrl": denied.url}}),
+    )
+    .await;
     assert_eq!(r.body["data"]["ok"], false, "{}", r.text);
     assert_eq!(r.body["data"]["message"], "Ramp rejected the API key (401)");
     assert!(!r.text.contains(KEY));

@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::e2e::{DEST, create_destination, fast_with, ingest, record_with, wait_status};
+use common::e2e::{
+    DEST, create_destination, fast_with, ingest, record_with, test_config, wait_status,
+};
 use common::{TestServer, assert_error};
 use serde_json::{Value, json};
 
@@ -135,12 +137,11 @@ async fn ingested_generations_land_as_objects_in_the_bucket() {
     });
 
     // Test connection through the API: writes and deletes a test object.
-    let t = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "s3", "name": "bucket", "config": config}),
-        )
-        .await;
+    let t = test_config(
+        &s,
+        json!({"type": "s3", "name": "bucket", "config": config}),
+    )
+    .await;
     assert_eq!(t.status, 200, "{}", t.text);
     assert_eq!(t.body["data"]["ok"], true, "{}", t.text);
     assert!(s3.keys().is_empty(), "the test object was deleted");

@@ -4,7 +4,8 @@
 mod common;
 
 use common::e2e::{
-    DEST, create_destination, fast, ingest_status, numbered, record_with, wait_status,
+    DEST, create_destination, fast, ingest_status, numbered, record_with, test_config, wait_paused,
+    wait_status,
 };
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
 use common::{Resp, TestServer};
@@ -182,8 +183,7 @@ async fn sentry_rate_limits_are_honoured_and_a_refused_key_pauses_until_a_new_ds
         ingest_status(&s, &key, &numbered("p", 4, record)).await,
         202
     );
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(st["reason"].as_str().unwrap().contains("401"), "{st}");
+    let st = wait_paused(&s, &id, "401").await;
     assert!(
         !st.to_string().contains("e2epublickey0123456789"),
         "the status shows no key: {st}"
@@ -222,12 +222,11 @@ async fn sentry_test_connection_through_the_api() {
     let s = TestServer::start_with(fast).await;
     let ok = Receiver::start().await;
     ok.set_mode(Mode::Status(202));
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": ok.url, "dsn": DSN}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": ok.url, "dsn": DSN}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
     let req = &ok.requests()[0];
@@ -240,24 +239,18 @@ async fn sentry_test_connection_through_the_api() {
 
     let denied = Receiver::start().await;
     denied.set_mode(Mode::Status(401));
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": denied.url, "dsn": DSN}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": denied.url, "dsn": DSN}}),
+    )
+    .await;
     assert_eq!(r.body["data"]["ok"], false, "{}", r.text);
     assert_eq!(
         r.body["data"]["message"],
         "Sentry rejected the DSN key (401)"
     );
     // A DSN that is not one is refused before anything is sent.
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": denied.url, "dsn": "not-a-dsn"}}),
-        )
-        .await;
+    let r = test_config(&s, json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": denied.url, "dsn": "not-a-dsn"}})).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(denied.requests().len(), 1);
 }

@@ -9,7 +9,8 @@ mod snowflake_support;
 
 use common::TestServer;
 use common::e2e::{
-    DEST, create_destination, fast_with, ingest_status as ingest, wait_status_within,
+    create_destination, fast_with, ingest_status as ingest, patch_config, test_config,
+    wait_status_within,
 };
 use serde_json::{Value, json};
 use snowflake_support::{Script, SnowflakeReceiver};
@@ -81,12 +82,11 @@ async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
     let (key, _) = s.workspace_key(None).await;
     let config = json!({"account": "xy12345.us-east-1", "token": TOKEN});
 
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "snowflake", "name": "sf", "config": config}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "snowflake", "name": "sf", "config": config}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
 
@@ -156,13 +156,7 @@ async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
     assert_eq!(rx.rows().len(), 4);
 
     // The new token: delivery resumes with nothing lost.
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"token": "rotated-token-9876543210"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"token": "rotated-token-9876543210"})).await;
     rx.wait(30, "seven rows", |r| r.rows().len() == 7).await;
     wait_status_within(&s, &id, 30, "active again", |st| {
         st["state"] == "active" && st["counts"]["delivered"] == 7

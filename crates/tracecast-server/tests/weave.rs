@@ -7,8 +7,9 @@ mod common;
 
 use common::TestServer;
 use common::e2e::{
-    DEST, base_url, contains, create as create_destination, delivered_ids, fast,
-    ingest_resp as ingest, record_with, response_without_usage, usage, wait_status,
+    assert_retry_after_honoured, base_url, contains, create as create_destination, delivered_ids,
+    fast, ingest_resp as ingest, patch_config, record_with, response_without_usage,
+    test_connection, usage, wait_paused, wait_status,
 };
 use common::receiver::{Mode, Receiver};
 use serde_json::{Value, json};
@@ -41,7 +42,7 @@ async fn generations_reach_weave_as_otlp_protobuf() {
     let (key, _) = s.workspace_key(None).await;
     let id = create(&s, &rec, "wandb_e2e_key", json!({})).await;
 
-    let t = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    let t = test_connection(&s, &id).await;
     assert_eq!(t.status, 200, "{}", t.text);
     assert_eq!(t.body["data"]["ok"], true, "{}", t.text);
 
@@ -121,12 +122,7 @@ async fn rate_limits_are_honoured_and_rejected_keys_pause_until_replaced() {
     })
     .await;
     let reqs = rec.requests();
-    assert_eq!(reqs[0].answered, 429);
-    let waited = reqs[1].at.duration_since(reqs[0].at);
-    assert!(
-        waited >= std::time::Duration::from_millis(950),
-        "retried after {waited:?}"
-    );
+    assert_retry_after_honoured(&reqs[0], &reqs[1]);
     let st = wait_status(&s, &id, "delivered", |st| st["counts"]["delivered"] == 1).await;
     assert_eq!(st["last_error"]["status"], 429);
 
@@ -137,19 +133,12 @@ async fn rate_limits_are_honoured_and_rejected_keys_pause_until_replaced() {
             .status,
         202
     );
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap()
-            .contains("credentials rejected (401)"),
-        "{st}"
-    );
+    let st = wait_paused(&s, &id, "credentials rejected (401)").await;
     assert!(
         !st.to_string().contains("wandb_old_key"),
         "the key leaked: {st}"
     );
-    let t = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    let t = test_connection(&s, &id).await;
     assert_eq!(t.body["data"]["ok"], false);
     assert_eq!(
         t.body["data"]["message"],
@@ -157,13 +146,7 @@ async fn rate_limits_are_honoured_and_rejected_keys_pause_until_replaced() {
     );
 
     rec.set_mode(Mode::Ok);
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"apiKey": "wandb_new_key"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"apiKey": "wandb_new_key"})).await;
     rec.wait(10, "all three", |r| {
         delivered_ids(r, &["r-w1", "r-w2", "r-w3"]).len() == 3
     })

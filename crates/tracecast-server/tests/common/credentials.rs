@@ -10,8 +10,8 @@ use tracecast_server::settings::Settings;
 
 use super::TestServer;
 use super::e2e::{
-    DEST, contains, create, delivered_ids, fast, header, ingest, record, test_connection,
-    wait_status,
+    contains, create, delivered_ids, fast, header, ingest, patch_config, record, test_connection,
+    wait_paused, wait_status,
 };
 use super::receiver::{Captured, Mode, Receiver};
 
@@ -178,14 +178,7 @@ pub async fn rejected_credentials_pause_until_new_ones_arrive(p: &Platform) {
         &ids.iter().map(|id| record(id)).collect::<Vec<_>>(),
     )
     .await;
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap()
-            .contains("credentials rejected (401)"),
-        "{st}"
-    );
+    let st = wait_paused(&s, &id, "credentials rejected (401)").await;
     assert_eq!(st["queue"]["depth"], 4, "the queue is kept");
     assert_eq!(st["counts"]["dead_lettered"], 0);
     assert!(
@@ -194,13 +187,7 @@ pub async fn rejected_credentials_pause_until_new_ones_arrive(p: &Platform) {
     );
 
     rx.set_mode(Mode::Ok);
-    let patch = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": p.config_new.clone()}),
-        )
-        .await;
-    assert_eq!(patch.status, 200, "{}", patch.text);
+    patch_config(&s, &id, p.config_new.clone()).await;
     rx.wait(15, "all four with the new credentials", |r| {
         let fresh: Vec<Captured> = r
             .requests()

@@ -239,3 +239,32 @@ pub fn delivered_ids(rx: &Receiver, ids: &[&str]) -> Vec<String> {
 pub async fn test_config(s: &TestServer, body: Value) -> Resp {
     s.post(&format!("{DEST}/test"), body).await
 }
+
+/// Waits for the destination to pause; its reason must contain `reason`. Returns the status.
+pub async fn wait_paused(s: &TestServer, id: &str, reason: &str) -> Value {
+    let st = wait_status(s, id, "paused", |st| st["state"] == "paused").await;
+    assert!(
+        st["reason"].as_str().unwrap_or_default().contains(reason),
+        "{st}"
+    );
+    st
+}
+
+/// Patches the destination's config with `config`; it must answer 200.
+pub async fn patch_config(s: &TestServer, id: &str, config: Value) -> Resp {
+    let r = s
+        .patch(&format!("{DEST}/{id}"), json!({ "config": config }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r
+}
+
+/// The first request was answered 429 with `Retry-After: 1`, and the next one waited for it.
+pub fn assert_retry_after_honoured(first: &Captured, next: &Captured) {
+    assert_eq!(first.answered, 429);
+    let gap = next.at - first.at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured: {gap:?}"
+    );
+}
