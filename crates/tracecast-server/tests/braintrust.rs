@@ -4,55 +4,36 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
+use common::TestServer;
+use common::e2e::{
+    assert_retry_after_honoured, base_url, create, fast, ingest, patch_config, record_with,
+    test_config, test_connection, wait_paused, wait_status,
+};
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
-use common::{Resp, TestServer};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
 
-const DEST: &str = "/api/v1/observability/destinations";
 const PROJECT: &str = "0f3a1c2e-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
 
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
-
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "time_to_first_token": 250.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user_12345",
-        "session_id": "session_abc",
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}},
-        "trace": {
-            "trace_id": "eval_run_456",
-            "trace_name": "Summarization Eval",
-            "generation_name": "GPT-4o Summary",
-            "eval_dataset": "news_articles",
-            "experiment_id": "exp_789",
-            "tags": ["eval", "nightly"]
-        }
-    })
-}
-
-fn base(rec: &Receiver) -> String {
-    rec.url.trim_end_matches("/v1/traces").to_string()
+    record_with(
+        id,
+        json!({
+            "time_to_first_token": 250.0,
+            "user": "user_12345",
+            "session_id": "session_abc",
+            "trace": {
+                "trace_id": "eval_run_456",
+                "trace_name": "Summarization Eval",
+                "generation_name": "GPT-4o Summary",
+                "eval_dataset": "news_articles",
+                "experiment_id": "exp_789",
+                "tags": ["eval", "nightly"]
+            }
+        }),
+    )
 }
 
 /// Spans of the OTLP POSTs the receiver accepted (the connection test's GETs are not OTLP).
@@ -74,53 +55,6 @@ fn generation_ids(rec: &Receiver) -> Vec<String> {
         .collect()
 }
 
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    let r = s
-        .http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
-}
-
-async fn create(s: &TestServer, config: Value, extra: Value) -> String {
-    let mut body = json!({"type": "braintrust", "name": "bt", "config": config});
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r: Resp = s.post(DEST, body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["data"]["id"].as_str().unwrap().to_string()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = s.get(&format!("{DEST}/{id}/status")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let st = r.body["data"].clone();
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[tokio::test]
 async fn delivers_braintrust_otlp_with_its_headers_and_mapping() {
     let s = TestServer::start_with(fast).await;
@@ -129,13 +63,17 @@ async fn delivers_braintrust_otlp_with_its_headers_and_mapping() {
     let private = Receiver::start().await;
     let id = create(
         &s,
-        json!({"apiKey": "sk-bt-e2e", "projectId": PROJECT, "baseUrl": base(&rec), "headers": {"X-Proxy": "1"}}),
+        "braintrust",
+        "bt",
+        json!({"apiKey": "sk-bt-e2e", "projectId": PROJECT, "baseUrl": base_url(&rec), "headers": {"X-Proxy": "1"}}),
         json!({}),
     )
     .await;
     create(
         &s,
-        json!({"apiKey": "sk-bt-private", "projectId": PROJECT, "baseUrl": base(&private)}),
+        "braintrust",
+        "bt",
+        json!({"apiKey": "sk-bt-private", "projectId": PROJECT, "baseUrl": base_url(&private)}),
         json!({"name": "private", "privacy_mode": true}),
     )
     .await;
@@ -224,7 +162,9 @@ async fn honours_retry_after_on_429() {
     rec.script([Mode::RetryAfter(429, 1)]);
     let id = create(
         &s,
-        json!({"apiKey": "k", "projectId": PROJECT, "baseUrl": base(&rec)}),
+        "braintrust",
+        "bt",
+        json!({"apiKey": "k", "projectId": PROJECT, "baseUrl": base_url(&rec)}),
         json!({}),
     )
     .await;
@@ -234,12 +174,7 @@ async fn honours_retry_after_on_429() {
     })
     .await;
     let reqs = rec.requests();
-    assert_eq!(reqs[0].answered, 429);
-    let gap = reqs[1].at - reqs[0].at;
-    assert!(
-        gap >= Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {gap:?}"
-    );
+    assert_retry_after_honoured(&reqs[0], &reqs[1]);
     let st = wait_status(&s, &id, "delivered", |st| st["counts"]["delivered"] == 1).await;
     assert_eq!(st["last_error"]["status"], 429);
 }
@@ -252,19 +187,14 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     rec.set_mode(Mode::Status(401));
     let id = create(
         &s,
-        json!({"apiKey": "sk-bt-old-1234", "projectId": PROJECT, "baseUrl": base(&rec)}),
+        "braintrust",
+        "bt",
+        json!({"apiKey": "sk-bt-old-1234", "projectId": PROJECT, "baseUrl": base_url(&rec)}),
         json!({}),
     )
     .await;
     ingest(&s, &key, &[record("p-1"), record("p-2"), record("p-3")]).await;
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("credentials rejected (401)"),
-        "{st}"
-    );
+    let st = wait_paused(&s, &id, "credentials rejected (401)").await;
     assert!(
         !st.to_string().contains("sk-bt-old-1234"),
         "no secret in status"
@@ -272,7 +202,7 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     assert_eq!(st["queue"]["depth"], 3, "the queue is kept");
     assert_eq!(st["counts"]["dead_lettered"], 0);
 
-    let t = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    let t = test_connection(&s, &id).await;
     assert_eq!(t.body["data"]["ok"], false, "{}", t.text);
     assert_eq!(
         t.body["data"]["message"], "Braintrust rejected the API key (401)",
@@ -287,13 +217,7 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     assert_eq!(probe.headers["authorization"], "Bearer sk-bt-old-1234");
 
     rec.set_mode(Mode::Ok);
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"apiKey": "sk-bt-new-5678"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"apiKey": "sk-bt-new-5678"})).await;
     rec.wait(15, "all three", |r| generation_ids(r).len() == 3)
         .await;
     assert!(
@@ -308,11 +232,6 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     .await;
     assert_eq!(st["counts"]["delivered"], 3);
 
-    let t = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "braintrust", "name": "t", "config": {"apiKey": "k", "projectId": PROJECT, "baseUrl": base(&rec)}}),
-        )
-        .await;
+    let t = test_config(&s, json!({"type": "braintrust", "name": "t", "config": {"apiKey": "k", "projectId": PROJECT, "baseUrl": base_url(&rec)}})).await;
     assert_eq!(t.body["data"]["ok"], true, "{}", t.text);
 }

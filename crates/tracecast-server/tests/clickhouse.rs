@@ -7,20 +7,12 @@ mod clickhouse_support;
 mod common;
 
 use clickhouse_support::{DB, PASSWORD, Shim, USER, workspace_root};
-use common::{Resp, TestServer};
+use common::TestServer;
+use common::e2e::{
+    create_destination, fast_with, ingest_status as ingest, patch_config, record_with, test_config,
+    wait_status_within,
+};
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
-
-const DEST: &str = "/api/v1/observability/destinations";
-
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 10;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
 
 /// The v1 DDL exactly as docs/destinations/clickhouse.md shows it (the exporter tests check
 /// that the docs equal `clickhouse::ddl`).
@@ -35,59 +27,10 @@ fn documented_ddl() -> String {
 }
 
 fn record(id: &str, created: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": created,
-        "latency": 1234.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user-1",
-        "session_id": format!("session-{id}"),
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}},
-        "trace": {"trace_id": "workflow-1", "trace_name": "Doc pipeline", "generation_name": "Summarise", "env": "prod"}
-    })
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> u16 {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    s.http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-async fn status(s: &TestServer, id: &str) -> Value {
-    let r: Resp = s.get(&format!("{DEST}/{id}/status")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"].clone()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let st = status(s, id).await;
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    record_with(
+        id,
+        json!({"created_at": created, "session_id": format!("session-{id}")}),
+    )
 }
 
 async fn count(shim: &Shim) -> u64 {
@@ -119,37 +62,29 @@ async fn wait_rows(shim: &Shim, n: u64) {
 async fn generations_reach_clickhouse_and_a_wrong_password_pauses() {
     let shim = Shim::start().await;
     shim.sql(&format!("USE {DB}; {}", documented_ddl())).await;
-    let s = TestServer::start_with(fast).await;
+    let s = TestServer::start_with(fast_with(10, 1)).await;
     let (key, _) = s.workspace_key(None).await;
 
     let config = json!({"host": shim.url, "database": DB, "username": USER, "password": PASSWORD});
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "clickhouse", "name": "ch", "config": config}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "clickhouse", "name": "ch", "config": config}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
 
-    let r = s
-        .post(
-            DEST,
-            json!({"type": "clickhouse", "name": "ch", "config": config, "privacy_mode": true, "broadcast_generation_identity": true}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let (id, r) = create_destination(&s, json!({"type": "clickhouse", "name": "ch", "config": config, "privacy_mode": true, "broadcast_generation_identity": true}), json!({})).await;
     assert_ne!(
         r.body["data"]["config"]["password"], PASSWORD,
         "the password is masked"
     );
-    let id = r.body["data"]["id"].as_str().unwrap().to_string();
 
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let batch: Vec<Value> = (0..5).map(|i| record(&format!("ch-{i}"), &now)).collect();
     assert_eq!(ingest(&s, &key, &batch).await, 202);
     wait_rows(&shim, 5).await;
-    let st = wait_status(&s, &id, "five delivered", |st| {
+    let st = wait_status_within(&s, &id, 30, "five delivered", |st| {
         st["counts"]["delivered"] == 5
     })
     .await;
@@ -167,32 +102,20 @@ async fn generations_reach_clickhouse_and_a_wrong_password_pauses() {
     assert_eq!(rows[0]["OUTPUT"], "", "privacy mode");
 
     // A wrong password: the destination pauses and keeps the queue.
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"password": "wrong-password"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"password": "wrong-password"})).await;
     // (PATCH reloads the destination before it answers.)
     let more: Vec<Value> = (5..8).map(|i| record(&format!("ch-{i}"), &now)).collect();
     assert_eq!(ingest(&s, &key, &more).await, 202);
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
+    let st = wait_status_within(&s, &id, 30, "paused", |st| st["state"] == "paused").await;
     let reason = st["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("401"), "{st}");
     assert!(!st.to_string().contains("wrong-password"), "{st}");
     assert_eq!(count(&shim).await, 5);
 
     // The right password again: delivery resumes with nothing lost.
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"password": PASSWORD}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"password": PASSWORD})).await;
     wait_rows(&shim, 8).await;
-    wait_status(&s, &id, "active again", |st| {
+    wait_status_within(&s, &id, 30, "active again", |st| {
         st["state"] == "active" && st["counts"]["delivered"] == 8
     })
     .await;

@@ -7,16 +7,19 @@
 //! the kill lands while that destination has a large backlog and requests in flight, whatever
 //! the speed of the machine.
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use common::e2e::wait_for;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tracecast");
@@ -204,14 +207,6 @@ async fn ingest(
         .iter()
         .map(|id| id.as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,104 +3,25 @@
 
 mod common;
 
+use common::e2e::{
+    DEST, create, fast, ingest_resp as ingest, numbered, patch_config, record_with, status,
+    test_config, test_connection, wait_paused, wait_status,
+};
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
-use common::{Body, Resp, TestServer, assert_error};
+use common::{Body, TestServer, assert_error};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
-
-const DEST: &str = "/api/v1/observability/destinations";
-
-/// Delivery timings short enough for tests.
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
 
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user-1",
-        "session_id": format!("session-{id}"),
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}},
-        "trace": {"trace_id": "workflow-1", "trace_name": "Doc pipeline", "generation_name": "Summarise", "env": "prod"}
-    })
-}
-
-fn ndjson(records: &[Value]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for r in records {
-        out.extend(serde_json::to_vec(r).unwrap());
-        out.push(b'\n');
-    }
-    out
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> Resp {
-    let r = s
-        .http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson(records))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    Resp {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    }
-}
-
-async fn webhook(s: &TestServer, name: &str, url: &str, extra: Value) -> String {
-    let mut body = json!({"type": "webhook", "name": name, "config": {"url": url}});
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r = s.post(DEST, body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["data"]["id"].as_str().unwrap().to_string()
-}
-
-async fn status(s: &TestServer, id: &str) -> Value {
-    let r = s.get(&format!("{DEST}/{id}/status")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"].clone()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let st = status(s, id).await;
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    record_with(id, json!({"session_id": format!("session-{id}")}))
 }
 
 fn ids(prefix: &str, n: usize) -> Vec<Value> {
-    (0..n).map(|i| record(&format!("{prefix}-{i}"))).collect()
+    numbered(prefix, n, record)
+}
+
+async fn webhook(s: &TestServer, name: &str, url: &str, extra: Value) -> String {
+    create(s, "webhook", name, json!({"url": url}), extra).await
 }
 
 #[tokio::test]
@@ -607,26 +528,18 @@ async fn rejected_credentials_pause_and_new_credentials_resume() {
     )
     .await;
     assert_eq!(ingest(&s, &key, &ids("p", 6)).await.status, 202);
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap()
-            .contains("credentials rejected (401)"),
-        "{st}"
-    );
+    let st = wait_paused(&s, &id, "credentials rejected (401)").await;
     assert_eq!(st["queue"]["depth"], 6, "the queue is kept");
     assert_eq!(st["counts"]["dead_lettered"], 0);
 
     // The platform accepts the new key; a PATCH with it resumes delivery with nothing lost.
     rec.set_mode(Mode::Ok);
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"headers": {"Authorization": "Bearer new-token-5678"}}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(
+        &s,
+        &id,
+        json!({"headers": {"Authorization": "Bearer new-token-5678"}}),
+    )
+    .await;
     rec.wait(10, "all six", |r| r.generation_ids().len() == 6)
         .await;
     let accepted = rec
@@ -682,12 +595,11 @@ async fn a_dead_destination_does_not_hold_up_a_healthy_one() {
 async fn test_connection_endpoints_and_metrics() {
     let s = TestServer::start_with(fast).await;
     let ok = Receiver::start().await;
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "webhook", "name": "t", "config": {"url": ok.url}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "webhook", "name": "t", "config": {"url": ok.url}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
     assert!(r.body["data"]["latency_ms"].as_f64().is_some());
@@ -704,15 +616,12 @@ async fn test_connection_endpoints_and_metrics() {
     let denied = Receiver::start().await;
     denied.set_mode(Mode::Status(403));
     let id = webhook(&s, "denied", &denied.url, json!({})).await;
-    let r = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    let r = test_connection(&s, &id).await;
     assert_eq!(r.body["data"]["ok"], false, "{}", r.text);
     assert_eq!(r.body["data"]["status"], 403, "{}", r.text);
     // A 400 passes the webhook test (some endpoints reject empty payloads).
     denied.set_mode(Mode::Status(400));
-    assert_eq!(
-        s.post(&format!("{DEST}/{id}/test"), json!({})).await.body["data"]["ok"],
-        true
-    );
+    assert_eq!(test_connection(&s, &id).await.body["data"]["ok"], true);
     assert_error(
         &s.post(
             &format!("{DEST}/test"),

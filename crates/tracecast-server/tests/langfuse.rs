@@ -3,32 +3,19 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
+use common::TestServer;
+use common::e2e::{
+    assert_retry_after_honoured, base_url, create_destination, fast, ingest_status as ingest,
+    patch_config, record_with, response_without_usage, test_config as test, usage, wait_paused,
+    wait_status,
+};
 use common::receiver::{Mode, Receiver, attr, string_attr};
-use common::{Resp, TestServer};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
 
-const DEST: &str = "/api/v1/observability/destinations";
 const PK: &str = "pk-lf-public-0001";
 const SK: &str = "sk-lf-secret-0001";
-
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
-
-/// The receiver's base URL (what a user types as `baseUrl`).
-fn base_url(rec: &Receiver) -> String {
-    rec.url.trim_end_matches("/v1/traces").to_string()
-}
 
 /// The HTTP Basic header for a key pair (RFC 4648 base64, written out here: this crate's
 /// tests have no base64 dependency).
@@ -55,84 +42,40 @@ fn basic(pk: &str, sk: &str) -> String {
 }
 
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 800.0,
-        "time_to_first_token": 120.0,
-        "total_cost": 0.0015,
-        "user": "user-1",
-        "session_id": "session-1",
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}]},
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
-        "trace": {
-            "trace_id": "workflow_12345",
-            "trace_name": "Document Processing Pipeline",
-            "span_name": "Summarization Step",
-            "generation_name": "Generate Summary",
-            "environment": "production",
-            "release": "2.1.0",
-            "pipeline_version": "2.1.0"
-        }
-    })
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> u16 {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    s.http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    record_with(
+        id,
+        json!({
+            "latency": 800.0,
+            "time_to_first_token": 120.0,
+            "finish_reason": null,
+            "session_id": "session-1",
+            "response": response_without_usage(),
+            "usage": usage(),
+            "trace": {
+                "trace_id": "workflow_12345",
+                "trace_name": "Document Processing Pipeline",
+                "span_name": "Summarization Step",
+                "generation_name": "Generate Summary",
+                "environment": "production",
+                "release": "2.1.0",
+                "pipeline_version": "2.1.0"
+            }
+        }),
+    )
 }
 
 async fn create(s: &TestServer, rec: &Receiver, extra: Value) -> String {
-    let mut body = json!({
+    let body = json!({
         "type": "langfuse",
         "name": "Production Langfuse",
         "config": {"publicKey": PK, "secretKey": SK, "baseUrl": base_url(rec), "headers": {"X-Proxy": "p1"}}
     });
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r = s.post(DEST, body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let (id, r) = create_destination(s, body, extra).await;
     assert_ne!(
         r.body["data"]["config"]["secretKey"], SK,
         "secrets are masked"
     );
-    r.body["data"]["id"].as_str().unwrap().to_string()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = s.get(&format!("{DEST}/{id}/status")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let st = r.body["data"].clone();
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    id
 }
 
 fn generation_spans(rec: &Receiver) -> Vec<Span> {
@@ -140,10 +83,6 @@ fn generation_spans(rec: &Receiver) -> Vec<Span> {
         .into_iter()
         .filter(|sp| string_attr(sp, "langfuse.observation.type").as_deref() == Some("generation"))
         .collect()
-}
-
-async fn test(s: &TestServer, body: Value) -> Resp {
-    s.post(&format!("{DEST}/test"), body).await
 }
 
 #[tokio::test]
@@ -171,12 +110,7 @@ async fn langfuse_delivery_end_to_end() {
             .await;
     }
     let reqs = rec.requests();
-    assert_eq!(reqs[0].answered, 429);
-    let gap = reqs[1].at - reqs[0].at;
-    assert!(
-        gap >= Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {gap:?}"
-    );
+    assert_retry_after_honoured(&reqs[0], &reqs[1]);
 
     let req = &reqs[1];
     assert_eq!(req.headers["authorization"], basic(PK, SK).as_str());
@@ -253,26 +187,13 @@ async fn langfuse_delivery_end_to_end() {
         .await,
         202
     );
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap()
-            .contains("credentials rejected (401)"),
-        "{st}"
-    );
+    let st = wait_paused(&s, &id, "credentials rejected (401)").await;
     assert_eq!(st["queue"]["depth"], 3, "the queue is kept");
     assert_eq!(st["counts"]["dead_lettered"], 0);
     assert!(!st.to_string().contains(SK), "no secret in the status");
 
     rec.set_mode(Mode::Ok);
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"secretKey": "sk-lf-secret-0002"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"secretKey": "sk-lf-secret-0002"})).await;
     rec.wait(15, "all five", |r| r.generation_ids().len() == 5)
         .await;
     let last = rec

@@ -3,98 +3,31 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
+use common::TestServer;
+use common::e2e::{
+    assert_retry_after_honoured, base_url, create, fast, ingest, patch_config, record_with,
+    test_config, test_connection, wait_paused, wait_status,
+};
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
-use common::{Resp, TestServer};
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
-
-const DEST: &str = "/api/v1/observability/destinations";
-
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
 
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user_12345",
-        "session_id": "session_abc",
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}},
-        "trace": {
-            "trace_id": "analysis_workflow_123",
-            "trace_name": "Text Analysis Pipeline",
-            "span_name": "Sentiment Analysis",
-            "generation_name": "Extract Sentiment",
-            "environment": "production",
-            "team": "nlp-team",
-            "tags": ["nlp", "beta"]
-        }
-    })
-}
-
-fn base(rec: &Receiver) -> String {
-    rec.url.trim_end_matches("/v1/traces").to_string()
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    let r = s
-        .http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
-}
-
-async fn create(s: &TestServer, config: Value, extra: Value) -> String {
-    let mut body = json!({"type": "langsmith", "name": "ls", "config": config});
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r: Resp = s.post(DEST, body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["data"]["id"].as_str().unwrap().to_string()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = s.get(&format!("{DEST}/{id}/status")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let st = r.body["data"].clone();
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    record_with(
+        id,
+        json!({
+            "user": "user_12345",
+            "session_id": "session_abc",
+            "trace": {
+                "trace_id": "analysis_workflow_123",
+                "trace_name": "Text Analysis Pipeline",
+                "span_name": "Sentiment Analysis",
+                "generation_name": "Extract Sentiment",
+                "environment": "production",
+                "team": "nlp-team",
+                "tags": ["nlp", "beta"]
+            }
+        }),
+    )
 }
 
 #[tokio::test]
@@ -105,13 +38,17 @@ async fn delivers_langsmith_otlp_with_its_headers_and_mapping() {
     let private = Receiver::start().await;
     let id = create(
         &s,
-        json!({"apiKey": "lsv2_pt_e2e", "endpoint": base(&rec), "project": "nlp", "workspaceId": "ws-9", "headers": {"X-Proxy": "1"}}),
+        "langsmith",
+        "ls",
+        json!({"apiKey": "lsv2_pt_e2e", "endpoint": base_url(&rec), "project": "nlp", "workspaceId": "ws-9", "headers": {"X-Proxy": "1"}}),
         json!({}),
     )
     .await;
     create(
         &s,
-        json!({"apiKey": "lsv2_pt_private", "endpoint": base(&private)}),
+        "langsmith",
+        "ls",
+        json!({"apiKey": "lsv2_pt_private", "endpoint": base_url(&private)}),
         json!({"name": "private", "privacy_mode": true}),
     )
     .await;
@@ -201,7 +138,9 @@ async fn honours_retry_after_on_429() {
     rec.script([Mode::RetryAfter(429, 1)]);
     let id = create(
         &s,
-        json!({"apiKey": "k", "endpoint": base(&rec)}),
+        "langsmith",
+        "ls",
+        json!({"apiKey": "k", "endpoint": base_url(&rec)}),
         json!({}),
     )
     .await;
@@ -211,12 +150,7 @@ async fn honours_retry_after_on_429() {
     })
     .await;
     let reqs = rec.requests();
-    assert_eq!(reqs[0].answered, 429);
-    let gap = reqs[1].at - reqs[0].at;
-    assert!(
-        gap >= Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {gap:?}"
-    );
+    assert_retry_after_honoured(&reqs[0], &reqs[1]);
     let st = wait_status(&s, &id, "delivered", |st| st["counts"]["delivered"] == 1).await;
     assert_eq!(st["last_error"]["status"], 429);
 }
@@ -229,19 +163,14 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     rec.set_mode(Mode::Status(401));
     let id = create(
         &s,
-        json!({"apiKey": "lsv2_pt_old_1234", "endpoint": base(&rec)}),
+        "langsmith",
+        "ls",
+        json!({"apiKey": "lsv2_pt_old_1234", "endpoint": base_url(&rec)}),
         json!({}),
     )
     .await;
     ingest(&s, &key, &[record("p-1"), record("p-2"), record("p-3")]).await;
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(
-        st["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("credentials rejected (401)"),
-        "{st}"
-    );
+    let st = wait_paused(&s, &id, "credentials rejected (401)").await;
     assert!(
         !st.to_string().contains("lsv2_pt_old_1234"),
         "no secret in status"
@@ -250,7 +179,7 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     assert_eq!(st["counts"]["dead_lettered"], 0);
 
     // The connection test says why.
-    let t = s.post(&format!("{DEST}/{id}/test"), json!({})).await;
+    let t = test_connection(&s, &id).await;
     assert_eq!(t.body["data"]["ok"], false, "{}", t.text);
     assert_eq!(
         t.body["data"]["message"], "LangSmith rejected the API key (401)",
@@ -259,13 +188,7 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     );
 
     rec.set_mode(Mode::Ok);
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"apiKey": "lsv2_pt_new_5678"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"apiKey": "lsv2_pt_new_5678"})).await;
     rec.wait(15, "all three", |r| r.generation_ids().len() == 3)
         .await;
     assert!(
@@ -282,11 +205,6 @@ async fn a_rejected_api_key_pauses_and_a_new_one_resumes() {
     assert_eq!(st["counts"]["delivered"], 3);
 
     // A passing connection test.
-    let t = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "langsmith", "name": "t", "config": {"apiKey": "k", "endpoint": base(&rec)}}),
-        )
-        .await;
+    let t = test_config(&s, json!({"type": "langsmith", "name": "t", "config": {"apiKey": "k", "endpoint": base_url(&rec)}})).await;
     assert_eq!(t.body["data"]["ok"], true, "{}", t.text);
 }

@@ -5,62 +5,23 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::TestServer;
+use common::e2e::{
+    assert_retry_after_honoured, base_url, create_destination, fast_with, ingest, patch_config,
+    record_with, response_without_usage, test_config, usage, wait_status,
+};
 use common::receiver::{Mode, Receiver};
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
-
-const DEST: &str = "/api/v1/observability/destinations";
-
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 2;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
 
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user-1",
-        "session_id": "session-e2e",
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}]},
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
-        "trace": {"trace_id": "workflow-1", "trace_name": "Doc pipeline", "generation_name": "Summarise", "environment": "staging"}
-    })
-}
-
-async fn ingest(s: &TestServer, key: &str, ids: &[&str]) {
-    let mut body = Vec::new();
-    for id in ids {
-        body.extend(serde_json::to_vec(&record(id)).unwrap());
-        body.push(b'\n');
-    }
-    let r = s
-        .http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
-}
-
-fn base(rec: &Receiver) -> String {
-    rec.url.trim_end_matches("/v1/traces").to_string()
+    record_with(
+        id,
+        json!({
+            "response": response_without_usage(),
+            "usage": usage(),
+            "trace": {"trace_id": "workflow-1", "trace_name": "Doc pipeline", "generation_name": "Summarise", "environment": "staging"}
+        }),
+    )
 }
 
 /// `$ai_span_id` (the generation id) of every event of every accepted request, with the
@@ -85,40 +46,14 @@ fn delivered(rec: &Receiver) -> Vec<(String, String)> {
     out
 }
 
-async fn status(s: &TestServer, id: &str) -> Value {
-    let r = s.get(&format!("{DEST}/{id}/status")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"].clone()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = status(s, id).await;
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[tokio::test]
 async fn posthog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
-    let s = TestServer::start_with(fast).await;
+    let s = TestServer::start_with(fast_with(2, 2)).await;
     let (key, _) = s.workspace_key(None).await;
     let rec = Receiver::start().await;
 
     // Test connection through the API: a flag evaluation with the key, no event.
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "posthog", "name": "ph", "config": {"apiKey": "phc_old_key_1234", "endpoint": base(&rec)}}),
-        )
-        .await;
+    let r = test_config(&s, json!({"type": "posthog", "name": "ph", "config": {"apiKey": "phc_old_key_1234", "endpoint": base_url(&rec)}})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
     let probe: Value = serde_json::from_slice(&rec.requests()[0].body).unwrap();
@@ -126,30 +61,23 @@ async fn posthog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
     assert!(probe.get("batch").is_none());
 
     rec.script([Mode::RetryAfter(429, 1)]);
-    let r = s
-        .post(
-            DEST,
-            json!({"type": "posthog", "name": "ph", "config": {"apiKey": "phc_old_key_1234", "endpoint": base(&rec)}}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+    let (id, r) = create_destination(
+        &s,
+        json!({"type": "posthog", "name": "ph", "config": {"apiKey": "phc_old_key_1234", "endpoint": base_url(&rec)}}),
+        json!({}),
+    )
+    .await;
     assert!(
         !r.text.contains("phc_old_key_1234"),
         "the key is masked: {}",
         r.text
     );
 
-    ingest(&s, &key, &["ph-1", "ph-2", "ph-3"]).await;
+    ingest(&s, &key, &["ph-1", "ph-2", "ph-3"].map(record)).await;
     rec.wait(15, "three events", |r| delivered(r).len() == 3)
         .await;
     let reqs: Vec<_> = rec.requests().into_iter().skip(1).collect();
-    assert_eq!(reqs[0].answered, 429);
-    let gap = reqs[1].at - reqs[0].at;
-    assert!(
-        gap >= Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {gap:?}"
-    );
+    assert_retry_after_honoured(&reqs[0], &reqs[1]);
     // The retry is the same events (same uuids), so PostHog would de-duplicate a resend.
     let first: Value = serde_json::from_slice(&reqs[0].body).unwrap();
     let second: Value = serde_json::from_slice(&reqs[1].body).unwrap();
@@ -172,7 +100,7 @@ async fn posthog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
 
     // The key is refused: the destination pauses and keeps its queue.
     rec.set_mode(Mode::Status(401));
-    ingest(&s, &key, &["ph-4", "ph-5"]).await;
+    ingest(&s, &key, &["ph-4", "ph-5"].map(record)).await;
     // (The queue depth follows the delivery cursor, committed at least once a second.)
     let st = wait_status(&s, &id, "paused with two queued", |st| {
         st["state"] == "paused" && st["queue"]["depth"] == 2
@@ -189,13 +117,7 @@ async fn posthog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
 
     // A new key resumes delivery with nothing lost.
     rec.set_mode(Mode::Ok);
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"apiKey": "phc_new_key_5678"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"apiKey": "phc_new_key_5678"})).await;
     rec.wait(15, "all five", |r| delivered(r).len() == 5).await;
     let got = delivered(&rec);
     for (gen_id, key) in &got[3..] {
@@ -210,17 +132,16 @@ async fn posthog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
 
 #[tokio::test]
 async fn posthog_privacy_mode_end_to_end() {
-    let s = TestServer::start_with(fast).await;
+    let s = TestServer::start_with(fast_with(2, 2)).await;
     let (key, _) = s.workspace_key(None).await;
     let rec = Receiver::start().await;
-    let r = s
-        .post(
-            DEST,
-            json!({"type": "posthog", "name": "private", "privacy_mode": true, "config": {"apiKey": "phc_k", "endpoint": base(&rec)}}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    ingest(&s, &key, &["p-1", "p-2"]).await;
+    create_destination(
+        &s,
+        json!({"type": "posthog", "name": "private", "privacy_mode": true, "config": {"apiKey": "phc_k", "endpoint": base_url(&rec)}}),
+        json!({}),
+    )
+    .await;
+    ingest(&s, &key, &["p-1", "p-2"].map(record)).await;
     rec.wait(15, "two events", |r| delivered(r).len() == 2)
         .await;
     for r in rec.requests() {

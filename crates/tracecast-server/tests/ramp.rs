@@ -3,101 +3,43 @@
 
 mod common;
 
+use common::e2e::{
+    assert_retry_after_honoured, create_destination, fast, ingest_status, numbered, patch_config,
+    record_with, test_config, wait_paused, wait_status,
+};
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
 use common::{Resp, TestServer};
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
 
-const DEST: &str = "/api/v1/observability/destinations";
 const KEY: &str = "rmp_e2e_key_0123456789";
 const NEW_KEY: &str = "rmp_rotated_key_9876543210";
 
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
-
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user_12345",
-        "session_id": "session_abc",
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}]},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17, "prompt_tokens_details": {"cached_tokens": 2}}},
-        "trace": {
-            "trace_id": "expense_analysis_001",
-            "trace_name": "Expense Processing Pipeline",
-            "generation_name": "Analyze Report",
-            "department": "finance",
-            "cost_center": "CC-1234"
-        }
-    })
-}
-
-fn ids(prefix: &str, n: usize) -> Vec<Value> {
-    (0..n).map(|i| record(&format!("{prefix}-{i}"))).collect()
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> u16 {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    s.http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    record_with(
+        id,
+        json!({
+            "user": "user_12345",
+            "session_id": "session_abc",
+            "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}]},
+            "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17, "prompt_tokens_details": {"cached_tokens": 2}}},
+            "trace": {
+                "trace_id": "expense_analysis_001",
+                "trace_name": "Expense Processing Pipeline",
+                "generation_name": "Analyze Report",
+                "department": "finance",
+                "cost_center": "CC-1234"
+            }
+        }),
+    )
 }
 
 async fn create(s: &TestServer, name: &str, base_url: &str, extra: Value) -> (String, Resp) {
-    let mut body =
-        json!({"type": "ramp", "name": name, "config": {"apiKey": KEY, "baseUrl": base_url}});
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r = s.post(DEST, body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    (r.body["data"]["id"].as_str().unwrap().to_string(), r)
-}
-
-async fn status(s: &TestServer, id: &str) -> Value {
-    let r = s.get(&format!("{DEST}/{id}/status")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"].clone()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let st = status(s, id).await;
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    create_destination(
+        s,
+        json!({"type": "ramp", "name": name, "config": {"apiKey": KEY, "baseUrl": base_url}}),
+        extra,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -126,7 +68,7 @@ async fn ramp_receives_usage_with_the_bearer_key_and_privacy_mode_strips_content
     .await;
     let (key, _) = s.workspace_key(None).await;
     assert_eq!(
-        ingest(&s, &key, &[record("gen-a"), record("gen-b")]).await,
+        ingest_status(&s, &key, &[record("gen-a"), record("gen-b")]).await,
         202
     );
 
@@ -201,40 +143,34 @@ async fn ramp_retry_after_is_honoured_and_a_refused_key_pauses_until_a_new_one()
     let throttled = Receiver::start().await;
     throttled.script([Mode::RetryAfter(429, 1)]);
     let (tid, _) = create(&s, "throttled", &throttled.url, json!({})).await;
-    assert_eq!(ingest(&s, &key, &ids("t", 5)).await, 202);
+    assert_eq!(
+        ingest_status(&s, &key, &numbered("t", 5, record)).await,
+        202
+    );
     throttled
         .wait(15, "delivery after the 429", |r| {
             r.generation_ids().len() == 5
         })
         .await;
     let reqs = throttled.requests();
-    assert_eq!(reqs[0].answered, 429);
-    let gap = reqs[1].at - reqs[0].at;
-    assert!(
-        gap >= std::time::Duration::from_millis(950),
-        "Retry-After: 1 was not honoured: {gap:?}"
-    );
+    assert_retry_after_honoured(&reqs[0], &reqs[1]);
     let st = wait_status(&s, &tid, "delivered", |st| st["counts"]["delivered"] == 5).await;
     assert_eq!(st["last_error"]["status"], 429);
 
     let denied = Receiver::start().await;
     denied.set_mode(Mode::Status(401));
     let (id, _) = create(&s, "denied", &denied.url, json!({})).await;
-    assert_eq!(ingest(&s, &key, &ids("p", 4)).await, 202);
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(st["reason"].as_str().unwrap().contains("401"), "{st}");
+    assert_eq!(
+        ingest_status(&s, &key, &numbered("p", 4, record)).await,
+        202
+    );
+    let st = wait_paused(&s, &id, "401").await;
     assert!(!st.to_string().contains(KEY), "{st}");
     assert_eq!(st["counts"]["dead_lettered"], 0);
     assert!(st["queue"]["depth"].as_u64().unwrap() >= 4, "{st}");
 
     // The new key first, then Ramp accepts: only the new key can have been accepted.
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"apiKey": NEW_KEY}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    let p = patch_config(&s, &id, json!({"apiKey": NEW_KEY})).await;
     assert!(!p.text.contains(NEW_KEY), "{}", p.text);
     denied.set_mode(Mode::Ok);
     denied
@@ -260,12 +196,11 @@ async fn ramp_retry_after_is_honoured_and_a_refused_key_pauses_until_a_new_one()
 async fn ramp_test_connection_through_the_api() {
     let s = TestServer::start_with(fast).await;
     let ok = Receiver::start().await;
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "ramp", "name": "t", "config": {"apiKey": KEY, "baseUrl": ok.url}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "ramp", "name": "t", "config": {"apiKey": KEY, "baseUrl": ok.url}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
     let req = &ok.requests()[0];
@@ -275,12 +210,11 @@ async fn ramp_test_connection_through_the_api() {
 
     let denied = Receiver::start().await;
     denied.set_mode(Mode::Status(401));
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "ramp", "name": "t", "config": {"apiKey": KEY, "baseUrl": denied.url}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "ramp", "name": "t", "config": {"apiKey": KEY, "baseUrl": denied.url}}),
+    )
+    .await;
     assert_eq!(r.body["data"]["ok"], false, "{}", r.text);
     assert_eq!(r.body["data"]["message"], "Ramp rejected the API key (401)");
     assert!(!r.text.contains(KEY));

@@ -7,23 +7,15 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::e2e::{
+    DEST, create_destination, fast_with, ingest, record_with, test_config, wait_status,
+};
 use common::{TestServer, assert_error};
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
 
-const DEST: &str = "/api/v1/observability/destinations";
 const BUCKET: &str = "e2e-traces";
 const ACCESS_KEY: &str = "AKIATRACECASTE2E0001";
 const SECRET_KEY: &str = "e2e-secret-key-0123456789abcdefghijklmn";
-
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 5;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
 
 /// s3s-fs on 127.0.0.1:0 with one bucket and one key pair.
 struct S3s {
@@ -119,60 +111,21 @@ impl Drop for S3s {
 }
 
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "total_cost": 0.0015,
-        "user": "user-1",
-        "session_id": "session-1",
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}]},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}},
-        "trace": {"trace_name": "Doc pipeline", "generation_name": "Summarise", "env": "prod"}
-    })
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    let r = s
-        .http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = s.get(&format!("{DEST}/{id}/status")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let st = r.body["data"].clone();
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    record_with(
+        id,
+        json!({
+            "finish_reason": null,
+            "session_id": "session-1",
+            "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}]},
+            "trace": {"trace_name": "Doc pipeline", "generation_name": "Summarise", "env": "prod"}
+        }),
+    )
 }
 
 #[tokio::test]
 async fn ingested_generations_land_as_objects_in_the_bucket() {
     let s3 = S3s::start().await;
-    let s = TestServer::start_with(fast).await;
+    let s = TestServer::start_with(fast_with(5, 1)).await;
     let config = json!({
         "bucketName": BUCKET,
         "accessKeyId": ACCESS_KEY,
@@ -184,12 +137,11 @@ async fn ingested_generations_land_as_objects_in_the_bucket() {
     });
 
     // Test connection through the API: writes and deletes a test object.
-    let t = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "s3", "name": "bucket", "config": config}),
-        )
-        .await;
+    let t = test_config(
+        &s,
+        json!({"type": "s3", "name": "bucket", "config": config}),
+    )
+    .await;
     assert_eq!(t.status, 200, "{}", t.text);
     assert_eq!(t.body["data"]["ok"], true, "{}", t.text);
     assert!(s3.keys().is_empty(), "the test object was deleted");
@@ -204,14 +156,12 @@ async fn ingested_generations_land_as_objects_in_the_bucket() {
         "config.pathTemplate uses unknown variable {hour}",
     );
 
-    let r = s
-        .post(
-            DEST,
-            json!({"type": "s3", "name": "bucket", "config": config}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+    let (id, r) = create_destination(
+        &s,
+        json!({"type": "s3", "name": "bucket", "config": config}),
+        json!({}),
+    )
+    .await;
     assert!(
         !r.text.contains(SECRET_KEY),
         "the secret is masked: {}",
@@ -247,7 +197,7 @@ async fn ingested_generations_land_as_objects_in_the_bucket() {
 #[tokio::test]
 async fn privacy_mode_and_a_wrong_secret_end_to_end() {
     let s3 = S3s::start().await;
-    let s = TestServer::start_with(fast).await;
+    let s = TestServer::start_with(fast_with(5, 1)).await;
     let private = s
         .post(
             DEST,

@@ -3,101 +3,41 @@
 
 mod common;
 
+use common::e2e::{
+    DEST, create_destination, fast, ingest_status, numbered, record_with, test_config, wait_paused,
+    wait_status,
+};
 use common::receiver::{Mode, Receiver, double_attr, int_attr, string_attr};
 use common::{Resp, TestServer};
 use serde_json::{Value, json};
-use tracecast_server::settings::Settings;
 
-const DEST: &str = "/api/v1/observability/destinations";
 const DSN: &str = "https://e2epublickey0123456789@o123.ingest.us.sentry.io/456";
 const NEW_DSN: &str = "https://rotatedpublickey987654@o123.ingest.us.sentry.io/456";
 
-fn fast(s: &mut Settings) {
-    s.delivery.linger_ms = 20;
-    s.delivery.retry_base_ms = 50;
-    s.delivery.retry_max_delay_secs = 1;
-    s.delivery.request_timeout_secs = 2;
-    s.delivery.auth_probe_secs = 1;
-    s.delivery.config_refresh_ms = 200;
-}
-
 fn record(id: &str) -> Value {
-    json!({
-        "id": id,
-        "model": "openai/gpt-4o",
-        "provider_name": "OpenAI",
-        "created_at": "2026-03-01T12:00:00.000Z",
-        "latency": 1234.0,
-        "finish_reason": "stop",
-        "total_cost": 0.0015,
-        "user": "user_12345",
-        "session_id": "session_abc",
-        "request": {"messages": [{"role": "user", "content": "PROMPT-TEXT"}], "temperature": 0.3},
-        "response": {"choices": [{"message": {"role": "assistant", "content": "COMPLETION-TEXT"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}},
-        "trace": {
-            "trace_id": "incident_investigation_001",
-            "trace_name": "Error Analysis Agent",
-            "generation_name": "Analyze Stack Trace",
-            "environment": "production",
-            "release": "v2.1.0"
-        }
-    })
-}
-
-fn ids(prefix: &str, n: usize) -> Vec<Value> {
-    (0..n).map(|i| record(&format!("{prefix}-{i}"))).collect()
-}
-
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> u16 {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    s.http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    record_with(
+        id,
+        json!({
+            "user": "user_12345",
+            "session_id": "session_abc",
+            "trace": {
+                "trace_id": "incident_investigation_001",
+                "trace_name": "Error Analysis Agent",
+                "generation_name": "Analyze Stack Trace",
+                "environment": "production",
+                "release": "v2.1.0"
+            }
+        }),
+    )
 }
 
 async fn create(s: &TestServer, name: &str, endpoint: &str, extra: Value) -> (String, Resp) {
-    let mut body =
-        json!({"type": "sentry", "name": name, "config": {"otlpEndpoint": endpoint, "dsn": DSN}});
-    if let Value::Object(m) = extra {
-        for (k, v) in m {
-            body[k] = v;
-        }
-    }
-    let r = s.post(DEST, body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    (r.body["data"]["id"].as_str().unwrap().to_string(), r)
-}
-
-async fn status(s: &TestServer, id: &str) -> Value {
-    let r = s.get(&format!("{DEST}/{id}/status")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"].clone()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let st = status(s, id).await;
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    create_destination(
+        s,
+        json!({"type": "sentry", "name": name, "config": {"otlpEndpoint": endpoint, "dsn": DSN}}),
+        extra,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -126,7 +66,7 @@ async fn sentry_receives_otlp_with_the_dsn_key_and_privacy_mode_strips_content()
     .await;
     let (key, _) = s.workspace_key(None).await;
     assert_eq!(
-        ingest(&s, &key, &[record("gen-a"), record("gen-b")]).await,
+        ingest_status(&s, &key, &[record("gen-a"), record("gen-b")]).await,
         202
     );
 
@@ -216,7 +156,10 @@ async fn sentry_rate_limits_are_honoured_and_a_refused_key_pauses_until_a_new_ds
     let throttled = Receiver::start().await;
     throttled.script([Mode::RetryAfter(429, 1)]);
     let (tid, _) = create(&s, "throttled", &throttled.url, json!({})).await;
-    assert_eq!(ingest(&s, &key, &ids("t", 5)).await, 202);
+    assert_eq!(
+        ingest_status(&s, &key, &numbered("t", 5, record)).await,
+        202
+    );
     throttled
         .wait(15, "delivery after the 429", |r| {
             r.generation_ids().len() == 5
@@ -236,9 +179,11 @@ async fn sentry_rate_limits_are_honoured_and_a_refused_key_pauses_until_a_new_ds
     let denied = Receiver::start().await;
     denied.set_mode(Mode::Status(401));
     let (id, _) = create(&s, "denied", &denied.url, json!({})).await;
-    assert_eq!(ingest(&s, &key, &ids("p", 4)).await, 202);
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
-    assert!(st["reason"].as_str().unwrap().contains("401"), "{st}");
+    assert_eq!(
+        ingest_status(&s, &key, &numbered("p", 4, record)).await,
+        202
+    );
+    let st = wait_paused(&s, &id, "401").await;
     assert!(
         !st.to_string().contains("e2epublickey0123456789"),
         "the status shows no key: {st}"
@@ -277,12 +222,11 @@ async fn sentry_test_connection_through_the_api() {
     let s = TestServer::start_with(fast).await;
     let ok = Receiver::start().await;
     ok.set_mode(Mode::Status(202));
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": ok.url, "dsn": DSN}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": ok.url, "dsn": DSN}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
     let req = &ok.requests()[0];
@@ -295,24 +239,18 @@ async fn sentry_test_connection_through_the_api() {
 
     let denied = Receiver::start().await;
     denied.set_mode(Mode::Status(401));
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": denied.url, "dsn": DSN}}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": denied.url, "dsn": DSN}}),
+    )
+    .await;
     assert_eq!(r.body["data"]["ok"], false, "{}", r.text);
     assert_eq!(
         r.body["data"]["message"],
         "Sentry rejected the DSN key (401)"
     );
     // A DSN that is not one is refused before anything is sent.
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": denied.url, "dsn": "not-a-dsn"}}),
-        )
-        .await;
+    let r = test_config(&s, json!({"type": "sentry", "name": "t", "config": {"otlpEndpoint": denied.url, "dsn": "not-a-dsn"}})).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(denied.requests().len(), 1);
 }

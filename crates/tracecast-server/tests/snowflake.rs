@@ -7,12 +7,15 @@ mod common;
 #[path = "../../tracecast-exporters/tests/snowflake_support/mod.rs"]
 mod snowflake_support;
 
-use common::{Resp, TestServer};
+use common::TestServer;
+use common::e2e::{
+    create_destination, fast_with, ingest_status as ingest, patch_config, test_config,
+    wait_status_within,
+};
 use serde_json::{Value, json};
 use snowflake_support::{Script, SnowflakeReceiver};
 use tracecast_server::settings::Settings;
 
-const DEST: &str = "/api/v1/observability/destinations";
 const TOKEN: &str = "pat-e2e-Token-0123456789";
 const TABLE: &str = "SNOWFLAKE_LEARNING_DB.PUBLIC.OPENROUTER_TRACES";
 /// The v1 columns, in table order (docs/destinations/snowflake.md).
@@ -48,12 +51,7 @@ const COLUMNS: &[&str] = &[
 
 fn settings(url: String) -> impl FnOnce(&mut Settings) {
     move |s: &mut Settings| {
-        s.delivery.linger_ms = 20;
-        s.delivery.retry_base_ms = 50;
-        s.delivery.retry_max_delay_secs = 2;
-        s.delivery.request_timeout_secs = 5;
-        s.delivery.auth_probe_secs = 1;
-        s.delivery.config_refresh_ms = 200;
+        fast_with(5, 2)(s);
         s.delivery
             .endpoint_overrides
             .insert("snowflake".into(), url);
@@ -77,41 +75,6 @@ fn record(id: &str) -> Value {
     })
 }
 
-async fn ingest(s: &TestServer, key: &str, records: &[Value]) -> u16 {
-    let mut body = Vec::new();
-    for r in records {
-        body.extend(serde_json::to_vec(r).unwrap());
-        body.push(b'\n');
-    }
-    s.http
-        .post(format!("{}/api/v1/generations", s.base))
-        .bearer_auth(key)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-async fn wait_status(s: &TestServer, id: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let r: Resp = s.get(&format!("{DEST}/{id}/status")).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let st = r.body["data"].clone();
-        if cond(&st) {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {st}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
     let rx = SnowflakeReceiver::start(TOKEN, TABLE, COLUMNS).await;
@@ -119,27 +82,24 @@ async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
     let (key, _) = s.workspace_key(None).await;
     let config = json!({"account": "xy12345.us-east-1", "token": TOKEN});
 
-    let r = s
-        .post(
-            &format!("{DEST}/test"),
-            json!({"type": "snowflake", "name": "sf", "config": config}),
-        )
-        .await;
+    let r = test_config(
+        &s,
+        json!({"type": "snowflake", "name": "sf", "config": config}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["data"]["ok"], true, "{}", r.text);
 
-    let r = s
-        .post(
-            DEST,
-            json!({"type": "snowflake", "name": "sf", "config": config}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let (id, r) = create_destination(
+        &s,
+        json!({"type": "snowflake", "name": "sf", "config": config}),
+        json!({}),
+    )
+    .await;
     assert_ne!(
         r.body["data"]["config"]["token"], TOKEN,
         "the token is masked"
     );
-    let id = r.body["data"]["id"].as_str().unwrap().to_string();
 
     // The first INSERT gets a 429 with Retry-After: 1, the resend runs asynchronously (202).
     rx.script(Script::Status(429, Some(1)));
@@ -147,7 +107,7 @@ async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
     let batch: Vec<Value> = (0..4).map(|i| record(&format!("sf-{i}"))).collect();
     assert_eq!(ingest(&s, &key, &batch).await, 202);
     rx.wait(30, "four rows", |r| r.rows().len() == 4).await;
-    let st = wait_status(&s, &id, "four delivered", |st| {
+    let st = wait_status_within(&s, &id, 30, "four delivered", |st| {
         st["counts"]["delivered"] == 4
     })
     .await;
@@ -187,7 +147,7 @@ async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
     rx.set_token("rotated-token-9876543210");
     let more: Vec<Value> = (4..7).map(|i| record(&format!("sf-{i}"))).collect();
     assert_eq!(ingest(&s, &key, &more).await, 202);
-    let st = wait_status(&s, &id, "paused", |st| st["state"] == "paused").await;
+    let st = wait_status_within(&s, &id, 30, "paused", |st| st["state"] == "paused").await;
     assert!(
         st["reason"].as_str().unwrap_or_default().contains("401"),
         "{st}"
@@ -196,15 +156,9 @@ async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
     assert_eq!(rx.rows().len(), 4);
 
     // The new token: delivery resumes with nothing lost.
-    let p = s
-        .patch(
-            &format!("{DEST}/{id}"),
-            json!({"config": {"token": "rotated-token-9876543210"}}),
-        )
-        .await;
-    assert_eq!(p.status, 200, "{}", p.text);
+    patch_config(&s, &id, json!({"token": "rotated-token-9876543210"})).await;
     rx.wait(30, "seven rows", |r| r.rows().len() == 7).await;
-    wait_status(&s, &id, "active again", |st| {
+    wait_status_within(&s, &id, 30, "active again", |st| {
         st["state"] == "active" && st["counts"]["delivered"] == 7
     })
     .await;

@@ -5,6 +5,8 @@
 //! uniquely named database there, dropped (best effort) with the server.
 #![allow(dead_code)]
 
+pub mod credentials;
+pub mod e2e;
 pub mod receiver;
 
 use std::sync::Arc;
