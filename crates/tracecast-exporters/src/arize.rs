@@ -66,7 +66,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use reqwest::Method;
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::HeaderName;
 use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
 
@@ -495,9 +495,7 @@ pub fn exporter(
         (SPACE_ID_HEADER, space_key, "spaceKey"),
         (API_KEY_HEADER, api_key, "apiKey"),
     ] {
-        let mut v = HeaderValue::from_str(value)
-            .map_err(|_| ExportError::Config(format!("{field} is not a valid header value")))?;
-        v.set_sensitive(true);
+        let v = crate::http::secret_value(value, &format!("{field} is not a valid header value"))?;
         headers.insert(HeaderName::from_static(name), v);
     }
 

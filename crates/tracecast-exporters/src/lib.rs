@@ -27,6 +27,7 @@ pub mod ramp;
 pub mod s3;
 pub mod sentry;
 pub mod snowflake;
+pub mod truncate;
 pub mod weave;
 pub mod webhook;
 
