@@ -9,8 +9,9 @@
 //! Datadog's own SDK (`ddtrace.llmobs`).
 
 mod common;
+use common::golden;
+use common::setup::{ALL_GROUPS, config};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,18 +23,7 @@ use tracecast_exporters::{ExportContext, ExportError, Exporter, ItemOutcome, Out
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 const KEY: &str = "dd-api-key-0123456789abcdef";
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
 
 fn datadog(rx: &Receiver, extra: Value) -> Arc<dyn Exporter> {
     let mut cfg = json!({"apiKey": KEY, "mlApp": "shop-bot", "url": rx.url("")});
@@ -375,10 +365,6 @@ impl BigReceiver {
 
 // ---- tests ----
 
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/datadog.json")
-}
-
 #[tokio::test]
 async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     let rx = Receiver::start().await;
@@ -487,20 +473,7 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
         assert!(t.contains(&want.to_string()), "{want} in {t:?}");
     }
 
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        let pretty = serde_json::to_vec_pretty(&v).unwrap();
-        std::fs::write(&path, [pretty.as_slice(), b"\n"].concat()).expect("write golden");
-    }
-    let golden: Value = serde_json::from_slice(&std::fs::read(&path).expect("golden exists"))
-        .expect("golden is JSON");
-    if golden != v {
-        panic!(
-            "the Datadog body differs from {}\n--- now\n{}",
-            path.display(),
-            serde_json::to_string_pretty(&v).unwrap()
-        );
-    }
+    golden::assert_json("datadog.json", "Datadog body", &v);
 }
 
 fn record(trace: Value) -> Value {

@@ -8,30 +8,20 @@
 //! package's own message TypedDicts and the `$ai_*` names its AI SDK sends.
 
 mod common;
+use common::golden;
+use common::setup::{ALL_GROUPS, config};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tracecast_exporters::posthog::{DROPPED, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, TEST_DISTINCT_ID};
 use tracecast_exporters::{ExportContext, ExportError, Exporter, ItemOutcome, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 const KEY: &str = "phc_TestProjectKey0123456789";
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
 
 fn posthog_at(url: &str, extra: Value, timeout: Duration) -> Arc<dyn Exporter> {
     let mut cfg = json!({"apiKey": KEY, "endpoint": url});
@@ -217,10 +207,6 @@ fn validate(body: &Value) {
     }
 }
 
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/posthog.json")
-}
-
 // ---- tests ----
 
 #[tokio::test]
@@ -305,20 +291,7 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     assert_eq!(p["openrouter_external_user"], "ext-42");
     assert_eq!(p["openrouter_data_region"], "europe");
 
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        let pretty = serde_json::to_vec_pretty(ev).unwrap();
-        std::fs::write(&path, [pretty.as_slice(), b"\n"].concat()).expect("write golden");
-    }
-    let golden: Value = serde_json::from_slice(&std::fs::read(&path).expect("golden exists"))
-        .expect("golden is JSON");
-    if golden != *ev {
-        panic!(
-            "the PostHog event differs from {}\n--- now\n{}",
-            path.display(),
-            serde_json::to_string_pretty(ev).unwrap()
-        );
-    }
+    golden::assert_json("posthog.json", "PostHog event", ev);
 }
 
 #[tokio::test]

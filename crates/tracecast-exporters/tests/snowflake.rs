@@ -3,6 +3,7 @@
 //! the async 202 path, resubmission, 429 with Retry-After, 401, 422, and test connection.
 
 mod common;
+use common::setup::ALL_GROUPS;
 mod snowflake_support;
 
 use std::path::PathBuf;
@@ -20,14 +21,6 @@ use tracecast_model::trace::{TraceOptions, TraceView};
 
 const TOKEN: &str = "pat-Secret-Token-0123456789";
 const TABLE: &str = "ANALYTICS.TRACING.OPENROUTER_TRACES";
-
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 
 fn config(v2: bool) -> Map<String, Value> {
     json!({

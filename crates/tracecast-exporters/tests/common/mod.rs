@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod golden;
+pub mod setup;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
