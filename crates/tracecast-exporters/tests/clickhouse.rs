@@ -15,6 +15,7 @@
 mod clickhouse_support;
 mod common;
 use common::golden;
+use common::outcomes;
 use common::setup::{self, ALL_GROUPS};
 
 use std::path::{Path, PathBuf};
@@ -722,17 +723,7 @@ async fn http_errors_429_503_and_401() {
             .header("retry-after", "7")
             .body("slow down"),
     );
-    match e.send(&p).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(7)));
-        }
-        other => panic!("429: {other:?}"),
-    }
+    outcomes::assert_retry(e.send(&p).await, 429, 7);
     rx.reply(
         Reply::status(503)
             .header("x-clickhouse-exception-code", "202")

@@ -5,10 +5,10 @@
 
 mod common;
 use common::golden;
+use common::outcomes;
 use common::setup::{ALL_GROUPS, config, ctx};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
@@ -444,17 +444,7 @@ async fn answers_are_classified() {
     }
 
     rx.reply(Reply::status(429).header("retry-after", "7"));
-    match exporter.send(&payload).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(7)));
-        }
-        other => panic!("429: {other:?}"),
-    }
+    outcomes::assert_retry(exporter.send(&payload).await, 429, 7);
 
     rx.reply(Reply::status(503));
     assert!(matches!(

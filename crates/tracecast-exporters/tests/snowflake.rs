@@ -3,6 +3,7 @@
 //! the async 202 path, resubmission, 429 with Retry-After, 401, 422, and test connection.
 
 mod common;
+use common::outcomes;
 use common::setup::ALL_GROUPS;
 mod snowflake_support;
 
@@ -259,17 +260,7 @@ async fn errors_429_503_401_and_422() {
         .unwrap();
 
     rx.script(Script::Status(429, Some(7)));
-    match e.send(&p).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(7)));
-        }
-        other => panic!("429: {other:?}"),
-    }
+    outcomes::assert_retry(e.send(&p).await, 429, 7);
     rx.script(Script::Status(503, None));
     assert!(matches!(
         e.send(&p).await,

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod big_receiver;
 pub mod golden;
+pub mod outcomes;
 pub mod setup;
 
 use std::collections::VecDeque;
