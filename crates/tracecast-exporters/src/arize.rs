@@ -189,23 +189,7 @@ impl OtlpDialect for ArizeDialect {
 
 /// Lower case, runs of other characters than `[a-z0-9]` as one `_`.
 fn normalise(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut gap = false;
-    for c in s.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() {
-            if gap && !out.is_empty() {
-                out.push('_');
-            }
-            gap = false;
-            out.push(c);
-        } else {
-            gap = true;
-        }
-    }
-    if out.is_empty() {
-        out.push_str("unknown");
-    }
-    out
+    crate::ident::snake(s, false)
 }
 
 /// `llm.provider`: the OpenInference provider value (`OpenInferenceLLMProviderValues`) for the

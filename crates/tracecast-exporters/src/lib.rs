@@ -16,6 +16,7 @@ pub mod config;
 pub mod datadog;
 pub mod grafana;
 pub mod http;
+pub mod ident;
 pub mod langfuse;
 pub mod langsmith;
 pub mod newrelic;

@@ -188,23 +188,7 @@ pub(crate) fn provider_id(provider: Option<&str>, model: &str) -> String {
         .or_else(|| model.split_once('/').map(|(author, _)| author))
         .unwrap_or("openrouter");
     let base = raw.split('(').next().unwrap_or(raw);
-    let mut out = String::with_capacity(base.len());
-    let mut gap = false;
-    for c in base.chars().flat_map(char::to_lowercase) {
-        if c.is_alphanumeric() {
-            if gap && !out.is_empty() {
-                out.push('_');
-            }
-            gap = false;
-            out.push(c);
-        } else {
-            gap = true;
-        }
-    }
-    if out.is_empty() {
-        out.push_str("unknown");
-    }
-    out
+    crate::ident::snake(base, true)
 }
 
 /// The text of a chat message `content`: a string as is, the `text` of each part of an array
