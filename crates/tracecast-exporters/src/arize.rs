@@ -66,7 +66,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use reqwest::Method;
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::HeaderName;
 use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
 
@@ -189,23 +189,7 @@ impl OtlpDialect for ArizeDialect {
 
 /// Lower case, runs of other characters than `[a-z0-9]` as one `_`.
 fn normalise(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut gap = false;
-    for c in s.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() {
-            if gap && !out.is_empty() {
-                out.push('_');
-            }
-            gap = false;
-            out.push(c);
-        } else {
-            gap = true;
-        }
-    }
-    if out.is_empty() {
-        out.push_str("unknown");
-    }
-    out
+    crate::ident::snake(s, false)
 }
 
 /// `llm.provider`: the OpenInference provider value (`OpenInferenceLLMProviderValues`) for the
@@ -495,9 +479,7 @@ pub fn exporter(
         (SPACE_ID_HEADER, space_key, "spaceKey"),
         (API_KEY_HEADER, api_key, "apiKey"),
     ] {
-        let mut v = HeaderValue::from_str(value)
-            .map_err(|_| ExportError::Config(format!("{field} is not a valid header value")))?;
-        v.set_sensitive(true);
+        let v = crate::http::secret_value(value, &format!("{field} is not a valid header value"))?;
         headers.insert(HeaderName::from_static(name), v);
     }
 

@@ -32,9 +32,9 @@ use crate::{
 };
 
 /// `true` on a span or resource some of whose attributes were truncated.
-pub const TRUNCATED_FLAG: &str = "tracecast.truncated";
+pub const TRUNCATED_FLAG: &str = crate::truncate::TRUNCATED;
 /// The keys (after truncation) of the attributes that were truncated, in order.
-pub const TRUNCATED_KEYS: &str = "tracecast.truncated_attributes";
+pub const TRUNCATED_KEYS: &str = crate::truncate::TRUNCATED_ATTRIBUTES;
 /// [`TRUNCATED_FLAG`] on a resource (platforms such as New Relic copy resource attributes onto
 /// every span, so the resource's flags must not collide with the span's).
 pub const RESOURCE_TRUNCATED_FLAG: &str = "tracecast.resource.truncated";
@@ -130,20 +130,13 @@ pub fn truncate_attributes(attrs: &mut Attributes<'_, '_>, limits: &ValueLimits)
         }
         attrs.push(a);
     }
-    let (flag, keys) = if attrs.element() == Element::Resource {
+    let keys = if attrs.element() == Element::Resource {
         (RESOURCE_TRUNCATED_FLAG, RESOURCE_TRUNCATED_KEYS)
     } else {
         (TRUNCATED_FLAG, TRUNCATED_KEYS)
     };
-    attrs.push(Attr {
-        key: Cow::Borrowed(flag),
-        value: AttrValue::Bool(true),
-    });
     truncated.truncate(limits.max_array_len);
-    attrs.push(Attr {
-        key: Cow::Borrowed(keys),
-        value: AttrValue::StringArray(truncated),
-    });
+    crate::truncate::flag(attrs, keys, truncated);
 }
 
 /// The traces URL for a base URL: `base` itself when it already ends in `/v1/traces`;

@@ -90,7 +90,7 @@ use serde_json::{Map, Value};
 use tracecast_model::trace::TraceView;
 
 use crate::config::{custom_headers, optional_str, required_str};
-use crate::http::transport_error;
+use crate::http::transport_message;
 use crate::langsmith::TRACECAST_TRUNCATED;
 use crate::langsmith::langsmith_braintrust as shared;
 use crate::otlp::keys as k;
@@ -137,25 +137,25 @@ struct CompletionJson<'a> {
 }
 
 fn set_str<'a>(attrs: &mut Attributes<'a, '_>, key: String, value: &'a str) {
-    shared::set(attrs, key, AttrValue::String(Cow::Borrowed(value)));
+    attrs.set(key, AttrValue::String(Cow::Borrowed(value)));
 }
 
 fn set_uint(attrs: &mut Attributes<'_, '_>, key: &str, value: Option<u64>) {
     if let Some(v) = value {
         let v = i64::try_from(v).unwrap_or(i64::MAX);
-        shared::set(attrs, metric(key), AttrValue::Int(v));
+        attrs.set(metric(key), AttrValue::Int(v));
     }
 }
 
 fn set_f64(attrs: &mut Attributes<'_, '_>, key: &str, value: Option<f64>) {
     if let Some(v) = value.filter(|v| v.is_finite()) {
-        shared::set(attrs, metric(key), AttrValue::Double(v));
+        attrs.set(metric(key), AttrValue::Double(v));
     }
 }
 
 fn set_json<T: Serialize + ?Sized>(attrs: &mut Attributes<'_, '_>, key: &str, value: &T) {
     if let Ok(s) = serde_json::to_string(value) {
-        shared::set(attrs, key.to_owned(), AttrValue::String(Cow::Owned(s)));
+        attrs.set(key.to_owned(), AttrValue::String(Cow::Owned(s)));
     }
 }
 
@@ -180,8 +180,8 @@ impl OtlpDialect for BraintrustDialect {
     ) {
         braintrust_attributes(view, slot, attrs);
         if shared::truncate_oversized(attrs) {
-            shared::set(attrs, meta("truncated"), AttrValue::Bool(true));
-            shared::set(attrs, TRACECAST_TRUNCATED, AttrValue::Bool(true));
+            attrs.set(meta("truncated"), AttrValue::Bool(true));
+            attrs.set(TRACECAST_TRUNCATED, AttrValue::Bool(true));
         }
     }
 }
@@ -192,7 +192,7 @@ fn braintrust_attributes<'a>(view: &TraceView<'a>, slot: SpanSlot, attrs: &mut A
         SpanRole::Intermediate => "task",
         SpanRole::Generation => "llm",
     };
-    shared::set(attrs, SPAN_TYPE, AttrValue::String(Cow::Borrowed(ty)));
+    attrs.set(SPAN_TYPE, AttrValue::String(Cow::Borrowed(ty)));
     if slot.top_most {
         set_str(attrs, meta("trace_name"), view.trace_name());
     }
@@ -205,8 +205,7 @@ fn braintrust_attributes<'a>(view: &TraceView<'a>, slot: SpanSlot, attrs: &mut A
     if slot.is_root {
         let tags = shared::tags(view);
         if !tags.is_empty() {
-            shared::set(
-                attrs,
+            attrs.set(
                 TAGS,
                 AttrValue::StringArray(tags.into_iter().map(Cow::Borrowed).collect()),
             );
@@ -328,7 +327,7 @@ pub fn exporter(
     shared::header(
         &mut headers,
         "authorization",
-        &format!("Bearer {api_key}"),
+        &crate::http::bearer_auth(api_key),
         "apiKey",
         true,
     )?;
@@ -438,13 +437,7 @@ impl Exporter for BraintrustExporter {
                 let body: String = body.chars().take(64 * 1024).collect();
                 read_project_answer(status, &body, &self.project_id)
             }
-            Err(e) => {
-                let error = match transport_error(&e) {
-                    Outcome::Retry { error, .. } => error,
-                    other => format!("{other:?}"),
-                };
-                ConnectionCheck::unreachable("Braintrust", &error)
-            }
+            Err(e) => ConnectionCheck::unreachable("Braintrust", &transport_message(&e)),
         }
     }
 }

@@ -297,10 +297,10 @@ impl ClickhouseExporter {
                 .map_err(|_| ExportError::Config("username: not a valid header value".into()))?,
         );
         if let Some(p) = password {
-            let mut v = HeaderValue::from_str(p)
-                .map_err(|_| ExportError::Config("password: not a valid header value".into()))?;
-            v.set_sensitive(true);
-            headers.insert(HeaderName::from_static("x-clickhouse-key"), v);
+            headers.insert(
+                HeaderName::from_static("x-clickhouse-key"),
+                crate::http::secret_value(p, "password: not a valid header value")?,
+            );
         }
         Ok(ClickhouseExporter {
             client: ctx.client.clone(),
@@ -499,28 +499,13 @@ impl Exporter for ClickhouseExporter {
                 ),
             );
         }
-        let needed = self.columns();
-        let missing = warehouse::missing_columns(&needed, &present);
-        if !missing.is_empty() {
-            return ConnectionCheck::failed(
-                Some(status),
-                format!(
-                    "ClickHouse table {table} is missing column(s) {}{}",
-                    missing.join(", "),
-                    if missing.contains(&"CACHE_WRITE_TOKENS") {
-                        " (shouldIncludeCacheWriteTokens needs the v2 schema)"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-        }
-        ConnectionCheck::passed(
+        warehouse::table_check(
+            "ClickHouse",
+            "the credentials",
+            &table,
             status,
-            format!(
-                "ClickHouse accepted the credentials and table {table} has all {} columns",
-                needed.len()
-            ),
+            &self.columns(),
+            &present,
         )
     }
 }

@@ -26,9 +26,8 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::AUTHORIZATION;
 use serde_json::{Map, Value};
 use tracecast_model::trace::TraceView;
 
@@ -36,6 +35,7 @@ use crate::arize::arize_grafana_newrelic::{
     SizedExporter, ValueLimits, traces_url, truncate_attributes,
 };
 use crate::config::{optional_str, required_str};
+use crate::http::{basic_auth, secret_value};
 use crate::otlp::{Attributes, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanSlot};
 use crate::{BatchLimits, ExportContext, ExportError, Exporter};
 
@@ -69,13 +69,6 @@ impl OtlpDialect for GrafanaDialect {
     }
 }
 
-/// `Basic base64(instanceId:apiKey)`.
-pub fn basic_auth(instance_id: &str, api_key: &str) -> String {
-    let token =
-        base64::engine::general_purpose::STANDARD.encode(format!("{instance_id}:{api_key}"));
-    format!("Basic {token}")
-}
-
 pub fn exporter(
     config: &Map<String, Value>,
     ctx: &ExportContext,
@@ -91,9 +84,11 @@ pub fn exporter(
     let url = traces_url(base, "/otlp");
 
     let mut headers = crate::config::custom_headers(config)?;
-    let mut auth = HeaderValue::from_str(&basic_auth(instance_id, api_key))
-        .map_err(|_| ExportError::Config("apiKey is not a valid header value".to_owned()))?;
-    auth.set_sensitive(true);
+    // `Basic base64(instanceId:apiKey)`.
+    let auth = secret_value(
+        &basic_auth(instance_id, api_key),
+        "apiKey is not a valid header value",
+    )?;
     headers.insert(AUTHORIZATION, auth);
 
     let http = OtlpHttp::new(ctx, Method::POST, &url, headers)

@@ -31,6 +31,31 @@ pub fn custom_headers(
     Ok(out)
 }
 
+/// A header value built from a config field: `error` (naming the field, never the value) when
+/// it cannot be sent in a header; `sensitive` for credentials, so that `Debug` never prints it.
+pub fn header_value(value: &str, sensitive: bool, error: &str) -> Result<HeaderValue, ExportError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| ExportError::Config(error.to_owned()))?;
+    v.set_sensitive(sensitive);
+    Ok(v)
+}
+
+/// A credential header value ([`header_value`], marked sensitive).
+pub fn secret_value(value: &str, error: &str) -> Result<HeaderValue, ExportError> {
+    header_value(value, true, error)
+}
+
+/// `Basic base64(user:password)` (RFC 7617).
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// `Bearer <token>` (RFC 6750).
+pub fn bearer_auth(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
 /// Parses `Retry-After` (seconds or an HTTP date), capped at one hour.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -73,6 +98,16 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome 
 
 /// Classifies a transport error (no HTTP answer): always worth retrying.
 pub fn transport_error(e: &reqwest::Error) -> Outcome {
+    Outcome::Retry {
+        status: None,
+        error: transport_message(e),
+        retry_after: None,
+    }
+}
+
+/// The text of a transport error: what failed, then the error and its sources (as
+/// [`transport_error`] and connection checks word it).
+pub fn transport_message(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -86,11 +121,20 @@ pub fn transport_error(e: &reqwest::Error) -> Outcome {
         msg.push_str(&format!(": {s}"));
         src = s.source();
     }
-    Outcome::Retry {
-        status: None,
-        error: msg,
-        retry_after: None,
+    msg
+}
+
+/// Reads at most `max` bytes of an answer's body, as (lossy) text.
+pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> String {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = max.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= max {
+            break;
+        }
     }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// Sends `body` and classifies the answer with [`classify`].

@@ -87,7 +87,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::{Map, Value};
@@ -96,7 +95,7 @@ use tracecast_model::trace::TraceView;
 use crate::config::{optional_str, required_str};
 use crate::otlp::keys as k;
 use crate::otlp::{
-    Attr, AttrValue, AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp, Probe,
+    AttrValue, AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp, Probe,
     SpanRole, SpanSlot, snippet,
 };
 use crate::{
@@ -530,11 +529,7 @@ pub fn truncate_strings(attrs: &mut Attributes<'_, '_>, budget: usize) -> Vec<St
         );
         let new_size = escaped_len(&value);
         over = over.saturating_sub(size.saturating_sub(new_size));
-        attrs.remove(&key);
-        attrs.push(Attr {
-            key: Cow::Owned(key.clone()),
-            value: AttrValue::String(Cow::Owned(value)),
-        });
+        crate::truncate::replace_string(attrs, key.clone(), value);
         cut.push(key);
     }
     cut
@@ -596,11 +591,10 @@ pub fn exporter(
             HeaderValue::from_static(INGESTION_VERSION),
         );
     }
-    let credentials =
-        base64::engine::general_purpose::STANDARD.encode(format!("{public_key}:{secret_key}"));
-    let mut auth = HeaderValue::from_str(&format!("Basic {credentials}"))
-        .map_err(|_| ExportError::Config("publicKey/secretKey: not usable in a header".into()))?;
-    auth.set_sensitive(true);
+    let auth = crate::http::secret_value(
+        &crate::http::basic_auth(public_key, secret_key),
+        "publicKey/secretKey: not usable in a header",
+    )?;
     headers.insert(AUTHORIZATION, auth);
 
     let http = OtlpHttp::new(
@@ -645,14 +639,10 @@ impl LangfuseExporter {
             .send()
             .await
             .map_err(|e| {
-                let error = match crate::http::transport_error(&e) {
-                    Outcome::Retry { error, .. } => error,
-                    other => format!("{other:?}"),
-                };
-                ConnectionCheck::unreachable(PLATFORM, &error)
+                ConnectionCheck::unreachable(PLATFORM, &crate::http::transport_message(&e))
             })?;
         let status = resp.status().as_u16();
-        let body = read_capped(resp).await;
+        let body = crate::http::read_capped(resp, 64 * 1024).await;
         match status {
             200..=299 => Ok(serde_json::from_str::<Value>(&body).ok().and_then(|v| {
                 v.get("data")?
@@ -682,20 +672,6 @@ impl LangfuseExporter {
             )),
         }
     }
-}
-
-/// At most 64 KiB of an answer, as (lossy) text.
-async fn read_capped(mut resp: reqwest::Response) -> String {
-    const MAX: usize = 64 * 1024;
-    let mut buf = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        let room = MAX.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() >= MAX {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[async_trait]

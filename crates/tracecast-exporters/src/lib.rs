@@ -16,6 +16,7 @@ pub mod config;
 pub mod datadog;
 pub mod grafana;
 pub mod http;
+pub mod ident;
 pub mod langfuse;
 pub mod langsmith;
 pub mod newrelic;
@@ -27,6 +28,7 @@ pub mod ramp;
 pub mod s3;
 pub mod sentry;
 pub mod snowflake;
+pub mod truncate;
 pub mod weave;
 pub mod webhook;
 

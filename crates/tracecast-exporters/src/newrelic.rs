@@ -31,7 +31,7 @@
 use std::sync::Arc;
 
 use reqwest::Method;
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::HeaderName;
 use serde_json::{Map, Value};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::TraceView;
@@ -101,9 +101,7 @@ pub fn exporter(
     let url = traces_url(base, "");
 
     let mut headers = crate::config::custom_headers(config)?;
-    let mut key = HeaderValue::from_str(license_key)
-        .map_err(|_| ExportError::Config("licenseKey is not a valid header value".to_owned()))?;
-    key.set_sensitive(true);
+    let key = crate::http::secret_value(license_key, "licenseKey is not a valid header value")?;
     headers.insert(HeaderName::from_static(API_KEY_HEADER), key);
 
     let http = OtlpHttp::new(ctx, Method::POST, &url, headers)

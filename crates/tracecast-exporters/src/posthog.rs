@@ -44,10 +44,12 @@ use tracecast_model::trace::TraceView;
 
 use crate::config::required_str;
 use crate::datadog::datadog_posthog::{
-    as_text, chunks, combine, derived_uuid, pack, provider_id, shorten_strings, snippet, stops,
-    transport_text,
+    as_text, chunks, combine, derived_uuid, pack, provider_id, snippet, stops,
 };
-use crate::{BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload};
+use crate::http::transport_message;
+use crate::{
+    BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload, truncate,
+};
 
 /// An event over this many bytes loses its content (PostHog's SDK limit: 900 KiB).
 pub const MAX_EVENT_BYTES: usize = 900 * 1024;
@@ -420,7 +422,7 @@ fn encode_event(mut ev: Value) -> Result<Vec<u8>, ExportError> {
         return Ok(bytes);
     }
     if let Some(p) = ev.get_mut("properties") {
-        shorten_strings(p, 1024, "…[truncated]");
+        truncate::shorten_strings(p, 1024, 1024, "…[truncated]");
     }
     let bytes = enc(&ev)?;
     if bytes.len() <= MAX_EVENT_BYTES {
@@ -507,7 +509,7 @@ impl Exporter for PosthogExporter {
             answer = self.post(&self.decide_url, body).send().await;
         }
         match answer {
-            Err(e) => ConnectionCheck::unreachable("PostHog", &transport_text(&e)),
+            Err(e) => ConnectionCheck::unreachable("PostHog", &transport_message(&e)),
             Ok(r) => {
                 let status = r.status().as_u16();
                 let text = r.text().await.unwrap_or_default();

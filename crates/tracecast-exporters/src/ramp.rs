@@ -86,7 +86,7 @@ pub fn exporter(
     let headers = headers_with_credential(
         config,
         AUTHORIZATION,
-        &format!("Bearer {api_key}"),
+        &crate::http::bearer_auth(api_key),
         "apiKey",
     )?;
     let http = OtlpHttp::new(ctx, Method::POST, base_url, headers)

@@ -246,9 +246,10 @@ impl SnowflakeExporter {
         };
         Url::parse(&base).map_err(|e| ExportError::Config(format!("account: {e}")))?;
         let mut headers = crate::config::custom_headers(config)?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| ExportError::Config("token: not a valid header value".into()))?;
-        auth.set_sensitive(true);
+        let auth = crate::http::secret_value(
+            &crate::http::bearer_auth(token),
+            "token: not a valid header value",
+        )?;
         headers.insert(AUTHORIZATION, auth);
         headers.insert(
             HeaderName::from_static("x-snowflake-authorization-token-type"),
@@ -496,28 +497,13 @@ impl Exporter for SnowflakeExporter {
                     .collect()
             })
             .unwrap_or_default();
-        let needed = self.columns();
-        let missing = warehouse::missing_columns(&needed, &present);
-        if !missing.is_empty() {
-            return ConnectionCheck::failed(
-                Some(status),
-                format!(
-                    "Snowflake table {table} is missing column(s) {}{}",
-                    missing.join(", "),
-                    if missing.contains(&"CACHE_WRITE_TOKENS") {
-                        " (shouldIncludeCacheWriteTokens needs the v2 schema)"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-        }
-        ConnectionCheck::passed(
+        warehouse::table_check(
+            "Snowflake",
+            "the token",
+            &table,
             status,
-            format!(
-                "Snowflake accepted the token and table {table} has all {} columns",
-                needed.len()
-            ),
+            &self.columns(),
+            &present,
         )
     }
 }

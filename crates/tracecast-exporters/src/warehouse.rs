@@ -290,11 +290,8 @@ pub fn json_column(v: &Value) -> (String, bool) {
     if s.len() <= MAX_JSON_COLUMN_BYTES {
         return (s, false);
     }
-    let mut cut = TRUNCATED_PREVIEW_BYTES.min(s.len());
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let marker = json!({"truncated": true, "original_bytes": s.len(), "preview": &s[..cut]});
+    let preview = crate::truncate::prefix(&s, TRUNCATED_PREVIEW_BYTES);
+    let marker = json!({"truncated": true, "original_bytes": s.len(), "preview": preview});
     (marker.to_string(), true)
 }
 
@@ -395,6 +392,41 @@ pub fn missing_columns<'a>(needed: &'a [Column], present: &[String]) -> Vec<&'a 
         .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c.name)))
         .map(|c| c.name)
         .collect()
+}
+
+/// The connection check for a table with the columns `present`: failed, naming the missing
+/// ones, when some of `needed` are not there; else passed, with `passed` (what the platform
+/// accepted, e.g. "the credentials") in the message.
+pub fn table_check(
+    platform: &str,
+    passed: &str,
+    table: &str,
+    status: u16,
+    needed: &[Column],
+    present: &[String],
+) -> crate::ConnectionCheck {
+    let missing = missing_columns(needed, present);
+    if !missing.is_empty() {
+        return crate::ConnectionCheck::failed(
+            Some(status),
+            format!(
+                "{platform} table {table} is missing column(s) {}{}",
+                missing.join(", "),
+                if missing.contains(&"CACHE_WRITE_TOKENS") {
+                    " (shouldIncludeCacheWriteTokens needs the v2 schema)"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    crate::ConnectionCheck::passed(
+        status,
+        format!(
+            "{platform} accepted {passed} and table {table} has all {} columns",
+            needed.len()
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -70,13 +70,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use base64::Engine;
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
 
 use crate::config::required_str;
+use crate::http::{basic_auth, secret_value};
 use crate::opik::opik_weave::{
     call_metadata, cost_json, custom_metadata, group_metadata, input_json, output_json,
     truncate_if_over,
@@ -133,15 +133,15 @@ pub fn exporter(
     let url = format!("{base}{TRACES_PATH}");
 
     let mut headers: HeaderMap = crate::config::custom_headers(config)?;
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("api:{api_key}"));
-    let mut auth = HeaderValue::from_str(&format!("Basic {basic}"))
-        .map_err(|_| ExportError::Config("apiKey is not a valid header value".into()))?;
-    auth.set_sensitive(true);
-    headers.insert(AUTHORIZATION, auth);
-    let mut key = HeaderValue::from_str(api_key)
-        .map_err(|_| ExportError::Config("apiKey is not a valid header value".into()))?;
-    key.set_sensitive(true);
-    headers.insert(HeaderName::from_static("wandb-api-key"), key);
+    const KEY_ERROR: &str = "apiKey is not a valid header value";
+    headers.insert(
+        AUTHORIZATION,
+        secret_value(&basic_auth("api", api_key), KEY_ERROR)?,
+    );
+    headers.insert(
+        HeaderName::from_static("wandb-api-key"),
+        secret_value(api_key, KEY_ERROR)?,
+    );
     headers.insert(
         HeaderName::from_static("project_id"),
         HeaderValue::from_str(&format!("{entity}/{project}")).map_err(|_| {

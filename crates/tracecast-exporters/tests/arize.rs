@@ -4,8 +4,9 @@
 //! by `tests/vendors/test_arize.py` on the golden file).
 
 mod common;
+use common::golden;
+use common::setup::ctx;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -14,16 +15,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracecast_exporters::arize::{DEFAULT_BASE_URL, exporter};
 use tracecast_exporters::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
-use tracecast_exporters::{ExportContext, Exporter, Outcome};
+use tracecast_exporters::{Exporter, Outcome};
 use tracecast_model::trace::{TraceOptions, TraceView};
 
 const API_KEY: &str = "ak-2d8257ec-arize-api-key";
 const SPACE: &str = "U3BhY2U6MzA1ODc6NU1udA==";
 const PROJECT: &str = "order-agent";
-
-fn ctx() -> ExportContext {
-    ExportContext::new(Duration::from_secs(5))
-}
 
 fn config(base: &str, extra: Value) -> serde_json::Map<String, Value> {
     let mut cfg =
@@ -43,10 +40,6 @@ fn arize(base: &str, extra: Value) -> Box<dyn Exporter> {
 
 fn decode_pb(body: &[u8]) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest::decode(body).expect("a binary protobuf ExportTraceServiceRequest")
-}
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/arize.json")
 }
 
 fn sha_prefix(s: &str, n: usize) -> String {
@@ -215,16 +208,7 @@ async fn posts_protobuf_with_space_and_api_key_and_openinference_attributes() {
     // The golden file: the decoded request as OTLP/JSON. Regenerate with UPDATE_GOLDEN=1 and
     // review the diff.
     let now = serde_json::to_string_pretty(&decoded).unwrap() + "\n";
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &now).expect("write golden");
-    }
-    let golden = std::fs::read_to_string(&path).expect("tests/golden/arize.json exists");
-    assert!(
-        golden == now,
-        "the Arize request differs from {}\n--- golden\n{golden}\n--- now\n{now}",
-        path.display()
-    );
+    let golden = golden::assert_text("arize.json", "Arize request", &now);
     let back: ExportTraceServiceRequest = serde_json::from_str(&golden).unwrap();
     assert_eq!(back, decoded);
 }

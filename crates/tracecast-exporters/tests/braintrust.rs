@@ -3,49 +3,27 @@
 //! types.
 
 mod common;
+use common::golden;
+use common::setup::{self, ALL_GROUPS, config, ctx};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tracecast_exporters::otlp::proto::trace::v1::Span;
-use tracecast_exporters::{ExportContext, Exporter, Outcome, braintrust, build};
+use tracecast_exporters::{Exporter, Outcome, braintrust};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
-
 const PROJECT: &str = "0f3a1c2e-5b6d-4e7f-8a9b-0c1d2e3f4a5b";
 
-fn ctx() -> ExportContext {
-    ExportContext::new(Duration::from_secs(5))
-}
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
-
 fn exporter(cfg: Value) -> Arc<dyn Exporter> {
-    match build(DestinationType::Braintrust, &config(cfg), &ctx()) {
-        Ok(e) => e,
-        Err(e) => panic!("braintrust exporter: {e}"),
-    }
+    setup::exporter(DestinationType::Braintrust, cfg)
 }
 
 fn basic(rx: &Receiver) -> Arc<dyn Exporter> {
     exporter(json!({"apiKey": "bt-key", "projectId": PROJECT, "baseUrl": rx.url("")}))
-}
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/braintrust.json")
 }
 
 async fn deliver(rx: &Receiver, exporter: &dyn Exporter, views: &[TraceView<'_>]) -> Captured {
@@ -139,19 +117,7 @@ async fn posts_otlp_with_bearer_and_parent_and_matches_the_golden_file() {
     assert_eq!(s(a, "gen_ai.request.model"), "openai/gpt-4o");
     assert!(!a.iter().any(|kv| kv.key.starts_with("trace.metadata.")));
 
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &req.body).expect("write golden");
-    }
-    let golden = std::fs::read(&path).expect("tests/golden/braintrust.json exists");
-    if golden != req.body.as_ref() {
-        panic!(
-            "the Braintrust body differs from {}\n--- golden\n{}\n--- now\n{}",
-            path.display(),
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(&req.body)
-        );
-    }
+    golden::assert_bytes("braintrust.json", "Braintrust body", req.body.as_ref());
 }
 
 #[tokio::test]

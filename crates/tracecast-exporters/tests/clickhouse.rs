@@ -14,6 +14,9 @@
 
 mod clickhouse_support;
 mod common;
+use common::golden;
+use common::outcomes;
+use common::setup::{self, ALL_GROUPS};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,34 +25,19 @@ use std::time::{Duration, Instant};
 
 use clickhouse_support::{DB, PASSWORD, Shim, USER, run_sql};
 use common::{Receiver, Reply, full_record, generation, secret_record};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tracecast_exporters::clickhouse::{self, warehouse};
-use tracecast_exporters::{ExportContext, Exporter, Outcome, build};
+use tracecast_exporters::{ExportContext, Exporter, Outcome};
 use tracecast_model::DestinationType;
 use tracecast_model::generation::Generation;
 use tracecast_model::trace::{TraceOptions, TraceView};
-
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 
 fn ctx() -> ExportContext {
     ExportContext::new(Duration::from_secs(20))
 }
 
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
-
 fn exporter(cfg: Value) -> Arc<dyn Exporter> {
-    match build(DestinationType::Clickhouse, &config(cfg), &ctx()) {
-        Ok(e) => e,
-        Err(e) => panic!("clickhouse exporter: {e}"),
-    }
+    setup::exporter_in(&ctx(), DestinationType::Clickhouse, cfg)
 }
 
 fn ch_config(url: &str, table: &str, v2: bool) -> Value {
@@ -546,18 +534,8 @@ async fn golden_row_is_accepted_by_chdb_and_matches_the_file() {
     let g = generation(full_record());
     let view = TraceView::new(&g, ALL_GROUPS);
     let line = clickhouse::json_row(&view, true);
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/clickhouse.jsonl");
     let body = format!("{line}\n");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &body).expect("write golden");
-    }
-    let golden = std::fs::read_to_string(&path).expect("tests/golden/clickhouse.jsonl exists");
-    assert_eq!(
-        golden,
-        body,
-        "the ClickHouse row differs from {}",
-        path.display()
-    );
+    golden::assert_text("clickhouse.jsonl", "ClickHouse row", &body);
 
     let row: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(row["TRACE_ID"], "order_processing_001");
@@ -745,17 +723,7 @@ async fn http_errors_429_503_and_401() {
             .header("retry-after", "7")
             .body("slow down"),
     );
-    match e.send(&p).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(7)));
-        }
-        other => panic!("429: {other:?}"),
-    }
+    outcomes::assert_retry(e.send(&p).await, 429, 7);
     rx.reply(
         Reply::status(503)
             .header("x-clickhouse-exception-code", "202")

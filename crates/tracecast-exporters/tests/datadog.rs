@@ -9,8 +9,11 @@
 //! Datadog's own SDK (`ddtrace.llmobs`).
 
 mod common;
+use common::big_receiver::BigReceiver;
+use common::golden;
+use common::outcomes;
+use common::setup::{ALL_GROUPS, config};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,18 +25,7 @@ use tracecast_exporters::{ExportContext, ExportError, Exporter, ItemOutcome, Out
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 const KEY: &str = "dd-api-key-0123456789abcdef";
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
 
 fn datadog(rx: &Receiver, extra: Value) -> Arc<dyn Exporter> {
     let mut cfg = json!({"apiKey": KEY, "mlApp": "shop-bot", "url": rx.url("")});
@@ -326,58 +318,7 @@ fn validate(body: &Value) {
 // ---- a receiver without axum's 2 MB body limit (for the 5 MB request limit) ----
 
 /// Records every request body and answers with the given statuses in order (then 202).
-struct BigReceiver {
-    url: String,
-    bodies: Arc<std::sync::Mutex<Vec<bytes::Bytes>>>,
-}
-
-impl BigReceiver {
-    async fn start(statuses: Vec<(u16, Option<&'static str>)>) -> BigReceiver {
-        use axum::extract::{DefaultBodyLimit, State};
-        use axum::response::IntoResponse;
-        type Shared = (
-            Arc<std::sync::Mutex<Vec<bytes::Bytes>>>,
-            Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
-        );
-        async fn handle(
-            State((bodies, answers)): State<Shared>,
-            body: bytes::Bytes,
-        ) -> axum::response::Response {
-            bodies.lock().unwrap().push(body);
-            let (status, retry_after) = answers.lock().unwrap().pop_front().unwrap_or((202, None));
-            let mut resp = axum::http::StatusCode::from_u16(status)
-                .unwrap()
-                .into_response();
-            if let Some(r) = retry_after {
-                resp.headers_mut().insert("retry-after", r.parse().unwrap());
-            }
-            resp
-        }
-        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let shared: Shared = (
-            bodies.clone(),
-            Arc::new(std::sync::Mutex::new(statuses.into())),
-        );
-        let app = axum::Router::new()
-            .fallback(handle)
-            .layer(DefaultBodyLimit::disable())
-            .with_state(shared);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        BigReceiver { url, bodies }
-    }
-
-    fn bodies(&self) -> Vec<bytes::Bytes> {
-        self.bodies.lock().unwrap().clone()
-    }
-}
-
 // ---- tests ----
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/datadog.json")
-}
 
 #[tokio::test]
 async fn delivers_the_full_record_with_key_headers_and_golden_body() {
@@ -487,20 +428,7 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
         assert!(t.contains(&want.to_string()), "{want} in {t:?}");
     }
 
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        let pretty = serde_json::to_vec_pretty(&v).unwrap();
-        std::fs::write(&path, [pretty.as_slice(), b"\n"].concat()).expect("write golden");
-    }
-    let golden: Value = serde_json::from_slice(&std::fs::read(&path).expect("golden exists"))
-        .expect("golden is JSON");
-    if golden != v {
-        panic!(
-            "the Datadog body differs from {}\n--- now\n{}",
-            path.display(),
-            serde_json::to_string_pretty(&v).unwrap()
-        );
-    }
+    golden::assert_json("datadog.json", "Datadog body", &v);
 }
 
 fn record(trace: Value) -> Value {
@@ -701,17 +629,7 @@ async fn answers_are_classified() {
     rx.reply(Reply::status(202));
     assert_eq!(exp.send(&payload).await, Outcome::Delivered);
     rx.reply(Reply::status(429).header("retry-after", "7"));
-    match exp.send(&payload).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(7)));
-        }
-        other => panic!("429: {other:?}"),
-    }
+    outcomes::assert_retry(exp.send(&payload).await, 429, 7);
     rx.reply(Reply::status(403).body(r#"{"errors":["Forbidden"]}"#));
     assert!(matches!(
         exp.send(&payload).await,
@@ -772,7 +690,7 @@ async fn an_oversized_span_keeps_everything_but_its_content() {
 
 #[tokio::test]
 async fn a_batch_over_5_mb_is_split_and_partial_answers_are_per_trace() {
-    let rx = BigReceiver::start(vec![(202, None), (429, Some("3"))]).await;
+    let rx = BigReceiver::start(202, vec![(202, None), (429, Some("3"))]).await;
     let exp = build(
         DestinationType::Datadog,
         &config(json!({"apiKey": KEY, "mlApp": "a", "url": rx.url})),
@@ -828,7 +746,7 @@ async fn a_batch_over_5_mb_is_split_and_partial_answers_are_per_trace() {
         .sum();
     assert_eq!(got, rest.len());
     // A 429 on the first request of a batch is a plain retry with its Retry-After.
-    let rx = BigReceiver::start(vec![(429, Some("3"))]).await;
+    let rx = BigReceiver::start(202, vec![(429, Some("3"))]).await;
     let exp = build(
         DestinationType::Datadog,
         &config(json!({"apiKey": KEY, "mlApp": "a", "url": rx.url})),
@@ -836,17 +754,7 @@ async fn a_batch_over_5_mb_is_split_and_partial_answers_are_per_trace() {
     )
     .unwrap();
     let payload = exp.encode(&views).unwrap();
-    match exp.send(&payload).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(3)));
-        }
-        other => panic!("{other:?}"),
-    }
+    outcomes::assert_retry(exp.send(&payload).await, 429, 3);
     assert_eq!(rx.bodies().len(), 1);
 }
 

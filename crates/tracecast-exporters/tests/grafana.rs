@@ -2,8 +2,9 @@
 //! gateway. Bodies are OTLP/JSON, decoded with opentelemetry-proto's serde types.
 
 mod common;
+use common::golden;
+use common::setup::ctx;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -11,15 +12,11 @@ use common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracecast_exporters::grafana::{DEFAULT_BASE_URL, exporter};
-use tracecast_exporters::{ExportContext, Exporter, Outcome};
+use tracecast_exporters::{Exporter, Outcome};
 use tracecast_model::trace::{TraceOptions, TraceView};
 
 const INSTANCE: &str = "123456";
 const TOKEN: &str = "glc_eyJvIjoiMTIzIiwibiI6InRyYWNlcyJ9";
-
-fn ctx() -> ExportContext {
-    ExportContext::new(Duration::from_secs(5))
-}
 
 fn config(base: &str, extra: Value) -> serde_json::Map<String, Value> {
     let mut cfg = json!({"apiKey": TOKEN, "instanceId": INSTANCE, "baseUrl": base});
@@ -41,10 +38,6 @@ fn expected_auth() -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{INSTANCE}:{TOKEN}"))
     )
-}
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/grafana.json")
 }
 
 fn sha_prefix(s: &str, n: usize) -> String {
@@ -134,18 +127,7 @@ async fn posts_otlp_json_with_basic_auth_to_the_gateway() {
     assert!(!has(a, "tracecast.truncated"));
 
     // The golden file: this body, byte for byte. Regenerate with UPDATE_GOLDEN=1 and review.
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &req.body).expect("write golden");
-    }
-    let golden = std::fs::read(&path).expect("tests/golden/grafana.json exists");
-    assert!(
-        golden == req.body.as_ref(),
-        "the Grafana body differs from {}\n--- golden\n{}\n--- now\n{}",
-        path.display(),
-        String::from_utf8_lossy(&golden),
-        String::from_utf8_lossy(&req.body)
-    );
+    golden::assert_bytes("grafana.json", "Grafana body", req.body.as_ref());
 }
 
 #[tokio::test]

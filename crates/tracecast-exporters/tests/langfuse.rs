@@ -4,40 +4,25 @@
 //! body against the `langfuse` package's own models and attribute names.
 
 mod common;
+use common::golden;
+use common::outcomes;
+use common::setup::{ALL_GROUPS, config, ctx};
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::Digest;
 use tracecast_exporters::langfuse::{self, LIMITS, MAX_SPAN_STRING_BYTES};
 use tracecast_exporters::otlp::proto::common::v1::KeyValue;
 use tracecast_exporters::otlp::proto::trace::v1::Span;
-use tracecast_exporters::{ExportContext, ExportError, Exporter, Outcome, build};
+use tracecast_exporters::{ExportError, Exporter, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
 const PK: &str = "pk-lf-1234567890";
 const SK: &str = "sk-lf-abcdefghij";
-
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
-
-fn ctx() -> ExportContext {
-    ExportContext::new(Duration::from_secs(5))
-}
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
 
 fn langfuse_at(rx: &Receiver, extra: Value) -> Arc<dyn Exporter> {
     let mut cfg = json!({"publicKey": PK, "secretKey": SK, "baseUrl": rx.url("")});
@@ -61,10 +46,6 @@ fn langfuse_record() -> Value {
     t.insert("release".into(), json!("2.1.0"));
     t.insert("tags".into(), json!(["checkout", "beta"]));
     r
-}
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/langfuse.json")
 }
 
 async fn deliver(rx: &Receiver, exporter: &Arc<dyn Exporter>, views: &[TraceView<'_>]) -> Captured {
@@ -115,20 +96,7 @@ async fn posts_otlp_json_to_the_langfuse_endpoint_with_basic_auth_and_golden_bod
 
     // The golden file: this body, byte for byte. Regenerate with UPDATE_GOLDEN=1 and review the
     // diff; tests/vendors/test_langfuse.py validates it with the langfuse package.
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("mkdir golden");
-        std::fs::write(&path, &req.body).expect("write golden");
-    }
-    let golden = std::fs::read(&path).expect("tests/golden/langfuse.json exists");
-    if golden != req.body.as_ref() {
-        panic!(
-            "the Langfuse body differs from {}\n--- golden\n{}\n--- now\n{}",
-            path.display(),
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(&req.body)
-        );
-    }
+    golden::assert_bytes("langfuse.json", "Langfuse body", req.body.as_ref());
 }
 
 #[tokio::test]
@@ -476,17 +444,7 @@ async fn answers_are_classified() {
     }
 
     rx.reply(Reply::status(429).header("retry-after", "7"));
-    match exporter.send(&payload).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(7)));
-        }
-        other => panic!("429: {other:?}"),
-    }
+    outcomes::assert_retry(exporter.send(&payload).await, 429, 7);
 
     rx.reply(Reply::status(503));
     assert!(matches!(

@@ -2,43 +2,21 @@
 //! OTLP endpoint. Bodies are decoded with `opentelemetry-proto`'s own OTLP/JSON types.
 
 mod common;
+use common::golden;
+use common::setup::{self, ALL_GROUPS, config, ctx};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tracecast_exporters::otlp::proto::trace::v1::Span;
-use tracecast_exporters::{ExportContext, Exporter, Outcome, build, langsmith};
+use tracecast_exporters::{Exporter, Outcome, build, langsmith};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
-
-fn ctx() -> ExportContext {
-    ExportContext::new(Duration::from_secs(5))
-}
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
-
 fn exporter(cfg: Value) -> Arc<dyn Exporter> {
-    match build(DestinationType::Langsmith, &config(cfg), &ctx()) {
-        Ok(e) => e,
-        Err(e) => panic!("langsmith exporter: {e}"),
-    }
-}
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/langsmith.json")
+    setup::exporter(DestinationType::Langsmith, cfg)
 }
 
 /// Encodes, sends through the exporter to the receiver and returns the request it got.
@@ -111,19 +89,7 @@ async fn posts_otlp_to_the_otel_endpoint_with_langsmith_headers_and_matches_the_
     assert!(!a.iter().any(|kv| kv.key.starts_with("trace.metadata.")));
 
     // The golden file: this body, byte for byte. Regenerate with UPDATE_GOLDEN=1 and review.
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &req.body).expect("write golden");
-    }
-    let golden = std::fs::read(&path).expect("tests/golden/langsmith.json exists");
-    if golden != req.body.as_ref() {
-        panic!(
-            "the LangSmith body differs from {}\n--- golden\n{}\n--- now\n{}",
-            path.display(),
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(&req.body)
-        );
-    }
+    golden::assert_bytes("langsmith.json", "LangSmith body", req.body.as_ref());
 }
 
 #[tokio::test]

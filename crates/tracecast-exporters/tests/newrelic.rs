@@ -3,8 +3,8 @@
 //! opentelemetry-proto's message types.
 
 mod common;
+use common::golden;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -43,10 +43,6 @@ fn newrelic(rx: &Receiver, extra: Value) -> Box<dyn Exporter> {
 
 fn decode_pb(body: &[u8]) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest::decode(body).expect("a binary protobuf ExportTraceServiceRequest")
-}
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/newrelic.json")
 }
 
 fn sha_prefix(s: &str, n: usize) -> String {
@@ -144,16 +140,7 @@ async fn posts_protobuf_with_the_license_key_and_the_standard_mapping() {
     // The golden file: the decoded request as OTLP/JSON. Regenerate with UPDATE_GOLDEN=1 and
     // review the diff.
     let now = serde_json::to_string_pretty(&decoded).unwrap() + "\n";
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &now).expect("write golden");
-    }
-    let golden = std::fs::read_to_string(&path).expect("tests/golden/newrelic.json exists");
-    assert!(
-        golden == now,
-        "the New Relic request differs from {}\n--- golden\n{golden}\n--- now\n{now}",
-        path.display()
-    );
+    let golden = golden::assert_text("newrelic.json", "New Relic request", &now);
     // The golden JSON is the same message: it decodes back to what was sent.
     let back: ExportTraceServiceRequest = serde_json::from_str(&golden).unwrap();
     assert_eq!(back, decoded);

@@ -1,8 +1,9 @@
 //! The `opik` destination against a real HTTP receiver on 127.0.0.1 playing Opik's REST API.
 
 mod common;
+use common::golden;
+use common::setup::ALL_GROUPS;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,14 +14,6 @@ use tracecast_exporters::{ExportContext, ExportError, Exporter, Outcome, Payload
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 use uuid::Uuid;
-
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 
 fn ctx(rx: &Receiver) -> ExportContext {
     ExportContext::new(Duration::from_secs(5))
@@ -82,10 +75,6 @@ fn traces_and_spans(body: &[u8]) -> (Vec<Value>, Vec<Value>) {
     (t, s)
 }
 
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/opik.ndjson")
-}
-
 async fn encode_send(exporter: &dyn Exporter, views: &[TraceView<'_>]) -> (Payload, Outcome) {
     let payload = exporter.encode(views).expect("encodes");
     let outcome = exporter.send(&payload).await;
@@ -135,20 +124,7 @@ async fn posts_traces_then_spans_with_auth_workspace_and_custom_headers() {
         payload.body.to_vec(),
         "the wire bodies are the payload's lines"
     );
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &payload.body).unwrap();
-    }
-    let golden = std::fs::read(&path).expect("tests/golden/opik.ndjson exists");
-    if golden != payload.body.as_ref() {
-        panic!(
-            "the Opik payload differs from {}\n--- golden\n{}\n--- now\n{}",
-            path.display(),
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(&payload.body)
-        );
-    }
+    golden::assert_bytes("opik.ndjson", "Opik payload", payload.body.as_ref());
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! attributes, privacy mode, metadata groups, errors, dialect hooks and protobuf.
 
 mod common;
+use common::setup::ALL_GROUPS;
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -17,14 +18,6 @@ use tracecast_exporters::otlp::{
 };
 use tracecast_model::generation::Generation;
 use tracecast_model::trace::{TraceOptions, TraceView};
-
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 
 fn encode_with(g: &Generation, opts: TraceOptions) -> (Vec<u8>, ExportTraceServiceRequest) {
     let view = TraceView::new(g, opts);

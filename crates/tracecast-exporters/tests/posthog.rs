@@ -8,30 +8,22 @@
 //! package's own message TypedDicts and the `$ai_*` names its AI SDK sends.
 
 mod common;
+use common::big_receiver::BigReceiver;
+use common::golden;
+use common::outcomes;
+use common::setup::{ALL_GROUPS, config};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tracecast_exporters::posthog::{DROPPED, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, TEST_DISTINCT_ID};
 use tracecast_exporters::{ExportContext, ExportError, Exporter, ItemOutcome, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 const KEY: &str = "phc_TestProjectKey0123456789";
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
 
 fn posthog_at(url: &str, extra: Value, timeout: Duration) -> Arc<dyn Exporter> {
     let mut cfg = json!({"apiKey": KEY, "endpoint": url});
@@ -217,10 +209,6 @@ fn validate(body: &Value) {
     }
 }
 
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/posthog.json")
-}
-
 // ---- tests ----
 
 #[tokio::test]
@@ -305,20 +293,7 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     assert_eq!(p["openrouter_external_user"], "ext-42");
     assert_eq!(p["openrouter_data_region"], "europe");
 
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        let pretty = serde_json::to_vec_pretty(ev).unwrap();
-        std::fs::write(&path, [pretty.as_slice(), b"\n"].concat()).expect("write golden");
-    }
-    let golden: Value = serde_json::from_slice(&std::fs::read(&path).expect("golden exists"))
-        .expect("golden is JSON");
-    if golden != *ev {
-        panic!(
-            "the PostHog event differs from {}\n--- now\n{}",
-            path.display(),
-            serde_json::to_string_pretty(ev).unwrap()
-        );
-    }
+    golden::assert_json("posthog.json", "PostHog event", ev);
 }
 
 #[tokio::test]
@@ -482,17 +457,7 @@ async fn answers_are_classified() {
     rx.reply(Reply::status(200).body(r#"{"status":1}"#));
     assert_eq!(exp.send(&payload).await, Outcome::Delivered);
     rx.reply(Reply::status(429).header("retry-after", "11"));
-    match exp.send(&payload).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(11)));
-        }
-        other => panic!("429: {other:?}"),
-    }
+    outcomes::assert_retry(exp.send(&payload).await, 429, 11);
     rx.reply(
         Reply::status(401).body(r#"{"type":"authentication_error","code":"invalid_api_key"}"#),
     );
@@ -540,56 +505,9 @@ async fn an_oversized_event_keeps_everything_but_its_content() {
 
 // ---- a receiver without axum's 2 MB body limit (for the 5 MiB request limit) ----
 
-struct BigReceiver {
-    url: String,
-    bodies: Arc<std::sync::Mutex<Vec<bytes::Bytes>>>,
-}
-
-impl BigReceiver {
-    async fn start(statuses: Vec<(u16, Option<&'static str>)>) -> BigReceiver {
-        use axum::extract::{DefaultBodyLimit, State};
-        use axum::response::IntoResponse;
-        type Shared = (
-            Arc<std::sync::Mutex<Vec<bytes::Bytes>>>,
-            Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
-        );
-        async fn handle(
-            State((bodies, answers)): State<Shared>,
-            body: bytes::Bytes,
-        ) -> axum::response::Response {
-            bodies.lock().unwrap().push(body);
-            let (status, retry_after) = answers.lock().unwrap().pop_front().unwrap_or((200, None));
-            let mut resp = axum::http::StatusCode::from_u16(status)
-                .unwrap()
-                .into_response();
-            if let Some(r) = retry_after {
-                resp.headers_mut().insert("retry-after", r.parse().unwrap());
-            }
-            resp
-        }
-        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let shared: Shared = (
-            bodies.clone(),
-            Arc::new(std::sync::Mutex::new(statuses.into())),
-        );
-        let app = axum::Router::new()
-            .fallback(handle)
-            .layer(DefaultBodyLimit::disable())
-            .with_state(shared);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        BigReceiver { url, bodies }
-    }
-
-    fn bodies(&self) -> Vec<bytes::Bytes> {
-        self.bodies.lock().unwrap().clone()
-    }
-}
-
 #[tokio::test]
 async fn a_batch_over_5_mib_is_split_and_partial_answers_are_per_trace() {
-    let rx = BigReceiver::start(vec![(200, None), (400, None), (503, None)]).await;
+    let rx = BigReceiver::start(200, vec![(200, None), (400, None), (503, None)]).await;
     let exp = posthog_at(&rx.url, json!({}), Duration::from_secs(30));
     // Fourteen events of ~850 KiB: each under the event limit, three requests together.
     let gens: Vec<_> = (0..14)

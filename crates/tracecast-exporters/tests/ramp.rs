@@ -2,47 +2,25 @@
 //! AI-usage endpoint. Payloads are decoded with `opentelemetry-proto`'s own types.
 
 mod common;
+use common::golden;
+use common::setup::{self, ALL_GROUPS, config, ctx};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::Digest;
 use tracecast_exporters::sentry::sentry_ramp::TRUNCATION_MARKER;
-use tracecast_exporters::{ExportContext, ExportError, Exporter, Outcome, build};
+use tracecast_exporters::{ExportError, Exporter, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
-
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 
 const KEY: &str = "rmp_test_key_0123456789";
 const PATH: &str = "/developer/v1/ai-usage/openrouter";
 
-fn ctx() -> ExportContext {
-    ExportContext::new(Duration::from_secs(5))
-}
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
-
 fn ramp(cfg: Value) -> Arc<dyn Exporter> {
-    match build(DestinationType::Ramp, &config(cfg), &ctx()) {
-        Ok(e) => e,
-        Err(e) => panic!("ramp exporter: {e}"),
-    }
-}
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ramp.json")
+    setup::exporter(DestinationType::Ramp, cfg)
 }
 
 fn sha(s: &str) -> Vec<u8> {
@@ -151,20 +129,7 @@ async fn delivers_otlp_json_to_the_base_url_with_the_bearer_key() {
     assert!(s(a, "gen_ai.completion").contains("Looking up the SKU."));
     assert!(!has(a, "tracecast.truncated"));
 
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("mkdir golden");
-        std::fs::write(&path, &req.body).expect("write golden");
-    }
-    let golden = std::fs::read(&path).expect("tests/golden/ramp.json exists");
-    if golden != req.body.as_ref() {
-        panic!(
-            "the Ramp body differs from {}\n--- golden\n{}\n--- now\n{}",
-            path.display(),
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(&req.body)
-        );
-    }
+    golden::assert_bytes("ramp.json", "Ramp body", req.body.as_ref());
 }
 
 #[tokio::test]

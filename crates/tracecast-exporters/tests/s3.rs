@@ -7,6 +7,8 @@
 //!   with Retry-After, a 400 for one object of a batch, region redirects, a fake STS.
 
 mod common;
+use common::golden;
+use common::setup::{ALL_GROUPS, config};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,18 +22,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use common::{full_record, generation, secret_record};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tracecast_exporters::{ExportContext, Exporter, ItemOutcome, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
-
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 
 const BUCKET: &str = "traces-bucket";
 const ACCESS_KEY: &str = "AKIATRACECASTTEST01";
@@ -39,10 +33,6 @@ const SECRET_KEY: &str = "tracecast-test-secret-key-0123456789abcdef";
 
 fn ctx() -> ExportContext {
     ExportContext::new(Duration::from_secs(10))
-}
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
 }
 
 fn s3(cfg: Value) -> Arc<dyn Exporter> {
@@ -369,19 +359,7 @@ async fn golden_trace_document() {
 
     // The golden file: the stored object, byte for byte (one line, as Athena's JSON SerDe
     // wants). Regenerate with UPDATE_GOLDEN=1 and review the diff.
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/s3.json");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &stored).expect("write golden");
-    }
-    let golden = std::fs::read(&path).expect("tests/golden/s3.json exists");
-    if golden != stored {
-        panic!(
-            "the s3 object differs from {}\n--- golden\n{}\n--- now\n{}",
-            path.display(),
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(&stored)
-        );
-    }
+    golden::assert_bytes("s3.json", "s3 object", &stored);
 }
 
 #[tokio::test]

@@ -2,51 +2,29 @@
 //! OTLP traces endpoint. Payloads are decoded with `opentelemetry-proto`'s own types.
 
 mod common;
+use common::golden;
+use common::setup::{self, ALL_GROUPS, config, ctx};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::Digest;
 use tracecast_exporters::otlp::proto::trace::v1::Span;
 use tracecast_exporters::sentry::sentry_ramp::TRUNCATION_MARKER;
-use tracecast_exporters::{ExportContext, ExportError, Exporter, Outcome, build};
+use tracecast_exporters::{ExportError, Exporter, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
-
 const DSN: &str = "https://abc123publickey@o123.ingest.us.sentry.io/456";
 
-fn ctx() -> ExportContext {
-    ExportContext::new(Duration::from_secs(5))
-}
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
-
 fn sentry(cfg: Value) -> Arc<dyn Exporter> {
-    match build(DestinationType::Sentry, &config(cfg), &ctx()) {
-        Ok(e) => e,
-        Err(e) => panic!("sentry exporter: {e}"),
-    }
+    setup::exporter(DestinationType::Sentry, cfg)
 }
 
 fn endpoint(rx: &Receiver) -> String {
     rx.url("/api/456/integration/otlp/v1/traces")
-}
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/sentry.json")
 }
 
 fn sha(s: &str) -> Vec<u8> {
@@ -224,20 +202,7 @@ async fn delivers_otlp_json_with_the_dsn_key_and_sentrys_attributes() {
 
     // The golden file: this body, byte for byte. Regenerate with UPDATE_GOLDEN=1 and review
     // the diff.
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("mkdir golden");
-        std::fs::write(&path, &req.body).expect("write golden");
-    }
-    let golden = std::fs::read(&path).expect("tests/golden/sentry.json exists");
-    if golden != req.body.as_ref() {
-        panic!(
-            "the Sentry body differs from {}\n--- golden\n{}\n--- now\n{}",
-            path.display(),
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(&req.body)
-        );
-    }
+    golden::assert_bytes("sentry.json", "Sentry body", req.body.as_ref());
 }
 
 #[tokio::test]

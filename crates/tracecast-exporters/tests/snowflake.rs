@@ -3,6 +3,8 @@
 //! the async 202 path, resubmission, 429 with Retry-After, 401, 422, and test connection.
 
 mod common;
+use common::outcomes;
+use common::setup::ALL_GROUPS;
 mod snowflake_support;
 
 use std::path::PathBuf;
@@ -20,14 +22,6 @@ use tracecast_model::trace::{TraceOptions, TraceView};
 
 const TOKEN: &str = "pat-Secret-Token-0123456789";
 const TABLE: &str = "ANALYTICS.TRACING.OPENROUTER_TRACES";
-
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
 
 fn config(v2: bool) -> Map<String, Value> {
     json!({
@@ -266,17 +260,7 @@ async fn errors_429_503_401_and_422() {
         .unwrap();
 
     rx.script(Script::Status(429, Some(7)));
-    match e.send(&p).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(7)));
-        }
-        other => panic!("429: {other:?}"),
-    }
+    outcomes::assert_retry(e.send(&p).await, 429, 7);
     rx.script(Script::Status(503, None));
     assert!(matches!(
         e.send(&p).await,

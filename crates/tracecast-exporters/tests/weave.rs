@@ -2,8 +2,9 @@
 //! endpoint. Bodies are decoded with `opentelemetry-proto`'s own prost types.
 
 mod common;
+use common::golden;
+use common::setup::{ALL_GROUPS, ctx};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,21 +15,9 @@ use serde_json::{Map, Value, json};
 use tracecast_exporters::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use tracecast_exporters::otlp::proto::common::v1::KeyValue;
 use tracecast_exporters::weave::exporter as weave_exporter;
-use tracecast_exporters::{ExportContext, ExportError, Exporter, Outcome, build};
+use tracecast_exporters::{ExportError, Exporter, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
-
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
-
-fn ctx() -> ExportContext {
-    ExportContext::new(Duration::from_secs(5))
-}
 
 fn config(base: &str) -> Map<String, Value> {
     json!({
@@ -77,29 +66,6 @@ fn assert_no_path_conflicts(attrs: &[KeyValue]) {
     }
 }
 
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
-}
-
-fn check_golden(name: &str, now: &[u8]) {
-    let path = golden(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, now).unwrap();
-    }
-    let golden = std::fs::read(&path).unwrap_or_else(|_| panic!("{} exists", path.display()));
-    if golden != now {
-        panic!(
-            "the Weave payload differs from {}\n--- golden\n{}\n--- now\n{}",
-            path.display(),
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(now)
-        );
-    }
-}
-
 #[tokio::test]
 async fn posts_otlp_protobuf_with_weave_auth_and_custom_headers() {
     let rx = Receiver::start().await;
@@ -133,10 +99,10 @@ async fn posts_otlp_protobuf_with_weave_auth_and_custom_headers() {
     // Regenerate with UPDATE_GOLDEN=1 and review the diff of weave.json; tests/vendors/
     // test_weave.py runs weave.pb through Weave's own OTLP ingestion.
     let decoded = pb(&req.body);
-    check_golden("weave.pb", &req.body);
+    golden::assert_bytes("weave.pb", "Weave payload", &req.body);
     let mut rendered = serde_json::to_vec_pretty(&decoded).unwrap();
     rendered.push(b'\n');
-    check_golden("weave.json", &rendered);
+    golden::assert_bytes("weave.json", "Weave payload", &rendered);
 }
 
 #[tokio::test]

@@ -1,42 +1,20 @@
 //! The `webhook` destination against a real HTTP receiver on 127.0.0.1.
 
 mod common;
+use common::golden;
+use common::outcomes;
+use common::setup::{self, ALL_GROUPS, config, ctx};
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{Map, Value, json};
-use tracecast_exporters::{ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, build};
+use tracecast_exporters::{ConnectionCheck, ExportError, Exporter, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
-const ALL_GROUPS: TraceOptions = TraceOptions {
-    privacy_mode: false,
-    cost: true,
-    identity: true,
-    request_context: true,
-    cost_allocation: true,
-};
-
-fn ctx() -> ExportContext {
-    ExportContext::new(Duration::from_secs(5))
-}
-
-fn config(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("config object")
-}
-
 fn webhook(cfg: Value) -> Arc<dyn Exporter> {
-    match build(DestinationType::Webhook, &config(cfg), &ctx()) {
-        Ok(e) => e,
-        Err(e) => panic!("webhook exporter: {e}"),
-    }
-}
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/otlp_webhook.json")
+    setup::exporter(DestinationType::Webhook, cfg)
 }
 
 #[tokio::test]
@@ -76,20 +54,7 @@ async fn delivers_otlp_json_with_put_and_custom_headers() {
 
     // The golden file: this body, byte for byte. Regenerate with UPDATE_GOLDEN=1 and review the
     // diff.
-    let path = golden_path();
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("mkdir golden");
-        std::fs::write(&path, &req.body).expect("write golden");
-    }
-    let golden = std::fs::read(&path).expect("tests/golden/otlp_webhook.json exists");
-    if golden != req.body.as_ref() {
-        panic!(
-            "the webhook body differs from {}\n--- golden\n{}\n--- now\n{}",
-            path.display(),
-            String::from_utf8_lossy(&golden),
-            String::from_utf8_lossy(&req.body)
-        );
-    }
+    golden::assert_bytes("otlp_webhook.json", "webhook body", req.body.as_ref());
 }
 
 #[tokio::test]
@@ -166,17 +131,7 @@ async fn outcomes_are_classified() {
     ));
 
     rx.reply(Reply::status(429).header("retry-after", "7"));
-    match exporter.send(&payload).await {
-        Outcome::Retry {
-            status,
-            retry_after,
-            ..
-        } => {
-            assert_eq!(status, Some(429));
-            assert_eq!(retry_after, Some(Duration::from_secs(7)));
-        }
-        other => panic!("429: {other:?}"),
-    }
+    outcomes::assert_retry(exporter.send(&payload).await, 429, 7);
 
     rx.reply(Reply::status(503));
     assert!(matches!(

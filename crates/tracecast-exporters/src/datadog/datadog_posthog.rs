@@ -188,23 +188,7 @@ pub(crate) fn provider_id(provider: Option<&str>, model: &str) -> String {
         .or_else(|| model.split_once('/').map(|(author, _)| author))
         .unwrap_or("openrouter");
     let base = raw.split('(').next().unwrap_or(raw);
-    let mut out = String::with_capacity(base.len());
-    let mut gap = false;
-    for c in base.chars().flat_map(char::to_lowercase) {
-        if c.is_alphanumeric() {
-            if gap && !out.is_empty() {
-                out.push('_');
-            }
-            gap = false;
-            out.push(c);
-        } else {
-            gap = true;
-        }
-    }
-    if out.is_empty() {
-        out.push_str("unknown");
-    }
-    out
+    crate::ident::snake(base, true)
 }
 
 /// The text of a chat message `content`: a string as is, the `text` of each part of an array
@@ -234,51 +218,11 @@ pub(crate) fn content_text(content: &Value) -> String {
     }
 }
 
-/// Cuts `s` to at most `max` bytes on a character boundary.
-pub(crate) fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// Shortens every string longer than `max` bytes inside `v` (keys kept), appending `marker`.
-/// Returns whether anything was shortened.
-pub(crate) fn shorten_strings(v: &mut Value, max: usize, marker: &str) -> bool {
-    match v {
-        Value::String(s) if s.len() > max => {
-            let mut t = cut(s, max).to_string();
-            t.push_str(marker);
-            *s = t;
-            true
-        }
-        Value::Array(a) => a
-            .iter_mut()
-            .fold(false, |acc, x| shorten_strings(x, max, marker) | acc),
-        Value::Object(o) => o
-            .values_mut()
-            .fold(false, |acc, x| shorten_strings(x, max, marker) | acc),
-        _ => false,
-    }
-}
-
 /// A JSON value's text for a string-only field: strings as is, others as JSON.
 pub(crate) fn as_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-/// The text of a transport error (no HTTP answer), as [`crate::http::transport_error`] words it.
-pub(crate) fn transport_text(e: &reqwest::Error) -> String {
-    match crate::http::transport_error(e) {
-        Outcome::Retry { error, .. } => error,
-        _ => e.to_string(),
     }
 }
 
@@ -288,7 +232,7 @@ pub(crate) fn snippet(body: &str) -> String {
     if t.is_empty() {
         String::new()
     } else {
-        format!(": {}", cut(t, 300))
+        format!(": {}", crate::truncate::prefix(t, 300))
     }
 }
 
@@ -367,10 +311,6 @@ mod tests {
         assert_eq!(provider_id(None, "anthropic/claude"), "anthropic");
         assert_eq!(provider_id(Some("  "), "gpt"), "openrouter");
         assert_eq!(provider_id(Some("!!"), "gpt"), "unknown");
-        assert_eq!(cut("héllo", 2), "h");
-        let mut v = serde_json::json!({"a": "xxxxxxxx", "b": ["yyyyyyyy", 1]});
-        assert!(shorten_strings(&mut v, 3, "…"));
-        assert_eq!(v, serde_json::json!({"a": "xxx…", "b": ["yyy…", 1]}));
         assert_eq!(
             content_text(
                 &serde_json::json!([{"type": "text", "text": "a"}, {"type": "image_url"}])

@@ -54,11 +54,13 @@ use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
 
 use self::datadog_posthog::{
-    as_text, chunks, combine, content_text, cut, digest16, pack, provider_id, shorten_strings,
-    snippet, stops, transport_text,
+    as_text, chunks, combine, content_text, digest16, pack, provider_id, snippet, stops,
 };
 use crate::config::required_str;
-use crate::{BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload};
+use crate::http::transport_message;
+use crate::{
+    BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload, truncate,
+};
 
 /// The spans intake path, under the site's API base URL.
 pub const SPANS_PATH: &str = "/api/intake/llm-obs/v1/trace/spans";
@@ -112,10 +114,10 @@ impl DatadogExporter {
             Ok(u)
         };
         let mut headers = crate::config::custom_headers(config)?;
-        let mut key = HeaderValue::from_str(api_key)
-            .map_err(|_| ExportError::Config("apiKey is not a valid header value".into()))?;
-        key.set_sensitive(true);
-        headers.insert(HeaderName::from_static("dd-api-key"), key);
+        headers.insert(
+            HeaderName::from_static("dd-api-key"),
+            crate::http::secret_value(api_key, "apiKey is not a valid header value")?,
+        );
         Ok(DatadogExporter {
             client: ctx.client.clone(),
             timeout: ctx.timeout,
@@ -166,7 +168,7 @@ pub fn ml_app(raw: &str) -> Result<String, ExportError> {
 
 fn tag(key: &str, value: &str) -> Value {
     let t = format!("{key}:{}", value.trim());
-    Value::String(cut(&t, MAX_TAG_LEN).to_string())
+    Value::String(truncate::prefix(&t, MAX_TAG_LEN).to_string())
 }
 
 /// A 64-bit span id as Datadog's SDKs write it (decimal).
@@ -596,7 +598,7 @@ fn encode_span(mut span: Value) -> Result<Vec<u8>, ExportError> {
     }
     // Still too large: long metadata values (custom keys) are shortened.
     if let Some(md) = span.pointer_mut("/meta/metadata") {
-        shorten_strings(md, 1024, "…[truncated]");
+        truncate::shorten_strings(md, 1024, 1024, "…[truncated]");
     }
     let bytes = enc(&span)?;
     if bytes.len() <= MAX_EVENT_BYTES {
@@ -691,7 +693,7 @@ impl Exporter for DatadogExporter {
             .send()
             .await;
         match resp {
-            Err(e) => ConnectionCheck::unreachable("Datadog", &transport_text(&e)),
+            Err(e) => ConnectionCheck::unreachable("Datadog", &transport_message(&e)),
             Ok(r) => {
                 let status = r.status().as_u16();
                 let body = r.text().await.unwrap_or_default();

@@ -1,15 +1,14 @@
 //! What the `langsmith` and `braintrust` exporters share: tags taken from custom metadata,
 //! visible truncation of oversized content attributes, credential headers, and URL joining.
 
-use std::borrow::Cow;
-
 use reqwest::Url;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName};
 use serde::Serialize;
 use tracecast_model::trace::TraceView;
 
 use crate::ExportError;
-use crate::otlp::{Attr, AttrValue, Attributes};
+use crate::otlp::{AttrValue, Attributes};
+use crate::truncate::{prefix, replace_string};
 
 /// Largest content attribute (prompt, completion, tool definitions) sent as is, in bytes.
 /// Larger values are replaced by a truncation marker (see [`truncate_content`]), so that one
@@ -50,14 +49,6 @@ pub fn tags<'a>(view: &TraceView<'a>) -> Vec<&'a str> {
     out
 }
 
-/// Sets `key` to `value`, replacing any attribute of that key added before (a custom metadata
-/// key of the same name): the platform field set from the generation wins.
-pub fn set<'a>(attrs: &mut Attributes<'a, '_>, key: impl Into<Cow<'a, str>>, value: AttrValue<'a>) {
-    let key = key.into();
-    attrs.remove(&key);
-    attrs.push(Attr { key, value });
-}
-
 /// The marker that replaces an oversized content value: still valid JSON, so platforms that
 /// parse the attribute as JSON show it, with what was cut.
 #[derive(Serialize)]
@@ -67,18 +58,6 @@ struct TruncationMarker<'s> {
     kept_bytes: usize,
     note: &'static str,
     preview: &'s str,
-}
-
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-fn prefix(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Replaces every string attribute longer than [`CONTENT_CAP`] bytes (in practice the prompt,
@@ -111,11 +90,7 @@ pub fn truncate_oversized(attrs: &mut Attributes<'_, '_>) -> bool {
         }
     }
     for (key, marker) in replaced {
-        attrs.remove(&key);
-        attrs.push(Attr {
-            key: Cow::Owned(key),
-            value: AttrValue::String(Cow::Owned(marker)),
-        });
+        replace_string(attrs, key, marker);
     }
     true
 }
@@ -130,9 +105,11 @@ pub fn header(
     field: &str,
     secret: bool,
 ) -> Result<(), ExportError> {
-    let mut v = HeaderValue::from_str(value)
-        .map_err(|_| ExportError::Config(format!("{field} is not a valid HTTP header value")))?;
-    v.set_sensitive(secret);
+    let v = crate::http::header_value(
+        value,
+        secret,
+        &format!("{field} is not a valid HTTP header value"),
+    )?;
     headers.insert(HeaderName::from_static(name), v);
     Ok(())
 }
@@ -159,13 +136,6 @@ pub fn join_url(base: &str, path: &str, field: &str) -> Result<Url, ExportError>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes_end_on_char_boundaries() {
-        assert_eq!(prefix("héllo", 2), "h");
-        assert_eq!(prefix("héllo", 3), "hé");
-        assert_eq!(prefix("abc", 10), "abc");
-    }
 
     #[test]
     fn urls_join_and_reject_bad_bases() {

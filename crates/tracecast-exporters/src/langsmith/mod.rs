@@ -139,29 +139,19 @@ impl OtlpDialect for LangsmithDialect {
             SpanRole::Intermediate => "chain",
             SpanRole::Generation => "llm",
         };
-        shared::set(attrs, SPAN_KIND, AttrValue::String(Cow::Borrowed(kind)));
-        shared::set(
-            attrs,
-            TRACE_NAME,
-            AttrValue::String(default_span_name(view, slot)),
-        );
+        attrs.set(SPAN_KIND, AttrValue::String(Cow::Borrowed(kind)));
+        attrs.set(TRACE_NAME, AttrValue::String(default_span_name(view, slot)));
         if slot.top_most {
-            shared::set(
-                attrs,
+            attrs.set(
                 meta("trace_name"),
                 AttrValue::String(Cow::Borrowed(view.trace_name())),
             );
         }
         if let Some(user) = view.user() {
-            shared::set(
-                attrs,
-                meta("user_id"),
-                AttrValue::String(Cow::Borrowed(user)),
-            );
+            attrs.set(meta("user_id"), AttrValue::String(Cow::Borrowed(user)));
         }
         if let Some(session) = view.session_id() {
-            shared::set(
-                attrs,
+            attrs.set(
                 meta("session_id"),
                 AttrValue::String(Cow::Borrowed(session)),
             );
@@ -173,7 +163,7 @@ impl OtlpDialect for LangsmithDialect {
                 .map(|t| t.replace(',', " "))
                 .collect::<Vec<_>>()
                 .join(", ");
-            shared::set(attrs, SPAN_TAGS, AttrValue::String(Cow::Owned(joined)));
+            attrs.set(SPAN_TAGS, AttrValue::String(Cow::Owned(joined)));
         }
         if slot.role == SpanRole::Generation {
             let provider = match attrs.get(k::GEN_AI_SYSTEM) {
@@ -181,21 +171,20 @@ impl OtlpDialect for LangsmithDialect {
                 _ => None,
             };
             if let Some(p) = provider {
-                shared::set(attrs, meta("ls_provider"), AttrValue::String(p));
+                attrs.set(meta("ls_provider"), AttrValue::String(p));
             }
             // LangSmith's price table knows models by their own name ("gpt-4o"), not by
             // OpenRouter's slug ("openai/gpt-4o").
             let model = view.model();
             let name = model.split_once('/').map_or(model, |(_, name)| name);
-            shared::set(
-                attrs,
+            attrs.set(
                 meta("ls_model_name"),
                 AttrValue::String(Cow::Borrowed(name)),
             );
         }
         if shared::truncate_oversized(attrs) {
-            shared::set(attrs, meta("truncated"), AttrValue::Bool(true));
-            shared::set(attrs, TRACECAST_TRUNCATED, AttrValue::Bool(true));
+            attrs.set(meta("truncated"), AttrValue::Bool(true));
+            attrs.set(TRACECAST_TRUNCATED, AttrValue::Bool(true));
         }
     }
 }

@@ -108,7 +108,7 @@ use self::opik_weave::{
     output_json, truncate_if_over,
 };
 use crate::config::required_str;
-use crate::http::{classify, transport_error};
+use crate::http::{classify, transport_error, transport_message};
 use crate::{BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload};
 
 /// Comet cloud's Opik API base URL.
@@ -178,10 +178,10 @@ impl OpikExporter {
             .append_pair("size", "1");
 
         let mut headers = crate::config::custom_headers(config)?;
-        let mut key = HeaderValue::from_str(api_key)
-            .map_err(|_| ExportError::Config("apiKey is not a valid header value".into()))?;
-        key.set_sensitive(true);
-        headers.insert(AUTHORIZATION, key);
+        headers.insert(
+            AUTHORIZATION,
+            crate::http::secret_value(api_key, "apiKey is not a valid header value")?,
+        );
         headers.insert(
             HeaderName::from_static(WORKSPACE_HEADER),
             HeaderValue::from_str(workspace)
@@ -351,11 +351,7 @@ impl Exporter for OpikExporter {
         let r = match resp {
             Ok(r) => r,
             Err(e) => {
-                let msg = match transport_error(&e) {
-                    Outcome::Retry { error, .. } => error,
-                    _ => e.to_string(),
-                };
-                return ConnectionCheck::unreachable("Opik", &msg);
+                return ConnectionCheck::unreachable("Opik", &transport_message(&e));
             }
         };
         let status = r.status().as_u16();

@@ -208,6 +208,15 @@ impl<'a, 'd> Attributes<'a, 'd> {
         self
     }
 
+    /// Sets `key` to `value`, replacing every attribute of that key added before (moved to the
+    /// end of the list): the value set last wins.
+    pub fn set(&mut self, key: impl Into<Cow<'a, str>>, value: AttrValue<'a>) -> &mut Self {
+        let key = key.into();
+        self.remove(&key);
+        self.list.push(Attr { key, value });
+        self
+    }
+
     /// The value of the first attribute with this key.
     pub fn get(&self, key: &str) -> Option<&AttrValue<'a>> {
         self.list.iter().find(|a| a.key == key).map(|a| &a.value)

@@ -314,23 +314,7 @@ fn normalise_name(s: &str) -> Cow<'_, str> {
     if clean {
         return Cow::Borrowed(s);
     }
-    let mut out = String::with_capacity(s.len());
-    let mut gap = false;
-    for c in s.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() {
-            if gap && !out.is_empty() {
-                out.push('_');
-            }
-            gap = false;
-            out.push(c);
-        } else {
-            gap = true;
-        }
-    }
-    if out.is_empty() {
-        out.push_str("unknown");
-    }
-    Cow::Owned(out)
+    Cow::Owned(crate::ident::snake(s, false))
 }
 
 #[derive(Serialize)]

@@ -99,7 +99,7 @@ impl OtlpHttp {
         let headers = resp.headers().clone();
         if status.is_success() {
             if self.read_partial_success {
-                let body = read_capped(resp).await;
+                let body = crate::http::read_capped(resp, MAX_ANSWER).await;
                 if let Some((rejected, message)) = partial_success(&headers, body.as_bytes()) {
                     tracing::warn!(
                         url = %self.url,
@@ -111,7 +111,7 @@ impl OtlpHttp {
             }
             return Outcome::Delivered;
         }
-        let body = read_capped(resp).await;
+        let body = crate::http::read_capped(resp, MAX_ANSWER).await;
         classify(status, &headers, &body)
     }
 
@@ -126,32 +126,19 @@ impl OtlpHttp {
         for (name, value) in extra_headers {
             req = req.header(name, value);
         }
-        let resp = req.send().await.map_err(|e| match transport_error(&e) {
-            Outcome::Retry { error, .. } => error,
-            other => format!("{other:?}"),
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| crate::http::transport_message(&e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = read_capped(resp).await;
+        let body = crate::http::read_capped(resp, MAX_ANSWER).await;
         Ok(RawAnswer {
             status,
             headers,
             body,
         })
     }
-}
-
-/// Reads at most [`MAX_ANSWER`] bytes of an answer as (lossy) text.
-async fn read_capped(mut resp: reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        let room = MAX_ANSWER.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() >= MAX_ANSWER {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The rejected span count and message of an OTLP partial success, if the answer is one.

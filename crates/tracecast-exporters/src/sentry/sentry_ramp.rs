@@ -18,18 +18,15 @@
 
 use std::borrow::Cow;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName};
 use serde_json::Value;
 
-use crate::ExportError;
-use crate::otlp::{Attr, AttrValue, Attributes};
+use crate::otlp::{AttrValue, Attributes};
+use crate::{ExportError, truncate};
 
 /// Appended to every string that was cut.
 pub const TRUNCATION_MARKER: &str = "…[truncated by tracecast]";
-/// `true` on a span whose content was shortened.
-pub const TRUNCATED: &str = "tracecast.truncated";
-/// The keys of the shortened attributes (a string array).
-pub const TRUNCATED_ATTRIBUTES: &str = "tracecast.truncated_attributes";
+pub use crate::truncate::{TRUNCATED, TRUNCATED_ATTRIBUTES};
 
 /// The destination's custom `headers` with the credential header set last, so that a custom
 /// header of the same name cannot replace the credentials. The credential value is marked
@@ -41,12 +38,10 @@ pub fn headers_with_credential(
     field: &str,
 ) -> Result<HeaderMap, ExportError> {
     let mut headers = crate::config::custom_headers(config)?;
-    let mut value = HeaderValue::from_str(value).map_err(|_| {
-        ExportError::Config(format!(
-            "{field} contains characters that cannot be sent in an HTTP header"
-        ))
-    })?;
-    value.set_sensitive(true);
+    let value = crate::http::secret_value(
+        value,
+        &format!("{field} contains characters that cannot be sent in an HTTP header"),
+    )?;
     headers.insert(name, value);
     Ok(headers)
 }
@@ -60,24 +55,10 @@ pub fn cap_content(attrs: &mut Attributes<'_, '_>, keys: &[&str], max: usize) {
             Some(AttrValue::String(s)) if s.len() > max => s.to_string(),
             _ => continue,
         };
-        let short = fit_json_text(&long, max);
-        attrs.remove(key);
-        attrs.push(Attr {
-            key: Cow::Owned((*key).to_owned()),
-            value: AttrValue::String(Cow::Owned(short)),
-        });
+        truncate::replace_string(attrs, (*key).to_owned(), fit_json_text(&long, max));
         cut.push(Cow::Owned((*key).to_owned()));
     }
-    if !cut.is_empty() {
-        attrs.push(Attr {
-            key: Cow::Borrowed(TRUNCATED),
-            value: AttrValue::Bool(true),
-        });
-        attrs.push(Attr {
-            key: Cow::Borrowed(TRUNCATED_ATTRIBUTES),
-            value: AttrValue::StringArray(cut),
-        });
-    }
+    truncate::flag(attrs, (TRUNCATED, TRUNCATED_ATTRIBUTES), cut);
 }
 
 /// `text` (a JSON document, or plain text) shortened to at most `max` bytes.
@@ -143,15 +124,11 @@ pub fn fit_json(value: Value, max: usize) -> String {
 
 /// Plain text cut at a character boundary so that it and the marker fit in `max` bytes.
 fn cut_text(text: &str, max: usize) -> String {
-    let room = max.saturating_sub(TRUNCATION_MARKER.len());
-    let mut end = room.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut out = String::with_capacity(end + TRUNCATION_MARKER.len());
-    out.push_str(&text[..end]);
-    out.push_str(TRUNCATION_MARKER);
-    out
+    truncate::cut_with_marker(
+        text,
+        max.saturating_sub(TRUNCATION_MARKER.len()),
+        TRUNCATION_MARKER,
+    )
 }
 
 fn longest_string(v: &Value) -> usize {
@@ -166,19 +143,7 @@ fn longest_string(v: &Value) -> usize {
 /// Cuts every string longer than `len` + the marker to `len` bytes (at a character boundary)
 /// and appends the marker.
 fn cut_strings(v: &mut Value, len: usize) {
-    match v {
-        Value::String(s) if s.len() > len + TRUNCATION_MARKER.len() => {
-            let mut end = len;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s.truncate(end);
-            s.push_str(TRUNCATION_MARKER);
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| cut_strings(x, len)),
-        Value::Object(o) => o.values_mut().for_each(|x| cut_strings(x, len)),
-        _ => {}
-    }
+    truncate::shorten_strings(v, len + TRUNCATION_MARKER.len(), len, TRUNCATION_MARKER);
 }
 
 #[cfg(test)]

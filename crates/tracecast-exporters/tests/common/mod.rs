@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod big_receiver;
+pub mod golden;
+pub mod outcomes;
+pub mod setup;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
