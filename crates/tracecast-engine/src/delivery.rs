@@ -464,16 +464,85 @@ impl Worker {
     }
 }
 
+/// The records of a batch in flight. While the batch waits (a retry delay, or a destination
+/// paused for its credentials) it keeps only its encoded payload and where its records are in
+/// the log: the parsed generations pinned by a dead destination's in-flight batches were the
+/// largest part of peak memory with one destination down (bench B2). They are read back from
+/// the log when needed again (to re-encode after a config change, to dead-letter, or to split a
+/// partial answer); the log keeps them, since the cursor cannot pass an unfinished batch.
+struct Batch {
+    records: Option<Vec<Record>>,
+    /// (seq, received_at_ms) of each record, in order.
+    positions: Vec<(u64, i64)>,
+}
+
+impl Batch {
+    fn new(records: Vec<Record>) -> Self {
+        Batch {
+            positions: records.iter().map(|r| (r.seq, r.received_at_ms)).collect(),
+            records: Some(records),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Drops the parsed records of a log batch (replayed dead letters are not in the log and
+    /// stay loaded).
+    fn park(&mut self) {
+        if self.positions.iter().all(|(seq, _)| *seq != 0) {
+            self.records = None;
+        }
+    }
+
+    /// The records, read back from the log if parked.
+    async fn load(&mut self, rt: &Runtime, queue: &Arc<dyn Queue>) -> &[Record] {
+        if self.records.is_none() {
+            let (first, last) = (self.positions[0].0, self.positions[self.len() - 1].0);
+            let mut out = Vec::with_capacity(self.len());
+            match queue
+                .read(rt.workspace, first - 1, (last - first + 1) as usize)
+                .await
+            {
+                Ok(records) => {
+                    // Both in seq order: keep the records whose seq is one of the batch's.
+                    let mut i = 0;
+                    for r in records {
+                        while i < self.positions.len() && self.positions[i].0 < r.seq {
+                            i += 1;
+                        }
+                        if i < self.positions.len() && self.positions[i].0 == r.seq {
+                            out.push(r);
+                            i += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(destination = %rt.id, error = %e, "reading a parked batch back failed")
+                }
+            }
+            if out.len() != self.len() {
+                tracing::error!(destination = %rt.id, expected = self.len(), found = out.len(), "records of a waiting batch are missing from the log");
+                self.positions = out.iter().map(|r| (r.seq, r.received_at_ms)).collect();
+            }
+            self.records = Some(out);
+        }
+        self.records.as_deref().expect("loaded above")
+    }
+}
+
 /// Delivers one batch to the end: delivered, dead-lettered, or discarded because the
 /// destination went away. Returns the batch's progress unit (`None` for a replay batch).
 async fn deliver(
     rt: Arc<Runtime>,
     queue: Arc<dyn Queue>,
     opts: Arc<EngineOptions>,
-    mut items: Vec<Record>,
+    items: Vec<Record>,
     replay_ids: Option<Vec<i64>>,
     unit: Option<u64>,
 ) -> Option<u64> {
+    let mut batch = Batch::new(items);
     let mut attempts: u32 = 0;
     let mut first_failure: Option<Instant> = None;
     let mut encoded: Option<(u64, Payload)> = None;
@@ -488,7 +557,7 @@ async fn deliver(
     loop {
         let cfg = rt.config.borrow().clone();
         if !cfg.active() {
-            let n = items.len() as u64;
+            let n = batch.len() as u64;
             rt.count(|c| c.discarded += n);
             return unit;
         }
@@ -508,10 +577,14 @@ async fn deliver(
             }
         };
         if encoded.as_ref().is_none_or(|(v, _)| *v != cfg.version) {
-            match encode(exporter.as_ref(), &items, cfg.opts) {
+            let items = batch.load(&rt, &queue).await;
+            if items.is_empty() {
+                return unit;
+            }
+            match encode(exporter.as_ref(), items, cfg.opts) {
                 Ok(p) => encoded = Some((cfg.version, p)),
                 Err(e) => {
-                    dead_letter(&rt, &queue, &items, &e.to_string(), None, attempts).await;
+                    dead_letter(&rt, &queue, items, &e.to_string(), None, attempts).await;
                     finish(queue, replay_ids).await;
                     return unit;
                 }
@@ -521,7 +594,7 @@ async fn deliver(
         let outcome = exporter.send(payload).await;
         match outcome {
             Outcome::Delivered => {
-                delivered(&rt, &items);
+                delivered(&rt, &batch.positions);
                 rt.recovered.notify_waiters();
                 if rt.paused().is_some() {
                     rt.unpause();
@@ -531,7 +604,8 @@ async fn deliver(
             }
             Outcome::Rejected { status, error } => {
                 rt.record_error(status, &error);
-                dead_letter(&rt, &queue, &items, &error, status, attempts + 1).await;
+                let items = batch.load(&rt, &queue).await;
+                dead_letter(&rt, &queue, items, &error, status, attempts + 1).await;
                 finish(queue, replay_ids).await;
                 return unit;
             }
@@ -546,6 +620,7 @@ async fn deliver(
                     "the destination refused delivery"
                 };
                 rt.set_pause(Some(status), format!("{why} ({status}): {error}"));
+                batch.park();
             }
             Outcome::Retry {
                 status,
@@ -562,10 +637,12 @@ async fn deliver(
                     || since.elapsed() >= Duration::from_secs(opts.max_retry_age_secs)
                 {
                     let msg = format!("gave up after {attempts} attempts: {error}");
-                    dead_letter(&rt, &queue, &items, &msg, status, attempts).await;
+                    let items = batch.load(&rt, &queue).await;
+                    dead_letter(&rt, &queue, items, &msg, status, attempts).await;
                     finish(queue, replay_ids).await;
                     return unit;
                 }
+                batch.park();
                 wait_to_retry(&rt, opts.backoff(attempts, retry_after)).await;
             }
             Outcome::Partial(results) => {
@@ -573,6 +650,8 @@ async fn deliver(
                 let mut ok = Vec::new();
                 let mut rejected: Vec<(Record, String)> = Vec::new();
                 let mut last_retry_error = None;
+                batch.load(&rt, &queue).await;
+                let items = batch.records.take().unwrap_or_default();
                 for (item, res) in items.into_iter().zip(
                     results
                         .into_iter()
@@ -587,6 +666,7 @@ async fn deliver(
                         ItemOutcome::Rejected { error } => rejected.push((item, error)),
                     }
                 }
+                let ok: Vec<(u64, i64)> = ok.iter().map(|r| (r.seq, r.received_at_ms)).collect();
                 delivered(&rt, &ok);
                 if !ok.is_empty() {
                     rt.recovered.notify_waiters();
@@ -611,16 +691,17 @@ async fn deliver(
                 rt.record_error(None, &error);
                 rt.count(|c| c.failed_attempts += 1);
                 attempts += 1;
-                items = retry;
+                batch = Batch::new(retry);
                 encoded = None;
                 let since = *first_failure.get_or_insert_with(Instant::now);
                 if attempts >= opts.max_attempts
                     || since.elapsed() >= Duration::from_secs(opts.max_retry_age_secs)
                 {
+                    let items = batch.load(&rt, &queue).await;
                     dead_letter(
                         &rt,
                         &queue,
-                        &items,
+                        items,
                         &format!("gave up after {attempts} attempts: {error}"),
                         None,
                         attempts,
@@ -629,6 +710,7 @@ async fn deliver(
                     finish(queue, replay_ids).await;
                     return unit;
                 }
+                batch.park();
                 wait_to_retry(&rt, opts.backoff(attempts, None)).await;
             }
         }
@@ -682,12 +764,13 @@ fn encode(
     }
 }
 
-fn delivered(rt: &Runtime, items: &[Record]) {
-    if items.is_empty() {
+/// Counts delivered records; `positions` are their (seq, received_at_ms).
+fn delivered(rt: &Runtime, positions: &[(u64, i64)]) {
+    if positions.is_empty() {
         return;
     }
     let now = now_ms();
-    let n = items.len() as u64;
+    let n = positions.len() as u64;
     rt.count(|c| {
         c.delivered += n;
         c.last_success_at_ms = Some(now);
@@ -696,9 +779,9 @@ fn delivered(rt: &Runtime, items: &[Record]) {
     metrics::counter!("tracecast_delivery_records_total", "type" => ty, "outcome" => "delivered")
         .increment(n);
     let hist = metrics::histogram!("tracecast_delivery_latency_seconds", "type" => ty);
-    for r in items {
-        if r.seq != 0 {
-            hist.record((now - r.received_at_ms).max(0) as f64 / 1000.0);
+    for (seq, received_at_ms) in positions {
+        if *seq != 0 {
+            hist.record((now - received_at_ms).max(0) as f64 / 1000.0);
         }
     }
 }

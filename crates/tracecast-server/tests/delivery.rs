@@ -515,6 +515,62 @@ async fn rejected_batches_are_dead_lettered_and_replayable() {
 }
 
 #[tokio::test]
+async fn batches_that_run_out_of_retries_are_dead_lettered_whole() {
+    // Three attempts, all 503: the batch waits between attempts with only its payload (its
+    // records parked in the log), and is read back from the log to be dead-lettered.
+    let s = TestServer::start_with(|st| {
+        fast(st);
+        st.delivery.max_attempts = 3;
+    })
+    .await;
+    let (key, _) = s.workspace_key(None).await;
+    let rec = Receiver::start().await;
+    rec.set_mode(Mode::Status(503));
+    let id = webhook(&s, "w", &rec.url, json!({})).await;
+    assert_eq!(ingest(&s, &key, &ids("gu", 5)).await.status, 202);
+    let st = wait_status(&s, &id, "retries exhausted", |st| {
+        st["counts"]["dead_lettered"] == 5 && st["queue"]["depth"] == 0
+    })
+    .await;
+    assert_eq!(st["counts"]["delivered"], 0);
+    assert!(
+        st["counts"]["failed_attempts"].as_u64().unwrap() >= 3,
+        "{st}"
+    );
+    let dl = s.get(&format!("{DEST}/{id}/dead-letters")).await;
+    assert_eq!(dl.body["total_count"], 5, "{}", dl.text);
+    let mut got: Vec<&str> = dl.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["generation_id"].as_str().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["gu-0", "gu-1", "gu-2", "gu-3", "gu-4"]);
+    let first = &dl.body["data"][0];
+    assert_eq!(first["status"], 503);
+    assert_eq!(first["attempts"], 3);
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("gave up after 3 attempts: HTTP 503"),
+        "{first}"
+    );
+    // Each batch sent the same body on each of its three attempts: a parked batch resends its
+    // encoded payload.
+    let mut attempts_per_body = std::collections::HashMap::new();
+    for r in rec.requests() {
+        *attempts_per_body.entry(r.body).or_insert(0) += 1;
+    }
+    assert!(!attempts_per_body.is_empty());
+    assert!(
+        attempts_per_body.values().all(|n| *n == 3),
+        "{attempts_per_body:?}"
+    );
+}
+
+#[tokio::test]
 async fn rejected_credentials_pause_and_new_credentials_resume() {
     let s = TestServer::start_with(fast).await;
     let (key, _) = s.workspace_key(None).await;
