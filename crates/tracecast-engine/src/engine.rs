@@ -116,11 +116,8 @@ impl Engine {
         opts: EngineOptions,
     ) -> Result<Arc<Engine>, EngineError> {
         let mut ctx = ExportContext::new(Duration::from_secs(opts.request_timeout_secs));
-        ctx.endpoint_overrides = opts
-            .endpoint_overrides
-            .iter()
-            .map(|(k, v)| (k.clone(), v.trim_end_matches('/').to_owned()))
-            .collect();
+        // `ExportContext::endpoint_override` normalises trailing slashes when read.
+        ctx.endpoint_overrides = opts.endpoint_overrides.clone();
         let (shutdown, _) = watch::channel(false);
         let engine = Arc::new(Engine {
             store,

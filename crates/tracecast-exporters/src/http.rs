@@ -56,8 +56,15 @@ pub fn bearer_auth(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// Parses `Retry-After` (seconds or an HTTP date), capped at one hour.
+/// When to retry, capped at one hour: `Retry-After` (seconds or an HTTP date), else
+/// `RateLimit-Reset` (seconds until the quota resets; the IETF rate-limit headers draft, sent
+/// for example by Opik cloud instead of `Retry-After`).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if !headers.contains_key(RETRY_AFTER) {
+        let reset = headers.get("ratelimit-reset")?.to_str().ok()?.trim();
+        let secs = reset.parse::<u64>().ok().filter(|s| *s > 0)?;
+        return Some(Duration::from_secs(secs.min(3600)));
+    }
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let d = if let Ok(secs) = v.parse::<f64>() {
         (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))?
@@ -223,5 +230,12 @@ mod tests {
         assert_eq!(retry_after(&h), None);
         h.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
+        // RateLimit-Reset only when there is no Retry-After.
+        h.insert("ratelimit-reset", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3600)));
+        h.remove(RETRY_AFTER);
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("ratelimit-reset", HeaderValue::from_static("0"));
+        assert_eq!(retry_after(&h), None);
     }
 }

@@ -94,8 +94,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat};
+use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -108,7 +108,7 @@ use self::opik_weave::{
     output_json, truncate_if_over,
 };
 use crate::config::required_str;
-use crate::http::{classify, transport_error, transport_message};
+use crate::http::transport_message;
 use crate::{BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload};
 
 /// Comet cloud's Opik API base URL.
@@ -217,54 +217,18 @@ impl OpikExporter {
         )
     }
 
+    /// Posts one request body. Opik cloud's 429 carries `RateLimit-Reset` rather than
+    /// `Retry-After`; the shared classification reads both.
     async fn post(&self, url: &Url, body: Bytes) -> Outcome {
-        let resp = self
-            .client
-            .post(url.clone())
-            .headers(self.headers.clone())
-            .body(body)
-            .timeout(self.timeout)
-            .send()
-            .await;
-        match resp {
-            Ok(r) => {
-                let status = r.status();
-                let headers = r.headers().clone();
-                let text = if status.is_success() {
-                    String::new()
-                } else {
-                    r.text().await.unwrap_or_default()
-                };
-                with_rate_limit_reset(classify(status, &headers, &text), status, &headers)
-            }
-            Err(e) => transport_error(&e),
-        }
-    }
-}
-
-/// Opik cloud answers 429 with `RateLimit-Reset: <seconds>` (what the Opik SDK reads,
-/// `opik/rate_limit/rate_limit.py`) rather than `Retry-After`: use it when `Retry-After` is
-/// absent.
-fn with_rate_limit_reset(outcome: Outcome, status: StatusCode, headers: &HeaderMap) -> Outcome {
-    match outcome {
-        Outcome::Retry {
-            status: s,
-            error,
-            retry_after: None,
-        } if status == StatusCode::TOO_MANY_REQUESTS => {
-            let reset = headers
-                .get("ratelimit-reset")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|s| *s > 0)
-                .map(|s| Duration::from_secs(s.min(3600)));
-            Outcome::Retry {
-                status: s,
-                error,
-                retry_after: reset,
-            }
-        }
-        other => other,
+        crate::http::send(
+            &self.client,
+            reqwest::Method::POST,
+            url.as_str(),
+            self.headers.clone(),
+            body,
+            self.timeout,
+        )
+        .await
     }
 }
 
