@@ -40,8 +40,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tracecast_model::trace::TraceView;
@@ -51,6 +51,11 @@ use crate::{
     BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload, http,
 };
 use warehouse::{Cell, Column, Kind};
+
+use crate::http::Answer;
+
+/// Answers are read up to this size (error texts, `system.columns` of one table).
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Rows per insert and bytes per body. ClickHouse prefers few large inserts (thousands of
 /// rows); each JSON column is capped at [`warehouse::MAX_JSON_COLUMN_BYTES`].
@@ -187,28 +192,19 @@ pub fn build(
     Ok(Arc::new(ClickhouseExporter::new(config, ctx)?))
 }
 
-/// The answer to one HTTP request.
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    /// ClickHouse's exception code: the header, else `Code: N` at the start of the body.
-    fn exception_code(&self) -> Option<u32> {
-        if let Some(c) = self
-            .headers
-            .get("x-clickhouse-exception-code")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-        {
-            return Some(c);
-        }
-        let rest = self.body.trim_start().strip_prefix("Code:")?.trim_start();
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
+/// ClickHouse's exception code: the header, else `Code: N` at the start of the body.
+fn exception_code(answer: &Answer) -> Option<u32> {
+    if let Some(c) = answer
+        .headers
+        .get("x-clickhouse-exception-code")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+    {
+        return Some(c);
     }
+    let rest = answer.body.trim_start().strip_prefix("Code:")?.trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 const AUTH_CODES: &[u32] = &[192, 193, 194, 195, 516];
@@ -226,7 +222,7 @@ fn snippet(body: &str) -> String {
 /// Classifies an answer to an insert.
 fn classify(a: &Answer) -> Outcome {
     let status = a.status.as_u16();
-    let Some(code) = a.exception_code() else {
+    let Some(code) = exception_code(a) else {
         return http::classify(a.status, &a.headers, &a.body);
     };
     let error = format!("HTTP {status}: {}", snippet(&a.body));
@@ -354,23 +350,13 @@ impl ClickhouseExporter {
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static(content_type),
         );
-        let resp = self
+        let req = self
             .client
             .post(url)
             .headers(headers)
             .body(body)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap_or_default();
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+            .timeout(self.timeout);
+        http::fetch(req, MAX_ANSWER_BYTES).await
     }
 
     /// Runs a read-only query (the body is the SQL) and returns the answer.
@@ -423,7 +409,7 @@ impl Exporter for ClickhouseExporter {
             Err(o) => return o,
         };
         if with_token
-            && answer.exception_code() == Some(115)
+            && exception_code(&answer) == Some(115)
             && answer.body.contains("insert_deduplication_token")
         {
             // A server older than 22.2: insert without the token from now on.
@@ -454,7 +440,7 @@ impl Exporter for ClickhouseExporter {
             Err(o) => return ConnectionCheck::unreachable(PLATFORM, &transport_message(&o)),
         };
         let status = answer.status.as_u16();
-        let code = answer.exception_code();
+        let code = exception_code(&answer);
         if code.is_some_and(|c| AUTH_CODES.contains(&c)) || status == 401 {
             return ConnectionCheck::failed(
                 Some(status),
@@ -523,7 +509,7 @@ mod tests {
             );
         }
         Answer {
-            status: StatusCode::from_u16(status).unwrap(),
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
             headers,
             body: body.into(),
         }

@@ -144,6 +144,30 @@ pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// An HTTP answer read for a caller that interprets it itself (connection tests, platforms with
+/// their own error codes).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The body, cut at the `max_body` given to [`fetch`].
+    pub body: String,
+}
+
+/// Sends a request and reads its answer, the body cut at `max_body` bytes; no answer is a
+/// [`transport_error`] outcome.
+pub async fn fetch(req: reqwest::RequestBuilder, max_body: usize) -> Result<Answer, Outcome> {
+    let resp = req.send().await.map_err(|e| transport_error(&e))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = read_capped(resp, max_body).await;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// Sends `body` and classifies the answer with [`classify`].
 pub async fn send(
     client: &reqwest::Client,

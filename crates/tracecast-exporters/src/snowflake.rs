@@ -56,6 +56,7 @@ use tracecast_model::trace::TraceView;
 
 use crate::clickhouse::warehouse::{self, Cell, Column, Kind};
 use crate::config::{bool_or, optional_str, required_str};
+use crate::http::Answer;
 use crate::{
     BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload, http,
 };
@@ -222,11 +223,8 @@ fn describe_error(body: &str) -> String {
     body.trim().chars().take(512).collect()
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
+/// Answers are read up to this size (statement status, error texts, `DESCRIBE TABLE`).
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 impl SnowflakeExporter {
     pub fn new(config: &Map<String, Value>, ctx: &ExportContext) -> Result<Self, ExportError> {
@@ -308,20 +306,11 @@ impl SnowflakeExporter {
     }
 
     async fn request(&self, req: reqwest::RequestBuilder) -> Result<Answer, Outcome> {
-        let resp = req
-            .headers(self.headers.clone())
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap_or_default();
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+        http::fetch(
+            req.headers(self.headers.clone()).timeout(self.timeout),
+            MAX_ANSWER_BYTES,
+        )
+        .await
     }
 
     async fn submit(&self, body: Bytes) -> Result<Answer, Outcome> {

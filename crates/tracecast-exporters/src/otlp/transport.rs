@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 
 use super::encode::OtlpEncoding;
 use crate::http::{classify, transport_error};
@@ -26,14 +26,8 @@ pub struct OtlpHttp {
     read_partial_success: bool,
 }
 
-/// The answer to a request sent by [`OtlpHttp::send_raw`].
-#[derive(Debug, Clone)]
-pub struct RawAnswer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    /// The body, cut at 64 KiB.
-    pub body: String,
-}
+/// The answer to a request sent by [`OtlpHttp::send_raw`] (body cut at 64 KiB).
+pub use crate::http::Answer as RawAnswer;
 
 impl OtlpHttp {
     /// `url` must be an absolute http(s) URL; `headers` are sent with every request (the
@@ -126,18 +120,12 @@ impl OtlpHttp {
         for (name, value) in extra_headers {
             req = req.header(name, value);
         }
-        let resp = req
-            .send()
+        crate::http::fetch(req, MAX_ANSWER)
             .await
-            .map_err(|e| crate::http::transport_message(&e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = crate::http::read_capped(resp, MAX_ANSWER).await;
-        Ok(RawAnswer {
-            status,
-            headers,
-            body,
-        })
+            .map_err(|outcome| match outcome {
+                Outcome::Retry { error, .. } => error,
+                other => format!("{other:?}"),
+            })
     }
 }
 
