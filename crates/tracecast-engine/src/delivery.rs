@@ -21,7 +21,7 @@ use tracecast_model::trace::{TraceOptions, TraceView};
 use uuid::Uuid;
 
 use crate::options::EngineOptions;
-use crate::queue::{Counters, Cursor, DeadLetter, Queue, Record};
+use crate::queue::{Counters, Cursor, DeadLetter, PausedState, Queue, Record, RetryState};
 use crate::route::{CompiledRoute, Decision};
 
 /// Everything a worker needs to know about its destination, replaced as a whole on change.
@@ -89,14 +89,25 @@ impl Runtime {
     }
 
     fn set_pause(&self, status: Option<u16>, message: String) {
-        let mut p = self.pause.lock().expect("poisoned");
-        if p.is_none() {
-            tracing::warn!(destination = %self.id, %message, "destination paused");
+        let since_ms = now_ms();
+        {
+            let mut p = self.pause.lock().expect("poisoned");
+            if p.is_none() {
+                tracing::warn!(destination = %self.id, %message, "destination paused");
+            }
+            *p = Some(Pause {
+                status,
+                message: message.clone(),
+                since_ms,
+            });
         }
-        *p = Some(Pause {
-            status,
-            message,
-            since_ms: now_ms(),
+        // Persisted too, for the status answered by the other nodes of a cluster.
+        self.count(|c| {
+            c.paused = Some(PausedState {
+                status,
+                message,
+                since_ms,
+            })
         });
     }
 
@@ -105,8 +116,33 @@ impl Runtime {
         let was = self.pause.lock().expect("poisoned").take();
         if was.is_some() {
             tracing::info!(destination = %self.id, "destination resumed");
+            self.count(|c| c.paused = None);
         }
         self.resume.notify_waiters();
+    }
+
+    /// A batch failed and waits `delay` before its retry number `attempts + 1`: the persisted
+    /// retry state keeps the largest attempt count, the latest not-before time and the earliest
+    /// first failure of the destination's failing batches.
+    fn note_retry(&self, attempts: u32, delay: Duration, first_failure: Instant) {
+        let now = now_ms();
+        let not_before_ms = now + delay.as_millis() as i64;
+        let first_failure_ms = now - first_failure.elapsed().as_millis() as i64;
+        self.count(|c| {
+            let r = c.retry.get_or_insert(RetryState {
+                attempts,
+                not_before_ms,
+                first_failure_ms,
+            });
+            r.attempts = r.attempts.max(attempts);
+            r.not_before_ms = r.not_before_ms.max(not_before_ms);
+            r.first_failure_ms = r.first_failure_ms.min(first_failure_ms);
+        });
+    }
+
+    /// A batch got through, or a failing one was given up: no retry state to carry over.
+    fn clear_retry(&self) {
+        self.count(|c| c.retry = None);
     }
 
     pub fn paused(&self) -> Option<Pause> {
@@ -171,6 +207,10 @@ struct Worker {
     replay_pending: bool,
     last_commit: Instant,
     last_cap_check: Instant,
+    /// The retry state persisted before this worker started (a restart, or a takeover from
+    /// another node): the first batches it sends carry on from it (see [`RetryState`]).
+    carry: Option<RetryState>,
+    carry_left: usize,
 }
 
 /// Runs a destination until it is deleted or `shutdown` flips.
@@ -181,6 +221,7 @@ pub(crate) async fn run(
     start: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let opts_concurrency = opts.concurrency;
     let mut w = Worker {
         rt: rt.clone(),
         queue: queue.clone(),
@@ -195,6 +236,8 @@ pub(crate) async fn run(
         replay_pending: true,
         last_commit: Instant::now(),
         last_cap_check: Instant::now() - Duration::from_secs(60),
+        carry: rt.counters.lock().expect("poisoned").retry,
+        carry_left: opts_concurrency,
     };
     let mut head_rx = queue.subscribe(rt.workspace);
     let mut cfg_rx = rt.config.clone();
@@ -339,6 +382,7 @@ impl Worker {
         // sampled-out ones read while it lingered.
         let unit = self.read_pos;
         self.progress.add(unit, false);
+        let carried = self.carried();
         self.inflight.spawn(deliver(
             self.rt.clone(),
             self.queue.clone(),
@@ -346,7 +390,19 @@ impl Worker {
             items,
             None,
             Some(unit),
+            carried,
         ));
+    }
+
+    /// The carried-over retry state for the next batch: the first `concurrency` batches after
+    /// the start take it, until one gets through.
+    fn carried(&mut self) -> Option<RetryState> {
+        if self.carry_left == 0 || self.rt.counters.lock().expect("poisoned").retry.is_none() {
+            self.carry = None;
+        }
+        let c = self.carry?;
+        self.carry_left -= 1;
+        Some(c)
     }
 
     fn finished(&mut self, done: Result<Option<u64>, tokio::task::JoinError>) {
@@ -386,6 +442,7 @@ impl Worker {
                     self.opts.clone(),
                     items,
                     Some(ids),
+                    None,
                     None,
                 ));
             }
@@ -541,10 +598,23 @@ async fn deliver(
     items: Vec<Record>,
     replay_ids: Option<Vec<i64>>,
     unit: Option<u64>,
+    carried: Option<RetryState>,
 ) -> Option<u64> {
     let mut batch = Batch::new(items);
-    let mut attempts: u32 = 0;
-    let mut first_failure: Option<Instant> = None;
+    let mut attempts: u32 = carried.map_or(0, |r| r.attempts);
+    let mut first_failure: Option<Instant> = carried.map(|r| {
+        let ago = Duration::from_millis((now_ms() - r.first_failure_ms).max(0) as u64);
+        Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+    });
+    // Carried over from before a restart or takeover: honour the wait the failing destination
+    // asked for (its `Retry-After`, or the backoff) before sending anything.
+    if let Some(r) = carried {
+        let wait = r.not_before_ms - now_ms();
+        if wait > 0 {
+            batch.park();
+            wait_to_retry(&rt, Duration::from_millis(wait as u64)).await;
+        }
+    }
     let mut encoded: Option<(u64, Payload)> = None;
     let ty = rt.type_label;
     let finish = |queue: Arc<dyn Queue>, ids: Option<Vec<i64>>| async move {
@@ -595,6 +665,7 @@ async fn deliver(
         match outcome {
             Outcome::Delivered => {
                 delivered(&rt, &batch.positions);
+                rt.clear_retry();
                 rt.recovered.notify_waiters();
                 if rt.paused().is_some() {
                     rt.unpause();
@@ -637,13 +708,16 @@ async fn deliver(
                     || since.elapsed() >= Duration::from_secs(opts.max_retry_age_secs)
                 {
                     let msg = format!("gave up after {attempts} attempts: {error}");
+                    rt.clear_retry();
                     let items = batch.load(&rt, &queue).await;
                     dead_letter(&rt, &queue, items, &msg, status, attempts).await;
                     finish(queue, replay_ids).await;
                     return unit;
                 }
                 batch.park();
-                wait_to_retry(&rt, opts.backoff(attempts, retry_after)).await;
+                let delay = opts.backoff(attempts, retry_after);
+                rt.note_retry(attempts, delay, since);
+                wait_to_retry(&rt, delay).await;
             }
             Outcome::Partial(results) => {
                 let mut retry = Vec::new();
@@ -669,6 +743,7 @@ async fn deliver(
                 let ok: Vec<(u64, i64)> = ok.iter().map(|r| (r.seq, r.received_at_ms)).collect();
                 delivered(&rt, &ok);
                 if !ok.is_empty() {
+                    rt.clear_retry();
                     rt.recovered.notify_waiters();
                 }
                 for (item, error) in rejected {
@@ -697,6 +772,7 @@ async fn deliver(
                 if attempts >= opts.max_attempts
                     || since.elapsed() >= Duration::from_secs(opts.max_retry_age_secs)
                 {
+                    rt.clear_retry();
                     let items = batch.load(&rt, &queue).await;
                     dead_letter(
                         &rt,
@@ -711,7 +787,9 @@ async fn deliver(
                     return unit;
                 }
                 batch.park();
-                wait_to_retry(&rt, opts.backoff(attempts, None)).await;
+                let delay = opts.backoff(attempts, None);
+                rt.note_retry(attempts, delay, since);
+                wait_to_retry(&rt, delay).await;
             }
         }
     }

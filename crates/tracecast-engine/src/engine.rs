@@ -3,8 +3,13 @@
 //! [`Engine::reload`] reads every live destination and workspace switch from the store and
 //! reconciles the running workers: new destinations start at the head of their workspace's log,
 //! changed ones get their new config (routing, credentials, privacy) without a restart, and
-//! deleted ones discard their backlog and stop. The API calls `reload` after every change; a
-//! background task also reloads every `config_refresh_ms` to pick up changes made elsewhere.
+//! deleted ones discard their backlog and stop. The API calls [`Engine::changed`] after every
+//! change; a background task also reloads every `config_refresh_ms` to pick up changes made
+//! elsewhere.
+//!
+//! In cluster mode ([`Engine::start_cluster`]) a node runs the workers of the destinations whose
+//! lease it holds, and serves the status of the others from the shared queue state; see
+//! [`crate::cluster`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,14 +26,17 @@ use tracecast_model::trace::TraceOptions;
 use tracecast_store::Store;
 use uuid::Uuid;
 
-use crate::delivery::{self, DestConfig, Runtime, now_ms};
+use crate::cluster::{Cluster, ClusterOptions, lease_key, preferred};
+use crate::delivery::{self, DestConfig, Pause, Runtime, now_ms};
 use crate::options::EngineOptions;
-use crate::queue::{AppendResult, Counters, DeadLetter, NewRecord, Queue, QueueError};
+use crate::queue::{AppendResult, Counters, DeadLetter, NatsQueue, NewRecord, Queue, QueueError};
 use crate::route::CompiledRoute;
 
 struct Handle {
     rt: Arc<Runtime>,
     cfg_tx: watch::Sender<Arc<DestConfig>>,
+    /// Stops this worker alone (its lease lost or handed over; the engine shutting down).
+    stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,6 +46,9 @@ pub struct Engine {
     ctx: ExportContext,
     opts: Arc<EngineOptions>,
     workers: Mutex<HashMap<Uuid, Handle>>,
+    /// Every live destination as last read from the store, with its workspace switch.
+    known: Mutex<HashMap<Uuid, (Destination, bool)>>,
+    cluster: Option<Cluster>,
     reload_lock: tokio::sync::Mutex<()>,
     version: AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -64,6 +75,10 @@ pub struct DestinationStatus {
     pub queue: QueueStatus,
     pub last_success_at: Option<String>,
     pub last_error: Option<LastError>,
+    /// Cluster mode only: the node delivering the destination now (`null`: none at this
+    /// moment, e.g. during a takeover).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +130,54 @@ impl Engine {
         queue: Arc<dyn Queue>,
         opts: EngineOptions,
     ) -> Result<Arc<Engine>, EngineError> {
+        Self::start_with(store, queue, opts, None).await
+    }
+
+    /// Starts the engine as one node of a cluster sharing `nats` (see [`crate::cluster`]).
+    pub async fn start_cluster(
+        store: Arc<dyn Store>,
+        nats: Arc<NatsQueue>,
+        opts: EngineOptions,
+        cluster: ClusterOptions,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let changes = nats.subscribe_config_changed().await?;
+        let cluster = Cluster::join(nats.clone(), cluster).await?;
+        let engine = Self::start_with(store, nats, opts, Some(cluster)).await?;
+        engine.balance().await;
+        let weak = Arc::downgrade(&engine);
+        let mut stop = engine.shutdown.subscribe();
+        let tick = engine.cluster.as_ref().map(Cluster::tick).expect("cluster");
+        let task = tokio::spawn(async move {
+            let mut changes = changes;
+            loop {
+                let announced = tokio::select! {
+                    _ = tokio::time::sleep(tick) => false,
+                    c = changes.next() => c.is_some(),
+                    _ = stop.changed() => return,
+                };
+                let Some(engine) = weak.upgrade() else { return };
+                if announced {
+                    if let Err(e) = engine.reload().await {
+                        tracing::warn!(error = %e, "reloading destinations failed");
+                    }
+                    // A replay may have been requested on another node.
+                    for h in engine.workers.lock().expect("poisoned").values() {
+                        h.rt.replay.notify_one();
+                    }
+                }
+                engine.balance().await;
+            }
+        });
+        engine.background.lock().expect("poisoned").push(task);
+        Ok(engine)
+    }
+
+    async fn start_with(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        opts: EngineOptions,
+        cluster: Option<Cluster>,
+    ) -> Result<Arc<Engine>, EngineError> {
         let mut ctx = ExportContext::new(Duration::from_secs(opts.request_timeout_secs));
         // `ExportContext::endpoint_override` normalises trailing slashes when read.
         ctx.endpoint_overrides = opts.endpoint_overrides.clone();
@@ -125,6 +188,8 @@ impl Engine {
             ctx,
             opts: Arc::new(opts),
             workers: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            cluster,
             reload_lock: tokio::sync::Mutex::new(()),
             version: AtomicU64::new(1),
             shutdown,
@@ -147,6 +212,7 @@ impl Engine {
                 }
                 if last_expiry.elapsed() >= Duration::from_secs(600) {
                     last_expiry = std::time::Instant::now();
+                    engine.forget_orphans().await;
                     let before = now_ms() - (engine.opts.dead_letter_retention_secs as i64) * 1000;
                     match engine.queue.expire_dead_letters(before).await {
                         Ok(n) if n > 0 => tracing::info!(expired = n, "expired old dead letters"),
@@ -184,12 +250,33 @@ impl Engine {
         }
     }
 
+    /// Applies a change made through the API: reloads here, and in cluster mode tells every
+    /// other node to reload too.
+    pub async fn changed(&self) -> Result<(), EngineError> {
+        let reloaded = self.reload().await;
+        if let Some(c) = &self.cluster {
+            c.nats.publish_config_changed().await?;
+        }
+        reloaded
+    }
+
     /// Reconciles the workers with the store.
     pub async fn reload(&self) -> Result<(), EngineError> {
         let _guard = self.reload_lock.lock().await;
         let live = self.store.live_destinations().await?;
         let mut seen = std::collections::HashSet::new();
         let mut to_start = Vec::new();
+        let known_before: std::collections::HashSet<Uuid> = self
+            .known
+            .lock()
+            .expect("poisoned")
+            .keys()
+            .copied()
+            .collect();
+        *self.known.lock().expect("poisoned") = live
+            .iter()
+            .map(|(d, ws)| (d.id, (d.clone(), *ws)))
+            .collect();
         for (d, ws_enabled) in live {
             seen.insert(d.id);
             let existing = {
@@ -217,7 +304,16 @@ impl Engine {
                         }
                     }
                 }
-                None => to_start.push((d, ws_enabled)),
+                // In a cluster the lease holder starts the worker (see `balance`); the first
+                // node to see a new destination gives it its starting cursor, so it receives
+                // everything ingested from now on on any node.
+                None => match &self.cluster {
+                    Some(c) if !known_before.contains(&d.id) => {
+                        c.nats.ensure_cursor(d.id, d.workspace_id).await?
+                    }
+                    Some(_) => {}
+                    None => to_start.push((d, ws_enabled)),
+                },
             }
         }
         for (d, ws_enabled) in to_start {
@@ -244,12 +340,18 @@ impl Engine {
         // ingested from now on. A known one resumes at its cursor.
         let start = match self.queue.cursor(id).await? {
             Some(c) => c.seq,
-            None => self.queue.head(workspace),
+            None => match &self.cluster {
+                Some(c) => c.nats.sync_head(workspace).await?,
+                None => self.queue.head(workspace),
+            },
         };
-        let counters = self.queue.counters(id).await?;
+        let mut counters = self.queue.counters(id).await?;
+        // A pause is not carried over: the first attempt finds out whether it still holds.
+        counters.paused = None;
         let type_label = d.ty.as_str();
         let cfg = Arc::new(self.build_config(d, ws_enabled, false));
         let (cfg_tx, cfg_rx) = watch::channel(cfg);
+        let (stop, stop_rx) = watch::channel(false);
         let rt = Arc::new(Runtime {
             id,
             workspace,
@@ -271,13 +373,151 @@ impl Engine {
             self.queue.clone(),
             self.opts.clone(),
             start,
-            self.shutdown.subscribe(),
+            stop_rx,
         ));
-        self.workers
+        self.workers.lock().expect("poisoned").insert(
+            id,
+            Handle {
+                rt,
+                cfg_tx,
+                stop,
+                task,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops a worker without forgetting its cursor (in cluster mode: its lease was lost or is
+    /// handed over). With `release`, the cursor is written and the lease given up, so another
+    /// node resumes exactly there.
+    async fn stop_worker(&self, id: Uuid, release: bool) {
+        let handle = self.workers.lock().expect("poisoned").remove(&id);
+        if let Some(h) = handle {
+            h.stop.send_replace(true);
+            h.rt.resume.notify_waiters();
+            let _ = tokio::time::timeout(Duration::from_secs(5), h.task).await;
+        }
+        if let Some(c) = &self.cluster {
+            c.renewed.lock().expect("poisoned").remove(&id);
+            if release {
+                if let Err(e) = c.nats.flush().await {
+                    tracing::warn!(destination = %id, error = %e, "writing the cursor before a handover failed");
+                }
+                if let Err(e) = c.leases.release(&lease_key(id)).await {
+                    tracing::warn!(destination = %id, error = %e, "releasing a lease failed");
+                }
+            }
+        }
+    }
+
+    /// Cluster mode: renews this node's leases, hands destinations over to their preferred
+    /// nodes, and takes those preferred to this node or left without a holder (see
+    /// [`crate::cluster`]).
+    async fn balance(&self) {
+        let Some(c) = &self.cluster else { return };
+        let _guard = self.reload_lock.lock().await;
+        let nodes = match c.nodes().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the cluster's nodes failed");
+                vec![c.node_id.clone()]
+            }
+        };
+        metrics::gauge!("tracecast_cluster_nodes").set(nodes.len() as f64);
+        let known: Vec<(Destination, bool)> = self
+            .known
             .lock()
             .expect("poisoned")
-            .insert(id, Handle { rt, cfg_tx, task });
-        Ok(())
+            .values()
+            .cloned()
+            .collect();
+        let mut handed_over = false;
+        for (d, ws_enabled) in known {
+            let id = d.id;
+            let key = lease_key(id);
+            let mine = preferred(id, &nodes) == Some(c.node_id.as_str());
+            let running = self.workers.lock().expect("poisoned").contains_key(&id);
+            if running {
+                match c.leases.renew(&key).await {
+                    Ok(true) => {
+                        c.renewed
+                            .lock()
+                            .expect("poisoned")
+                            .insert(id, std::time::Instant::now());
+                        if !mine {
+                            tracing::info!(destination = %id, "handing the destination over to its preferred node");
+                            self.stop_worker(id, true).await;
+                            handed_over = true;
+                        }
+                    }
+                    Ok(false) => {
+                        tracing::warn!(destination = %id, "lease lost: another node delivers this destination now");
+                        self.stop_worker(id, false).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(destination = %id, error = %e, "renewing a lease failed");
+                        if c.renewal_overdue(id) {
+                            self.stop_worker(id, false).await;
+                        }
+                    }
+                }
+                continue;
+            }
+            let take = mine || {
+                match c.leases.holder(&key).await {
+                    Ok(holder) => c.free_for_long(id, holder.is_none()),
+                    Err(e) => {
+                        tracing::warn!(destination = %id, error = %e, "reading a lease failed");
+                        false
+                    }
+                }
+            };
+            if !take {
+                continue;
+            }
+            match c.leases.try_acquire(&key).await {
+                Ok(true) => {
+                    c.free_for_long(id, false);
+                    c.renewed
+                        .lock()
+                        .expect("poisoned")
+                        .insert(id, std::time::Instant::now());
+                    if let Err(e) = self.start_worker(d, ws_enabled).await {
+                        tracing::warn!(destination = %id, error = %e, "starting a destination's worker failed");
+                        let _ = c.leases.release(&key).await;
+                    } else {
+                        tracing::info!(destination = %id, "took over the destination's delivery");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(destination = %id, error = %e, "acquiring a lease failed"),
+            }
+        }
+        let owned = self.workers.lock().expect("poisoned").len();
+        metrics::gauge!("tracecast_cluster_destinations_owned").set(owned as f64);
+        if handed_over && let Err(e) = c.nats.publish_config_changed().await {
+            tracing::warn!(error = %e, "announcing a handover failed");
+        }
+    }
+
+    /// Forgets the cursors of deleted destinations that no node forgot (in a cluster, a node
+    /// that died while one was being deleted), so they stop holding their logs back.
+    async fn forget_orphans(&self) {
+        let Some(c) = &self.cluster else { return };
+        // Cursors first, then the store: a destination created in between has its row before
+        // its cursor, so it is never taken for deleted.
+        let Ok(cursors) = c.nats.cursor_destinations().await else {
+            return;
+        };
+        let Ok(live) = self.store.live_destinations().await else {
+            return;
+        };
+        let live: std::collections::HashSet<Uuid> = live.iter().map(|(d, _)| d.id).collect();
+        for id in cursors.into_iter().filter(|id| !live.contains(id)) {
+            if let Err(e) = self.queue.forget(id).await {
+                tracing::warn!(destination = %id, error = %e, "forgetting a deleted destination's cursor failed");
+            }
+        }
     }
 
     async fn stop_deleted(&self, id: Uuid) {
@@ -291,6 +531,10 @@ impl Engine {
             let _ = tokio::time::timeout(Duration::from_secs(5), h.task).await;
             if let Err(e) = self.queue.forget(id).await {
                 tracing::warn!(destination = %id, error = %e, "forgetting a deleted destination's cursor failed");
+            }
+            if let Some(c) = &self.cluster {
+                c.renewed.lock().expect("poisoned").remove(&id);
+                let _ = c.leases.release(&lease_key(id)).await;
             }
         }
     }
@@ -346,7 +590,30 @@ impl Engine {
         };
         let backlog = self.queue.backlog(d.workspace_id, cursor).await?;
         let (_, dead) = self.queue.list_dead_letters(d.id, 0, 0).await?;
-        let ws_enabled = cfg.as_ref().map(|c| c.workspace_enabled).unwrap_or(true);
+        let ws_enabled = match &cfg {
+            Some(c) => c.workspace_enabled,
+            None => self
+                .known
+                .lock()
+                .expect("poisoned")
+                .get(&d.id)
+                .is_none_or(|(_, ws)| *ws),
+        };
+        // The delivering node's pause; on the other nodes of a cluster, as it last persisted.
+        let pause = match &rt {
+            Some(rt) => rt.paused(),
+            None if self.cluster.is_some() => counters.paused.clone().map(|p| Pause {
+                status: p.status,
+                message: p.message,
+                since_ms: p.since_ms,
+            }),
+            None => None,
+        };
+        let owner = match &self.cluster {
+            None => None,
+            Some(_) if rt.is_some() => Some(self.cluster.as_ref().map(|c| c.node_id.clone())),
+            Some(c) => Some(c.leases.holder(&lease_key(d.id)).await?),
+        };
         let (state, reason) = if !d.enabled {
             (
                 State::Disabled,
@@ -357,7 +624,7 @@ impl Engine {
                 State::Disabled,
                 Some("broadcast is disabled for the workspace".to_string()),
             )
-        } else if let Some(p) = rt.as_ref().and_then(|r| r.paused()) {
+        } else if let Some(p) = pause {
             (State::Paused, Some(p.message))
         } else {
             (State::Active, None)
@@ -381,6 +648,7 @@ impl Engine {
                 status: counters.last_error_status,
                 message: counters.last_error_message.clone().unwrap_or_default(),
             }),
+            owner,
         })
     }
 
@@ -405,6 +673,10 @@ impl Engine {
         let n = self.queue.request_replay(destination, ids).await?;
         if let Some(h) = self.workers.lock().expect("poisoned").get(&destination) {
             h.rt.replay.notify_one();
+        }
+        // The node delivering it may be another one.
+        if let Some(c) = &self.cluster {
+            c.nats.publish_config_changed().await?;
         }
         Ok(n)
     }
@@ -446,12 +718,29 @@ impl Engine {
             .drain()
             .map(|(_, h)| h)
             .collect();
-        for h in handles {
-            h.rt.resume.notify_waiters();
-            let _ = tokio::time::timeout(Duration::from_secs(5), h.task).await;
-        }
         for t in self.background.lock().expect("poisoned").drain(..) {
             t.abort();
+        }
+        let mut stopped = Vec::with_capacity(handles.len());
+        for h in handles {
+            h.stop.send_replace(true);
+            h.rt.resume.notify_waiters();
+            let _ = tokio::time::timeout(Duration::from_secs(5), h.task).await;
+            stopped.push(h.rt.id);
+        }
+        // Cluster: write the cursors, then hand the leases back, so the other nodes resume
+        // exactly where this one stopped, at once rather than after the lease TTL.
+        if let Some(c) = &self.cluster {
+            if let Err(e) = c.nats.flush().await {
+                tracing::warn!(error = %e, "writing cursors at shutdown failed");
+            }
+            for id in &stopped {
+                let _ = c.leases.release(&lease_key(*id)).await;
+            }
+            let _ = c.members.leave().await;
+            if !stopped.is_empty() {
+                let _ = c.nats.publish_config_changed().await;
+            }
         }
         self.queue.close().await;
     }

@@ -6,13 +6,16 @@
 //! - [`delivery`]: one worker per destination: batching, retries with backoff, dead letters,
 //!   pausing on rejected credentials.
 //! - [`engine`]: the workers kept in step with the store; ingest, status, replay, tests.
+//! - [`cluster`]: many nodes on one NATS JetStream queue, each destination delivered by one.
 
+pub mod cluster;
 mod delivery;
 pub mod engine;
 pub mod options;
 pub mod queue;
 pub mod route;
 
+pub use cluster::ClusterOptions;
 pub use delivery::Pause;
 pub use engine::{DestinationStatus, Engine, EngineError, State, TestResult};
 pub use options::EngineOptions;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tracecast_engine::Engine;
-use tracecast_engine::queue::{SqliteQueue, SqliteQueueOptions};
+use tracecast_engine::queue::{NatsQueue, NatsQueueOptions, SqliteQueue, SqliteQueueOptions};
+use tracecast_engine::{ClusterOptions, Engine};
 use tracecast_store::{Keyring, SqlStore, Store};
 
 use crate::settings::Settings;
@@ -29,6 +29,56 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// Checks settings that only make sense together, before anything is opened.
+pub fn validate(settings: &Settings) -> anyhow::Result<()> {
+    if settings.queue_url.is_some() {
+        let shared = settings
+            .database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+        if !shared {
+            anyhow::bail!(
+                "queue_url (a cluster of nodes) needs a shared PostgreSQL database_url: every node must see the same destinations"
+            );
+        }
+        if settings.encryption_keys.is_none() {
+            anyhow::bail!(
+                "queue_url (a cluster of nodes) needs encryption_keys (TRACECAST_ENCRYPTION_KEYS) shared by every node: a key file in each node's data dir could not decrypt the other nodes' credentials"
+            );
+        }
+        if settings.lease_ttl_secs < 3 {
+            anyhow::bail!("lease_ttl_secs must be at least 3");
+        }
+    }
+    if let Some(id) = &settings.node_id {
+        let valid = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            anyhow::bail!("node_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
+        }
+    }
+    Ok(())
+}
+
+/// `<host name>-<random>`: unique per process, recognisable in logs and status.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .take(40)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
 /// A running server: its address and a handle that resolves when it stops.
 pub struct Running {
     pub addr: SocketAddr,
@@ -41,6 +91,7 @@ pub async fn start(
     settings: &Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
+    validate(settings)?;
     let store = open_store(settings).await?;
     // Nodes sharing one database may start together: under the lock exactly one of them finds
     // the store empty and creates the first tenant and management key.
@@ -67,13 +118,36 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let mut qopts = SqliteQueueOptions::new(settings.data_dir.join("queue.db"));
-    qopts.sync_full = settings.queue_sync;
-    qopts.tail_bytes = settings.queue_memory_mib.max(1) * 1024 * 1024;
-    let queue = Arc::new(SqliteQueue::open(qopts).context("opening the queue")?);
-    let engine = Engine::start(store.clone(), queue, settings.delivery.clone())
-        .await
-        .context("starting the delivery engine")?;
+    let engine = match &settings.queue_url {
+        None => {
+            let mut qopts = SqliteQueueOptions::new(settings.data_dir.join("queue.db"));
+            qopts.sync_full = settings.queue_sync;
+            qopts.tail_bytes = settings.queue_memory_mib.max(1) * 1024 * 1024;
+            let queue = Arc::new(SqliteQueue::open(qopts).context("opening the queue")?);
+            Engine::start(store.clone(), queue, settings.delivery.clone()).await
+        }
+        Some(url) => {
+            let mut qopts = NatsQueueOptions::new(url.clone(), settings.queue_prefix.clone());
+            qopts.tail_bytes = settings.queue_memory_mib.max(1) * 1024 * 1024;
+            qopts.replicas = settings.queue_replicas.max(1);
+            let queue = Arc::new(
+                NatsQueue::connect(qopts)
+                    .await
+                    .context("opening the NATS JetStream queue (queue_url)")?,
+            );
+            let node_id = settings.node_id.clone().unwrap_or_else(default_node_id);
+            say!(
+                "tracecast: cluster node {node_id} (queue prefix {})",
+                settings.queue_prefix
+            );
+            let cluster = ClusterOptions {
+                node_id,
+                lease_ttl: std::time::Duration::from_secs(settings.lease_ttl_secs),
+            };
+            Engine::start_cluster(store.clone(), queue, settings.delivery.clone(), cluster).await
+        }
+    }
+    .context("starting the delivery engine")?;
     let state = AppState {
         store,
         engine: engine.clone(),

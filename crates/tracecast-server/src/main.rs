@@ -57,6 +57,13 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<String>,
+        /// NATS JetStream URL (`nats://host:4222`): run as one node of a cluster sharing this
+        /// queue and a PostgreSQL `--database-url` [default: the embedded queue].
+        #[arg(long)]
+        queue_url: Option<String>,
+        /// This node's name in the cluster [default: generated].
+        #[arg(long)]
+        node_id: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -159,13 +166,13 @@ enum EncryptionCommand {
     },
 }
 
-fn settings(common: &Common, listen: Option<String>) -> anyhow::Result<Settings> {
+fn settings(common: &Common, overrides: Overrides) -> anyhow::Result<Settings> {
     Settings::load(
         common.config.as_deref(),
         &Overrides {
-            listen,
             data_dir: common.data_dir.clone(),
             database_url: common.database_url.clone(),
+            ..overrides
         },
     )
 }
@@ -203,7 +210,7 @@ async fn shutdown_signal() {
 
 /// Opens the store for an admin command, creating the default tenant on an empty store.
 async fn admin_store(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
-    let s = settings(common, None)?;
+    let s = settings(common, Overrides::default())?;
     let store = tracecast_server::app::open_store(&s).await?;
     // Nodes starting at the same time on one PostgreSQL database must not each create a
     // default tenant: the same lock `serve` takes around its bootstrap.
@@ -219,8 +226,21 @@ async fn admin_store(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, common } => {
-            let s = settings(&common, listen)?;
+        Command::Serve {
+            listen,
+            queue_url,
+            node_id,
+            common,
+        } => {
+            let s = settings(
+                &common,
+                Overrides {
+                    listen,
+                    queue_url,
+                    node_id,
+                    ..Default::default()
+                },
+            )?;
             init_logging(&s.log);
             let running = tracecast_server::app::start(&s, shutdown_signal()).await?;
             running.task.await??;
@@ -323,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Encryption {
             command: EncryptionCommand::AddKey { common },
         } => {
-            let s = settings(&common, None)?;
+            let s = settings(&common, Overrides::default())?;
             let path = s.data_dir.join("encryption.key");
             let old = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -360,7 +380,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Encryption {
             command: EncryptionCommand::Rotate { common },
         } => {
-            let s = settings(&common, None)?;
+            let s = settings(&common, Overrides::default())?;
             let store = tracecast_server::app::open_store(&s).await?;
             let n = store.reencrypt_all().await?;
             say!("re-encrypted {n} destination config(s) with the primary key");

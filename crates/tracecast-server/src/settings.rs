@@ -35,6 +35,20 @@ pub struct Settings {
     /// Memory for recently ingested generations kept parsed for the workers (MiB). Workers
     /// that fall further behind read from disk instead.
     pub queue_memory_mib: usize,
+    /// NATS JetStream URL(s) (`nats://[user:pass@]host:4222`, comma separated): run as one
+    /// node of a cluster sharing this queue and a PostgreSQL `database_url`. Default: the
+    /// embedded queue in `data_dir`.
+    pub queue_url: Option<String>,
+    /// Names the cluster's streams and buckets; every node of one deployment uses the same.
+    pub queue_prefix: String,
+    /// JetStream replicas of the streams and buckets (3 on a three-server NATS cluster).
+    pub queue_replicas: usize,
+    /// This node's name in the cluster (`[A-Za-z0-9_-]`, unique). Default: host name and a
+    /// random suffix.
+    pub node_id: Option<String>,
+    /// How long a node's destination leases outlive it (seconds): a dead node's destinations
+    /// are taken over within this plus a third of it.
+    pub lease_ttl_secs: u64,
     /// Delivery settings (`[delivery]` in the config file).
     pub delivery: EngineOptions,
 }
@@ -51,6 +65,11 @@ impl Default for Settings {
             log: "info".into(),
             queue_sync: true,
             queue_memory_mib: 32,
+            queue_url: None,
+            queue_prefix: "tracecast".into(),
+            queue_replicas: 1,
+            node_id: None,
+            lease_ttl_secs: 10,
             delivery: EngineOptions::default(),
         }
     }
@@ -65,6 +84,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 impl Settings {

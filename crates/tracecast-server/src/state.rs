@@ -12,10 +12,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Applies a configuration change to the running workers at once (the periodic refresh
-    /// would catch it within `config_refresh_ms` anyway).
+    /// Applies a configuration change to the running workers at once, on every node of a
+    /// cluster (the periodic refresh would catch it within `config_refresh_ms` anyway).
     pub async fn reload(&self) {
-        if let Err(e) = self.engine.reload().await {
+        if let Err(e) = self.engine.changed().await {
             tracing::warn!(error = %e, "applying a configuration change to the workers failed; the periodic refresh retries");
         }
     }

@@ -22,7 +22,7 @@ use tracecast_model::generation::Generation;
 use uuid::Uuid;
 
 pub use nats::{ConfigChanges, NatsError, NatsQueue, NatsQueueOptions};
-pub use nats_lease::Leases;
+pub use nats_lease::{Leases, Members};
 pub use sqlite::{SqliteQueue, SqliteQueueOptions};
 
 #[derive(Debug, Error)]
@@ -200,6 +200,34 @@ pub struct Counters {
     pub last_error_at_ms: Option<i64>,
     pub last_error_status: Option<u16>,
     pub last_error_message: Option<String>,
+    /// Where a failing destination's retries stand. Persisted with the cursor, so a restarted
+    /// node, or the node taking a destination over, carries on the same backoff and honours a
+    /// `Retry-After` received before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryState>,
+    /// Why the destination is paused, as its delivering node last reported (status on the
+    /// other nodes of a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<PausedState>,
+}
+
+/// The retry state of a destination whose batches are failing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetryState {
+    /// Failed attempts of the batch that failed most often.
+    pub attempts: u32,
+    /// Unix ms before which nothing is sent (backoff, or the platform's `Retry-After`).
+    pub not_before_ms: i64,
+    /// Unix ms of the first failure of the oldest failing batch (for `max_retry_age_secs`).
+    pub first_failure_ms: i64,
+}
+
+/// A persisted pause (see `delivery::Pause`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PausedState {
+    pub status: Option<u16>,
+    pub message: String,
+    pub since_ms: i64,
 }
 
 #[async_trait]

@@ -385,6 +385,57 @@ impl NatsQueue {
         .await
     }
 
+    /// Cluster membership over the bucket `PREFIX_NODES` (see [`super::Members`]).
+    pub async fn members(&self, node_id: &str, ttl: Duration) -> Result<super::Members> {
+        super::Members::open(
+            self.inner.js.clone(),
+            &format!("{}_NODES", self.inner.upper),
+            node_id,
+            ttl,
+            self.inner.opts.replicas,
+        )
+        .await
+    }
+
+    /// Gives a destination a cursor at its workspace's current head unless it has one: a new
+    /// destination receives what is ingested from the moment it was created, whichever node
+    /// ingests and whichever node ends up delivering it.
+    pub async fn ensure_cursor(&self, destination: Uuid, workspace: Uuid) -> Result<()> {
+        if self
+            .inner
+            .commits
+            .lock()
+            .expect("poisoned")
+            .contains_key(&destination)
+        {
+            return Ok(());
+        }
+        let seq = self.sync_head(workspace).await?;
+        let value = serde_json::to_vec(&StoredCursor { ws: workspace, seq })
+            .map_err(|e| QueueError::Corrupt(e.to_string()))?;
+        match self
+            .inner
+            .state
+            .create(format!("cursor.{}", destination.simple()), value.into())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(nats_err("creating a cursor")(e)),
+        }
+    }
+
+    /// The destinations that have a cursor (live ones, and deleted ones not yet forgotten).
+    pub async fn cursor_destinations(&self) -> Result<Vec<Uuid>> {
+        Ok(self
+            .inner
+            .cursors()
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect())
+    }
+
     /// The underlying JetStream context (tests, tooling).
     pub fn jetstream(&self) -> jetstream::Context {
         self.inner.js.clone()

@@ -5,6 +5,8 @@
 //! only if absent (or deleted/expired); [`Leases::renew`] rewrites it only at the revision this
 //! node last wrote, so after a lapse and another node's acquire the renew fails and the lease
 //! is known lost. Renew well within the TTL (a third of it is usual).
+//!
+//! [`Members`] uses a bucket of the same kind for cluster membership.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -171,5 +173,72 @@ impl Leases {
     /// Whether this node believes it holds the lease (as of its last acquire or renew).
     pub fn holds(&self, key: &str) -> bool {
         self.held.lock().expect("poisoned").contains_key(key)
+    }
+
+    /// The node holding a lease right now, as the bucket has it (`None`: free).
+    pub async fn holder(&self, key: &str) -> Result<Option<String>> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(err("reading a lease"))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+    }
+}
+
+/// Cluster membership over a KV bucket whose `max_age` is the TTL: each node writes its own key
+/// every TTL/3, so a node is listed while it is alive and drops out within the TTL once it dies.
+pub struct Members {
+    store: kv::Store,
+    node_id: String,
+}
+
+impl Members {
+    pub async fn open(
+        js: jetstream::Context,
+        bucket: &str,
+        node_id: &str,
+        ttl: Duration,
+        replicas: usize,
+    ) -> Result<Self> {
+        if !valid_key(node_id) {
+            return Err(NatsError::Options("invalid node id".into()).into());
+        }
+        let store = kv_bucket(&js, bucket, ttl, replicas).await?;
+        Ok(Members {
+            store,
+            node_id: node_id.to_string(),
+        })
+    }
+
+    /// Announces this node as alive (for another TTL).
+    pub async fn heartbeat(&self) -> Result<()> {
+        self.store
+            .put(&self.node_id, Bytes::new())
+            .await
+            .map(|_| ())
+            .map_err(err("announcing this node"))
+    }
+
+    /// The nodes alive now (this one included once it has sent a heartbeat), sorted.
+    pub async fn live(&self) -> Result<Vec<String>> {
+        use futures_util::StreamExt;
+        let mut keys = self.store.keys().await.map_err(err("listing nodes"))?;
+        let mut out = Vec::new();
+        while let Some(k) = keys.next().await {
+            out.push(k.map_err(err("listing nodes"))?);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Leaves the cluster at once (graceful shutdown), instead of after the TTL.
+    pub async fn leave(&self) -> Result<()> {
+        self.store
+            .delete(&self.node_id)
+            .await
+            .map_err(err("leaving the cluster"))
     }
 }
