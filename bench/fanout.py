@@ -10,6 +10,13 @@ countsink in the same invocation.
 
     bench/fanout.py                      # B0 baseline, B1, B2 with defaults (60 s each)
     bench/fanout.py --duration 30 --only B1
+    bench/fanout.py --duration 20 --only B1 --cluster 2   # distributed mode, 2 nodes
+
+With --cluster N, tracecast runs as N nodes on a fresh PostgreSQL database (TRACECAST_BENCH_PG,
+default postgres://postgres@127.0.0.1:5432) and a fresh prefix on NATS JetStream
+(TRACECAST_BENCH_NATS, default nats://127.0.0.1:4222); the clients are split evenly over the
+nodes (the same total concurrency), and CPU and RSS are summed over the nodes. The NATS
+server's CPU is reported separately.
 
 Needs ../shared/tools (loadgen, countsink); builds them and tracecast if missing.
 Prints one JSON object per scenario on stdout; progress on stderr.
@@ -123,15 +130,33 @@ class Sinks:
 
 
 class Tracecast:
-    def __init__(self, extra_env=None):
+    """tracecast in embedded mode (cluster=0), or as `cluster` nodes on PostgreSQL + NATS."""
+
+    def __init__(self, cluster=0, extra_env=None):
         self.dir = tempfile.mkdtemp(prefix="tracecast-bench-")
         env = dict(os.environ, TRACECAST_BOOTSTRAP_MANAGEMENT_KEY=KEY, TRACECAST_LOG="warn")
+        self.db = None
+        if cluster:
+            tag = f"{os.getpid()}_{int(time.time())}"
+            pg = os.environ.get("TRACECAST_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+            self.pg, self.db = pg, f"tcbench_{tag}"
+            subprocess.run(["psql", f"{pg}/postgres", "-qc", f"CREATE DATABASE {self.db}"], check=True)
+            keys = subprocess.run([TRACECAST, "encryption", "generate-key"], capture_output=True, text=True, check=True).stdout.strip()
+            env.update(TRACECAST_DATABASE_URL=f"{pg}/{self.db}",
+                       TRACECAST_QUEUE_URL=os.environ.get("TRACECAST_BENCH_NATS", "nats://127.0.0.1:4222"),
+                       TRACECAST_QUEUE_PREFIX=f"bench{tag}", TRACECAST_ENCRYPTION_KEYS=keys)
         env.update(extra_env or {})
-        self.log = open(os.path.join(self.dir, "tracecast.log"), "wb")
-        self.proc = subprocess.Popen(
-            [TRACECAST, "serve", "--listen", f"127.0.0.1:{TC_PORT}", "--data-dir", os.path.join(self.dir, "data")],
-            env=env, stdout=self.log, stderr=self.log)
-        wait_http(f"http://127.0.0.1:{TC_PORT}/health")
+        self.ports = [TC_PORT + i for i in range(max(cluster, 1))]
+        self.procs, self.logs = [], []
+        for i, port in enumerate(self.ports):
+            log_f = open(os.path.join(self.dir, f"tracecast-{i}.log"), "wb")
+            cmd = [TRACECAST, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(self.dir, f"data-{i}")]
+            if cluster:
+                cmd += ["--node-id", f"bench-{i}"]
+            self.procs.append(subprocess.Popen(cmd, env=env, stdout=log_f, stderr=log_f))
+            self.logs.append(log_f)
+            wait_http(f"http://127.0.0.1:{port}/health")
+        self.proc = self.procs[0]
         base = f"http://127.0.0.1:{TC_PORT}/api/v1/observability/destinations"
         self.destinations = []
         for i, (ty, cfg) in enumerate([
@@ -145,13 +170,21 @@ class Tracecast:
     def status(self, i):
         return http("GET", f"http://127.0.0.1:{TC_PORT}/api/v1/observability/destinations/{self.destinations[i]}/status")["data"]
 
+    def pids(self):
+        return [p.pid for p in self.procs]
+
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for f in self.logs:
+            f.close()
+        if self.db:
+            subprocess.run(["psql", f"{self.pg}/postgres", "-qc", f"DROP DATABASE IF EXISTS {self.db}"])
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -171,21 +204,59 @@ def sample_rss(pid, stop, out):
         time.sleep(0.2)
 
 
+def total(f, pids):
+    return sum(f(p) or 0 for p in pids)
+
+
+def nats_pid():
+    out = subprocess.run(["pgrep", "-x", "nats-server"], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def load_all(tc, args):
+    """Runs loadgen against every node at once, the total concurrency split evenly."""
+    n = len(tc.ports)
+    results = [None] * n
+
+    def one(i):
+        conc = max(1, args.concurrency // n + (1 if i < args.concurrency % n else 0))
+        results[i] = loadgen(f"http://127.0.0.1:{tc.ports[i]}/api/v1/generations?workspace_id=default",
+                             args.duration, conc, args.batch)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if n == 1:
+        return results[0]
+    merged = {"per_node": results,
+              "records_ok": sum(r.get("records_ok", 0) for r in results),
+              "status": {}, "latency_ms": {"p99": max(r["latency_ms"]["p99"] for r in results),
+                                           "p50": max(r["latency_ms"]["p50"] for r in results)}}
+    for r in results:
+        for k, v in r.get("status", {}).items():
+            merged["status"][k] = merged["status"].get(k, 0) + v
+    return merged
+
+
 def scenario(name, args, fail=None):
     sinks = Sinks(fail=fail, fail_secs=int(args.duration + 3600) if fail is not None else 0)
-    tc = Tracecast()
+    tc = Tracecast(cluster=args.cluster)
+    npid = nats_pid() if args.cluster else None
     try:
         rss = []
         stop = threading.Event()
         t = threading.Thread(target=sample_rss, args=(tc.proc.pid, stop, rss))
         t.start()
-        cpu0 = cpu_s(tc.proc.pid)
+        cpu0 = total(cpu_s, tc.pids())
+        ncpu0 = cpu_s(npid) if npid else None
         before = [sinks.stats(i)["events"] for i in range(3)]
         t0 = time.time()
-        lg = loadgen(f"http://127.0.0.1:{TC_PORT}/api/v1/generations?workspace_id=default", args.duration, args.concurrency, args.batch)
+        lg = load_all(tc, args)
         load_s = time.time() - t0
         during = [sinks.stats(i)["events"] - before[i] for i in range(3)]
-        cpu_load = (cpu_s(tc.proc.pid) - cpu0) / load_s
+        cpu_load = (total(cpu_s, tc.pids()) - cpu0) / load_s
+        nats_cpu = (cpu_s(npid) - ncpu0) / load_s if npid else None
         accepted = lg.get("records_ok", lg.get("accepted", 0))
         healthy = [i for i in range(3) if i != fail]
         deadline = time.time() + args.drain_timeout
@@ -193,12 +264,13 @@ def scenario(name, args, fail=None):
             time.sleep(0.2)
         drained_at = time.time() - t0
         result = {
-            "scenario": name,
+            "scenario": name + (f" cluster x{args.cluster}" if args.cluster else ""),
             "duration_s": round(load_s, 1),
             "loadgen": lg,
             "accepted_per_s": round(accepted / load_s),
             "tracecast_cpu_cores_during_load": round(cpu_load, 2),
-            "tracecast_peak_rss_mib": round((proc_kb(tc.proc.pid, "VmHWM") or 0) / 1024, 1),
+            "tracecast_peak_rss_mib": round(total(lambda p: proc_kb(p, "VmHWM"), tc.pids()) / 1024, 1),
+            "nats_server_cpu_cores_during_load": round(nats_cpu, 2) if nats_cpu is not None else None,
             "healthy_drained_after_s": round(drained_at, 1),
             "destinations": [],
         }
@@ -213,7 +285,7 @@ def scenario(name, args, fail=None):
             })
         if fail is not None:
             # Peak RSS while one destination is down (before recovery starts).
-            result["tracecast_peak_rss_mib_outage"] = round((proc_kb(tc.proc.pid, "VmHWM") or 0) / 1024, 1)
+            result["tracecast_peak_rss_mib_outage"] = round(total(lambda p: proc_kb(p, "VmHWM"), tc.pids()) / 1024, 1)
             # Recovery: end the outage and time the backlog drain. Records the backlog cap
             # dropped (counted in the destination's status) will never arrive, so the drain is
             # complete when everything accepted and not dropped has been delivered.
@@ -243,7 +315,7 @@ def scenario(name, args, fail=None):
                 "seconds_total": round(end - r0, 1),
                 "drain_per_s": round(got / draining) if draining > 0 else None,
             }
-            result["tracecast_peak_rss_mib"] = round((proc_kb(tc.proc.pid, "VmHWM") or 0) / 1024, 1)
+            result["tracecast_peak_rss_mib"] = round(total(lambda p: proc_kb(p, "VmHWM"), tc.pids()) / 1024, 1)
         stop.set()
         t.join()
         result["failing_status"] = tc.status(fail) if fail is not None else None
@@ -270,6 +342,8 @@ def main():
     ap.add_argument("--drain-timeout", type=float, default=240)
     ap.add_argument("--only", choices=["B0", "B1", "B2"])
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--cluster", type=int, default=0, metavar="N",
+                    help="run tracecast as N nodes on PostgreSQL + NATS JetStream (0: embedded)")
     args = ap.parse_args()
     if not args.no_build:
         build()
