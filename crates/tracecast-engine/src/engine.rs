@@ -396,6 +396,8 @@ impl Engine {
             h.stop.send_replace(true);
             h.rt.resume.notify_waiters();
             let _ = tokio::time::timeout(Duration::from_secs(5), h.task).await;
+            // The node delivering it now reports its depth; this one no longer does.
+            metrics::gauge!("tracecast_queue_depth", "destination" => id.to_string(), "type" => h.rt.type_label).set(0.0);
         }
         if let Some(c) = &self.cluster {
             c.renewed.lock().expect("poisoned").remove(&id);

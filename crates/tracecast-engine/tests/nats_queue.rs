@@ -443,3 +443,62 @@ async fn a_log_nobody_reads_is_purged_and_its_ids_stay_deduplicated() {
     assert_eq!(q.head(ws), 21);
     q.close().await;
 }
+
+/// Regression: truncation listed the cursors with the client's key listing, which skips keys
+/// rewritten while it runs. With cursors rewritten all the time (as the delivering nodes do
+/// every 100 ms), a truncation could miss the slowest cursor and purge records it had not
+/// read (seen in the two-node benchmark: 20,000 records gone under two destinations).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_never_passes_a_cursor_that_is_being_rewritten() {
+    let p = Prefix::new();
+    let (a, b) = (open(&p, 1 << 20).await, open(&p, 1 << 20).await);
+    let ws = Uuid::now_v7();
+    a.append(ws, records(&ids("r", 400))).await.unwrap();
+    let (slow, fast) = (Uuid::now_v7(), Uuid::now_v7());
+    a.commit(slow, ws, Cursor { seq: 50 }, Counters::default());
+    a.commit(fast, ws, Cursor { seq: 390 }, Counters::default());
+    a.flush().await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let counters = Counters {
+                    delivered: n,
+                    ..Default::default()
+                };
+                a.commit(slow, ws, Cursor { seq: 50 }, counters.clone());
+                a.commit(fast, ws, Cursor { seq: 390 }, counters);
+                a.flush().await.unwrap();
+            }
+            a
+        })
+    };
+    for _ in 0..100 {
+        b.truncate_now().await.unwrap();
+        let read = b.read(ws, 50, 1).await.unwrap();
+        assert_eq!(
+            read.first().map(|r| r.seq),
+            Some(51),
+            "record 51 must stay while a cursor is at 50"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let a = writer.await.unwrap();
+    // It does truncate up to the slowest cursor.
+    let info = a
+        .jetstream()
+        .get_stream(format!("{}_LOG_{}", p.0.to_ascii_uppercase(), ws.simple()))
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .first_sequence;
+    assert_eq!(info, 51);
+    a.close().await;
+    b.close().await;
+}

@@ -186,6 +186,12 @@ struct Ws {
     sizes: tokio::sync::Mutex<SizeIndex>,
     /// Pull consumers positioned where sequential readers will ask next.
     readers: Mutex<Vec<Reader>>,
+    /// Held while an append publishes, so each append's records get one contiguous run of
+    /// seqs (they reach this node's tail together instead of interleaved with another's).
+    publishing: tokio::sync::Mutex<()>,
+    /// Appends of this node in progress, and the highest seq they were acknowledged.
+    appending: AtomicUsize,
+    max_acked: AtomicU64,
 }
 
 /// An ephemeral pull consumer (no acks) reused while a reader reads sequentially.
@@ -225,6 +231,8 @@ struct Inner {
     /// Serialises commit flushes (the background task, `flush`, `forget`, `close`).
     flush_lock: tokio::sync::Mutex<()>,
     closed: AtomicBool,
+    /// Tags this node's head announcements, so it ignores its own.
+    origin: String,
 }
 
 /// The JetStream queue. See the module documentation.
@@ -255,6 +263,36 @@ struct LetterSubject {
     replay: bool,
     id: i64,
     failed_at_ms: i64,
+}
+
+/// Counts an append of this node in progress (see `Ws::appending`), also when it fails.
+struct Appending<'a> {
+    ws: &'a Ws,
+    done: bool,
+}
+
+impl<'a> Appending<'a> {
+    fn start(ws: &'a Ws) -> Self {
+        ws.appending.fetch_add(1, Ordering::AcqRel);
+        Appending { ws, done: false }
+    }
+
+    /// Ends this append; returns how many others are still in progress.
+    fn finish(mut self) -> usize {
+        self.done = true;
+        self.ws.appending.fetch_sub(1, Ordering::AcqRel) - 1
+    }
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ws.appending.fetch_sub(1, Ordering::AcqRel);
+            // A failed append must not leave the acknowledged seqs of the others hidden.
+            self.ws
+                .raise_head(self.ws.max_acked.load(Ordering::Acquire));
+        }
+    }
 }
 
 fn valid_prefix(p: &str) -> bool {
@@ -311,6 +349,7 @@ impl NatsQueue {
             commits: Mutex::new(HashMap::new()),
             flush_lock: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
+            origin: format!("{:016x}", rand::random::<u64>()),
             opts,
         });
         inner.load_workspaces().await?;
@@ -478,9 +517,13 @@ async fn announcements(
                 .rsplit('.')
                 .next()
                 .and_then(|s| Uuid::parse_str(s).ok());
-            let seq = std::str::from_utf8(&msg.payload)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok());
+            // `<seq> <origin>`: this node's own announcements are skipped (see `append`).
+            let text = std::str::from_utf8(&msg.payload).unwrap_or_default();
+            let mut parts = text.split(' ');
+            let seq = parts.next().and_then(|s| s.parse::<u64>().ok());
+            if parts.next() == Some(inner.origin.as_str()) {
+                continue;
+            }
             if let (Some(ws), Some(seq)) = (ws, seq)
                 && let Some(w) = inner.known(ws)
             {
@@ -570,6 +613,9 @@ impl Inner {
             }),
             sizes: tokio::sync::Mutex::new(SizeIndex::default()),
             readers: Mutex::new(Vec::new()),
+            publishing: tokio::sync::Mutex::new(()),
+            appending: AtomicUsize::new(0),
+            max_acked: AtomicU64::new(0),
         })
     }
 
@@ -889,19 +935,29 @@ impl Inner {
         Ok(())
     }
 
+    /// Every destination's cursor. The keys come from the bucket stream's subject list (stream
+    /// info with a subject filter), which the server computes in one go: the client's key
+    /// listing (a consumer over the bucket) skips keys rewritten while it runs, and cursors
+    /// are rewritten every 100 ms, so truncating by it could pass a cursor it missed.
     async fn cursors(&self) -> Result<Vec<(Uuid, StoredCursor)>> {
-        let mut keys = self
+        let mut subjects = self
             .state
-            .keys()
+            .stream
+            .info_builder()
+            .subjects(format!("{}cursor.*", self.state.prefix))
+            .fetch()
             .await
             .map_err(nats_err("listing cursors"))?;
         let mut names = Vec::new();
-        while let Some(k) = keys.next().await {
-            let k = k.map_err(nats_err("listing cursors"))?;
+        while let Some(s) = subjects.next().await {
+            let (subject, _) = s.map_err(nats_err("listing cursors"))?;
+            let Some(k) = subject.strip_prefix(self.state.prefix.as_str()) else {
+                continue;
+            };
             if let Some(d) = k.strip_prefix("cursor.")
                 && let Ok(d) = Uuid::parse_str(d)
             {
-                names.push((d, k));
+                names.push((d, k.to_string()));
             }
         }
         let gets = names.iter().map(|(_, k)| self.state.get(k.clone()));
@@ -1223,6 +1279,8 @@ impl Queue for NatsQueue {
         let mut seen = HashSet::with_capacity(records.len());
         let mut acks = Vec::with_capacity(records.len());
         let mut gens = Vec::with_capacity(records.len());
+        let appending = Appending::start(&ws);
+        let publishing = ws.publishing.lock().await;
         // Pipelined: every publish goes out before the first ack is awaited.
         for r in records {
             let size = r.body.len() as u32;
@@ -1249,6 +1307,7 @@ impl Queue for NatsQueue {
             acks.push(Some(ack));
             gens.push((r.generation, size));
         }
+        drop(publishing);
         let mut accepted = Vec::with_capacity(acks.len());
         let mut fresh = Vec::new();
         let mut head = 0;
@@ -1274,12 +1333,24 @@ impl Queue for NatsQueue {
         // Records acknowledged are visible whatever happened to the others.
         inner.add_to_tail(&ws, fresh);
         if head > 0 {
-            ws.raise_head(head);
+            ws.max_acked.fetch_max(head, Ordering::AcqRel);
+            // While other appends of this node are still waiting for their acks, local readers
+            // see the head only as far as the tail is contiguous: the seqs in between are
+            // theirs and reach the tail in a moment, where reading them from the server would
+            // mean fetching and parsing them again. The last append to finish shows the rest
+            // (and seqs appended by other nodes, which are fetched).
+            let local = if appending.finish() == 0 {
+                ws.max_acked.load(Ordering::Acquire)
+            } else {
+                let tail = ws.tail.lock().expect("poisoned");
+                tail.records.back().map_or(0, |r| r.seq).min(head)
+            };
+            ws.raise_head(local);
             let _ = inner
                 .client
                 .publish(
                     format!("{}.head.{}", inner.opts.prefix, workspace.simple()),
-                    head.to_string().into(),
+                    format!("{head} {}", inner.origin).into(),
                 )
                 .await;
         }
@@ -1328,13 +1399,31 @@ impl Queue for NatsQueue {
         if from > to {
             return Ok(out);
         }
+        let started = Instant::now();
         let mut got = inner.fetch(&ws, from, to).await?;
+        if started.elapsed() >= Duration::from_millis(250) {
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                from,
+                to,
+                got = got.len(),
+                "slow read from the server"
+            );
+        }
         if got.is_empty() && out.is_empty() {
             // Truncated meanwhile: start from the first record still there.
             inner.sync(&ws).await?;
             let from2 = from.max(ws.first.load(Ordering::Acquire));
-            if from2 > from && from2 <= to {
-                got = inner.fetch(&ws, from2, to).await?;
+            if from2 > from && from2 <= head {
+                // Records this reader had not read are gone (the log was truncated past it):
+                // say so, and carry on from the first one left rather than wait for them.
+                tracing::error!(
+                    workspace = %workspace,
+                    missing = from2 - from,
+                    "records were truncated from the log before this reader read them"
+                );
+                let to2 = head.min(from2.saturating_add(max as u64 - 1));
+                got = inner.fetch(&ws, from2, to2).await?;
             }
         }
         inner.add_to_tail(&ws, got.clone());

@@ -222,13 +222,34 @@ impl Members {
             .map_err(err("announcing this node"))
     }
 
-    /// The nodes alive now (this one included once it has sent a heartbeat), sorted.
+    /// The nodes alive now (this one included once it has sent a heartbeat), sorted. The keys
+    /// come from the bucket stream's subject list, computed by the server in one go (the
+    /// client's key listing skips keys rewritten while it runs, and every node rewrites its
+    /// key every tick); a left node's delete marker is filtered out by reading each key.
     pub async fn live(&self) -> Result<Vec<String>> {
         use futures_util::StreamExt;
-        let mut keys = self.store.keys().await.map_err(err("listing nodes"))?;
+        let mut subjects = self
+            .store
+            .stream
+            .info_builder()
+            .subjects(format!("{}>", self.store.prefix))
+            .fetch()
+            .await
+            .map_err(err("listing nodes"))?;
+        let mut keys = Vec::new();
+        while let Some(s) = subjects.next().await {
+            let (subject, _) = s.map_err(err("listing nodes"))?;
+            if let Some(k) = subject.strip_prefix(self.store.prefix.as_str()) {
+                keys.push(k.to_string());
+            }
+        }
+        let values =
+            futures_util::future::join_all(keys.iter().map(|k| self.store.get(k.clone()))).await;
         let mut out = Vec::new();
-        while let Some(k) = keys.next().await {
-            out.push(k.map_err(err("listing nodes"))?);
+        for (k, v) in keys.into_iter().zip(values) {
+            if v.map_err(err("reading a node"))?.is_some() {
+                out.push(k);
+            }
         }
         out.sort();
         Ok(out)
