@@ -249,6 +249,7 @@ def scenario(name, args, fail=None):
         t = threading.Thread(target=sample_rss, args=(tc.proc.pid, stop, rss))
         t.start()
         cpu0 = total(cpu_s, tc.pids())
+        node_cpu0 = [cpu_s(p) or 0 for p in tc.pids()]
         ncpu0 = cpu_s(npid) if npid else None
         before = [sinks.stats(i)["events"] for i in range(3)]
         t0 = time.time()
@@ -256,6 +257,7 @@ def scenario(name, args, fail=None):
         load_s = time.time() - t0
         during = [sinks.stats(i)["events"] - before[i] for i in range(3)]
         cpu_load = (total(cpu_s, tc.pids()) - cpu0) / load_s
+        node_cpu = [round(((cpu_s(p) or 0) - c0) / load_s, 2) for p, c0 in zip(tc.pids(), node_cpu0)]
         nats_cpu = (cpu_s(npid) - ncpu0) / load_s if npid else None
         accepted = lg.get("records_ok", lg.get("accepted", 0))
         healthy = [i for i in range(3) if i != fail]
@@ -270,6 +272,7 @@ def scenario(name, args, fail=None):
             "accepted_per_s": round(accepted / load_s),
             "tracecast_cpu_cores_during_load": round(cpu_load, 2),
             "tracecast_peak_rss_mib": round(total(lambda p: proc_kb(p, "VmHWM"), tc.pids()) / 1024, 1),
+"tracecast_cpu_cores_per_node": node_cpu,
             "nats_server_cpu_cores_during_load": round(nats_cpu, 2) if nats_cpu is not None else None,
             "healthy_drained_after_s": round(drained_at, 1),
             "destinations": [],
@@ -318,6 +321,8 @@ def scenario(name, args, fail=None):
             result["tracecast_peak_rss_mib"] = round(total(lambda p: proc_kb(p, "VmHWM"), tc.pids()) / 1024, 1)
         stop.set()
         t.join()
+        if args.cluster:
+            result["owners"] = [tc.status(i).get("owner") for i in range(3)]
         result["failing_status"] = tc.status(fail) if fail is not None else None
         return result
     finally:

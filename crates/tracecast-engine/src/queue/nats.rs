@@ -73,8 +73,10 @@ use super::{
 
 const RECEIVED_AT: &str = "Tc-Received-At";
 const MSG_SIZE: &str = "Nats-Msg-Size";
-/// Out-of-order own appends kept waiting for the records before them (per workspace).
-const MAX_PENDING: usize = 1024;
+/// Records kept waiting for the records before them (per workspace; they also count against
+/// the tail's byte budget). With several nodes appending, this node's own records wait here
+/// until a reader has fetched the other nodes' records between them.
+const MAX_PENDING: usize = 65_536;
 
 /// Errors of the NATS backend. Messages never include the server URL (it may hold credentials).
 #[derive(Debug, Error)]
@@ -761,6 +763,12 @@ impl Inner {
         }
     }
 
+    /// The first seq after `from` waiting in the tail's pending part.
+    fn first_pending_after(&self, ws: &Ws, from: u64) -> Option<u64> {
+        let tail = ws.tail.lock().expect("poisoned");
+        tail.pending.range(from + 1..).next().map(|(s, _)| *s)
+    }
+
     fn tail_read(&self, ws: &Ws, after: u64, max: usize) -> Option<Vec<Record>> {
         let tail = ws.tail.lock().expect("poisoned");
         let front = tail.records.front()?;
@@ -1395,7 +1403,12 @@ impl Queue for NatsQueue {
             return Ok(out);
         }
         let from = (next + 1).max(ws.first.load(Ordering::Acquire));
-        let to = head.min(after.saturating_add(max as u64));
+        let mut to = head.min(after.saturating_add(max as u64));
+        // Fetch only the gap: records after it that this node appended itself wait in the
+        // tail's pending part, and join the tail once the gap is filled.
+        if let Some(p) = inner.first_pending_after(&ws, from) {
+            to = to.min(p - 1);
+        }
         if from > to {
             return Ok(out);
         }
