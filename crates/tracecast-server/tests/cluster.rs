@@ -9,9 +9,8 @@
 //!
 //! The servers are `TRACECAST_TEST_DATABASE_URL` (else `postgres://postgres@127.0.0.1:5432/postgres`)
 //! and `TRACECAST_TEST_NATS_URL` (else `nats://127.0.0.1:4222`): without them these tests fail
-//! rather than pass without checking anything. The NATS streams of a test's prefix are left on
-//! the server (tracecast-server has no NATS client to delete them); a fresh prefix per test
-//! keeps runs apart.
+//! rather than pass without checking anything. The NATS streams and buckets of a test's prefix
+//! are deleted when the test ends, even when it fails.
 //!
 //! The tests run one at a time (three nodes each, on a small machine, and two of them measure
 //! how soon something happens).
@@ -239,6 +238,47 @@ struct Cluster {
     replaced: Vec<Node>,
     /// Last: dropped after the nodes are killed.
     _db: TempDatabase,
+    _streams: NatsPrefix,
+}
+
+/// A test's queue prefix: its streams and buckets are deleted when this is dropped.
+struct NatsPrefix {
+    url: String,
+    prefix: String,
+}
+
+impl Drop for NatsPrefix {
+    fn drop(&mut self) {
+        let (url, upper) = (self.url.clone(), self.prefix.to_ascii_uppercase());
+        // On a runtime of its own: this runs inside the test's runtime, and after panics too.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                use futures_util::StreamExt;
+                let Ok(client) = async_nats::connect(url).await else {
+                    return;
+                };
+                let js = async_nats::jetstream::new(client);
+                let mut names = js.stream_names();
+                let mut mine = Vec::new();
+                while let Some(Ok(n)) = names.next().await {
+                    if n.starts_with(&format!("{upper}_")) || n.starts_with(&format!("KV_{upper}_"))
+                    {
+                        mine.push(n);
+                    }
+                }
+                for n in mine {
+                    let _ = js.delete_stream(&n).await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 impl Cluster {
@@ -287,6 +327,7 @@ impl Cluster {
             nodes: Vec::new(),
             replaced: Vec::new(),
             _db: db,
+            _streams: NatsPrefix { url: queue, prefix },
         }
     }
 

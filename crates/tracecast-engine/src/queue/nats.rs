@@ -1396,54 +1396,65 @@ impl Queue for NatsQueue {
         if head <= after || !ws.created.load(Ordering::Acquire) {
             return Ok(Vec::new());
         }
-        // From the tail as far as it goes, the rest from the server.
-        let mut out = inner.tail_read(&ws, after, max).unwrap_or_default();
-        let next = out.last().map(|r| r.seq).unwrap_or(after);
-        if out.len() >= max || next >= head {
-            return Ok(out);
-        }
-        let from = (next + 1).max(ws.first.load(Ordering::Acquire));
-        let mut to = head.min(after.saturating_add(max as u64));
-        // Fetch only the gap: records after it that this node appended itself wait in the
-        // tail's pending part, and join the tail once the gap is filled.
-        if let Some(p) = inner.first_pending_after(&ws, from) {
-            to = to.min(p - 1);
-        }
-        if from > to {
-            return Ok(out);
-        }
-        let started = Instant::now();
-        let mut got = inner.fetch(&ws, from, to).await?;
-        if started.elapsed() >= Duration::from_millis(250) {
-            tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                from,
-                to,
-                got = got.len(),
-                "slow read from the server"
-            );
-        }
-        if got.is_empty() && out.is_empty() {
-            // Truncated meanwhile: start from the first record still there.
-            inner.sync(&ws).await?;
-            let from2 = from.max(ws.first.load(Ordering::Acquire));
-            if from2 > from && from2 <= head {
-                // Records this reader had not read are gone (the log was truncated past it):
-                // say so, and carry on from the first one left rather than wait for them.
-                tracing::error!(
-                    workspace = %workspace,
-                    missing = from2 - from,
-                    "records were truncated from the log before this reader read them"
-                );
-                let to2 = head.min(from2.saturating_add(max as u64 - 1));
-                got = inner.fetch(&ws, from2, to2).await?;
+        // From the tail as far as it goes, the gaps from the server, until `max` records or
+        // the head.
+        let mut out: Vec<Record> = Vec::new();
+        let mut next = after;
+        while out.len() < max && next < head {
+            let want = max - out.len();
+            if let Some(t) = inner.tail_read(&ws, next, want)
+                && let Some(last) = t.last()
+            {
+                next = last.seq;
+                out.extend(t);
+                continue;
             }
-        }
-        inner.add_to_tail(&ws, got.clone());
-        if out.is_empty() {
-            return Ok(got);
-        }
-        if got.first().is_some_and(|r| r.seq == next + 1) {
+            let from = (next + 1).max(ws.first.load(Ordering::Acquire));
+            let mut to = head.min(next.saturating_add(want as u64));
+            // Fetch only the gap: records after it that this node appended itself wait in the
+            // tail's pending part, and join the tail once the gap is filled.
+            if let Some(p) = inner.first_pending_after(&ws, from) {
+                to = to.min(p - 1);
+            }
+            if from > to {
+                break;
+            }
+            let started = Instant::now();
+            let mut got = inner.fetch(&ws, from, to).await?;
+            if started.elapsed() >= Duration::from_millis(250) {
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    from,
+                    to,
+                    got = got.len(),
+                    "slow read from the server"
+                );
+            }
+            if got.is_empty() && out.is_empty() {
+                // Truncated meanwhile: start from the first record still there.
+                inner.sync(&ws).await?;
+                let from2 = from.max(ws.first.load(Ordering::Acquire));
+                if from2 > from && from2 <= head {
+                    // Records this reader had not read are gone (the log was truncated past
+                    // it): say so, and carry on from the first one left rather than wait.
+                    tracing::error!(
+                        workspace = %workspace,
+                        missing = from2 - from,
+                        "records were truncated from the log before this reader read them"
+                    );
+                    let to2 = head.min(from2.saturating_add(want as u64 - 1));
+                    got = inner.fetch(&ws, from2, to2).await?;
+                }
+            }
+            let Some(last) = got.last().map(|r| r.seq) else {
+                break;
+            };
+            let contiguous = out.is_empty() || got.first().is_some_and(|r| r.seq == next + 1);
+            inner.add_to_tail(&ws, got.clone());
+            if !contiguous {
+                break;
+            }
+            next = last;
             out.extend(got);
         }
         Ok(out)
