@@ -397,10 +397,11 @@ impl Worker {
     /// The carried-over retry state for the next batch: the first `concurrency` batches after
     /// the start take it, until one gets through.
     fn carried(&mut self) -> Option<RetryState> {
+        let c = self.carry?;
         if self.carry_left == 0 || self.rt.counters.lock().expect("poisoned").retry.is_none() {
             self.carry = None;
+            return None;
         }
-        let c = self.carry?;
         self.carry_left -= 1;
         Some(c)
     }

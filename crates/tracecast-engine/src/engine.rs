@@ -611,10 +611,10 @@ impl Engine {
             }),
             None => None,
         };
-        let owner = match &self.cluster {
-            None => None,
-            Some(_) if rt.is_some() => Some(self.cluster.as_ref().map(|c| c.node_id.clone())),
-            Some(c) => Some(c.leases.holder(&lease_key(d.id)).await?),
+        let owner = match (&self.cluster, &rt) {
+            (None, _) => None,
+            (Some(c), Some(_)) => Some(Some(c.node_id.clone())),
+            (Some(c), None) => Some(c.leases.holder(&lease_key(d.id)).await?),
         };
         let (state, reason) = if !d.enabled {
             (

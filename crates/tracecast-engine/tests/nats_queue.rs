@@ -111,23 +111,7 @@ async fn cursors_counters_truncation_and_backlog() {
     let ws = Uuid::now_v7();
     let (d1, d2) = (Uuid::now_v7(), Uuid::now_v7());
     q.append(ws, records(&ids("t", 100))).await.unwrap();
-    let counters = Counters {
-        delivered: 60,
-        last_error_message: Some("HTTP 500".into()),
-        // The retry and pause state travel with the counters (a restart or a takeover carries
-        // on the same backoff).
-        retry: Some(tracecast_engine::queue::RetryState {
-            attempts: 3,
-            not_before_ms: 1_700_000_004_000,
-            first_failure_ms: 1_700_000_000_000,
-        }),
-        paused: Some(tracecast_engine::queue::PausedState {
-            status: Some(401),
-            message: "credentials rejected".into(),
-            since_ms: 1_700_000_000_000,
-        }),
-        ..Default::default()
-    };
+    let counters = support::full_counters(60, Some("HTTP 500"));
     q.commit(d1, ws, Cursor { seq: 60 }, counters.clone());
     q.commit(d2, ws, Cursor { seq: 30 }, Counters::default());
     q.flush().await.unwrap();

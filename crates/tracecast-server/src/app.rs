@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tracecast_engine::queue::{NatsQueue, NatsQueueOptions, SqliteQueue, SqliteQueueOptions};
+use tracecast_engine::queue::{
+    NatsQueue, NatsQueueOptions, SqliteQueue, SqliteQueueOptions, valid_name,
+};
 use tracecast_engine::{ClusterOptions, Engine};
 use tracecast_store::{Keyring, SqlStore, Store};
 
@@ -50,15 +52,13 @@ pub fn validate(settings: &Settings) -> anyhow::Result<()> {
             anyhow::bail!("lease_ttl_secs must be at least 3");
         }
     }
-    if let Some(id) = &settings.node_id {
-        let valid = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid {
-            anyhow::bail!("node_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
-        }
+    if let Some(id) = &settings.node_id
+        && !valid_name(id)
+    {
+        anyhow::bail!("node_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
+    }
+    if !valid_name(&settings.queue_prefix) {
+        anyhow::bail!("queue_prefix must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
     }
     Ok(())
 }

@@ -165,24 +165,10 @@ async fn receive(State(sink): State<Sink>, body: Bytes) -> Response {
         )
             .into_response();
     }
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+    let Some(ids) = common::receiver::generation_ids_in(&body) else {
         sink.inner.lock().unwrap().requests.push((at, 400));
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let mut ids = Vec::new();
-    for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-            for span in ss["spans"].as_array().into_iter().flatten() {
-                for kv in span["attributes"].as_array().into_iter().flatten() {
-                    if kv["key"] == "gen_ai.response.id"
-                        && let Some(id) = kv["value"]["stringValue"].as_str()
-                    {
-                        ids.push(id.to_owned());
-                    }
-                }
-            }
-        }
-    }
     let mut s = sink.inner.lock().unwrap();
     s.requests.push((at, 200));
     for id in ids {

@@ -80,24 +80,12 @@ async fn receive(State(sink): State<Sink>, body: Bytes) -> StatusCode {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+    let Some(ids) = common::receiver::generation_ids_in(&body) else {
         return StatusCode::BAD_REQUEST;
     };
     let mut s = sink.inner.lock().unwrap();
     s.requests += 1;
-    for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-            for span in ss["spans"].as_array().into_iter().flatten() {
-                for kv in span["attributes"].as_array().into_iter().flatten() {
-                    if kv["key"] == "gen_ai.response.id"
-                        && let Some(id) = kv["value"]["stringValue"].as_str()
-                    {
-                        s.ids.insert(id.to_owned());
-                    }
-                }
-            }
-        }
-    }
+    s.ids.extend(ids);
     StatusCode::OK
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tracecast_model::generation::Generation;
 use uuid::Uuid;
 
-pub use nats::{ConfigChanges, NatsError, NatsQueue, NatsQueueOptions};
+pub use nats::{ConfigChanges, NatsError, NatsQueue, NatsQueueOptions, valid_name};
 pub use nats_lease::{Leases, Members};
 pub use sqlite::{SqliteQueue, SqliteQueueOptions};
 

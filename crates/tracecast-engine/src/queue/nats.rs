@@ -297,7 +297,8 @@ impl Drop for Appending<'_> {
     }
 }
 
-fn valid_prefix(p: &str) -> bool {
+/// A valid queue prefix or node id: 1-64 characters of `A-Z a-z 0-9 _ -`.
+pub fn valid_name(p: &str) -> bool {
     !p.is_empty()
         && p.len() <= 64
         && p.bytes()
@@ -308,7 +309,7 @@ impl NatsQueue {
     /// Connects, creates the shared state bucket and dead-letter stream if needed, loads the
     /// heads of existing workspace logs and starts the background tasks.
     pub async fn connect(opts: NatsQueueOptions) -> Result<Self> {
-        if !valid_prefix(&opts.prefix) {
+        if !valid_name(&opts.prefix) {
             return Err(NatsError::Options(
                 "prefix must be 1-64 characters of A-Z, a-z, 0-9, _ and -".into(),
             )
@@ -358,9 +359,9 @@ impl NatsQueue {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(announcements(inner.clone()).await?));
         inner.round_trip().await?;
-        tasks.push(tokio::spawn(poll_heads(Arc::downgrade(&inner))));
-        tasks.push(tokio::spawn(flush_commits(Arc::downgrade(&inner))));
-        tasks.push(tokio::spawn(truncate(Arc::downgrade(&inner))));
+        for job in [Job::PollHeads, Job::FlushCommits, Job::Truncate] {
+            tasks.push(tokio::spawn(periodically(Arc::downgrade(&inner), job)));
+        }
         Ok(NatsQueue {
             inner,
             tasks: Mutex::new(tasks),
@@ -536,14 +537,48 @@ async fn announcements(
     })
 }
 
-async fn poll_heads(weak: std::sync::Weak<Inner>) {
+/// The queue's periodic jobs, each run by [`periodically`].
+#[derive(Clone, Copy)]
+enum Job {
+    /// Heads of workspaces with local readers, from stream info (announcements may be lost).
+    PollHeads,
+    /// Buffered cursor and counter commits.
+    FlushCommits,
+    /// Logs truncated to their slowest cursor.
+    Truncate,
+}
+
+/// Runs `job` every its interval until the queue is dropped.
+async fn periodically(weak: std::sync::Weak<Inner>, job: Job) {
     loop {
-        let Some(every) = weak.upgrade().map(|i| i.opts.head_poll) else {
+        let Some(every) = weak.upgrade().map(|i| match job {
+            Job::PollHeads => i.opts.head_poll,
+            Job::FlushCommits => i.opts.commit_interval,
+            Job::Truncate => i.opts.truncate_interval,
+        }) else {
             return;
         };
         tokio::time::sleep(every).await;
         let Some(inner) = weak.upgrade() else { return };
-        let wss: Vec<Arc<Ws>> = inner
+        match job {
+            Job::PollHeads => inner.poll_heads().await,
+            Job::FlushCommits => {
+                if let Err(e) = inner.flush_commits().await {
+                    tracing::warn!(error = %e, "persisting cursors failed; retrying");
+                }
+            }
+            Job::Truncate => {
+                if let Err(e) = inner.truncate().await {
+                    tracing::warn!(error = %e, "queue truncation failed");
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn poll_heads(&self) {
+        let wss: Vec<Arc<Ws>> = self
             .workspaces
             .lock()
             .expect("poisoned")
@@ -552,40 +587,12 @@ async fn poll_heads(weak: std::sync::Weak<Inner>) {
             .cloned()
             .collect();
         for w in wss {
-            if let Err(e) = inner.sync(&w).await {
+            if let Err(e) = self.sync(&w).await {
                 tracing::debug!(error = %e, "polling a workspace head failed");
             }
         }
     }
-}
 
-async fn flush_commits(weak: std::sync::Weak<Inner>) {
-    loop {
-        let Some(every) = weak.upgrade().map(|i| i.opts.commit_interval) else {
-            return;
-        };
-        tokio::time::sleep(every).await;
-        let Some(inner) = weak.upgrade() else { return };
-        if let Err(e) = inner.flush_commits().await {
-            tracing::warn!(error = %e, "persisting cursors failed; retrying");
-        }
-    }
-}
-
-async fn truncate(weak: std::sync::Weak<Inner>) {
-    loop {
-        let Some(every) = weak.upgrade().map(|i| i.opts.truncate_interval) else {
-            return;
-        };
-        tokio::time::sleep(every).await;
-        let Some(inner) = weak.upgrade() else { return };
-        if let Err(e) = inner.truncate().await {
-            tracing::warn!(error = %e, "queue truncation failed");
-        }
-    }
-}
-
-impl Inner {
     /// A request the server answers after everything sent before it on this connection.
     async fn round_trip(&self) -> Result<()> {
         self.client
@@ -948,26 +955,14 @@ impl Inner {
     /// listing (a consumer over the bucket) skips keys rewritten while it runs, and cursors
     /// are rewritten every 100 ms, so truncating by it could pass a cursor it missed.
     async fn cursors(&self) -> Result<Vec<(Uuid, StoredCursor)>> {
-        let mut subjects = self
-            .state
-            .stream
-            .info_builder()
-            .subjects(format!("{}cursor.*", self.state.prefix))
-            .fetch()
-            .await
-            .map_err(nats_err("listing cursors"))?;
-        let mut names = Vec::new();
-        while let Some(s) = subjects.next().await {
-            let (subject, _) = s.map_err(nats_err("listing cursors"))?;
-            let Some(k) = subject.strip_prefix(self.state.prefix.as_str()) else {
-                continue;
-            };
-            if let Some(d) = k.strip_prefix("cursor.")
-                && let Ok(d) = Uuid::parse_str(d)
-            {
-                names.push((d, k.to_string()));
-            }
-        }
+        let names: Vec<(Uuid, String)> = super::nats_lease::keys(&self.state, "cursor.*")
+            .await?
+            .into_iter()
+            .filter_map(|k| {
+                let d = Uuid::parse_str(k.strip_prefix("cursor.")?).ok()?;
+                Some((d, k))
+            })
+            .collect();
         let gets = names.iter().map(|(_, k)| self.state.get(k.clone()));
         let values = futures_util::future::join_all(gets).await;
         let mut out = Vec::new();

@@ -54,6 +54,29 @@ pub(super) async fn kv_bucket(
         .map_err(err("opening a KV bucket"))
 }
 
+/// The keys of a bucket matching `pattern` (`cursor.*`, `>`), deleted ones included. They come
+/// from the bucket stream's subject list, which the server computes in one go: the client's
+/// key listing (a consumer over the bucket) skips keys rewritten while it runs, and cursors and
+/// memberships are rewritten all the time.
+pub(super) async fn keys(store: &kv::Store, pattern: &str) -> Result<Vec<String>> {
+    use futures_util::StreamExt;
+    let mut subjects = store
+        .stream
+        .info_builder()
+        .subjects(format!("{}{pattern}", store.prefix))
+        .fetch()
+        .await
+        .map_err(err("listing keys"))?;
+    let mut out = Vec::new();
+    while let Some(s) = subjects.next().await {
+        let (subject, _) = s.map_err(err("listing keys"))?;
+        if let Some(k) = subject.strip_prefix(store.prefix.as_str()) {
+            out.push(k.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// One node's view of a lease bucket.
 pub struct Leases {
     store: kv::Store,
@@ -222,27 +245,10 @@ impl Members {
             .map_err(err("announcing this node"))
     }
 
-    /// The nodes alive now (this one included once it has sent a heartbeat), sorted. The keys
-    /// come from the bucket stream's subject list, computed by the server in one go (the
-    /// client's key listing skips keys rewritten while it runs, and every node rewrites its
-    /// key every tick); a left node's delete marker is filtered out by reading each key.
+    /// The nodes alive now (this one included once it has sent a heartbeat), sorted; a left
+    /// node's delete marker is filtered out by reading each key.
     pub async fn live(&self) -> Result<Vec<String>> {
-        use futures_util::StreamExt;
-        let mut subjects = self
-            .store
-            .stream
-            .info_builder()
-            .subjects(format!("{}>", self.store.prefix))
-            .fetch()
-            .await
-            .map_err(err("listing nodes"))?;
-        let mut keys = Vec::new();
-        while let Some(s) = subjects.next().await {
-            let (subject, _) = s.map_err(err("listing nodes"))?;
-            if let Some(k) = subject.strip_prefix(self.store.prefix.as_str()) {
-                keys.push(k.to_string());
-            }
-        }
+        let keys = keys(&self.store, ">").await?;
         let values =
             futures_util::future::join_all(keys.iter().map(|k| self.store.get(k.clone()))).await;
         let mut out = Vec::new();

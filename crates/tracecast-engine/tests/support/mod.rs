@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tracecast_engine::queue::{DeadLetter, NewRecord, Queue};
+use tracecast_engine::queue::{Counters, DeadLetter, NewRecord, PausedState, Queue, RetryState};
 use tracecast_model::generation::{Generation, IngestContext};
 use uuid::Uuid;
 
@@ -137,4 +137,24 @@ pub async fn dead_letters_list_replay_and_expire(q: &dyn Queue) {
     let (rest, total) = q.list_dead_letters(d, 0, 10).await.unwrap();
     assert_eq!(total, 1);
     assert_eq!(rest[0].generation.id, "dl-2");
+}
+
+/// Counters with every persisted field set: the retry and pause state travel with them (a
+/// restart or a takeover carries on the same backoff).
+pub fn full_counters(delivered: u64, last_error_message: Option<&str>) -> Counters {
+    Counters {
+        delivered,
+        last_error_message: last_error_message.map(str::to_string),
+        retry: Some(RetryState {
+            attempts: 3,
+            not_before_ms: 1_700_000_004_000,
+            first_failure_ms: 1_700_000_000_000,
+        }),
+        paused: Some(PausedState {
+            status: Some(401),
+            message: "credentials rejected".into(),
+            since_ms: 1_700_000_000_000,
+        }),
+        ..Default::default()
+    }
 }

@@ -146,10 +146,7 @@ impl Receiver {
 
     /// Generation ids (`gen_ai.response.id`) of every accepted span.
     pub fn generation_ids(&self) -> Vec<String> {
-        self.spans()
-            .iter()
-            .filter_map(|s| string_attr(s, "gen_ai.response.id"))
-            .collect()
+        self.spans().iter().filter_map(generation_id).collect()
     }
 
     /// Waits until `cond` holds for this receiver, failing after `secs`.
@@ -175,6 +172,25 @@ pub fn attr<'a>(
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref())
         .and_then(|v| v.value.as_ref())
+}
+
+/// The generation id a span carries (`gen_ai.response.id`).
+pub fn generation_id(span: &Span) -> Option<String> {
+    string_attr(span, "gen_ai.response.id")
+}
+
+/// The generation ids in an OTLP/JSON body, decoded with the OTLP definitions; `None` when
+/// it is not valid OTLP/JSON.
+pub fn generation_ids_in(body: &[u8]) -> Option<Vec<String>> {
+    let req = serde_json::from_slice::<ExportTraceServiceRequest>(body).ok()?;
+    Some(
+        req.resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .filter_map(generation_id)
+            .collect(),
+    )
 }
 
 pub fn string_attr(span: &Span, key: &str) -> Option<String> {
