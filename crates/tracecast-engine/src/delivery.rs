@@ -211,6 +211,9 @@ struct Worker {
     /// another node): the first batches it sends carry on from it (see [`RetryState`]).
     carry: Option<RetryState>,
     carry_left: usize,
+    /// Consecutive reads that found nothing although the cursor is behind the head (records
+    /// missing from the log): each one backs off, the second one skips the gap.
+    empty_reads: u32,
 }
 
 /// Runs a destination until it is deleted or `shutdown` flips.
@@ -238,6 +241,7 @@ pub(crate) async fn run(
         last_cap_check: Instant::now() - Duration::from_secs(60),
         carry: rt.counters.lock().expect("poisoned").retry,
         carry_left: opts_concurrency,
+        empty_reads: 0,
     };
     let mut head_rx = queue.subscribe(rt.workspace);
     let mut cfg_rx = rt.config.clone();
@@ -320,12 +324,28 @@ impl Worker {
     /// Reads and routes records until the batch is full or the log is exhausted.
     async fn fill(&mut self, cfg: &Arc<DestConfig>, max_items: usize) -> crate::queue::Result<()> {
         let want = (max_items - self.batch.len()).max(64);
+        let head = self.queue.head(self.rt.workspace);
         let records = self
             .queue
             .read(self.rt.workspace, self.read_pos, want)
             .await?;
-        if records.is_empty() {
+        let Some(first) = records.first() else {
+            // Behind the head with nothing to read: the records are gone from the log. Back
+            // off (never spin); if they are still missing on the next read, skip them.
+            if self.read_pos < head {
+                self.empty_reads += 1;
+                if self.empty_reads >= 2 {
+                    self.skip_gap(head);
+                }
+                let backoff = Duration::from_millis(100 << self.empty_reads.min(4))
+                    .min(Duration::from_secs(1));
+                tokio::time::sleep(backoff).await;
+            }
             return Ok(());
+        };
+        self.empty_reads = 0;
+        if first.seq > self.read_pos + 1 {
+            self.skip_gap(first.seq - 1);
         }
         let max_bytes = cfg
             .exporter
@@ -369,6 +389,29 @@ impl Worker {
         metrics::counter!("tracecast_delivery_records_total", "type" => ty, "outcome" => "filtered").increment(filtered);
         metrics::counter!("tracecast_delivery_records_total", "type" => ty, "outcome" => "sampled_out").increment(sampled);
         Ok(())
+    }
+
+    /// Records after the read position up to `to` are missing from the log (it was truncated
+    /// past this destination's cursor): count them as dropped, say so, and go on after them.
+    fn skip_gap(&mut self, to: u64) {
+        if to <= self.read_pos {
+            return;
+        }
+        let n = to - self.read_pos;
+        tracing::error!(
+            destination = %self.rt.id,
+            from = self.read_pos + 1,
+            to,
+            dropped = n,
+            "records missing from the queue: counting them as dropped and skipping them"
+        );
+        self.rt.count(|c| c.dropped += n);
+        metrics::counter!("tracecast_delivery_records_total", "type" => self.rt.type_label, "outcome" => "dropped").increment(n);
+        self.read_pos = to;
+        if self.batch.is_empty() {
+            self.progress.add(to, true);
+        }
+        self.empty_reads = 0;
     }
 
     fn dispatch(&mut self) {
@@ -865,6 +908,24 @@ fn delivered(rt: &Runtime, positions: &[(u64, i64)]) {
     }
 }
 
+/// Stores dead letters, retrying until it succeeds (a full disk, a queue server away): the batch
+/// stays unfinished meanwhile, so the cursor cannot pass its records and a restart delivers them
+/// again. A dead letter that could not be stored is never counted as one.
+async fn store_dead_letters(rt: &Runtime, queue: &Arc<dyn Queue>, letters: Vec<DeadLetter>) {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match queue.add_dead_letters(letters.clone()).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(destination = %rt.id, error = %e, retry_in_ms = wait.as_millis() as u64, "storing dead letters failed; their records stay queued");
+                metrics::counter!("tracecast_dead_letter_store_failures_total", "type" => rt.type_label).increment(1);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
 async fn dead_letter(
     rt: &Runtime,
     queue: &Arc<dyn Queue>,
@@ -888,9 +949,7 @@ async fn dead_letter(
         })
         .collect();
     let n = items.len() as u64;
-    if let Err(e) = queue.add_dead_letters(letters).await {
-        tracing::error!(destination = %rt.id, error = %e, "storing dead letters failed");
-    }
+    store_dead_letters(rt, queue, letters).await;
     tracing::warn!(destination = %rt.id, records = n, %error, "dead-lettered");
     rt.count(|c| c.dead_lettered += n);
     metrics::counter!("tracecast_delivery_records_total", "type" => rt.type_label, "outcome" => "dead_lettered").increment(n);

@@ -364,10 +364,11 @@ impl Engine {
             recovered: tokio::sync::Notify::new(),
             cursor: AtomicU64::new(start),
         });
-        // Persist the starting point at once, so records arriving before the first commit
-        // are not truncated away.
+        // Persist the starting point before the worker starts (and before the API answers
+        // the create), so records arriving before its first commit are never truncated away.
         self.queue
-            .commit(id, workspace, crate::queue::Cursor { seq: start }, counters);
+            .register(id, workspace, crate::queue::Cursor { seq: start }, counters)
+            .await?;
         let task = tokio::spawn(delivery::run(
             rt.clone(),
             self.queue.clone(),

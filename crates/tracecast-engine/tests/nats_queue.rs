@@ -220,7 +220,7 @@ async fn duplicates_are_caught_across_nodes() {
     assert_eq!(accepted, 200);
     // A's head includes B's appends once B's announcement arrives.
     tokio::time::timeout(
-        Duration::from_secs(2),
+        Duration::from_secs(30),
         a.subscribe(ws).wait_for(|h| *h == 215),
     )
     .await
@@ -243,9 +243,10 @@ async fn head_on_another_node_follows_appends() {
     let mut rx = b.subscribe(ws);
     let started = Instant::now();
     a.append(ws, records(&ids("h", 7))).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|h| *h == 7))
+    // A deadline against hangs, not a speed check (the time is printed, not asserted).
+    tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|h| *h == 7))
         .await
-        .expect("node B's head did not follow node A's append within 2 s")
+        .expect("node B's head never followed node A's append")
         .unwrap();
     let waited = started.elapsed();
     assert_eq!(b.head(ws), 7);
@@ -258,9 +259,9 @@ async fn head_on_another_node_follows_appends() {
     );
     // Again, on a workspace B already knows.
     a.append(ws, records(&ids("i", 3))).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|h| *h == 10))
+    tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|h| *h == 10))
         .await
-        .expect("second append not seen within 2 s")
+        .expect("second append never seen on node B")
         .unwrap();
     println!("head reached node B {waited:?} after the append started");
     a.close().await;
@@ -280,9 +281,9 @@ async fn cursors_and_counters_are_shared_between_nodes() {
     };
     // Fire-and-forget: persisted within about a second without any flush.
     a.commit(d, ws, Cursor { seq: 5 }, counters.clone());
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while b.cursor(d).await.unwrap() != Some(Cursor { seq: 5 }) {
-        assert!(Instant::now() < deadline, "cursor not on node B within 2 s");
+        assert!(Instant::now() < deadline, "the cursor never reached node B");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(b.counters(d).await.unwrap(), counters);
@@ -316,9 +317,10 @@ async fn one_node_holds_a_lease_until_it_lapses() {
         if loser.try_acquire(&key).await.unwrap() {
             break;
         }
+        // A deadline against a lease that never lapses; how soon it lapses is printed below.
         assert!(
-            stopped.elapsed() < ttl + renew_every + Duration::from_secs(1),
-            "the lease did not lapse"
+            stopped.elapsed() < Duration::from_secs(30),
+            "the lease never lapsed"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -341,9 +343,9 @@ async fn config_changes_reach_every_node() {
     let mut on_b = b.subscribe_config_changed().await.unwrap();
     a.publish_config_changed().await.unwrap();
     for sub in [&mut on_a, &mut on_b] {
-        tokio::time::timeout(Duration::from_secs(2), sub.next())
+        tokio::time::timeout(Duration::from_secs(30), sub.next())
             .await
-            .expect("config change not received within 2 s")
+            .expect("config change never received")
             .expect("subscription closed");
     }
     a.close().await;

@@ -40,6 +40,10 @@ struct SinkState {
     ids: HashSet<String>,
     requests: usize,
     stall_after: Option<usize>,
+    /// While set, every request is answered 503 and counted in `refused` by the part of its
+    /// first id before the first `-` (the workspace prefix of the onboarding test).
+    failing: bool,
+    refused: std::collections::HashMap<String, usize>,
 }
 
 impl Sink {
@@ -67,6 +71,20 @@ impl Sink {
     fn release(&self) {
         self.inner.lock().unwrap().stall_after = None;
     }
+
+    fn set_failing(&self, failing: bool) {
+        self.inner.lock().unwrap().failing = failing;
+    }
+
+    /// How many requests were refused for each of `prefixes`, the fewest.
+    fn fewest_refused(&self, prefixes: &[String]) -> usize {
+        let s = self.inner.lock().unwrap();
+        prefixes
+            .iter()
+            .map(|p| s.refused.get(p).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0)
+    }
 }
 
 async fn receive(State(sink): State<Sink>, body: Bytes) -> StatusCode {
@@ -84,6 +102,12 @@ async fn receive(State(sink): State<Sink>, body: Bytes) -> StatusCode {
         return StatusCode::BAD_REQUEST;
     };
     let mut s = sink.inner.lock().unwrap();
+    if s.failing {
+        if let Some(prefix) = ids.first().and_then(|id| id.split('-').next()) {
+            *s.refused.entry(prefix.to_owned()).or_default() += 1;
+        }
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     s.requests += 1;
     s.ids.extend(ids);
     StatusCode::OK
@@ -265,4 +289,94 @@ async fn kill_9_mid_delivery_loses_nothing() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"]["accepted"], 0, "{v}");
     assert_eq!(v["data"]["duplicates"], 1, "{v}");
+}
+
+/// The onboarding order: workspaces and their destinations first, then the first records. Each
+/// workspace's first append used to be deleted by the queue's truncation before its
+/// destination's cursor was ever persisted (the cursor of a workspace with no record yet was
+/// dropped), so a destination that was failing at the time, or a restart, lost them all while
+/// the status showed them pending forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_records_of_new_workspaces_survive_a_failing_destination_and_a_restart() {
+    const WORKSPACES: usize = 16;
+    const PER_WORKSPACE: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let (sink, url) = Sink::start(None).await;
+    sink.set_failing(true);
+
+    let node = Node::start(dir.path());
+    let mut keys = Vec::new();
+    let mut prefixes = Vec::new();
+    for i in 0..WORKSPACES {
+        let ws = api(
+            &http,
+            &node,
+            "/api/v1/workspaces",
+            json!({"name": format!("onboarding {i}"), "slug": format!("onboarding-{i}")}),
+        )
+        .await;
+        let ws_id = ws["data"]["id"].as_str().unwrap().to_owned();
+        api(
+            &http,
+            &node,
+            "/api/v1/observability/destinations",
+            json!({"type": "webhook", "name": "hook", "workspace_id": ws_id, "config": {"url": url}}),
+        )
+        .await;
+        let key = api(
+            &http,
+            &node,
+            "/api/v1/keys",
+            json!({"name": "app", "workspace_id": ws_id}),
+        )
+        .await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        keys.push(key);
+        prefixes.push(format!("ws{i}"));
+    }
+
+    let mut accepted = HashSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        let body: String = (0..PER_WORKSPACE)
+            .map(|j| {
+                let mut r: Value = serde_json::from_str(&record(j)).unwrap();
+                r["id"] = format!("ws{i}-{j}").into();
+                r.to_string() + "\n"
+            })
+            .collect();
+        let r = http
+            .post(format!("{}/api/v1/generations", node.base))
+            .bearer_auth(key)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.unwrap();
+        for id in v["data"]["ids"].as_array().unwrap() {
+            accepted.insert(id.as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(accepted.len(), WORKSPACES * PER_WORKSPACE);
+
+    // Retries back off to 1 s (RETRY_MAX_DELAY_SECS): six refused attempts per destination
+    // span well over a second, so the queue's dedup flush and truncation (each once a second)
+    // have run while every destination was failing.
+    wait_for("six refused attempts per destination", 60, || {
+        sink.fewest_refused(&prefixes) >= 6
+    })
+    .await;
+    node.kill_9();
+
+    sink.set_failing(false);
+    let _node = Node::start(dir.path());
+    wait_for("every accepted record of every new workspace", 60, || {
+        sink.missing(&accepted) == 0
+    })
+    .await;
+    assert_eq!(sink.count(), WORKSPACES * PER_WORKSPACE);
 }

@@ -265,6 +265,18 @@ pub trait Queue: Send + Sync + 'static {
     /// delivery resumes from the last persisted cursor (at-least-once).
     fn commit(&self, destination: Uuid, workspace: Uuid, cursor: Cursor, counters: Counters);
 
+    /// Persists a destination's starting cursor (and counters) before its worker starts, and
+    /// marks it live: when this returns, truncation never passes that cursor, even if the
+    /// workspace has no record yet (the usual onboarding order: destinations first, then the
+    /// first ingest).
+    async fn register(
+        &self,
+        destination: Uuid,
+        workspace: Uuid,
+        cursor: Cursor,
+        counters: Counters,
+    ) -> Result<()>;
+
     /// Loads a destination's persisted counters.
     async fn counters(&self, destination: Uuid) -> Result<Counters>;
 

@@ -1578,6 +1578,17 @@ impl Queue for NatsQueue {
             .insert(destination, (workspace, cursor, counters));
     }
 
+    async fn register(
+        &self,
+        destination: Uuid,
+        workspace: Uuid,
+        cursor: Cursor,
+        counters: Counters,
+    ) -> Result<()> {
+        self.commit(destination, workspace, cursor, counters);
+        self.inner.flush_commits().await
+    }
+
     async fn counters(&self, destination: Uuid) -> Result<Counters> {
         if let Some((_, _, c)) = self
             .inner

@@ -105,6 +105,9 @@ struct Shared {
     workspaces: Mutex<HashMap<Uuid, Arc<WsState>>>,
     tail_total: AtomicUsize,
     tail_budget: usize,
+    /// Live destinations by workspace (registered, not forgotten): truncation never passes one,
+    /// and skips a workspace where one has no persisted cursor.
+    live: Mutex<HashMap<Uuid, Uuid>>,
 }
 
 impl Shared {
@@ -234,6 +237,7 @@ impl SqliteQueue {
             workspaces: Mutex::new(HashMap::new()),
             tail_total: AtomicUsize::new(0),
             tail_budget: opts.tail_bytes,
+            live: Mutex::new(HashMap::new()),
         });
         {
             let mut stmt =
@@ -496,6 +500,12 @@ impl Writer {
                 self.last_dedup_flush = Instant::now();
             }
             if last_truncate.elapsed() >= Duration::from_secs(1) {
+                // Truncation reads the persisted cursors: write the pending ones first.
+                if !commits.is_empty() {
+                    let batch = std::mem::take(&mut commits);
+                    self.transaction(Vec::new(), &batch);
+                    last_flush = Instant::now();
+                }
                 if let Err(e) = self.truncate() {
                     tracing::warn!(error = %e, "queue truncation failed");
                 }
@@ -550,6 +560,27 @@ impl Writer {
         Vec<Vec<bool>>,
         Vec<Option<(Arc<WsState>, Vec<Record>, u64)>>,
     )> {
+        // Workspaces that get their key in this transaction: reset if it fails anywhere.
+        let mut new_keys: Vec<Arc<WsState>> = Vec::new();
+        let result = self.write_tx(appends, commits, &mut new_keys);
+        if result.is_err() {
+            for ws in new_keys {
+                ws.key.store(UNASSIGNED, Ordering::Release);
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn write_tx(
+        &mut self,
+        appends: &[PendingAppend],
+        commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
+        new_keys: &mut Vec<Arc<WsState>>,
+    ) -> Result<(
+        Vec<Vec<bool>>,
+        Vec<Option<(Arc<WsState>, Vec<Record>, u64)>>,
+    )> {
         let now = now_ms();
         let tx = self
             .conn
@@ -572,8 +603,6 @@ impl Writer {
         };
         let mut results = Vec::with_capacity(appends.len());
         let mut tails = Vec::with_capacity(appends.len());
-        // Workspaces that got their key in this transaction (reset if it rolls back).
-        let mut new_keys: Vec<Arc<WsState>> = Vec::new();
         self.uncommitted.clear();
         // Per-workspace heads as they advance inside this transaction.
         let mut heads: HashMap<Uuid, (Arc<WsState>, u64, u64)> = HashMap::new();
@@ -588,24 +617,7 @@ impl Writer {
                 "INSERT INTO log (id, received_at, end_bytes, body) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for a in appends {
-                let ws = {
-                    let mut map = self.shared.workspaces.lock().expect("poisoned");
-                    map.entry(a.workspace)
-                        .or_insert_with(|| new_ws(UNASSIGNED, 0, 0))
-                        .clone()
-                };
-                if ws.key.load(Ordering::Acquire) == UNASSIGNED {
-                    let key: i64 =
-                        tx.query_row("SELECT COALESCE(MAX(ws), 0) + 1 FROM workspaces", [], |r| {
-                            r.get(0)
-                        })?;
-                    tx.execute(
-                        "INSERT INTO workspaces (ws, workspace_id, head, bytes) VALUES (?1, ?2, 0, 0)",
-                        params![key, a.workspace.to_string()],
-                    )?;
-                    ws.key.store(key, Ordering::Release);
-                    new_keys.push(ws.clone());
-                }
+                let ws = Self::keyed_ws(&self.shared, &tx, a.workspace, new_keys)?;
                 let entry = heads.entry(a.workspace).or_insert_with(|| {
                     let head = *ws.head.borrow();
                     let bytes = *ws.bytes.lock().expect("poisoned");
@@ -666,22 +678,18 @@ impl Writer {
                  ON CONFLICT (destination_id) DO UPDATE SET data = excluded.data",
             )?;
             for (dest, (workspace, cursor, counters)) in commits {
-                if let Some(ws) = self.shared.ws(*workspace) {
-                    let key = ws.key.load(Ordering::Acquire);
-                    if key != UNASSIGNED {
-                        cur.execute(params![dest.to_string(), key, cursor.seq as i64])?;
-                    }
-                }
+                // A cursor is always written, even before the workspace's first record: a
+                // workspace without a key gets one here. (Dropping the cursor of a destination
+                // created before its workspace's first append let truncation delete that
+                // append before the destination read it.)
+                let ws = Self::keyed_ws(&self.shared, &tx, *workspace, new_keys)?;
+                let key = ws.key.load(Ordering::Acquire);
+                cur.execute(params![dest.to_string(), key, cursor.seq as i64])?;
                 let data = serde_json::to_string(counters).expect("counters serialise");
                 cnt.execute(params![dest.to_string(), data])?;
             }
         }
-        if let Err(e) = tx.commit() {
-            for ws in new_keys {
-                ws.key.store(UNASSIGNED, Ordering::Release);
-            }
-            return Err(e.into());
-        }
+        tx.commit()?;
         for (ws, head, bytes) in heads.values() {
             *ws.bytes.lock().expect("poisoned") = *bytes;
             self.recent_marks
@@ -689,6 +697,36 @@ impl Writer {
         }
         self.uncommitted.clear();
         Ok((results, tails))
+    }
+
+    /// The workspace's state, with its key in `log` ids assigned (and its row written in `tx`)
+    /// if it had none; a newly keyed workspace is pushed to `new_keys`, to be reset if the
+    /// transaction rolls back.
+    fn keyed_ws(
+        shared: &Shared,
+        tx: &rusqlite::Transaction<'_>,
+        workspace: Uuid,
+        new_keys: &mut Vec<Arc<WsState>>,
+    ) -> Result<Arc<WsState>> {
+        let ws = {
+            let mut map = shared.workspaces.lock().expect("poisoned");
+            map.entry(workspace)
+                .or_insert_with(|| new_ws(UNASSIGNED, 0, 0))
+                .clone()
+        };
+        if ws.key.load(Ordering::Acquire) == UNASSIGNED {
+            let key: i64 =
+                tx.query_row("SELECT COALESCE(MAX(ws), 0) + 1 FROM workspaces", [], |r| {
+                    r.get(0)
+                })?;
+            tx.execute(
+                "INSERT INTO workspaces (ws, workspace_id, head, bytes) VALUES (?1, ?2, 0, 0)",
+                params![key, workspace.to_string()],
+            )?;
+            ws.key.store(key, Ordering::Release);
+            new_keys.push(ws.clone());
+        }
+        Ok(ws)
     }
 
     /// Makes newly committed records visible: tail first, then the head watch.
@@ -762,6 +800,33 @@ impl Writer {
         Ok(())
     }
 
+    /// A live destination of `workspace` that has no cursor row, if any.
+    fn uncursored_live(
+        shared: &Shared,
+        tx: &rusqlite::Transaction<'_>,
+        workspace: Uuid,
+    ) -> Result<Option<Uuid>> {
+        let live: Vec<Uuid> = shared
+            .live
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .filter(|(_, ws)| **ws == workspace)
+            .map(|(d, _)| *d)
+            .collect();
+        let mut has = tx.prepare_cached("SELECT 1 FROM cursors WHERE destination_id = ?1")?;
+        for d in live {
+            if has
+                .query_row(params![d.to_string()], |_| Ok(()))
+                .optional()?
+                .is_none()
+            {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+
     /// Deletes each workspace's records that every cursor has passed.
     fn truncate(&mut self) -> Result<()> {
         let workspaces: Vec<(Uuid, Arc<WsState>)> = self
@@ -775,7 +840,7 @@ impl Writer {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for (_, ws) in workspaces {
+        for (workspace, ws) in workspaces {
             let key = ws.key.load(Ordering::Acquire);
             if key == UNASSIGNED {
                 continue;
@@ -792,6 +857,13 @@ impl Writer {
                 params![key],
                 |r| r.get(0),
             )?;
+            // A live destination without a persisted cursor (it cannot happen once
+            // `register` has returned, but truncating past one loses accepted records) holds
+            // the whole log.
+            if let Some(missing) = Self::uncursored_live(&self.shared, &tx, workspace)? {
+                tracing::error!(destination = %missing, %workspace, "a live destination has no persisted cursor: not truncating its workspace's log");
+                continue;
+            }
             let upto = min
                 .map(|m| m as u64)
                 .unwrap_or(head)
@@ -1004,6 +1076,27 @@ impl Queue for SqliteQueue {
         });
     }
 
+    async fn register(
+        &self,
+        destination: Uuid,
+        workspace: Uuid,
+        cursor: Cursor,
+        counters: Counters,
+    ) -> Result<()> {
+        self.shared
+            .live
+            .lock()
+            .expect("poisoned")
+            .insert(destination, workspace);
+        self.send(Cmd::Commit {
+            destination,
+            workspace,
+            cursor,
+            counters,
+        })?;
+        self.flush().await
+    }
+
     async fn counters(&self, destination: Uuid) -> Result<Counters> {
         self.with_reader(move |conn| {
             let data: Option<String> = conn
@@ -1021,6 +1114,11 @@ impl Queue for SqliteQueue {
     }
 
     async fn forget(&self, destination: Uuid) -> Result<()> {
+        self.shared
+            .live
+            .lock()
+            .expect("poisoned")
+            .remove(&destination);
         self.flush().await?;
         self.with_reader(move |conn| {
             conn.execute(

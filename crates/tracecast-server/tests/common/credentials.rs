@@ -10,8 +10,8 @@ use tracecast_server::settings::Settings;
 
 use super::TestServer;
 use super::e2e::{
-    contains, create, delivered_ids, fast, header, ingest, patch_config, record, test_connection,
-    wait_paused, wait_status,
+    contains, create, delivered_ids, fast, has_id, header, ingest, patch_config, record,
+    test_connection, wait_paused, wait_status,
 };
 use super::receiver::{Captured, Mode, Receiver};
 
@@ -101,7 +101,7 @@ pub async fn delivers_with_credentials_privacy_mode_and_retry_after(p: &Platform
                 .filter(|c| c.answered < 300 && p.with_header(v)(c))
                 .collect();
             ids.iter()
-                .all(|id| mine.iter().any(|c| contains(&c.body, id)))
+                .all(|id| mine.iter().any(|c| has_id(&c.body, id)))
         };
         got(p.value_old) && got(p.value_private)
     })
@@ -195,7 +195,7 @@ pub async fn rejected_credentials_pause_until_new_ones_arrive(p: &Platform) {
             .filter(|c| c.answered < 300 && p.with_header(p.value_new)(c))
             .collect();
         ids.iter()
-            .all(|id| fresh.iter().any(|c| contains(&c.body, id)))
+            .all(|id| fresh.iter().any(|c| has_id(&c.body, id)))
     })
     .await;
     let st = wait_status(&s, &id, "active and drained", |st| {

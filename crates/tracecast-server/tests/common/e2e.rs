@@ -225,12 +225,31 @@ pub fn accepted(rx: &Receiver) -> Vec<Captured> {
         .collect()
 }
 
-/// Those of `ids` found in the bodies of accepted requests (protobuf or JSON: an id is a
-/// string attribute, so its bytes appear verbatim).
+/// Whether `id` stands in `body` as a whole string value, not as part of a longer one (`x-1`
+/// must not match inside `x-10`): a JSON string (`"x-1"`), or a protobuf string field (its
+/// varint length, then its bytes).
+pub fn has_id(body: &[u8], id: &str) -> bool {
+    let quoted = format!("\"{id}\"");
+    if contains(body, &quoted) {
+        return true;
+    }
+    let mut framed = Vec::with_capacity(id.len() + 2);
+    let mut len = id.len();
+    while len >= 0x80 {
+        framed.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    framed.push(len as u8);
+    framed.extend_from_slice(id.as_bytes());
+    body.windows(framed.len()).any(|w| w == framed.as_slice())
+}
+
+/// Those of `ids` found, as whole ids ([`has_id`]), in the bodies of accepted requests
+/// (protobuf or JSON: an id is a string attribute, so its bytes appear verbatim).
 pub fn delivered_ids(rx: &Receiver, ids: &[&str]) -> Vec<String> {
     let accepted = accepted(rx);
     ids.iter()
-        .filter(|id| accepted.iter().any(|r| contains(&r.body, id)))
+        .filter(|id| accepted.iter().any(|r| has_id(&r.body, id)))
         .map(|id| id.to_string())
         .collect()
 }
