@@ -1,28 +1,16 @@
-"""Grafana Cloud: the golden body (tests/golden/grafana.json, sent byte for byte) is a valid
-OTLP/JSON ExportTraceServiceRequest for the official `opentelemetry-proto` package, with what
-grafana.mdx documents for TraceQL queries."""
+"""Grafana Cloud: the golden body (tests/golden/grafana.pb, the binary protobuf body sent byte
+for byte) parses as an ExportTraceServiceRequest with the official `opentelemetry-proto` package,
+carries what grafana.mdx documents for TraceQL queries, and has nothing that Grafana Tempo's
+distributor would cut silently (`processAttributes` in grafana/tempo
+`modules/distributor/distributor.go`: keys and string values over `max_attribute_bytes`, 2048
+bytes by default, are truncated)."""
 
-import base64
-import json
 from pathlib import Path
 
-from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-GOLDEN = Path(__file__).resolve().parents[2] / "crates/tracecast-exporters/tests/golden/grafana.json"
-IDS = {"traceId", "spanId", "parentSpanId"}
-
-
-def hex_ids_to_base64(node):
-    """OTLP/JSON writes ids as hex; protobuf's JSON mapping reads bytes as base64."""
-    if isinstance(node, dict):
-        return {
-            k: base64.b64encode(bytes.fromhex(v)).decode() if k in IDS and isinstance(v, str) else hex_ids_to_base64(v)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [hex_ids_to_base64(v) for v in node]
-    return node
+GOLDEN = Path(__file__).resolve().parents[2] / "crates/tracecast-exporters/tests/golden/grafana.pb"
+TEMPO_MAX_ATTRIBUTE_BYTES = 2048
 
 
 def value(kv):
@@ -30,17 +18,22 @@ def value(kv):
 
 
 def load():
+    body = GOLDEN.read_bytes()
     msg = ExportTraceServiceRequest()
-    json_format.ParseDict(hex_ids_to_base64(json.loads(GOLDEN.read_bytes())), msg)
+    # ParseFromString returns the number of bytes read: the whole body is one message.
+    assert msg.ParseFromString(body) == len(body)
+    assert msg.resource_spans, "the body holds spans"
     return msg
 
 
-def test_golden_is_a_valid_otlp_json_request():
+def test_golden_is_a_valid_otlp_protobuf_request():
     msg = load()
     spans = msg.resource_spans[0].scope_spans[0].spans
     assert [s.name for s in spans] == ["Extraction", "Extract Order Details"]
     assert spans[1].parent_span_id == spans[0].span_id
+    assert len(spans[1].trace_id) == 16 and len(spans[1].span_id) == 8
     assert spans[1].kind == 3  # SPAN_KIND_CLIENT
+    assert spans[1].start_time_unix_nano < spans[1].end_time_unix_nano
 
 
 def test_documented_traceql_attributes():
@@ -64,3 +57,24 @@ def test_documented_traceql_attributes():
         "trace.metadata.order_id",
     ):
         assert key in attrs, key
+
+
+def test_nothing_is_left_for_tempo_to_truncate():
+    msg = load()
+
+    def check(attributes, where):
+        for kv in attributes:
+            assert len(kv.key.encode()) <= TEMPO_MAX_ATTRIBUTE_BYTES, (where, kv.key)
+            if kv.value.WhichOneof("value") == "string_value":
+                assert len(kv.value.string_value.encode()) <= TEMPO_MAX_ATTRIBUTE_BYTES, (where, kv.key)
+
+    for rs in msg.resource_spans:
+        check(rs.resource.attributes, "resource")
+        for ss in rs.scope_spans:
+            check(ss.scope.attributes, "scope")
+            for span in ss.spans:
+                check(span.attributes, span.name)
+                for event in span.events:
+                    check(event.attributes, "event")
+                for link in span.links:
+                    check(link.attributes, "link")

@@ -6,9 +6,15 @@
 //! (<https://github.com/Arize-ai/openinference/blob/main/spec/semantic_conventions.md>,
 //! `destination-protocols.md` §8, `arize.mdx`). Arize's own client (`arize-otel`, and the
 //! `@opentelemetry/exporter-trace-otlp-proto` setups in Arize's JS examples) sends binary
-//! protobuf with the headers `space_id` and `api_key`, and names the project with the resource
-//! attribute `openinference.project.name` (older clients: `model_id`); tracecast does the same
-//! and sends both project attributes.
+//! protobuf and names the project with the resource attribute `openinference.project.name`
+//! (older clients: `model_id`); tracecast does the same and sends both project attributes.
+//!
+//! Credential headers: those of Arize's OTel client, PyPI `arize-otel` 0.13.0
+//! (github.com/Arize-ai/arize-otel-python, `src/arize/otel/otel.py`, `_get_arize_auth_headers`):
+//! `authorization: <apiKey>` (the key as is, no scheme), `arize-space-id: <spaceKey>` and
+//! `arize-interface: otel`. That client still adds `api_key` and `space_id`, marked "deprecated,
+//! will be removed in future versions"; tracecast does not send them: header names with `_` are
+//! dropped by proxies by default (nginx's `underscores_in_headers off`).
 //!
 //! Config: `apiKey` (required, secret), `spaceKey` (required, secret), `modelId` (required: the
 //! project name), `baseUrl` (default `https://otlp.arize.com`), `headers`.
@@ -53,45 +59,48 @@
 //!
 //! Limits: Arize documents none for OTLP; tracecast cuts string values at 65,536 characters
 //! with a visible marker (listed in `tracecast.truncated_attributes`, see
-//! [`arize_grafana_newrelic`]) and splits request bodies over 4 MiB.
+//! [`crate::attribute_limits`]) and splits request bodies over 4 MiB.
 //!
 //! Test connection: an empty `ExportTraceServiceRequest` (zero bytes of protobuf) with the
 //! credentials; 2xx passes, 401/403 name the space key / API key pair.
-
-#[path = "arize_grafana_newrelic.rs"]
-pub mod arize_grafana_newrelic;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use reqwest::Method;
-use reqwest::header::HeaderName;
+use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
 
-use self::arize_grafana_newrelic::{SizedExporter, ValueLimits, traces_url, truncate_attributes};
+use crate::attribute_limits::{Unit, ValueLimits, truncate_attributes};
 use crate::config::{optional_str, required_str};
+use crate::http::headers_with_credentials;
 use crate::otlp::keys as k;
 use crate::otlp::{
     AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanRole,
     SpanSlot,
 };
+use crate::otlp_endpoint::traces_url;
+use crate::sized_otlp::SizedExporter;
 use crate::{BatchLimits, ExportContext, ExportError, Exporter};
 
 /// The `baseUrl` default.
 pub const DEFAULT_BASE_URL: &str = "https://otlp.arize.com";
-/// Header carrying the space key.
-pub const SPACE_ID_HEADER: &str = "space_id";
-/// Header carrying the API key.
-pub const API_KEY_HEADER: &str = "api_key";
+/// Header carrying the space key (`arize-otel`'s current name; `space_id` is deprecated).
+pub const SPACE_ID_HEADER: &str = "arize-space-id";
+/// Header carrying the API key, as is (`arize-otel`'s current name; `api_key` is deprecated).
+pub const API_KEY_HEADER: &str = "authorization";
+/// Header naming the kind of client, and its value (what `arize-otel` sends).
+pub const INTERFACE_HEADER: (&str, &str) = ("arize-interface", "otel");
 /// Most bytes in one request body.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// tracecast's bound on one attribute (Arize documents none).
 pub const LIMITS: ValueLimits = ValueLimits {
-    max_value_chars: 65_536,
+    max_value: 65_536,
+    max_key: 1024,
     max_array_len: 1024,
-    max_key_chars: 1024,
+    unit: Unit::Chars,
 };
 
 /// OpenInference attribute keys.
@@ -474,14 +483,21 @@ pub fn exporter(
     let base = optional_str(config, "baseUrl").unwrap_or(DEFAULT_BASE_URL);
     let url = traces_url(base, "");
 
-    let mut headers = crate::config::custom_headers(config)?;
-    for (name, value, field) in [
-        (SPACE_ID_HEADER, space_key, "spaceKey"),
-        (API_KEY_HEADER, api_key, "apiKey"),
-    ] {
-        let v = crate::http::secret_value(value, &format!("{field} is not a valid header value"))?;
-        headers.insert(HeaderName::from_static(name), v);
-    }
+    let mut headers = headers_with_credentials(
+        config,
+        &[
+            (HeaderName::from_static(API_KEY_HEADER), api_key, "apiKey"),
+            (
+                HeaderName::from_static(SPACE_ID_HEADER),
+                space_key,
+                "spaceKey",
+            ),
+        ],
+    )?;
+    headers.insert(
+        HeaderName::from_static(INTERFACE_HEADER.0),
+        HeaderValue::from_static(INTERFACE_HEADER.1),
+    );
 
     let http = OtlpHttp::new(ctx, Method::POST, &url, headers)
         .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?

@@ -1,28 +1,38 @@
-//! `grafana`: OTLP/HTTP **JSON** to the Grafana Cloud OTLP gateway, with HTTP Basic auth
-//! `instanceId:apiKey`; traces land in Grafana Cloud Traces (Tempo).
+//! `grafana`: OTLP/HTTP **binary protobuf** to the Grafana Cloud OTLP gateway, with HTTP Basic
+//! auth `instanceId:apiKey`; traces land in Grafana Cloud Traces (Tempo).
 //!
 //! Protocol choice and source: Grafana Cloud's recommended direct path for OpenTelemetry data
 //! is its OTLP gateway (`https://otlp-gateway-prod-<region>.grafana.net/otlp`, Basic auth with
 //! the OTLP instance id and an access-policy token;
-//! <https://grafana.com/docs/grafana-cloud/send-data/otlp/send-data-otlp/>, notes §14), and
-//! OpenRouter's Grafana destination "sends traces via the standard OTLP HTTP/JSON endpoint"
-//! (`grafana.mdx`). The attributes are the standard mapping of `docs/otlp.md`, which is what
-//! `grafana.mdx` lists (`service.name = openrouter`, `gen_ai.*`, `user.id`, `session.id`,
-//! `trace.metadata.*`), so OpenRouter's TraceQL examples work unchanged.
+//! <https://grafana.com/docs/grafana-cloud/send-data/otlp/send-data-otlp/>, notes §14).
+//! OpenRouter's Grafana destination sends OTLP/HTTP JSON (`grafana.mdx`), but Grafana says OTLP
+//! JSON is for low-traffic testing and recommends protobuf, so tracecast sends binary protobuf
+//! (`application/x-protobuf`): same messages, smaller and cheaper to decode. The attributes are
+//! the standard mapping of `docs/otlp.md`, which is what `grafana.mdx` lists
+//! (`service.name = openrouter`, `gen_ai.*`, `user.id`, `session.id`, `trace.metadata.*`), so
+//! OpenRouter's TraceQL examples work unchanged.
 //!
 //! Config: `apiKey` (required, secret: a token with `traces:write`), `instanceId` (required,
 //! numeric), `baseUrl` (default `https://otlp-gateway-prod-us-west-0.grafana.net`), `headers`.
 //! Traces go to `{baseUrl}/otlp/v1/traces`; a `baseUrl` that already ends in `/otlp` or
 //! `/otlp/v1/traces` is used as given.
 //!
-//! Limits: Grafana documents no per-attribute or per-request limit for the gateway, only a
-//! per-trace size limit past which spans are discarded. tracecast therefore bounds what one
-//! generation can weigh: string values are cut at 65,536 characters with a visible marker and
-//! listed in `tracecast.truncated_attributes` (see [`crate::arize::arize_grafana_newrelic`]),
-//! and request bodies stay under 4 MiB (bigger ones are split).
+//! Limits: Grafana Tempo's distributor cuts every attribute key and string value longer than
+//! `max_attribute_bytes` bytes, 2048 by default, silently (no marker; only a server-side metric,
+//! `tempo_distributor_attributes_truncated_total`). Sources: grafana/tempo
+//! `modules/distributor/config.go` (`cfg.MaxAttributeBytes = 2048`) and `processAttributes` in
+//! `modules/distributor/distributor.go` (main, August 2026: byte lengths, keys and string values
+//! of resource, scope, span, event and link attributes);
+//! <https://grafana.com/docs/tempo/latest/troubleshooting/out-of-memory-errors/>. tracecast
+//! applies that limit first, visibly: keys and string values are cut to at most 2048 bytes on a
+//! character boundary, values ending in `…[truncated: N bytes]`, and listed in
+//! `tracecast.truncated_attributes` (see [`crate::attribute_limits`]). The `exception` event's
+//! attributes are not reached by the dialect hooks: an error message over 2048 bytes is still
+//! cut by Tempo. Grafana also limits the size of a whole trace (spans past it are discarded);
+//! request bodies stay under 4 MiB (bigger ones are split, see [`crate::sized_otlp`]).
 //!
-//! Test connection: the empty OTLP/JSON request `{"resourceSpans":[]}` with the credentials;
-//! the gateway answers 200 when they are accepted and 401 when not.
+//! Test connection: an empty `ExportTraceServiceRequest` (zero bytes of protobuf) with the
+//! credentials; the gateway answers 200 when they are accepted and 401 when not.
 
 use std::sync::Arc;
 
@@ -31,26 +41,30 @@ use reqwest::header::AUTHORIZATION;
 use serde_json::{Map, Value};
 use tracecast_model::trace::TraceView;
 
-use crate::arize::arize_grafana_newrelic::{
-    SizedExporter, ValueLimits, traces_url, truncate_attributes,
-};
+use crate::attribute_limits::{Unit, ValueLimits, truncate_attributes};
 use crate::config::{optional_str, required_str};
 use crate::http::{basic_auth, secret_value};
 use crate::otlp::{Attributes, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanSlot};
+use crate::otlp_endpoint::traces_url;
+use crate::sized_otlp::SizedExporter;
 use crate::{BatchLimits, ExportContext, ExportError, Exporter};
 
 /// The `baseUrl` default (the config schema's).
 pub const DEFAULT_BASE_URL: &str = "https://otlp-gateway-prod-us-west-0.grafana.net";
+/// Grafana Tempo's default `max_attribute_bytes`.
+pub const TEMPO_MAX_ATTRIBUTE_BYTES: usize = 2048;
 /// Most bytes in one request body.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
-/// tracecast's bound on one attribute (Grafana documents none).
+/// Tempo's limit on keys and string values, in bytes; arrays are tracecast's own bound.
 pub const LIMITS: ValueLimits = ValueLimits {
-    max_value_chars: 65_536,
+    max_value: TEMPO_MAX_ATTRIBUTE_BYTES,
+    max_key: TEMPO_MAX_ATTRIBUTE_BYTES,
     max_array_len: 1024,
-    max_key_chars: 1024,
+    unit: Unit::Bytes,
 };
 
-/// The standard OTLP mapping, with long values cut (see the module docs).
+/// The standard OTLP mapping, with Tempo's attribute limit applied visibly (see the module
+/// docs).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrafanaDialect;
 
@@ -101,12 +115,12 @@ pub fn exporter(
         ),
         ..Probe::new("Grafana Cloud")
     };
-    let inner = OtlpExporter::new(http, GrafanaDialect, "otlp-json/grafana", probe).with_limits(
-        BatchLimits {
+    let inner = OtlpExporter::new(http, GrafanaDialect, "otlp-proto/grafana", probe)
+        .protobuf()
+        .with_limits(BatchLimits {
             max_items: 500,
             max_bytes: MAX_REQUEST_BYTES,
-        },
-    );
+        });
     Ok(SizedExporter::new(
         inner,
         "Grafana Cloud",

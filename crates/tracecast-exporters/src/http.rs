@@ -44,6 +44,25 @@ pub fn secret_value(value: &str, error: &str) -> Result<HeaderValue, ExportError
     header_value(value, true, error)
 }
 
+/// A destination's custom `headers` with its credential headers set last, so that a custom
+/// header of the same name cannot replace the credentials. Each credential is
+/// `(name, value, config field)`; its value is marked sensitive (never printed by `Debug`) and
+/// an invalid one is refused with an error naming the field, never the value.
+pub fn headers_with_credentials(
+    config: &serde_json::Map<String, serde_json::Value>,
+    credentials: &[(HeaderName, &str, &str)],
+) -> Result<HeaderMap, ExportError> {
+    let mut headers = crate::config::custom_headers(config)?;
+    for (name, value, field) in credentials {
+        let value = secret_value(
+            value,
+            &format!("{field} contains characters that cannot be sent in an HTTP header"),
+        )?;
+        headers.insert(name.clone(), value);
+    }
+    Ok(headers)
+}
+
 /// `Basic base64(user:password)` (RFC 7617).
 pub fn basic_auth(user: &str, password: &str) -> String {
     use base64::Engine as _;

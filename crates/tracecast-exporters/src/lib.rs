@@ -10,6 +10,7 @@
 //! destination's privacy mode and metadata groups.
 
 pub mod arize;
+pub mod attribute_limits;
 pub mod braintrust;
 pub mod clickhouse;
 pub mod config;
@@ -17,16 +18,19 @@ pub mod datadog;
 pub mod grafana;
 pub mod http;
 pub mod ident;
+pub mod json_fit;
 pub mod langfuse;
 pub mod langsmith;
 pub mod newrelic;
 pub mod opik;
 pub mod otel_collector;
 pub mod otlp;
+pub mod otlp_endpoint;
 pub mod posthog;
 pub mod ramp;
 pub mod s3;
 pub mod sentry;
+pub mod sized_otlp;
 pub mod snowflake;
 pub mod truncate;
 pub mod weave;

@@ -19,10 +19,10 @@
 //! (`https://gov-otlp.nr-data.net`) and tests) replaces the regional base URL.
 //!
 //! Limits (New Relic's documented OTLP limits): a request body under 1 MB (10^6 bytes), else
-//! it is rejected: bigger bodies are split (see [`crate::arize::arize_grafana_newrelic`]); attribute
+//! it is rejected: bigger bodies are split (see [`crate::sized_otlp`]); attribute
 //! values of at most 4095 characters, names of at most 255, arrays of at most 64 entries (New
 //! Relic drops violations asynchronously): longer values are cut with a visible marker and
-//! listed in `tracecast.truncated_attributes`. Answers: success has no body, 429 is retried
+//! listed in `tracecast.truncated_attributes` (see [`crate::attribute_limits`]). Answers: success has no body, 429 is retried
 //! with `Retry-After`, 401/403 pause the destination.
 //!
 //! Test connection: an empty `ExportTraceServiceRequest` (zero bytes of protobuf) with the
@@ -36,11 +36,11 @@ use serde_json::{Map, Value};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::TraceView;
 
-use crate::arize::arize_grafana_newrelic::{
-    SizedExporter, ValueLimits, traces_url, truncate_attributes,
-};
+use crate::attribute_limits::{Unit, ValueLimits, truncate_attributes};
 use crate::config::{optional_str, required_str};
 use crate::otlp::{Attributes, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanSlot};
+use crate::otlp_endpoint::traces_url;
+use crate::sized_otlp::SizedExporter;
 use crate::{BatchLimits, ExportContext, ExportError, Exporter};
 
 /// New Relic's US OTLP endpoint (base URL).
@@ -53,9 +53,10 @@ pub const API_KEY_HEADER: &str = "api-key";
 pub const MAX_REQUEST_BYTES: usize = 1_000_000 - 1;
 /// New Relic's attribute limits.
 pub const LIMITS: ValueLimits = ValueLimits {
-    max_value_chars: 4095,
+    max_value: 4095,
+    max_key: 255,
     max_array_len: 64,
-    max_key_chars: 255,
+    unit: Unit::Chars,
 };
 
 /// The standard OTLP mapping with New Relic's attribute limits applied.

@@ -33,7 +33,7 @@
 //! At most 50 traces (the batch size of Ramp's own published LiteLLM handler) or 1 MiB per
 //! request. A content attribute (`gen_ai.prompt`, `gen_ai.completion`,
 //! `gen_ai.tool.definitions`) longer than 64 KiB is shortened visibly (see
-//! [`crate::sentry::sentry_ramp`]). 429 and 5xx are retried (after `Retry-After` when given);
+//! [`crate::json_fit`]). 429 and 5xx are retried (after `Retry-After` when given);
 //! 401/403 pause the destination; other 4xx dead-letter the batch.
 //!
 //! # Test connection
@@ -50,9 +50,10 @@ use serde_json::{Map, Value};
 use tracecast_model::trace::TraceView;
 
 use crate::config::required_str;
+use crate::http::headers_with_credentials;
+use crate::json_fit::cap_content;
 use crate::otlp::keys as k;
 use crate::otlp::{Attributes, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanRole, SpanSlot};
-use crate::sentry::sentry_ramp::{cap_content, headers_with_credential};
 use crate::{BatchLimits, ExportContext, ExportError, Exporter};
 
 /// The endpoint when `baseUrl` is not set.
@@ -83,12 +84,8 @@ pub fn exporter(
 ) -> Result<OtlpExporter<RampDialect>, ExportError> {
     let api_key = required_str(config, "apiKey")?;
     let base_url = crate::config::optional_str(config, "baseUrl").unwrap_or(DEFAULT_BASE_URL);
-    let headers = headers_with_credential(
-        config,
-        AUTHORIZATION,
-        &crate::http::bearer_auth(api_key),
-        "apiKey",
-    )?;
+    let auth = crate::http::bearer_auth(api_key);
+    let headers = headers_with_credentials(config, &[(AUTHORIZATION, &auth, "apiKey")])?;
     let http = OtlpHttp::new(ctx, Method::POST, base_url, headers)
         .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?
         .with_partial_success(true);

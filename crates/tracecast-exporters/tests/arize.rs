@@ -38,6 +38,22 @@ fn arize(base: &str, extra: Value) -> Box<dyn Exporter> {
     }
 }
 
+/// The credential headers of Arize's OTel client (`arize-otel` 0.13.0,
+/// `src/arize/otel/otel.py`, `_get_arize_auth_headers`): `authorization` (the API key as is),
+/// `arize-space-id` and `arize-interface: otel`; not the deprecated `space_id` / `api_key`, whose
+/// underscores proxies drop (nginx's `underscores_in_headers off`).
+fn assert_arize_otel_headers(req: &Captured) {
+    assert_eq!(req.header("authorization"), Some(API_KEY));
+    assert_eq!(req.header("arize-space-id"), Some(SPACE));
+    assert_eq!(req.header("arize-interface"), Some("otel"));
+    for name in req.headers.keys() {
+        assert!(
+            !name.as_str().contains('_'),
+            "header {name} has an underscore"
+        );
+    }
+}
+
 fn decode_pb(body: &[u8]) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest::decode(body).expect("a binary protobuf ExportTraceServiceRequest")
 }
@@ -63,7 +79,7 @@ async fn send_one(
 }
 
 #[tokio::test]
-async fn posts_protobuf_with_space_and_api_key_and_openinference_attributes() {
+async fn posts_protobuf_with_arize_otel_headers_and_openinference_attributes() {
     let rx = Receiver::start().await;
     let exporter = arize(&rx.url(""), json!({"headers": {"X-Env": "staging"}}));
     let g = generation(full_record());
@@ -77,8 +93,7 @@ async fn posts_protobuf_with_space_and_api_key_and_openinference_attributes() {
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/v1/traces");
     assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
-    assert_eq!(req.header("space_id"), Some(SPACE));
-    assert_eq!(req.header("api_key"), Some(API_KEY));
+    assert_arize_otel_headers(&req);
     assert_eq!(req.header("x-env"), Some("staging"));
     let decoded = decode_pb(&req.body);
 
@@ -480,8 +495,7 @@ async fn test_connection_sends_an_empty_request_with_the_credentials() {
     assert_eq!(req.path, "/v1/traces");
     assert!(req.body.is_empty());
     assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
-    assert_eq!(req.header("space_id"), Some(SPACE));
-    assert_eq!(req.header("api_key"), Some(API_KEY));
+    assert_arize_otel_headers(&req);
 
     rx.reply(Reply::status(401));
     let check = exporter.test_connection().await;

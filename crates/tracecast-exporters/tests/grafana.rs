@@ -1,5 +1,9 @@
 //! The `grafana` destination against a loopback receiver playing the Grafana Cloud OTLP
-//! gateway. Bodies are OTLP/JSON, decoded with opentelemetry-proto's serde types.
+//! gateway. Bodies are binary protobuf, decoded with opentelemetry-proto's message types; the
+//! golden body is parsed by the `opentelemetry-proto` Python package in
+//! `tests/vendors/test_grafana.py`. Attribute limits are checked with the rule of Grafana
+//! Tempo's distributor (`processAttributes`, `modules/distributor/distributor.go`): a key or a
+//! string value over `max_attribute_bytes` (2048 by default) bytes is cut.
 
 mod common;
 use common::golden;
@@ -9,9 +13,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
+use prost::Message;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tracecast_exporters::grafana::{DEFAULT_BASE_URL, exporter};
+use tracecast_exporters::grafana::{DEFAULT_BASE_URL, TEMPO_MAX_ATTRIBUTE_BYTES, exporter};
+use tracecast_exporters::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+use tracecast_exporters::otlp::proto::common::v1::{KeyValue, any_value};
 use tracecast_exporters::{Exporter, Outcome};
 use tracecast_model::trace::{TraceOptions, TraceView};
 
@@ -44,8 +51,52 @@ fn sha_prefix(s: &str, n: usize) -> String {
     hex::encode(&Sha256::digest(s.as_bytes())[..n])
 }
 
+/// The body as Grafana's gateway reads it: a binary protobuf `ExportTraceServiceRequest`.
+fn decode_pb(body: &[u8]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest::decode(body).expect("a binary protobuf ExportTraceServiceRequest")
+}
+
+/// What Tempo's distributor would cut (`processAttributes`): every key and string value of the
+/// resource, scope, span, event and link attributes longer than `max` bytes.
+fn tempo_would_cut(req: &ExportTraceServiceRequest, max: usize) -> Vec<String> {
+    fn check(attrs: &[KeyValue], max: usize, out: &mut Vec<String>) {
+        for kv in attrs {
+            if kv.key.len() > max {
+                out.push(format!("key {}", kv.key));
+            }
+            if let Some(any_value::Value::StringValue(v)) =
+                kv.value.as_ref().and_then(|v| v.value.as_ref())
+                && v.len() > max
+            {
+                out.push(format!("value of {} ({} bytes)", kv.key, v.len()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for rs in &req.resource_spans {
+        if let Some(r) = &rs.resource {
+            check(&r.attributes, max, &mut out);
+        }
+        for ss in &rs.scope_spans {
+            if let Some(scope) = &ss.scope {
+                check(&scope.attributes, max, &mut out);
+            }
+            for sp in &ss.spans {
+                check(&sp.attributes, max, &mut out);
+                for e in &sp.events {
+                    check(&e.attributes, max, &mut out);
+                }
+                for l in &sp.links {
+                    check(&l.attributes, max, &mut out);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[tokio::test]
-async fn posts_otlp_json_with_basic_auth_to_the_gateway() {
+async fn posts_otlp_protobuf_with_basic_auth_to_the_gateway() {
     let rx = Receiver::start().await;
     let exporter = grafana(
         &rx.url(""),
@@ -55,20 +106,20 @@ async fn posts_otlp_json_with_basic_auth_to_the_gateway() {
     let payload = exporter
         .encode(&[TraceView::new(&g, TraceOptions::default())])
         .unwrap();
-    assert_eq!(payload.content_type, "application/json");
+    assert_eq!(payload.content_type, "application/x-protobuf");
     assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
 
     let req = rx.next().await;
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/otlp/v1/traces");
-    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
     assert_eq!(req.header("authorization"), Some(expected_auth().as_str()));
     assert_eq!(
         req.header("authorization"),
         Some("Basic MTIzNDU2OmdsY19leUp2SWpvaU1USXpJaXdpYmlJNkluUnlZV05sY3lKOQ==")
     );
     assert_eq!(req.header("x-scope-orgid"), Some("tenant-7"));
-    let decoded = decode(&req.body);
+    let decoded = decode_pb(&req.body);
 
     // Resource attributes grafana.mdx lists.
     let res = &decoded.resource_spans[0]
@@ -125,9 +176,11 @@ async fn posts_otlp_json_with_basic_auth_to_the_gateway() {
     assert_eq!(d(a, "trace.metadata.score"), 0.75);
     assert!(s(a, "gen_ai.prompt").contains("Process this order"));
     assert!(!has(a, "tracecast.truncated"));
+    assert!(tempo_would_cut(&decoded, TEMPO_MAX_ATTRIBUTE_BYTES).is_empty());
 
-    // The golden file: this body, byte for byte. Regenerate with UPDATE_GOLDEN=1 and review.
-    golden::assert_bytes("grafana.json", "Grafana body", req.body.as_ref());
+    // The golden file: this body, byte for byte (binary protobuf). Regenerate with
+    // UPDATE_GOLDEN=1 and review.
+    golden::assert_bytes("grafana.pb", "Grafana body", req.body.as_ref());
 }
 
 #[tokio::test]
@@ -143,7 +196,7 @@ async fn a_root_generation_is_named_by_trace_name() {
     assert_eq!(exporter.send(&p).await, Outcome::Delivered);
     let req = rx.next().await;
     assert_eq!(req.path, "/otlp/v1/traces", "a base URL ending in /otlp");
-    let decoded = decode(&req.body);
+    let decoded = decode_pb(&req.body);
     let sp = spans(&decoded);
     assert_eq!(sp.len(), 1);
     assert_eq!(sp[0].name, "Metric Analysis Pipeline");
@@ -214,7 +267,7 @@ async fn privacy_mode_sends_no_content() {
         !String::from_utf8_lossy(&req.body).contains("SECRET"),
         "content leaked in privacy mode"
     );
-    let decoded = decode(&req.body);
+    let decoded = decode_pb(&req.body);
     let a = &spans(&decoded)[0].attributes;
     for key in [
         "gen_ai.prompt",
@@ -230,26 +283,49 @@ async fn privacy_mode_sends_no_content() {
 }
 
 #[tokio::test]
-async fn long_values_are_cut_visibly() {
+async fn values_over_tempos_attribute_limit_are_cut_visibly() {
+    assert_eq!(TEMPO_MAX_ATTRIBUTE_BYTES, 2048, "Tempo's default");
     let rx = Receiver::start().await;
     let exporter = grafana(&rx.url(""), json!({}));
     let mut v = secret_record();
-    v["request"]["messages"] = json!([{"role": "user", "content": "p".repeat(100_000)}]);
+    // 3,000 characters but 6,000+ bytes: over Tempo's limit, which counts bytes.
+    v["request"]["messages"] = json!([{"role": "user", "content": "é".repeat(3_000)}]);
+    v["trace"] = json!({"note": "n".repeat(2_100), "short": "kept"});
     let g = generation(v);
     let p = exporter
         .encode(&[TraceView::new(&g, TraceOptions::default())])
         .unwrap();
     assert_eq!(exporter.send(&p).await, Outcome::Delivered);
-    let decoded = decode(&rx.next().await.body);
+    let decoded = decode_pb(&rx.next().await.body);
+    // Nothing is left for Tempo to cut silently.
+    assert_eq!(
+        tempo_would_cut(&decoded, TEMPO_MAX_ATTRIBUTE_BYTES),
+        Vec::<String>::new()
+    );
     let a = &spans(&decoded)[0].attributes;
     let prompt = s(a, "gen_ai.prompt");
-    assert_eq!(prompt.chars().count(), 65_536);
+    assert!(
+        prompt.len() <= 2048 && prompt.len() > 2000,
+        "{}",
+        prompt.len()
+    );
+    assert!(
+        prompt.starts_with("{\"messages\":[{\"content\":\"éé"),
+        "{prompt}"
+    );
+    assert!(prompt.ends_with(" bytes]"), "visible marker: {prompt}");
     assert!(prompt.contains("…[truncated: "), "visible marker");
+    let note = s(a, "trace.metadata.note");
+    assert!(
+        note.len() <= 2048 && note.ends_with("…[truncated: 2100 bytes]"),
+        "{note}"
+    );
     assert!(b(a, "tracecast.truncated"));
     assert_eq!(
         strings(a, "tracecast.truncated_attributes"),
-        vec!["gen_ai.prompt"]
+        vec!["trace.metadata.note", "gen_ai.prompt"]
     );
+    assert_eq!(s(a, "trace.metadata.short"), "kept");
     assert_eq!(s(a, "user.id"), "u-1", "the rest is intact");
 }
 
@@ -317,7 +393,11 @@ async fn test_connection_posts_an_empty_payload_with_the_credentials() {
     );
     let req = rx.next().await;
     assert_eq!(req.path, "/otlp/v1/traces");
-    assert_eq!(&req.body[..], br#"{"resourceSpans":[]}"#);
+    assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
+    assert!(
+        req.body.is_empty(),
+        "an empty ExportTraceServiceRequest is zero bytes"
+    );
     assert_eq!(req.header("authorization"), Some(expected_auth().as_str()));
 
     rx.reply(Reply::status(401));

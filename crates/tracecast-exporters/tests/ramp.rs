@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use sha2::Digest;
-use tracecast_exporters::sentry::sentry_ramp::TRUNCATION_MARKER;
+use tracecast_exporters::json_fit::TRUNCATION_MARKER;
 use tracecast_exporters::{ExportError, Exporter, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};

@@ -56,16 +56,31 @@ struct S3sServer {
 
 impl S3sServer {
     async fn start() -> S3sServer {
+        S3sServer::start_with(
+            s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY),
+            None,
+        )
+        .await
+    }
+
+    /// An s3s-fs that verifies signatures against `auth`'s key pairs and, with `tokens`, also
+    /// requires each request's session token to be signed (see [`SignedSessionTokens`]).
+    async fn start_with(
+        auth: s3s::auth::SimpleAuth,
+        tokens: Option<SignedSessionTokens>,
+    ) -> S3sServer {
         use hyper_util::rt::{TokioExecutor, TokioIo};
         use hyper_util::server::conn::auto::Builder as ConnBuilder;
-        use s3s::auth::SimpleAuth;
         use s3s::service::S3ServiceBuilder;
 
         let root = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(root.path().join(BUCKET)).expect("bucket dir");
         let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
         let mut b = S3ServiceBuilder::new(fs);
-        b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        b.set_auth(auth);
+        if let Some(tokens) = tokens {
+            b.set_access(tokens);
+        }
         let service = b.build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -137,6 +152,70 @@ impl S3sServer {
 impl Drop for S3sServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Session tokens checked on top of s3s's SigV4 verification. s3s verifies the signature over
+/// every header the request lists in `SignedHeaders` (with the secret of the access key it
+/// names), but does not know about session tokens; this check (run by s3s after the signature
+/// passed) requires `x-amz-security-token` to be one of those signed headers and to be the
+/// token issued with that access key. So a token sent unsigned, altered, or paired with another
+/// key is refused (403 AccessDenied), as S3 refuses it. Every accepted request's
+/// `(access key, token)` is recorded, in order.
+#[derive(Clone)]
+struct SignedSessionTokens {
+    expected: HashMap<String, String>,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl SignedSessionTokens {
+    fn new(pairs: &[(&str, &str)]) -> Self {
+        SignedSessionTokens {
+            expected: pairs
+                .iter()
+                .map(|(k, t)| (k.to_string(), t.to_string()))
+                .collect(),
+            seen: Arc::default(),
+        }
+    }
+
+    fn seen(&self) -> Vec<(String, String)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for SignedSessionTokens {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let Some(access_key) = cx.credentials().map(|c| c.access_key.clone()) else {
+            return Err(s3s::s3_error!(AccessDenied, "the request is not signed"));
+        };
+        let headers = cx.headers();
+        let token = headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let signed = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split("SignedHeaders=").nth(1))
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_default();
+        if !signed.split(';').any(|h| h == "x-amz-security-token") {
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "x-amz-security-token is not among the signed headers"
+            ));
+        }
+        if self.expected.get(&access_key) != Some(&token) {
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "the security token is not the one issued with this access key"
+            ));
+        }
+        self.seen.lock().unwrap().push((access_key, token));
+        Ok(())
     }
 }
 
@@ -289,13 +368,14 @@ async fn puts_one_signed_object_per_trace_under_the_default_key() {
     let objects = srv.objects();
     let mut keys: Vec<_> = objects.keys().cloned().collect();
     keys.sort();
-    // `created_at` 2026-01-01T00:00:00(.250)Z = 1767225600; the first trace has a custom
-    // trace_id, so its generation id keeps it apart from the trace's other generations.
+    // `created_at` 2026-01-01T13:37:42.250Z = 1767274662 (the generation id's 1767225600 is
+    // not a time); the first trace has a custom trace_id, so its generation id keeps it apart
+    // from the trace's other generations.
     assert_eq!(
         keys,
         vec![
             "openrouter-traces/2026-01-01/gen-secret-1767225600.json".to_string(),
-            "openrouter-traces/2026-01-01/order_processing_001-1767225600-gen-1767225600-AbCdEfGhIjKlMnOpQrSt.json".to_string(),
+            "openrouter-traces/2026-01-01/order_processing_001-1767274662-gen-1767225600-AbCdEfGhIjKlMnOpQrSt.json".to_string(),
         ]
     );
 
@@ -334,8 +414,8 @@ async fn puts_one_signed_object_per_trace_under_the_default_key() {
     assert_eq!(g["usage"]["output"], 30);
     assert_eq!(g["cost"]["total"], 0.00123);
     assert_eq!(g["timing"]["latencyMs"], 1523.5);
-    assert_eq!(g["startTime"], "2026-01-01T00:00:00.250Z");
-    assert_eq!(g["endTime"], "2026-01-01T00:00:01.773Z");
+    assert_eq!(g["startTime"], "2026-01-01T13:37:42.250Z");
+    assert_eq!(g["endTime"], "2026-01-01T13:37:43.773Z");
 
     let plain = parse(&objects[&keys[0]]);
     assert_eq!(plain["id"], "gen-secret");
@@ -580,6 +660,41 @@ async fn session_token_is_sent_and_signed() {
     assert_eq!(parse(&put.body)["id"], "gen-secret");
 }
 
+#[tokio::test]
+async fn session_token_is_covered_by_a_signature_s3_verifies() {
+    const TOKEN: &str = "FwoGZXIvYXdzEXAMPLETOKEN";
+    let tokens = SignedSessionTokens::new(&[(ACCESS_KEY, TOKEN)]);
+    let srv = S3sServer::start_with(
+        s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY),
+        Some(tokens.clone()),
+    )
+    .await;
+    let exporter = s3(srv.config(json!({"sessionToken": TOKEN, "region": "eu-west-3"})));
+    let check = exporter.test_connection().await;
+    assert!(check.ok, "{}", check.message);
+    let g = generation(secret_record());
+    let payload = exporter
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
+    assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
+    let objects = srv.objects();
+    let key = "openrouter-traces/2026-01-01/gen-secret-1767225600.json";
+    assert_eq!(parse(&objects[key])["id"], "gen-secret");
+    let seen = tokens.seen();
+    assert!(seen.len() >= 2, "the test connection and the PUT: {seen:?}");
+    assert!(
+        seen.iter().all(|(k, t)| k == ACCESS_KEY && t == TOKEN),
+        "{seen:?}"
+    );
+
+    // Another token with the same keys is refused: the server checks the token it verified.
+    let other = s3(srv.config(json!({"sessionToken": "FwoGZXIvYXdzOTHERTOKEN"})));
+    assert!(matches!(
+        other.send(&payload).await,
+        Outcome::Unauthorized { status: 403, .. }
+    ));
+}
+
 // ---- error answers ----
 
 #[tokio::test]
@@ -795,13 +910,23 @@ async fn iam_role_assumes_once_and_refreshes_before_expiry() {
         ),
     ])
     .await;
-    let s3srv = ScriptedServer::start(vec![]).await;
+    // The S3 side verifies each request's signature with the assumed role's secret and its
+    // session token (as S3 does with temporary credentials).
+    let mut auth = s3s::auth::SimpleAuth::new();
+    for akid in ["ASIAFIRST", "ASIASECOND"] {
+        auth.register(akid.to_owned(), "temp-secret".into());
+    }
+    let tokens = SignedSessionTokens::new(&[
+        ("ASIAFIRST", "temp-token-ASIAFIRST"),
+        ("ASIASECOND", "temp-token-ASIASECOND"),
+    ]);
+    let s3srv = S3sServer::start_with(auth, Some(tokens.clone())).await;
     let ctx = ctx().with_endpoint_override(DestinationType::S3, &sts.url());
     let exporter = s3_with(
         json!({
             "bucketName": BUCKET, "authMode": "iam_role",
             "roleArn": "arn:aws:iam::123456789012:role/tracecast", "externalId": "ext-123",
-            "endpoint": s3srv.url(), "region": "eu-west-1"
+            "endpoint": s3srv.url, "region": "eu-west-1", "provider": "other"
         }),
         &ctx,
     );
@@ -832,23 +957,9 @@ async fn iam_role_assumes_once_and_refreshes_before_expiry() {
             .header("authorization")
             .contains("/eu-west-1/sts/aws4_request")
     );
-    let puts = s3srv.seen();
-    let akids: Vec<_> = puts
-        .iter()
-        .map(|p| {
-            (
-                p.header("authorization")
-                    .split('=')
-                    .nth(1)
-                    .and_then(|c| c.split('/').next())
-                    .unwrap_or("")
-                    .to_string(),
-                p.header("x-amz-security-token").to_string(),
-            )
-        })
-        .collect();
+    assert_eq!(s3srv.objects().len(), 1, "the object was written");
     assert_eq!(
-        akids,
+        tokens.seen(),
         vec![
             ("ASIAFIRST".to_string(), "temp-token-ASIAFIRST".to_string()),
             (

@@ -1,5 +1,5 @@
 //! `arize` end to end: the real server delivers to a loopback receiver playing Arize AX
-//! (OTLP/HTTP protobuf with the `space_id` and `api_key` headers): delivery with the platform's credentials, privacy mode, 429 with Retry-After,
+//! (OTLP/HTTP protobuf with the `authorization`, `arize-space-id` and `arize-interface` headers): delivery with the platform's credentials, privacy mode, 429 with Retry-After,
 //! and a 401 that pauses the destination until new credentials arrive.
 
 mod common;
@@ -10,7 +10,7 @@ use serde_json::json;
 fn platform() -> Platform {
     Platform {
         kind: "arize",
-        header: "api_key",
+        header: "authorization",
         value_old: "ak-old-0001",
         value_private: "ak-private-0003",
         value_new: "ak-new-0002",

@@ -1,5 +1,5 @@
 //! `grafana` end to end: the real server delivers to a loopback receiver playing the Grafana Cloud OTLP gateway
-//! (OTLP/HTTP JSON with Basic auth `instanceId:apiKey`): delivery with the platform's credentials, privacy mode, 429 with Retry-After,
+//! (OTLP/HTTP protobuf with Basic auth `instanceId:apiKey`): delivery with the platform's credentials, privacy mode, 429 with Retry-After,
 //! and a 401 that pauses the destination until new credentials arrive.
 
 mod common;
@@ -15,8 +15,8 @@ fn platform() -> Platform {
         value_private: "Basic MTIzNDU2OmdsY19wcml2YXRlXzAwMDM=",
         value_new: "Basic MTIzNDU2OmdsY19uZXdfMDAwMg==",
         secret_old: "glc_old_0001",
-        empty_body: br#"{"resourceSpans":[]}"#,
-        content_type: "application/json",
+        empty_body: b"",
+        content_type: "application/x-protobuf",
         credentials_words: "instance ID / API token",
         config_open: |base| json!({"apiKey": "glc_old_0001", "instanceId": "123456", "baseUrl": base}),
         config_private: |base| json!({"apiKey": "glc_private_0003", "instanceId": "123456", "baseUrl": base}),

@@ -45,7 +45,7 @@
 //! # Limits and responses
 //!
 //! At most 100 traces or 4 MiB per request (Relay's body limits for integrations are larger).
-//! A content attribute longer than 64 KiB is shortened visibly ([`sentry_ramp`]). 429 is
+//! A content attribute longer than 64 KiB is shortened visibly ([`crate::json_fit`]). 429 is
 //! retried after `Retry-After`, else after the longest `X-Sentry-Rate-Limits` entry that
 //! covers spans; 401/403 pause the destination; other 4xx dead-letter the batch.
 //!
@@ -54,8 +54,6 @@
 //! The empty request `{"resourceSpans":[]}` with the DSN's key: 2xx passes; 401/403 fail with
 //! "Sentry rejected the DSN key (401)", with a hint when the DSN's project id is not the one in
 //! the endpoint.
-
-pub mod sentry_ramp;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -67,9 +65,10 @@ use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
 use tracecast_model::trace::{Input, Output, TraceView};
 
-use self::sentry_ramp::{cap_content, headers_with_credential};
 use crate::config::required_str;
 use crate::http::classify;
+use crate::http::headers_with_credentials;
+use crate::json_fit::cap_content;
 use crate::otlp::keys as k;
 use crate::otlp::{
     Attr, AttrValue, AttributeKey, Attributes, Element, OtlpDialect, OtlpEncoding, OtlpExporter,
@@ -205,11 +204,10 @@ pub fn exporter(
 ) -> Result<SentryExporter, ExportError> {
     let endpoint = traces_url(required_str(config, "otlpEndpoint")?);
     let dsn = Dsn::parse(required_str(config, "dsn")?)?;
-    let headers = headers_with_credential(
+    let auth = dsn.auth_header();
+    let headers = headers_with_credentials(
         config,
-        HeaderName::from_static(AUTH_HEADER),
-        &dsn.auth_header(),
-        "dsn",
+        &[(HeaderName::from_static(AUTH_HEADER), &auth, "dsn")],
     )?;
     let http = OtlpHttp::new(ctx, Method::POST, &endpoint, headers)
         .map_err(|e| ExportError::Config(format!("otlpEndpoint: {e}")))?;

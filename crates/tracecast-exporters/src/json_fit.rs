@@ -1,7 +1,5 @@
-//! Helpers shared by the `sentry` and `ramp` exporters: the credential header that always wins
-//! over custom headers, and the visible truncation of oversized content attributes.
-//!
-//! # Truncation
+//! Shortening a JSON document to a byte budget while it stays valid JSON and the cut is
+//! visible, and applying that to content attributes ([`cap_content`]).
 //!
 //! Content attributes (prompt, completion, tool definitions) are JSON documents carried as
 //! strings. When one is longer than the exporter's cap, it is shortened so that it stays valid
@@ -14,37 +12,19 @@
 //! 3. as a last resort the JSON text itself is cut and ends with the marker.
 //!
 //! The span then carries `tracecast.truncated` = `true` and `tracecast.truncated_attributes`,
-//! the list of attribute keys that were shortened. Nothing is dropped silently.
+//! the list of attribute keys that were shortened. Nothing is dropped silently. Used by the
+//! `sentry` and `ramp` exporters.
 
 use std::borrow::Cow;
 
-use reqwest::header::{HeaderMap, HeaderName};
 use serde_json::Value;
 
 use crate::otlp::{AttrValue, Attributes};
-use crate::{ExportError, truncate};
+use crate::truncate;
 
 /// Appended to every string that was cut.
 pub const TRUNCATION_MARKER: &str = "…[truncated by tracecast]";
 pub use crate::truncate::{TRUNCATED, TRUNCATED_ATTRIBUTES};
-
-/// The destination's custom `headers` with the credential header set last, so that a custom
-/// header of the same name cannot replace the credentials. The credential value is marked
-/// sensitive (never printed by `Debug`).
-pub fn headers_with_credential(
-    config: &serde_json::Map<String, Value>,
-    name: HeaderName,
-    value: &str,
-    field: &str,
-) -> Result<HeaderMap, ExportError> {
-    let mut headers = crate::config::custom_headers(config)?;
-    let value = crate::http::secret_value(
-        value,
-        &format!("{field} contains characters that cannot be sent in an HTTP header"),
-    )?;
-    headers.insert(name, value);
-    Ok(headers)
-}
 
 /// Shortens each of `keys` that holds a string longer than `max` bytes (see the module docs)
 /// and, when any was shortened, adds the `tracecast.truncated*` attributes.

@@ -1,21 +1,11 @@
-//! What the `arize`, `grafana` and `newrelic` exporters share: the three are OTLP/HTTP
-//! destinations ([`OtlpExporter`] with a dialect each) that differ in endpoint, credentials,
-//! encoding, attribute names and limits.
+//! An OTLP/HTTP exporter with a cap on the request body: [`SizedExporter`].
 //!
-//! - [`ValueLimits`] / [`truncate_attributes`]: a platform's attribute limits, applied by each
-//!   dialect to the attributes it sends. A string value over the limit is cut and ends with a
-//!   visible marker (`…[truncated: N chars]`, N being the original length in characters), an
-//!   array over the limit keeps its first entries, a key over the limit is cut; every such
-//!   attribute is listed in `tracecast.truncated_attributes` and `tracecast.truncated` is `true`
-//!   on that span or resource. Nothing is dropped silently.
-//! - [`SizedExporter`]: an [`OtlpExporter`] with a cap on the request body. A body over the
-//!   cap is split into requests under it (the engine batches by stored record size, which is
-//!   not the encoded size); per-request answers become per-generation outcomes
-//!   ([`Outcome::Partial`]). A generation that alone exceeds the cap is rejected with a message
-//!   naming the limit, so it is dead-lettered, not lost.
-//! - [`traces_url`]: a traces URL from a base URL.
-
-use std::borrow::Cow;
+//! Platforms refuse request bodies over a size (New Relic: 1 MB) and the engine batches by
+//! stored record size, which is not the encoded size. A body over the cap is split into requests
+//! under it (one `ResourceSpans` per generation, packed greedily and in order, protobuf or JSON);
+//! per-request answers become per-generation outcomes ([`Outcome::Partial`]). A generation that
+//! alone exceeds the cap is rejected with a message naming the limit, so it is dead-lettered, not
+//! lost.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,135 +15,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracecast_model::trace::TraceView;
 
-use crate::otlp::{Attr, AttrValue, Attributes, Element, OtlpDialect, OtlpExporter};
+use crate::otlp::{OtlpDialect, OtlpExporter};
 use crate::{
     BatchLimits, ConnectionCheck, ExportError, Exporter, FragmentEncoder, ItemOutcome, Outcome,
     Payload,
 };
-
-/// `true` on a span or resource some of whose attributes were truncated.
-pub const TRUNCATED_FLAG: &str = crate::truncate::TRUNCATED;
-/// The keys (after truncation) of the attributes that were truncated, in order.
-pub const TRUNCATED_KEYS: &str = crate::truncate::TRUNCATED_ATTRIBUTES;
-/// [`TRUNCATED_FLAG`] on a resource (platforms such as New Relic copy resource attributes onto
-/// every span, so the resource's flags must not collide with the span's).
-pub const RESOURCE_TRUNCATED_FLAG: &str = "tracecast.resource.truncated";
-/// [`TRUNCATED_KEYS`] on a resource.
-pub const RESOURCE_TRUNCATED_KEYS: &str = "tracecast.resource.truncated_attributes";
-
-/// A platform's limits on one attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ValueLimits {
-    /// Longest string value, in characters (Unicode scalar values), marker included.
-    pub max_value_chars: usize,
-    /// Most entries of an array value.
-    pub max_array_len: usize,
-    /// Longest key, in characters.
-    pub max_key_chars: usize,
-}
-
-/// The marker that ends a truncated string value.
-pub fn truncation_marker(original_chars: usize) -> String {
-    format!("…[truncated: {original_chars} chars]")
-}
-
-/// `s` cut to at most `max_chars` characters including the marker, or `None` when it fits.
-pub fn truncate_str(s: &str, max_chars: usize) -> Option<String> {
-    // Cheap test first: a string of at most max_chars bytes has at most max_chars chars.
-    if s.len() <= max_chars {
-        return None;
-    }
-    let total = s.chars().count();
-    if total <= max_chars {
-        return None;
-    }
-    let marker = truncation_marker(total);
-    let keep = max_chars.saturating_sub(marker.chars().count());
-    let cut = s.char_indices().nth(keep).map_or(s.len(), |(i, _)| i);
-    let mut out = String::with_capacity(cut + marker.len());
-    out.push_str(&s[..cut]);
-    out.push_str(&marker);
-    Some(out)
-}
-
-fn cut_key(key: &str, max_chars: usize) -> Option<String> {
-    if key.len() <= max_chars || key.chars().count() <= max_chars {
-        return None;
-    }
-    Some(key.chars().take(max_chars).collect())
-}
-
-/// Whether an attribute breaks a limit.
-fn over(a: &Attr<'_>, l: &ValueLimits) -> bool {
-    let long = |s: &str| s.len() > l.max_value_chars && s.chars().count() > l.max_value_chars;
-    (a.key.len() > l.max_key_chars && a.key.chars().count() > l.max_key_chars)
-        || match &a.value {
-            AttrValue::String(s) => long(s),
-            AttrValue::StringArray(items) => {
-                items.len() > l.max_array_len || items.iter().any(|s| long(s))
-            }
-            _ => false,
-        }
-}
-
-/// Applies `limits` to every attribute (see the module docs). Cheap when nothing is over.
-pub fn truncate_attributes(attrs: &mut Attributes<'_, '_>, limits: &ValueLimits) {
-    if !attrs.iter().any(|a| over(a, limits)) {
-        return;
-    }
-    let all: Vec<Attr<'_>> = attrs.iter().cloned().collect();
-    attrs.retain(|_| false);
-    let mut truncated: Vec<Cow<'_, str>> = Vec::new();
-    for mut a in all {
-        if over(&a, limits) {
-            if let Some(k) = cut_key(&a.key, limits.max_key_chars) {
-                a.key = Cow::Owned(k);
-            }
-            a.value = match a.value {
-                AttrValue::String(s) => match truncate_str(&s, limits.max_value_chars) {
-                    Some(t) => AttrValue::String(Cow::Owned(t)),
-                    None => AttrValue::String(s),
-                },
-                AttrValue::StringArray(items) => AttrValue::StringArray(
-                    items
-                        .into_iter()
-                        .take(limits.max_array_len)
-                        .map(|s| match truncate_str(&s, limits.max_value_chars) {
-                            Some(t) => Cow::Owned(t),
-                            None => s,
-                        })
-                        .collect(),
-                ),
-                other => other,
-            };
-            truncated.push(a.key.clone());
-        }
-        attrs.push(a);
-    }
-    let keys = if attrs.element() == Element::Resource {
-        (RESOURCE_TRUNCATED_FLAG, RESOURCE_TRUNCATED_KEYS)
-    } else {
-        (TRUNCATED_FLAG, TRUNCATED_KEYS)
-    };
-    truncated.truncate(limits.max_array_len);
-    crate::truncate::flag(attrs, keys, truncated);
-}
-
-/// The traces URL for a base URL: `base` itself when it already ends in `/v1/traces`;
-/// `base + "/traces"` when it ends in `/v1`; else `base + prefix + "/v1/traces"`, unless `base`
-/// already ends in `prefix` (Grafana's `/otlp`).
-pub fn traces_url(base: &str, prefix: &str) -> String {
-    let base = base.trim().trim_end_matches('/');
-    if base.ends_with("/v1/traces") {
-        base.to_owned()
-    } else if base.ends_with("/v1") {
-        format!("{base}/traces")
-    } else if !prefix.is_empty() && base.ends_with(prefix) {
-        format!("{base}/v1/traces")
-    } else {
-        format!("{base}{prefix}/v1/traces")
-    }
-}
 
 /// An [`OtlpExporter`] whose requests never exceed `max_request_bytes` (see the module docs).
 pub struct SizedExporter<D: OtlpDialect + Clone + 'static> {
@@ -374,44 +240,6 @@ impl<D: OtlpDialect + Clone + 'static> Exporter for SizedExporter<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncation_keeps_the_limit_and_says_so() {
-        assert_eq!(truncate_str("short", 10), None);
-        let long = "é".repeat(5000);
-        let t = truncate_str(&long, 4095).unwrap();
-        assert_eq!(t.chars().count(), 4095);
-        assert!(t.ends_with("…[truncated: 5000 chars]"), "{t}");
-        assert!(t.starts_with("éé"));
-        // A limit smaller than the marker still never panics.
-        assert!(truncate_str(&long, 3).is_some());
-        // Multi-byte strings under the limit in chars but over it in bytes are kept.
-        assert_eq!(truncate_str(&"é".repeat(10), 10), None);
-    }
-
-    #[test]
-    fn traces_urls() {
-        assert_eq!(
-            traces_url("https://otlp.arize.com", ""),
-            "https://otlp.arize.com/v1/traces"
-        );
-        assert_eq!(
-            traces_url("https://otlp.arize.com/v1/", ""),
-            "https://otlp.arize.com/v1/traces"
-        );
-        assert_eq!(
-            traces_url("https://g.grafana.net", "/otlp"),
-            "https://g.grafana.net/otlp/v1/traces"
-        );
-        assert_eq!(
-            traces_url("https://g.grafana.net/otlp/", "/otlp"),
-            "https://g.grafana.net/otlp/v1/traces"
-        );
-        assert_eq!(
-            traces_url("https://g.grafana.net/otlp/v1/traces", "/otlp"),
-            "https://g.grafana.net/otlp/v1/traces"
-        );
-    }
 
     fn bodies(pieces: &[Piece]) -> Vec<Result<(String, usize), usize>> {
         pieces
