@@ -19,9 +19,20 @@
 //! root `workflow` span named `trace.trace_name` when the trace has a name of its own and
 //! another span is named after something else, as OpenRouter's Datadog guide describes
 //! (`trace_name` names the root span, `span_name` the intermediate workflow span,
-//! `generation_name` the LLM span). `trace_id` is the 128-bit trace id in lower-case hex (the
-//! same id the OTLP destinations use); span ids are 64-bit decimal strings derived from the
-//! generation id (or the trace key and span name), so retries send the same ids.
+//! `generation_name` the LLM span). `trace_id` is `trace.trace_id` itself when it is a Datadog
+//! trace id, else the 128-bit trace id in lower-case hex (the same id the OTLP destinations
+//! use); span ids are 64-bit decimal strings derived from the generation id (or the trace key
+//! and span name), so retries send the same ids.
+//!
+//! # Parents
+//!
+//! Datadog lists only traces with a root, and a span whose parent it never receives is an
+//! orphan. A user's own Datadog span has a decimal 64-bit span id (ddtrace 4.16.0
+//! `ddtrace/llmobs/_llmobs.py`: `"span_id": str(span.span_id)`) in a trace whose id ddtrace's
+//! `format_trace_id` writes as 32 hex characters or in decimal. So `trace.parent_span_id` is the
+//! top-most span's `parent_id` only when it is such a span id and `trace.trace_id` such a trace
+//! id ([`linked_parent`]); any other parent keeps the generation's spans rooted (`"undefined"`)
+//! and is kept in `meta.metadata.parent_span_id`.
 //!
 //! `ml_app` is the config `mlApp`, normalised to Datadog's naming rules. Tags: `service:<ml_app>`
 //! on the request; `user_id:<user>`, `session_id:<session>`, `env:<trace.environment>`,
@@ -31,11 +42,23 @@
 //!
 //! # Limits
 //!
-//! Datadog's SDKs keep a span event under 1 MB and a request under 5 MB. A span over 1 MB keeps
-//! its metadata and metrics, but its input and output are replaced by a marker text, and it is
-//! flagged (`meta.metadata["tracecast.truncated"] = true`, tag `tracecast_truncated:true`, and
-//! `collection_errors: ["dropped_io"]`, the marker ddtrace itself sets on such spans). A
-//! batch whose spans exceed 5 MB is sent as several requests (see [`crate::chunking`]).
+//! As ddtrace 4.16.0 (`ddtrace/internal/evp_proxy/constants.py`): a span event of 5 MB or more
+//! (`DEFAULT_EVP_EVENT_SIZE_LIMIT = 5_000_000`) keeps its metadata and metrics, but its input and
+//! output are replaced by a marker text, and it is flagged
+//! (`meta.metadata["tracecast.truncated"] = true`, tag `tracecast_truncated:true`, and
+//! `collection_errors: ["dropped_io"]`, the marker ddtrace itself sets on such spans). A batch
+//! whose spans exceed a request's 5 MiB (`DEFAULT_EVP_PAYLOAD_SIZE_LIMIT`) is sent as several
+//! requests (see [`crate::chunking`]).
+//!
+//! # Old spans
+//!
+//! Datadog's HTTP API "accepts spans with timestamps no more than 24 hours old"
+//! (docs.datadoghq.com/llm_observability/instrumentation/api). A generation whose spans start
+//! more than [`MAX_SPAN_AGE`] (23 h) before encoding, which a paused backlog can reach, is
+//! re-stamped rather than silently dropped by Datadog: its spans end at the encoding time with
+//! their duration, and carry the original start in `meta.metadata["tracecast.original_start_ns"]`,
+//! `meta.metadata["tracecast.restamped"] = true` and the tag `tracecast_restamped:true`
+//! ([`restamp_if_too_old`]).
 //!
 //! # Test connection
 //!

@@ -34,7 +34,7 @@
 //! | trace `id` | UUIDv7, see *Ids* |
 //! | trace `name` | `trace.trace_name` (default: the model slug) |
 //! | trace `start_time` / `end_time` | `created_at` / + `latency` (else `generation_time`), ISO-8601 UTC, µs |
-//! | trace `input` / `output` | `{"messages":[...],"tools":[...]}` (or `prompt` / `input`) / `{"completion","reasoning","tool_calls"?}`; absent in privacy mode |
+//! | trace `input` / `output` | `{"messages":[...],"tools":[...]}` (or `prompt` / `input`) / `{"completion","reasoning","tool_calls"?}` when the trace is the generation's own (see *Shared traces*); absent in privacy mode |
 //! | trace `metadata` | custom `trace` keys, `openrouter_trace_id` (the trace key), `user_id`, `session_id` |
 //! | trace `thread_id` | `session_id` (Opik's threads are sessions) |
 //! | trace and span `tags` | `trace.tags` (a string array, or one string) |
@@ -61,13 +61,26 @@
 //! - the LLM span: time = `created_at` (ms), random bits = SHA-256(`"opik-span"`, generation id);
 //! - the trace: if `trace.trace_id` is itself a UUIDv7 it is used as is. Otherwise the random
 //!   bits are SHA-256(`"opik-trace"`, trace key) and the time is `created_at` when the trace key
-//!   is the generation's own id (no `trace.trace_id`), else the start of `created_at`'s UTC day,
-//!   so that every generation of a shared trace computes the same id without coordination (a
-//!   trace that spans midnight UTC becomes two Opik traces);
+//!   is the generation's own id (no `trace.trace_id`), else the start of `created_at`'s UTC
+//!   minute, so that every generation of a shared trace computes the same id without
+//!   coordination. Opik lists and partitions traces by the id's time, and the `opik` SDK stamps
+//!   an id with its record's start (`opik.id_helpers.generate_id(start_time)`, opik 2.2.122): a
+//!   day-start time hid traces from "last hour" views. Generations of one trace starting in
+//!   different minutes become separate Opik traces, each with `openrouter_trace_id`;
 //! - the `span_name` span: same time rule as the trace, random bits = SHA-256(`"opik-span"`,
 //!   trace key, span name), so generations sharing both share the span.
 //!
-//! Within a batch, records with the same id are sent once (the later generation's).
+//! # Shared traces
+//!
+//! Opik's batch insert writes whole trace rows and keeps, per id, the row with the latest
+//! `last_updated_at` (comet-ml/opik `TraceDAO` `BATCH_INSERT`, `traces` is a
+//! `ReplacingMergeTree(last_updated_at)`). A shared trace's row therefore describes the trace,
+//! not the call delivered last: `start_time` is the id's time (never after any call of the
+//! trace), `end_time` = `last_updated_at` = the generation's end, so the row of the call that
+//! ends last wins whatever the delivery order, and it carries no single call's `input`,
+//! `output` or `error_info` (they are on each call's LLM span). Within a batch, records with the
+//! same id are sent once: the trace with the latest `last_updated_at`, spans the later
+//! generation's.
 //!
 //! # Limits, truncation, answers
 //!
