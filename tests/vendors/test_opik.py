@@ -9,7 +9,11 @@ for one representative generation, one per line: `{"traces":[...]}` for
   server ignores them: an unknown field would be a silent mapping bug);
 - checked for what Opik's backend requires beyond the models: UUIDv7 ids, a non-blank name,
   a span type, 32-bit usage counts;
-- checked against the mapping OpenRouter documents for Opik (opik.mdx).
+- checked against the mapping OpenRouter documents for Opik (opik.mdx);
+- checked for where Opik files it: Opik lists and partitions traces by the time inside the
+  UUIDv7 id (its backend filters `id >= :uuid_from_time`), and the `opik` SDK stamps an id with
+  its record's start (`opik.id_helpers.generate_id(start_time)`), so each id's time must be in
+  the same minute as the record's `start_time` (not midnight of the day).
 """
 
 import datetime
@@ -130,3 +134,18 @@ def test_the_opik_mdx_mapping(traces, spans):
     assert llm["total_estimated_cost"] == 0.00123
     assert trace["tags"] == ["checkout", "eval"]
     assert trace["environment"] == "production"
+
+
+def _uuid7_time(s):
+    ms = uuid.UUID(s).int >> 80
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+
+
+def test_each_id_carries_its_records_start_time(traces, spans):
+    for rec in traces + spans:
+        start = TraceWrite.model_validate(rec).start_time if rec in traces else SpanWrite.model_validate(rec).start_time
+        at = _uuid7_time(rec["id"])
+        assert at.replace(second=0, microsecond=0) == start.astimezone(datetime.timezone.utc).replace(
+            second=0, microsecond=0
+        ), f"{rec['name']}: id time {at} is not in the minute of start_time {start}"
+        assert at <= start, f"{rec['name']}: id time {at} is after start_time {start}"

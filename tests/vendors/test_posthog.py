@@ -1,28 +1,42 @@
 """The golden PostHog event against PostHog's own SDK.
 
-`crates/tracecast-exporters/tests/golden/posthog.json` is one `$ai_generation` event of a
-capture-API batch. PostHog publishes no schema for it. Checked here:
+`crates/tracecast-exporters/tests/golden/posthog.json` (every metadata group on) and
+`posthog_default.json` (the default settings: no group) are `$ai_generation` events of a
+capture-API batch. PostHog publishes no schema for them. Checked here:
 - `$ai_input` and `$ai_output_choices` fit the message TypedDict PostHog's AI SDK formats
   messages with (`posthog.ai.types.FormattedMessage`);
 - every `$ai_*` property is one the `posthog` package's AI integrations send, or one listed in
   PostHog's manual-capture reference (posthog.com/docs/llm-analytics/manual-capture);
-- the token and cost properties have the types the SDK's `TokenUsage` gives them.
+- the token and cost properties have the types the SDK's `TokenUsage` gives them;
+- PostHog's ingestion keeps the cost we send (the billed one) instead of pricing the event from
+  its own model table, and does not count cached prompt tokens twice. PostHog's cost code is
+  TypeScript and cannot run here, so its rule is encoded below from the source:
+  PostHog/posthog `nodejs/src/ingestion/pipelines/ai/costs/index.ts` at commit
+  fdb18fb41aeb936ce1f3becf3ec12c408981eb09, `processCost` (line 90): the early return at line 98
+  keeps client costs only when `$ai_input_cost_usd` and `$ai_output_cost_usd` are both truthy
+  (present and non-zero); otherwise `setCostsOnEvent` (line 50) fills them from the model table.
+  PostHog/posthog pull request #88457 (merged 2026-08-25) added a second keep: a true
+  `$ai_cost_passthrough` with a numeric `$ai_total_cost_usd` (zero included).
+  `resolveCacheReportingExclusive` (same folder, `input-costs.ts`): an explicit boolean
+  `$ai_cache_reporting_exclusive` wins; else Anthropic events are read as exclusive.
 """
 
 import json
+import math
 import pathlib
 import re
 import typing
 import uuid
 
+import pytest
+
 
 import posthog
 import posthog.ai.types as ph_types
 
-GOLDEN = (
-    pathlib.Path(__file__).resolve().parents[2]
-    / "crates/tracecast-exporters/tests/golden/posthog.json"
-)
+GOLDEN_DIR = pathlib.Path(__file__).resolve().parents[2] / "crates/tracecast-exporters/tests/golden"
+GOLDEN = GOLDEN_DIR / "posthog.json"
+GOLDENS = [GOLDEN, GOLDEN_DIR / "posthog_default.json"]
 
 # In PostHog's manual-capture reference but not (all) sent by the Python AI integrations.
 DOCUMENTED = {
@@ -32,6 +46,8 @@ DOCUMENTED = {
     "$ai_http_status", "$ai_base_url", "$ai_request_url", "$ai_is_error", "$ai_error",
     "$ai_temperature", "$ai_max_tokens", "$ai_input_cost_usd", "$ai_output_cost_usd",
     "$ai_total_cost_usd",
+    # "Pre-calculated costs" table of the manual-capture reference (PostHog/posthog#88457).
+    "$ai_cost_passthrough",
 }
 
 
@@ -81,8 +97,8 @@ def sdk_property_names():
     return DOCUMENTED | set(re.findall(r"[\"'](\$ai_[a-z_]+)[\"']", text))
 
 
-def event():
-    return json.loads(GOLDEN.read_text())
+def event(golden=GOLDEN):
+    return json.loads(golden.read_text())
 
 
 def test_envelope():
@@ -122,3 +138,57 @@ def test_token_and_cost_types():
         assert isinstance(props[prop], (int, float)) and not isinstance(props[prop], bool)
     assert isinstance(props["$ai_is_error"], bool)
     assert isinstance(props["$ai_http_status"], int)
+
+
+def cost_number(v):
+    """`parsePrecalculatedCosts` / `finiteNumberOrUndefined`: a finite number (or numeric text)."""
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def posthog_keeps_client_cost(props):
+    """PostHog's `processCost` rule (module docstring): True when the client's cost is kept."""
+    inp = cost_number(props.get("$ai_input_cost_usd"))
+    out = cost_number(props.get("$ai_output_cost_usd"))
+    if inp and out:  # index.ts line 98: both truthy, so non-zero
+        return True
+    passthrough = props.get("$ai_cost_passthrough") in (True, "true")
+    return passthrough and cost_number(props.get("$ai_total_cost_usd")) is not None
+
+
+def cache_reporting_exclusive(props):
+    """`resolveCacheReportingExclusive`: an explicit boolean wins, else Anthropic is exclusive."""
+    explicit = props.get("$ai_cache_reporting_exclusive")
+    if isinstance(explicit, bool):
+        return explicit
+    model = str(props.get("$ai_model", "")).lower()
+    return props.get("$ai_provider") == "anthropic" or "claude" in model
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda p: p.name)
+def test_posthog_keeps_the_billed_cost(golden):
+    props = event(golden)["properties"]
+    assert isinstance(props["$ai_total_cost_usd"], (int, float))
+    assert posthog_keeps_client_cost(props), "PostHog would price this event from its own table"
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda p: p.name)
+def test_cached_prompt_tokens_are_read_as_included(golden):
+    # OpenRouter's prompt_tokens include cached tokens, so PostHog must not add them again.
+    props = dict(event(golden)["properties"])
+    assert props["$ai_cache_read_input_tokens"] <= props["$ai_input_tokens"]
+    for provider, model in [("anthropic", "anthropic/claude-sonnet-4"), ("openai", "openai/gpt-4o")]:
+        props.update({"$ai_provider": provider, "$ai_model": model})
+        assert cache_reporting_exclusive(props) is False, provider
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda p: p.name)
+def test_every_ai_property_of_each_golden_is_known(golden):
+    known = sdk_property_names()
+    unknown = [k for k in event(golden)["properties"] if k.startswith("$ai_") and k not in known]
+    assert not unknown, f"not PostHog $ai_ properties: {unknown}"

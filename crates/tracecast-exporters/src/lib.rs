@@ -12,9 +12,12 @@
 pub mod arize;
 pub mod attribute_limits;
 pub mod braintrust;
+mod chunking;
 pub mod clickhouse;
 pub mod config;
+mod content;
 pub mod datadog;
+pub mod derived_ids;
 pub mod grafana;
 pub mod http;
 pub mod ident;

@@ -19,6 +19,27 @@
 //! the trace key (`trace.trace_id`, else the generation id), as PostHog's own AI SDKs fall back
 //! to the trace id, and `$process_person_profile` is `false` so no person profile is created.
 //!
+//! # Cost
+//!
+//! PostHog prices `$ai_generation` events at ingestion (`processCost` in PostHog/posthog
+//! `nodejs/src/ingestion/pipelines/ai/costs/index.ts`, read at commit
+//! `fdb18fb41aeb936ce1f3becf3ec12c408981eb09`: the early return at line 98 keeps client costs
+//! only when `$ai_input_cost_usd` and `$ai_output_cost_usd` are both present and non-zero;
+//! otherwise `setCostsOnEvent` (line 50) fills both from PostHog's own model table, so the
+//! split no longer matches the bill). Since PostHog/posthog pull request #88457 (merged
+//! 2026-08-25), `$ai_cost_passthrough: true` with a numeric `$ai_total_cost_usd` (zero
+//! included) keeps that total and skips estimation, labelled `$ai_cost_model_source:
+//! passthrough`. So every event with a known `total_cost` carries `$ai_total_cost_usd` and
+//! `$ai_cost_passthrough: true`, whatever the metadata groups: PostHog shows the cost
+//! OpenRouter billed, also for a record without a prompt/completion split or with a zero part.
+//! `$ai_input_cost_usd` / `$ai_output_cost_usd` are added when the destination enabled the
+//! cost allocation group (`prompt` / `completion` parts) or the cost group (`cost_details`).
+//! `$ai_cache_reporting_exclusive: false` is sent with the token counts: OpenRouter's
+//! `prompt_tokens` include cached tokens, while PostHog otherwise reads Anthropic and Claude
+//! prompt tokens as excluding them (`resolveCacheReportingExclusive` in the same folder's
+//! `input-costs.ts`) and prices cached tokens twice. `tests/vendors/test_posthog.py` runs our
+//! events through this rule.
+//!
 //! # Limits
 //!
 //! PostHog's Python SDK keeps an event under 900 KiB and a batch request under 5 MiB. An event
@@ -42,10 +63,10 @@ use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
 
+use crate::chunking::{chunks, combine, pack, stops};
 use crate::config::required_str;
-use crate::datadog::datadog_posthog::{
-    as_text, chunks, combine, derived_uuid, pack, provider_id, snippet, stops,
-};
+use crate::content::{as_text, cost_json, provider_id, snippet};
+use crate::derived_ids::derived_uuid;
 use crate::http::transport_message;
 use crate::{
     BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload, truncate,
@@ -61,6 +82,8 @@ const ENVELOPE_RESERVE: usize = 1024;
 pub const MAX_DEPTH: usize = 3;
 /// What replaces content in an event over [`MAX_EVENT_BYTES`].
 pub const DROPPED: &str = "[tracecast: dropped, the event exceeded PostHog's 900 KiB limit]";
+/// At most this much of an answer is read.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The distinct id of the connection test's flag evaluation.
 pub const TEST_DISTINCT_ID: &str = "tracecast-connection-test";
 
@@ -245,15 +268,32 @@ pub fn event(view: &TraceView<'_>) -> Value {
     if let Some(v) = view.reasoning_tokens() {
         put("$ai_reasoning_tokens", json!(v));
     }
-    if let Some(v) = view.total_cost() {
-        put("$ai_total_cost_usd", json!(v));
+    // Our prompt tokens include cached ones (OpenAI's convention); without this PostHog reads
+    // Anthropic and Claude prompt tokens as excluding the cache and prices cached tokens twice.
+    if view.prompt_tokens().is_some() {
+        put("$ai_cache_reporting_exclusive", json!(false));
+    }
+    // The billed cost, kept by PostHog as is (module docs, "Cost").
+    let cost = cost_json(view).unwrap_or_default();
+    if let Some(total) = cost.get("total") {
+        put("$ai_total_cost_usd", total.clone());
+        put("$ai_cost_passthrough", json!(true));
+    }
+    for (side, prop) in [
+        ("input", "$ai_input_cost_usd"),
+        ("output", "$ai_output_cost_usd"),
+    ] {
+        if let Some(v) = cost.get(side) {
+            put(prop, v.clone());
+        }
     }
     if let Some(a) = view.cost_allocation() {
         for part in a.parts {
-            match part.kind {
-                "prompt" => put("$ai_input_cost_usd", json!(part.cost)),
-                "completion" => put("$ai_output_cost_usd", json!(part.cost)),
-                other => put(&format!("openrouter_{other}_cost_usd"), json!(part.cost)),
+            if !matches!(part.kind, "prompt" | "completion") {
+                put(
+                    &format!("openrouter_{}_cost_usd", part.kind),
+                    json!(part.cost),
+                );
             }
         }
     }
@@ -512,7 +552,7 @@ impl Exporter for PosthogExporter {
             Err(e) => ConnectionCheck::unreachable("PostHog", &transport_message(&e)),
             Ok(r) => {
                 let status = r.status().as_u16();
-                let text = r.text().await.unwrap_or_default();
+                let text = crate::http::read_capped(r, MAX_ANSWER_BYTES).await;
                 match status {
                     200..=299 => ConnectionCheck::passed(
                         status,

@@ -76,11 +76,11 @@ use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
 
 use crate::config::required_str;
-use crate::http::{basic_auth, secret_value};
-use crate::opik::opik_weave::{
+use crate::content::{
     call_metadata, cost_json, custom_metadata, group_metadata, input_json, output_json,
     truncate_if_over,
 };
+use crate::http::{basic_auth, secret_value};
 use crate::otlp::keys as k;
 use crate::otlp::{
     Attr, AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanRole,

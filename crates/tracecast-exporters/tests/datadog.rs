@@ -20,26 +20,37 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use tracecast_exporters::datadog::{DROPPED_IO, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, ml_app};
+use tracecast_exporters::datadog::{
+    DROPPED_IO, DatadogExporter, MAX_EVENT_BYTES, MAX_REQUEST_BYTES, MAX_SPAN_AGE, ml_app,
+};
 use tracecast_exporters::{ExportContext, ExportError, Exporter, ItemOutcome, Outcome, build};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
 const KEY: &str = "dd-api-key-0123456789abcdef";
 
-fn datadog(rx: &Receiver, extra: Value) -> Arc<dyn Exporter> {
-    let mut cfg = json!({"apiKey": KEY, "mlApp": "shop-bot", "url": rx.url("")});
+/// 2026-01-01T14:00:00Z, the time the tests' Datadog exporters read as now: the sample
+/// records (2026-01-01, before 14:00) are within Datadog's accepted span age.
+const TEST_NOW_NS: u64 = 1_767_276_000_000_000_000;
+
+fn test_now() -> u64 {
+    TEST_NOW_NS
+}
+
+/// The Datadog exporter for `url`, reading [`TEST_NOW_NS`] as the current time.
+fn datadog_at(url: &str, extra: Value, now: fn() -> u64) -> Arc<dyn Exporter> {
+    let mut cfg = json!({"apiKey": KEY, "mlApp": "shop-bot", "url": url});
     for (k, v) in extra.as_object().expect("object").clone() {
         cfg[k] = v;
     }
-    match build(
-        DestinationType::Datadog,
-        &config(cfg),
-        &ExportContext::new(Duration::from_secs(5)),
-    ) {
-        Ok(e) => e,
+    match DatadogExporter::new(&config(cfg), &ExportContext::new(Duration::from_secs(30))) {
+        Ok(e) => Arc::new(e.with_clock(now)),
         Err(e) => panic!("datadog exporter: {e}"),
     }
+}
+
+fn datadog(rx: &Receiver, extra: Value) -> Arc<dyn Exporter> {
+    datadog_at(&rx.url(""), extra, test_now)
 }
 
 /// Encodes and sends one batch, returning the outcome and the (first) request.
@@ -162,6 +173,44 @@ fn validate_io(io: &Value, what: &str) {
     }
 }
 
+/// A Datadog span id as its SDKs write one (ddtrace: `str(span.span_id)`): a decimal u64.
+fn is_datadog_span_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok_and(|v| v > 0)
+}
+
+/// A Datadog trace id as ddtrace writes one (`format_trace_id`): 32 hex characters, or decimal.
+fn is_datadog_trace_id(s: &str) -> bool {
+    (s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())) || is_datadog_span_id(s)
+}
+
+/// Every `parent_id` is a span sent in the same request, or `"undefined"` (a root), or a
+/// Datadog span id in a Datadog trace id (a span of the user's own instrumentation); every
+/// trace has a root or such a linked parent, so it shows in Datadog's trace list.
+fn validate_parents(spans: &[Value]) {
+    let ids: Vec<&str> = spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
+    for s in spans {
+        let p = s["parent_id"].as_str().expect("parent_id");
+        let t = s["trace_id"].as_str().expect("trace_id");
+        // The user's own parent, as given (it is in the llm span's metadata).
+        let given = spans
+            .iter()
+            .filter(|x| x["trace_id"] == s["trace_id"] && x["meta"]["kind"] == "llm")
+            .any(|x| x["meta"]["metadata"]["parent_span_id"] == p);
+        let ok = p == "undefined"
+            || ids.contains(&p)
+            || (given && is_datadog_span_id(p) && is_datadog_trace_id(t));
+        assert!(
+            ok,
+            "parent_id {p:?} of {} is never sent to Datadog",
+            s["name"]
+        );
+        assert!(
+            is_datadog_span_id(s["span_id"].as_str().unwrap()),
+            "span_id is decimal"
+        );
+    }
+}
+
 /// Datadog's documented request model, field by field (required fields, types, enums).
 fn validate(body: &Value) {
     let root = body.as_object().expect("body is an object");
@@ -197,6 +246,7 @@ fn validate(body: &Value) {
     }
     let spans = attrs["spans"].as_array().expect("spans [required] list");
     assert!(!spans.is_empty());
+    validate_parents(spans);
     for s in spans {
         let s = s.as_object().expect("Span is an object");
         keys_within(
@@ -341,34 +391,34 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     assert_eq!(attrs["ml_app"], "shop_bot", "normalised ml_app");
     assert_eq!(attrs["tags"], json!(["service:shop_bot"]));
 
-    // parent_span_id given: the caller owns the root, so a workflow span and the llm span.
+    // parent_span_id `00f067aa0ba902b7` is not a Datadog span id (those are decimal), so it
+    // names a span Datadog never receives: the generation keeps its own root (named after the
+    // trace), and the parent is only in metadata.
     let sp = spans(&v);
-    assert_eq!(sp.len(), 2);
+    assert_eq!(sp.len(), 3);
     let trace_id = sha_hex16("order_processing_001");
     assert!(sp.iter().all(|s| s["trace_id"] == trace_id.as_str()));
-    assert_eq!(sp[0]["name"], "Extraction");
-    assert_eq!(sp[0]["meta"]["kind"], "workflow");
+    assert_eq!(sp[0]["name"], "Order Processing Pipeline");
+    assert_eq!(sp[0]["parent_id"], "undefined");
+    assert_eq!(sp[1]["name"], "Extraction");
+    assert_eq!(sp[1]["meta"]["kind"], "workflow");
+    assert_eq!(sp[1]["parent_id"], sp[0]["span_id"]);
     assert_eq!(
-        sp[0]["parent_id"],
-        u64::from_str_radix("00f067aa0ba902b7", 16)
-            .unwrap()
-            .to_string()
-    );
-    assert_eq!(
-        sp[0]["span_id"],
+        sp[1]["span_id"],
         sha_dec8("order_processing_001\u{1f}Extraction")
     );
-    let l = &sp[1];
+    let l = &sp[2];
     assert_eq!(l["name"], "Extract Order Details");
-    assert_eq!(l["parent_id"], sp[0]["span_id"]);
+    assert_eq!(l["parent_id"], sp[1]["span_id"]);
+    assert_eq!(l["meta"]["metadata"]["parent_span_id"], "00f067aa0ba902b7");
     assert_eq!(
         l["span_id"],
         sha_dec8("gen-1767225600-AbCdEfGhIjKlMnOpQrSt")
     );
     assert_eq!(l["status"], "ok");
     assert_eq!(l["session_id"], "session_abc");
-    // 2026-01-01T00:00:00.250Z, latency 1523.5 ms.
-    assert_eq!(l["start_ns"], 1_767_225_600_250_000_000u64);
+    // 2026-01-01T13:37:42.250Z, latency 1523.5 ms.
+    assert_eq!(l["start_ns"], 1_767_274_662_250_000_000u64);
     assert_eq!(l["duration"], 1_523_500_000u64);
     assert_eq!(sp[0]["start_ns"], l["start_ns"]);
 
@@ -691,12 +741,7 @@ async fn an_oversized_span_keeps_everything_but_its_content() {
 #[tokio::test]
 async fn a_batch_over_5_mb_is_split_and_partial_answers_are_per_trace() {
     let rx = BigReceiver::start(202, vec![(202, None), (429, Some("3"))]).await;
-    let exp = build(
-        DestinationType::Datadog,
-        &config(json!({"apiKey": KEY, "mlApp": "a", "url": rx.url})),
-        &ExportContext::new(Duration::from_secs(30)),
-    )
-    .unwrap();
+    let exp = datadog_at(&rx.url, json!({"mlApp": "a"}), test_now);
     // Eight spans of ~900 KB: under the event limit, over the request limit together.
     let gens: Vec<_> = (0..8)
         .map(|i| {
@@ -747,12 +792,7 @@ async fn a_batch_over_5_mb_is_split_and_partial_answers_are_per_trace() {
     assert_eq!(got, rest.len());
     // A 429 on the first request of a batch is a plain retry with its Retry-After.
     let rx = BigReceiver::start(202, vec![(429, Some("3"))]).await;
-    let exp = build(
-        DestinationType::Datadog,
-        &config(json!({"apiKey": KEY, "mlApp": "a", "url": rx.url})),
-        &ExportContext::new(Duration::from_secs(30)),
-    )
-    .unwrap();
+    let exp = datadog_at(&rx.url, json!({"mlApp": "a"}), test_now);
     let payload = exp.encode(&views).unwrap();
     outcomes::assert_retry(exp.send(&payload).await, 429, 3);
     assert_eq!(rx.bodies().len(), 1);
@@ -887,4 +927,141 @@ fn config_is_read_and_checked() {
     assert_eq!(ml_app("My__App_").unwrap(), "my_app");
     assert_eq!(ml_app("team/app:v1.2-x").unwrap(), "team/app:v1.2-x");
     assert_eq!(ml_app(&"a".repeat(300)).unwrap().len(), 193);
+}
+
+#[tokio::test]
+async fn a_datadog_parent_in_a_datadog_trace_is_linked_and_any_other_stays_rooted() {
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    async fn top_span(exp: &Arc<dyn Exporter>, rx: &Receiver, trace: Value) -> Value {
+        let g = generation(record(trace));
+        let (_, req) = roundtrip(exp, rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+        spans(&body(&req))[0].clone()
+    }
+    let top = |trace: Value| top_span(&exp, &rx, trace);
+    // The user's own ddtrace span (decimal span id) in the user's own 128-bit trace.
+    let s = top(json!({
+        "trace_id": "0AF7651916CD43DD8448EB211C80319C", "parent_span_id": "1234567890123",
+        "generation_name": "Classify"
+    }))
+    .await;
+    assert_eq!(s["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(s["parent_id"], "1234567890123");
+    assert_eq!(s["name"], "Classify");
+    // A 64-bit trace id, as ddtrace writes it (decimal).
+    let s = top(json!({"trace_id": "987654321", "parent_span_id": "42"})).await;
+    assert_eq!(
+        (s["trace_id"].as_str(), s["parent_id"].as_str()),
+        (Some("987654321"), Some("42"))
+    );
+    // A decimal parent in a trace Datadog's spans cannot share (not a Datadog trace id).
+    let s = top(json!({
+        "trace_id": "order-7", "trace_name": "Orders", "parent_span_id": "42",
+        "generation_name": "Classify"
+    }))
+    .await;
+    assert_eq!(
+        (s["name"].as_str(), s["parent_id"].as_str()),
+        (Some("Orders"), Some("undefined"))
+    );
+    // An OTLP (hex) parent id, or any text, is never a Datadog span: rooted, kept in metadata.
+    for parent in ["00f067aa0ba902b7", "step-3", "0"] {
+        let g = generation(record(json!({
+            "trace_id": "0af7651916cd43dd8448eb211c80319c", "parent_span_id": parent
+        })));
+        let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+        let v = body(&req);
+        let sp = spans(&v);
+        assert_eq!(sp[0]["parent_id"], "undefined", "{parent}");
+        assert_eq!(llm(&v)["meta"]["metadata"]["parent_span_id"], parent);
+    }
+}
+
+#[tokio::test]
+async fn spans_older_than_datadog_accepts_are_restamped_with_their_original_time() {
+    // 2026-01-02T14:00:00Z: the sample record (2026-01-01T00:00:00Z) is 38 h old.
+    fn later() -> u64 {
+        TEST_NOW_NS + 24 * 3600 * 1_000_000_000
+    }
+    let rx = Receiver::start().await;
+    let exp = datadog_at(&rx.url(""), json!({}), later);
+    let mut r = record(json!({"trace_id": "t-old", "trace_name": "Old", "span_name": "Step"}));
+    r["latency"] = json!(2000.0);
+    let g = generation(r);
+    let original = TraceView::new(&g, TraceOptions::default()).start_unix_nanos();
+    let (outcome, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    assert_eq!(outcome, Outcome::Delivered);
+    let v = body(&req);
+    let sp = spans(&v);
+    assert_eq!(sp.len(), 3);
+    for s in &sp {
+        assert_eq!(s["start_ns"], later() - 2_000_000_000, "{}", s["name"]);
+        assert_eq!(
+            s["meta"]["metadata"]["tracecast.original_start_ns"],
+            original
+        );
+        assert_eq!(s["meta"]["metadata"]["tracecast.restamped"], true);
+        assert!(tags(s).contains(&"tracecast_restamped:true".to_string()));
+    }
+    // Within the accepted age: sent at its own time, unmarked.
+    let young = || TEST_NOW_NS;
+    let exp = datadog_at(&rx.url(""), json!({}), young);
+    let (_, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    let l = llm(&body(&req));
+    assert_eq!(l["start_ns"], original);
+    assert!(
+        l["meta"]["metadata"]
+            .get("tracecast.original_start_ns")
+            .is_none()
+    );
+    assert!(MAX_SPAN_AGE < Duration::from_secs(24 * 3600));
+}
+
+#[tokio::test]
+async fn input_and_output_up_to_datadogs_5_mb_event_limit_are_sent_whole() {
+    let rx = BigReceiver::start(202, vec![]).await;
+    let exp = datadog_at(&rx.url, json!({"mlApp": "a"}), test_now);
+    let mut r = secret_record();
+    // 3 MB: over the old 1 MB cut, under ddtrace's 5 MB event limit.
+    r["request"]["messages"][0]["content"] = json!("w".repeat(3_000_000));
+    let g = generation(r);
+    let payload = exp
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
+    assert_eq!(exp.send(&payload).await, Outcome::Delivered);
+    let bodies = rx.bodies();
+    let v: Value = serde_json::from_slice(&bodies[0]).unwrap();
+    validate(&v);
+    let l = llm(&v);
+    assert_eq!(
+        l["meta"]["input"]["messages"][0]["content"]
+            .as_str()
+            .map(str::len),
+        Some(3_000_000)
+    );
+    assert!(l.get("collection_errors").is_none());
+    assert_eq!(MAX_EVENT_BYTES, 5_000_000);
+}
+
+#[tokio::test]
+async fn the_default_settings_body_matches_its_golden() {
+    // What users get by default: no metadata group, privacy mode off.
+    let rx = Receiver::start().await;
+    let exp = datadog(&rx, json!({}));
+    let g = generation(full_record());
+    let (outcome, req) = roundtrip(&exp, &rx, &[TraceView::new(&g, TraceOptions::default())]).await;
+    assert_eq!(outcome, Outcome::Delivered);
+    let v = body(&req);
+    let md = &llm(&v)["meta"]["metadata"];
+    assert!(md.get("openrouter.is_byok").is_none(), "cost group off");
+    assert!(
+        md.get("openrouter.http_referer").is_none(),
+        "request group off"
+    );
+    assert_eq!(llm(&v)["metrics"]["total_cost"], 0.00123);
+    golden::assert_json(
+        "datadog_default.json",
+        "Datadog body (default settings)",
+        &v,
+    );
 }

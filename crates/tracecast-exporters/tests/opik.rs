@@ -224,20 +224,23 @@ fn maps_every_supported_metadata_key_user_session_tags_and_environment() {
         0.00083
     );
 
-    // Times: ISO-8601 UTC with microseconds; end = start + latency.
-    assert_eq!(trace["start_time"], "2026-01-01T00:00:00.250000Z");
-    assert_eq!(trace["end_time"], "2026-01-01T00:00:01.773500Z");
-    assert_eq!(llm["start_time"], "2026-01-01T00:00:00.250000Z");
+    // Times: ISO-8601 UTC with microseconds; end = start + latency. A shared trace starts at
+    // the time in its id (the start of the call's minute).
+    assert_eq!(trace["start_time"], "2026-01-01T13:37:00.000000Z");
+    assert_eq!(trace["end_time"], "2026-01-01T13:37:43.773500Z");
+    assert_eq!(trace["last_updated_at"], trace["end_time"]);
+    assert_eq!(llm["start_time"], "2026-01-01T13:37:42.250000Z");
 
-    // Content on the trace and the LLM span.
+    // Content on the LLM span; a shared trace's row carries no single call's content.
+    assert!(trace.get("input").is_none() && trace.get("output").is_none());
     assert_eq!(
-        trace["input"]["messages"][1]["content"],
+        llm["input"]["messages"][1]["content"],
         "Process this order: 2 widgets"
     );
     assert_eq!(llm["input"]["tools"][0]["function"]["name"], "lookup_sku");
     assert_eq!(llm["output"]["completion"], "Looking up the SKU.");
     assert_eq!(llm["output"]["reasoning"], "Need the SKU first.");
-    assert_eq!(trace["output"]["tool_calls"][0]["id"], "call_1");
+    assert_eq!(llm["output"]["tool_calls"][0]["id"], "call_1");
     assert_eq!(trace["project_name"], "checkout-evals");
     assert_eq!(llm["project_name"], "checkout-evals");
 }
@@ -251,22 +254,29 @@ fn ids_are_deterministic_uuid_v7() {
     assert_eq!(t.get_version_num(), 7);
     assert_eq!(s.get_version_num(), 7);
     assert_eq!(t, trace_uuid(&v), "same id on every encode");
-    // The LLM span's time is created_at (ms); a shared trace's is its UTC day.
+    // The LLM span's time is created_at (ms); a shared trace's is the start of its UTC
+    // minute (2026-01-01T13:37:42.250Z), not midnight: Opik lists traces by the id's time.
     let ms = |u: Uuid| {
         let (secs, nanos) = u.get_timestamp().unwrap().to_unix();
         secs * 1000 + u64::from(nanos) / 1_000_000
     };
-    assert_eq!(ms(s), 1_767_225_600_250);
-    assert_eq!(ms(t), 1_767_225_600_000);
+    assert_eq!(ms(s), 1_767_274_662_250);
+    assert_eq!(ms(t), 1_767_274_620_000);
 
-    // Another generation of the same trace, later that day: same trace id, own span id.
+    // Another generation of the same trace later that minute: same trace id, own span id.
     let mut other = opik_record();
     other["id"] = json!("gen-2");
-    other["created_at"] = json!("2026-01-01T17:30:00Z");
+    other["created_at"] = json!("2026-01-01T13:37:59.900Z");
     let g2 = generation(other);
     let v2 = TraceView::new(&g2, TraceOptions::default());
     assert_eq!(trace_uuid(&v2), t);
     assert_ne!(span_uuid(&v2), s);
+    // In the next minute the trace is another Opik trace, found by its metadata.
+    let mut next = opik_record();
+    next["id"] = json!("gen-3");
+    next["created_at"] = json!("2026-01-01T13:38:00.100Z");
+    let g4 = generation(next);
+    assert_ne!(trace_uuid(&TraceView::new(&g4, TraceOptions::default())), t);
 
     // No trace_id: the trace is the generation's own, timed at created_at.
     let lone = generation(secret_record());
@@ -584,5 +594,53 @@ fn cloud_url_by_default_and_config_errors_name_the_field() {
             assert!(msg.contains("apiKey") && !msg.contains("bad\nkey"), "{msg}")
         }
         _ => panic!("a key that is not a header value was accepted"),
+    }
+}
+
+#[test]
+fn a_shared_trace_row_describes_the_trace_whichever_call_arrives_last() {
+    let exporter =
+        OpikExporter::new(&config(), &ExportContext::new(Duration::from_secs(1))).unwrap();
+    // Three calls of one trace in one minute, delivered out of order in one batch.
+    let calls = [
+        ("gen-b", "13:37:50.000", 9000.0),
+        ("gen-a", "13:37:05.000", 1000.0),
+        ("gen-c", "13:37:20.000", 2000.0),
+    ];
+    let gens: Vec<_> = calls
+        .iter()
+        .map(|(id, at, latency)| {
+            let mut r = opik_record();
+            r["id"] = json!(id);
+            r["created_at"] = json!(format!("2026-01-01T{at}Z"));
+            r["latency"] = json!(latency);
+            generation(r)
+        })
+        .collect();
+    let views: Vec<_> = gens
+        .iter()
+        .map(|g| TraceView::new(g, TraceOptions::default()))
+        .collect();
+    let payload = exporter.encode(&views).unwrap();
+    let (traces, spans) = traces_and_spans(&payload.body);
+    assert_eq!(traces.len(), 1);
+    let t = &traces[0];
+    // Starts at its id's time, ends with the call that ends last (gen-b: 13:37:59), and Opik
+    // keeps that row whatever the delivery order (its rows replace by last_updated_at).
+    assert_eq!(t["start_time"], "2026-01-01T13:37:00.000000Z");
+    assert_eq!(t["end_time"], "2026-01-01T13:37:59.000000Z");
+    assert_eq!(t["last_updated_at"], t["end_time"]);
+    let (earlier, _) = exporter.records(&views[1]);
+    assert!(earlier["last_updated_at"].as_str() < t["last_updated_at"].as_str());
+    assert!(t.get("input").is_none() && t.get("error_info").is_none());
+    assert_eq!(spans.iter().filter(|s| s["type"] == "llm").count(), 3);
+    // Every id's time is within the minute of its record's start_time.
+    for rec in traces.iter().chain(spans.iter()) {
+        let id = Uuid::parse_str(rec["id"].as_str().unwrap()).unwrap();
+        let (secs, _) = id.get_timestamp().unwrap().to_unix();
+        let start = chrono::DateTime::parse_from_rfc3339(rec["start_time"].as_str().unwrap())
+            .unwrap()
+            .timestamp() as u64;
+        assert_eq!(secs / 60, start / 60, "{rec}");
     }
 }

@@ -128,6 +128,9 @@ const AI_PROPERTIES: &[(&str, T)] = &[
     ("$ai_input_cost_usd", T::Num),
     ("$ai_output_cost_usd", T::Num),
     ("$ai_total_cost_usd", T::Num),
+    // Cost passthrough (PostHog/posthog#88457) and cache accounting (manual-capture reference).
+    ("$ai_cost_passthrough", T::Bool),
+    ("$ai_cache_reporting_exclusive", T::Bool),
     ("$ai_total_tokens", T::Int),
     ("$ai_cache_read_input_tokens", T::Int),
     ("$ai_cache_creation_input_tokens", T::Int),
@@ -231,7 +234,7 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     assert_eq!(v["api_key"], KEY);
     let ev = &events(&v)[0];
     assert_eq!(ev["distinct_id"], "user_12345");
-    assert_eq!(ev["timestamp"], "2026-01-01T00:00:00.250Z");
+    assert_eq!(ev["timestamp"], "2026-01-01T13:37:42.250Z");
     let p = &ev["properties"];
     assert_eq!(p["$ai_trace_id"], "order_processing_001");
     assert_eq!(p["$ai_span_name"], "Extract Order Details");
@@ -264,6 +267,8 @@ async fn delivers_the_full_record_with_key_headers_and_golden_body() {
     assert_eq!(p["$ai_total_cost_usd"], 0.00123);
     assert_eq!(p["$ai_input_cost_usd"], 0.00083);
     assert_eq!(p["$ai_output_cost_usd"], 0.0004);
+    assert_eq!(p["$ai_cost_passthrough"], true);
+    assert_eq!(p["$ai_cache_reporting_exclusive"], false);
     assert!((p["$ai_latency"].as_f64().unwrap() - 1.5235).abs() < 1e-12);
     assert!((p["$ai_time_to_first_token"].as_f64().unwrap() - 0.31025).abs() < 1e-12);
     assert_eq!(p["$ai_stream"], true);
@@ -636,4 +641,74 @@ fn config_is_read_and_checked() {
         )
         .is_ok()
     );
+}
+
+/// Whether PostHog keeps the event's cost as sent rather than pricing it from its own model
+/// table: `processCost` in PostHog/posthog `nodejs/src/ingestion/pipelines/ai/costs/index.ts`
+/// keeps client costs when `$ai_input_cost_usd` and `$ai_output_cost_usd` are both non-zero
+/// numbers, or (PostHog/posthog#88457) when `$ai_cost_passthrough` is true with a numeric
+/// `$ai_total_cost_usd` (module docs of `posthog.rs`; `tests/vendors/test_posthog.py` checks
+/// the goldens against the same rule).
+fn posthog_keeps_the_cost(p: &Value) -> bool {
+    let nonzero = |k: &str| p[k].as_f64().is_some_and(|v| v != 0.0);
+    (nonzero("$ai_input_cost_usd") && nonzero("$ai_output_cost_usd"))
+        || (p["$ai_cost_passthrough"] == true && p["$ai_total_cost_usd"].is_number())
+}
+
+#[tokio::test]
+async fn posthog_keeps_the_billed_cost_with_default_settings() {
+    let rx = Receiver::start().await;
+    let exp = posthog(&rx, json!({}));
+    // The full record with no metadata group: the total only, kept by PostHog as is.
+    let ev = one(&exp, &rx, full_record(), TraceOptions::default()).await;
+    let p = &ev["properties"];
+    assert_eq!(p["$ai_total_cost_usd"], 0.00123);
+    assert!(posthog_keeps_the_cost(p), "{p}");
+    assert!(
+        p.get("$ai_input_cost_usd").is_none(),
+        "no split without a group"
+    );
+    // Prompt tokens include cached ones: Anthropic models must not count the cache twice.
+    assert_eq!(p["$ai_cache_reporting_exclusive"], false);
+    golden::assert_json(
+        "posthog_default.json",
+        "PostHog event (default settings)",
+        &ev,
+    );
+
+    // A total without a prompt/completion split, on an Anthropic model with cached tokens.
+    let mut r = secret_record();
+    r["usage"]["prompt_tokens_details"] = json!({"cached_tokens": 2});
+    let ev = one(&exp, &rx, r, TraceOptions::default()).await;
+    let p = &ev["properties"];
+    assert_eq!(p["$ai_total_cost_usd"], 0.5);
+    assert!(posthog_keeps_the_cost(p), "{p}");
+    assert_eq!(p["$ai_cache_reporting_exclusive"], false);
+
+    // A zero completion part (cost allocation on): PostHog would re-price it, the flag keeps it.
+    let mut r = full_record();
+    r["usage"]["cost_details"] = json!({"prompt_cost": 0.00123, "completion_cost": 0.0});
+    let opts = TraceOptions {
+        cost: true,
+        ..Default::default()
+    };
+    let ev = one(&exp, &rx, r, opts).await;
+    let p = &ev["properties"];
+    assert_eq!(p["$ai_input_cost_usd"], 0.00123);
+    assert_eq!(p["$ai_output_cost_usd"], 0.0);
+    assert!(posthog_keeps_the_cost(p), "{p}");
+
+    // A free call: a zero total is a usable passthrough total.
+    let mut r = secret_record();
+    r["total_cost"] = json!(0.0);
+    let ev = one(&exp, &rx, r, TraceOptions::default()).await;
+    assert_eq!(ev["properties"]["$ai_total_cost_usd"], 0.0);
+    assert!(posthog_keeps_the_cost(&ev["properties"]));
+
+    // No known cost: nothing claims one, PostHog prices the call itself.
+    let mut r = secret_record();
+    r.as_object_mut().unwrap().remove("total_cost");
+    let ev = one(&exp, &rx, r, TraceOptions::default()).await;
+    let p = &ev["properties"];
+    assert!(p.get("$ai_total_cost_usd").is_none() && p.get("$ai_cost_passthrough").is_none());
 }

@@ -19,9 +19,20 @@
 //! root `workflow` span named `trace.trace_name` when the trace has a name of its own and
 //! another span is named after something else, as OpenRouter's Datadog guide describes
 //! (`trace_name` names the root span, `span_name` the intermediate workflow span,
-//! `generation_name` the LLM span). `trace_id` is the 128-bit trace id in lower-case hex (the
-//! same id the OTLP destinations use); span ids are 64-bit decimal strings derived from the
-//! generation id (or the trace key and span name), so retries send the same ids.
+//! `generation_name` the LLM span). `trace_id` is `trace.trace_id` itself when it is a Datadog
+//! trace id, else the 128-bit trace id in lower-case hex (the same id the OTLP destinations
+//! use); span ids are 64-bit decimal strings derived from the generation id (or the trace key
+//! and span name), so retries send the same ids.
+//!
+//! # Parents
+//!
+//! Datadog lists only traces with a root, and a span whose parent it never receives is an
+//! orphan. A user's own Datadog span has a decimal 64-bit span id (ddtrace 4.16.0
+//! `ddtrace/llmobs/_llmobs.py`: `"span_id": str(span.span_id)`) in a trace whose id ddtrace's
+//! `format_trace_id` writes as 32 hex characters or in decimal. So `trace.parent_span_id` is the
+//! top-most span's `parent_id` only when it is such a span id and `trace.trace_id` such a trace
+//! id ([`linked_parent`]); any other parent keeps the generation's spans rooted (`"undefined"`)
+//! and is kept in `meta.metadata.parent_span_id`.
 //!
 //! `ml_app` is the config `mlApp`, normalised to Datadog's naming rules. Tags: `service:<ml_app>`
 //! on the request; `user_id:<user>`, `session_id:<session>`, `env:<trace.environment>`,
@@ -31,18 +42,28 @@
 //!
 //! # Limits
 //!
-//! Datadog's SDKs keep a span event under 1 MB and a request under 5 MB. A span over 1 MB keeps
-//! its metadata and metrics, but its input and output are replaced by a marker text, and it is
-//! flagged (`meta.metadata["tracecast.truncated"] = true`, tag `tracecast_truncated:true`, and
-//! `collection_errors: ["dropped_io"]`, the marker ddtrace itself sets on such spans). A
-//! batch whose spans exceed 5 MB is sent as several requests (see [`datadog_posthog`]).
+//! As ddtrace 4.16.0 (`ddtrace/internal/evp_proxy/constants.py`): a span event of 5 MB or more
+//! (`DEFAULT_EVP_EVENT_SIZE_LIMIT = 5_000_000`) keeps its metadata and metrics, but its input and
+//! output are replaced by a marker text, and it is flagged
+//! (`meta.metadata["tracecast.truncated"] = true`, tag `tracecast_truncated:true`, and
+//! `collection_errors: ["dropped_io"]`, the marker ddtrace itself sets on such spans). A batch
+//! whose spans exceed a request's 5 MiB (`DEFAULT_EVP_PAYLOAD_SIZE_LIMIT`) is sent as several
+//! requests (see [`crate::chunking`]).
+//!
+//! # Old spans
+//!
+//! Datadog's HTTP API "accepts spans with timestamps no more than 24 hours old"
+//! (docs.datadoghq.com/llm_observability/instrumentation/api). A generation whose spans start
+//! more than [`MAX_SPAN_AGE`] (23 h) before encoding, which a paused backlog can reach, is
+//! re-stamped rather than silently dropped by Datadog: its spans end at the encoding time with
+//! their duration, and carry the original start in `meta.metadata["tracecast.original_start_ns"]`,
+//! `meta.metadata["tracecast.restamped"] = true` and the tag `tracecast_restamped:true`
+//! ([`restamp_if_too_old`]).
 //!
 //! # Test connection
 //!
 //! `GET {url}/api/v1/validate` with the API key: 200 proves the site and the key ("Datadog
 //! accepted the API key (200)"); 403 fails with "Datadog rejected the API key (403)".
-
-pub(crate) mod datadog_posthog;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,10 +74,10 @@ use reqwest::{Method, Url};
 use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
 
-use self::datadog_posthog::{
-    as_text, chunks, combine, content_text, digest16, pack, provider_id, snippet, stops,
-};
+use crate::chunking::{chunks, combine, pack, stops};
 use crate::config::required_str;
+use crate::content::{as_text, content_text, provider_id, snippet};
+use crate::derived_ids::digest16;
 use crate::http::transport_message;
 use crate::{
     BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload, truncate,
@@ -66,14 +87,23 @@ use crate::{
 pub const SPANS_PATH: &str = "/api/intake/llm-obs/v1/trace/spans";
 /// The API-key validation path.
 pub const VALIDATE_PATH: &str = "/api/v1/validate";
-/// A span event over this many bytes loses its input and output (Datadog's SDKs: 1 MB).
-pub const MAX_EVENT_BYTES: usize = 1_000_000;
-/// A request over this many bytes is split (Datadog's SDKs: 5 MB payloads).
-pub const MAX_REQUEST_BYTES: usize = 5_000_000;
+/// A span event of this many bytes or more loses its input and output, as ddtrace does
+/// (`DEFAULT_EVP_EVENT_SIZE_LIMIT = 5_000_000`, "5 MB, LLM Obs event size limit", in
+/// `ddtrace/internal/evp_proxy/constants.py`, ddtrace 4.16.0).
+pub const MAX_EVENT_BYTES: usize = 5_000_000;
+/// A request over this many bytes is split (ddtrace's `DEFAULT_EVP_PAYLOAD_SIZE_LIMIT`, 5 MiB;
+/// the intake's own limit is 5.1 MB).
+pub const MAX_REQUEST_BYTES: usize = 5 << 20;
+/// Spans that start earlier than this before now are re-stamped (module docs, "Old spans"):
+/// Datadog accepts spans "no more than 24 hours old"; one hour is kept for the time between
+/// encoding and Datadog's check.
+pub const MAX_SPAN_AGE: Duration = Duration::from_secs(23 * 3600);
+/// At most this much of an answer is read.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Datadog's tag length limit.
 const MAX_TAG_LEN: usize = 200;
 /// What replaces the input and output of a span over [`MAX_EVENT_BYTES`].
-pub const DROPPED_IO: &str = "[tracecast: dropped, the span exceeded Datadog's 1 MB event limit]";
+pub const DROPPED_IO: &str = "[tracecast: dropped, the span exceeded Datadog's 5 MB event limit]";
 
 pub fn build(
     config: &Map<String, Value>,
@@ -90,6 +120,8 @@ pub struct DatadogExporter {
     validate_url: Url,
     headers: HeaderMap,
     ml_app: String,
+    /// The current time in ns since the Unix epoch (a parameter for tests).
+    now: fn() -> u64,
     /// `{"data":{"type":"span","attributes":{"ml_app":..,"tags":[..],"spans":[`
     prefix: String,
 }
@@ -130,7 +162,14 @@ impl DatadogExporter {
                 tag("service", &ml_app),
             ),
             ml_app,
+            now: unix_nanos_now,
         })
+    }
+
+    /// The same exporter reading the current time from `now` (ns since the Unix epoch).
+    pub fn with_clock(mut self, now: fn() -> u64) -> Self {
+        self.now = now;
+        self
     }
 
     /// The normalised `ml_app`.
@@ -174,6 +213,53 @@ fn tag(key: &str, value: &str) -> Value {
 /// A 64-bit span id as Datadog's SDKs write it (decimal).
 fn span_id(bytes: [u8; 8]) -> String {
     u64::from_be_bytes(bytes).to_string()
+}
+
+/// The current time in ns since the Unix epoch.
+fn unix_nanos_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// `s` as a Datadog span id, the form its SDKs write (`str(span.span_id)` in ddtrace): a
+/// non-zero 64-bit integer in decimal.
+pub fn datadog_span_id(s: &str) -> Option<u64> {
+    let t = s.trim();
+    if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse::<u64>().ok().filter(|v| *v != 0)
+}
+
+/// Whether `trace.trace_id` is a Datadog trace id as ddtrace writes one (`format_trace_id`:
+/// 32 hex characters for a 128-bit id, decimal for a 64-bit one), i.e. an id the user's own
+/// Datadog spans can carry.
+fn is_datadog_trace_id(s: &str) -> bool {
+    let t = s.trim();
+    (t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())) || datadog_span_id(t).is_some()
+}
+
+/// The span `trace_id`: `trace.trace_id` as is when it is a Datadog trace id (decimal, or 32
+/// hex characters in lower case), else the 128-bit OTLP trace id in lower-case hex.
+pub fn trace_id(view: &TraceView<'_>) -> String {
+    let key = view.trace_key();
+    match datadog_span_id(key) {
+        Some(v) if key != view.id() => v.to_string(),
+        _ => hex::encode(view.otlp_trace_id()),
+    }
+}
+
+/// The `parent_id` of the generation's top-most span: `trace.parent_span_id` when it is a
+/// Datadog span id in a trace the user's own Datadog spans can share (`trace.trace_id` is a
+/// Datadog trace id), so Datadog links the generation under that span. Any other parent
+/// (`None`) is one Datadog never receives: the generation's spans stay rooted in the trace and
+/// the value is only kept in metadata (`parent_span_id`).
+pub fn linked_parent(view: &TraceView<'_>) -> Option<u64> {
+    let parent = datadog_span_id(view.parent_span_id()?)?;
+    let key = view.trace_key();
+    (key != view.id() && is_datadog_trace_id(key)).then_some(parent)
 }
 
 fn first8(b: [u8; 16]) -> [u8; 8] {
@@ -442,7 +528,7 @@ fn metrics(view: &TraceView<'_>) -> Map<String, Value> {
 
 /// The spans of one generation, top-most first.
 pub fn spans(view: &TraceView<'_>) -> Vec<Value> {
-    let trace_id = hex::encode(view.otlp_trace_id());
+    let trace_id = trace_id(view);
     let start = view.start_unix_nanos();
     let duration = view.end_unix_nanos().saturating_sub(start);
     let provider = provider_id(view.provider(), view.model());
@@ -507,7 +593,7 @@ pub fn spans(view: &TraceView<'_>) -> Vec<Value> {
     let model = view.model();
     let has_trace_name = view.trace_name() != model;
     let has_generation_name = view.generation_name() != model;
-    let caller_parent = view.otlp_parent_span_id().map(span_id);
+    let caller_parent = linked_parent(view).map(|p| p.to_string());
     let root_needed = caller_parent.is_none()
         && has_trace_name
         && (view.span_name().is_some()
@@ -565,11 +651,43 @@ pub fn spans(view: &TraceView<'_>) -> Vec<Value> {
     out
 }
 
+/// Moves the spans of a generation that started more than [`MAX_SPAN_AGE`] before `now_ns` to
+/// end at `now_ns` (module docs, "Old spans"), keeping the original start in
+/// `meta.metadata["tracecast.original_start_ns"]` and tagging them `tracecast_restamped:true`.
+/// Returns whether it did.
+pub fn restamp_if_too_old(spans: &mut [Value], now_ns: u64) -> bool {
+    let oldest = now_ns.saturating_sub(MAX_SPAN_AGE.as_nanos() as u64);
+    let mut moved = false;
+    for span in spans.iter_mut() {
+        let Some(start) = span.get("start_ns").and_then(Value::as_u64) else {
+            continue;
+        };
+        if start >= oldest {
+            continue;
+        }
+        let duration = span.get("duration").and_then(Value::as_u64).unwrap_or(0);
+        let new_start = now_ns.saturating_sub(duration).max(oldest);
+        span["start_ns"] = json!(new_start);
+        if let Some(meta) = span.get_mut("meta").and_then(Value::as_object_mut) {
+            let md = meta.entry("metadata").or_insert_with(|| json!({}));
+            if let Some(md) = md.as_object_mut() {
+                md.insert("tracecast.original_start_ns".into(), json!(start));
+                md.insert("tracecast.restamped".into(), json!(true));
+            }
+        }
+        if let Some(tags) = span.get_mut("tags").and_then(Value::as_array_mut) {
+            tags.push(json!("tracecast_restamped:true"));
+        }
+        moved = true;
+    }
+    moved
+}
+
 /// Serialises a span, truncating it to [`MAX_EVENT_BYTES`] when needed (see the module docs).
 fn encode_span(mut span: Value) -> Result<Vec<u8>, ExportError> {
     let enc = |s: &Value| serde_json::to_vec(s).map_err(|e| ExportError::Encode(e.to_string()));
     let bytes = enc(&span)?;
-    if bytes.len() <= MAX_EVENT_BYTES {
+    if bytes.len() < MAX_EVENT_BYTES {
         return Ok(bytes);
     }
     let mark = |span: &mut Value| {
@@ -593,7 +711,7 @@ fn encode_span(mut span: Value) -> Result<Vec<u8>, ExportError> {
     };
     mark(&mut span);
     let bytes = enc(&span)?;
-    if bytes.len() <= MAX_EVENT_BYTES {
+    if bytes.len() < MAX_EVENT_BYTES {
         return Ok(bytes);
     }
     // Still too large: long metadata values (custom keys) are shortened.
@@ -601,7 +719,7 @@ fn encode_span(mut span: Value) -> Result<Vec<u8>, ExportError> {
         truncate::shorten_strings(md, 1024, 1024, "…[truncated]");
     }
     let bytes = enc(&span)?;
-    if bytes.len() <= MAX_EVENT_BYTES {
+    if bytes.len() < MAX_EVENT_BYTES {
         return Ok(bytes);
     }
     // Only a huge number of metadata keys gets here: keep the flag, drop the rest.
@@ -633,9 +751,12 @@ impl Exporter for DatadogExporter {
 
     fn encode(&self, traces: &[TraceView<'_>]) -> Result<Payload, ExportError> {
         let mut events = Vec::with_capacity(traces.len());
+        let now = (self.now)();
         for view in traces {
             let mut joined = Vec::new();
-            for (i, span) in spans(view).into_iter().enumerate() {
+            let mut spans = spans(view);
+            restamp_if_too_old(&mut spans, now);
+            for (i, span) in spans.into_iter().enumerate() {
                 if i > 0 {
                     joined.push(b',');
                 }
@@ -696,7 +817,7 @@ impl Exporter for DatadogExporter {
             Err(e) => ConnectionCheck::unreachable("Datadog", &transport_message(&e)),
             Ok(r) => {
                 let status = r.status().as_u16();
-                let body = r.text().await.unwrap_or_default();
+                let body = crate::http::read_capped(r, MAX_ANSWER_BYTES).await;
                 match status {
                     200..=299 => ConnectionCheck::passed(
                         status,

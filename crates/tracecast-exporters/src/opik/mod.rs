@@ -34,7 +34,7 @@
 //! | trace `id` | UUIDv7, see *Ids* |
 //! | trace `name` | `trace.trace_name` (default: the model slug) |
 //! | trace `start_time` / `end_time` | `created_at` / + `latency` (else `generation_time`), ISO-8601 UTC, µs |
-//! | trace `input` / `output` | `{"messages":[...],"tools":[...]}` (or `prompt` / `input`) / `{"completion","reasoning","tool_calls"?}`; absent in privacy mode |
+//! | trace `input` / `output` | `{"messages":[...],"tools":[...]}` (or `prompt` / `input`) / `{"completion","reasoning","tool_calls"?}` when the trace is the generation's own (see *Shared traces*); absent in privacy mode |
 //! | trace `metadata` | custom `trace` keys, `openrouter_trace_id` (the trace key), `user_id`, `session_id` |
 //! | trace `thread_id` | `session_id` (Opik's threads are sessions) |
 //! | trace and span `tags` | `trace.tags` (a string array, or one string) |
@@ -61,13 +61,26 @@
 //! - the LLM span: time = `created_at` (ms), random bits = SHA-256(`"opik-span"`, generation id);
 //! - the trace: if `trace.trace_id` is itself a UUIDv7 it is used as is. Otherwise the random
 //!   bits are SHA-256(`"opik-trace"`, trace key) and the time is `created_at` when the trace key
-//!   is the generation's own id (no `trace.trace_id`), else the start of `created_at`'s UTC day,
-//!   so that every generation of a shared trace computes the same id without coordination (a
-//!   trace that spans midnight UTC becomes two Opik traces);
+//!   is the generation's own id (no `trace.trace_id`), else the start of `created_at`'s UTC
+//!   minute, so that every generation of a shared trace computes the same id without
+//!   coordination. Opik lists and partitions traces by the id's time, and the `opik` SDK stamps
+//!   an id with its record's start (`opik.id_helpers.generate_id(start_time)`, opik 2.2.122): a
+//!   day-start time hid traces from "last hour" views. Generations of one trace starting in
+//!   different minutes become separate Opik traces, each with `openrouter_trace_id`;
 //! - the `span_name` span: same time rule as the trace, random bits = SHA-256(`"opik-span"`,
 //!   trace key, span name), so generations sharing both share the span.
 //!
-//! Within a batch, records with the same id are sent once (the later generation's).
+//! # Shared traces
+//!
+//! Opik's batch insert writes whole trace rows and keeps, per id, the row with the latest
+//! `last_updated_at` (comet-ml/opik `TraceDAO` `BATCH_INSERT`, `traces` is a
+//! `ReplacingMergeTree(last_updated_at)`). A shared trace's row therefore describes the trace,
+//! not the call delivered last: `start_time` is the id's time (never after any call of the
+//! trace), `end_time` = `last_updated_at` = the generation's end, so the row of the call that
+//! ends last wins whatever the delivery order, and it carries no single call's `input`,
+//! `output` or `error_info` (they are on each call's LLM span). Within a batch, records with the
+//! same id are sent once: the trace with the latest `last_updated_at`, spans the later
+//! generation's.
 //!
 //! # Limits, truncation, answers
 //!
@@ -85,8 +98,6 @@
 //! `GET {base}/v1/private/projects?name=<projectName>&size=1` with the same headers: an
 //! authenticated, read-only call proving the URL, the API key and access to the workspace.
 
-pub(crate) mod opik_weave;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,16 +109,17 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use tracecast_model::DestinationType;
 use tracecast_model::trace::TraceView;
 use uuid::Uuid;
 
-use self::opik_weave::{
+pub use crate::derived_ids::derived_uuid_v7;
+
+use crate::config::required_str;
+use crate::content::{
     call_metadata, cost_json, custom_metadata, error_parts, group_metadata, input_json,
     output_json, truncate_if_over,
 };
-use crate::config::required_str;
 use crate::http::transport_message;
 use crate::{BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload};
 
@@ -121,10 +133,13 @@ pub const MAX_ITEMS_PER_REQUEST: usize = 1000;
 pub const MAX_REQUEST_BYTES: usize = 5 * 1000 * 1000;
 /// Largest `input` or `output` sent as is; bigger ones are replaced by a marker.
 pub const MAX_FIELD_BYTES: usize = 2 * 1024 * 1024;
+/// At most this much of an answer is read.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Content type of an encoded payload: newline-separated JSON request bodies.
 pub const PAYLOAD_CONTENT_TYPE: &str = "application/x-ndjson";
 
-const MS_PER_DAY: u64 = 86_400_000;
+/// Generations of one shared trace starting in the same UTC minute share an Opik trace.
+const SHARED_TRACE_WINDOW_MS: u64 = 60_000;
 const TRACES_PREFIX: &[u8] = br#"{"traces":"#;
 const SPANS_PREFIX: &[u8] = br#"{"spans":"#;
 
@@ -247,13 +262,20 @@ impl Exporter for OpikExporter {
         let mut trace_docs: Vec<(Uuid, Vec<u8>)> = Vec::with_capacity(traces.len());
         let mut span_docs: Vec<(Uuid, Vec<u8>)> = Vec::with_capacity(traces.len() * 2);
         let mut trace_at: HashMap<Uuid, usize> = HashMap::new();
+        let mut trace_updated: Vec<String> = Vec::with_capacity(traces.len());
         let mut span_at: HashMap<Uuid, usize> = HashMap::new();
         for view in traces {
             let (t, spans) = records(view, &self.project_name);
             let bytes = to_json(&t)?;
             match trace_at.get(&t.id) {
-                Some(&i) => trace_docs[i].1 = bytes,
+                // As Opik keeps the row with the latest `last_updated_at`.
+                Some(&i) if trace_updated[i] <= t.last_updated_at => {
+                    trace_docs[i].1 = bytes;
+                    trace_updated[i] = t.last_updated_at.clone();
+                }
+                Some(_) => {}
                 None => {
+                    trace_updated.push(t.last_updated_at.clone());
                     trace_at.insert(t.id, trace_docs.len());
                     trace_docs.push((t.id, bytes));
                 }
@@ -319,7 +341,7 @@ impl Exporter for OpikExporter {
             }
         };
         let status = r.status().as_u16();
-        let body = r.text().await.unwrap_or_default();
+        let body = crate::http::read_capped(r, MAX_ANSWER_BYTES).await;
         read_test_answer(status, &body, &self.workspace, &self.project_name)
     }
 }
@@ -482,22 +504,6 @@ struct SpanWrite<'a> {
     environment: Option<&'a str>,
 }
 
-/// A UUIDv7 with the given time (ms since the epoch, 48 bits) and random bits taken from
-/// SHA-256 of the parts (separated by U+001F).
-pub fn derived_uuid_v7(unix_ms: u64, parts: &[&str]) -> Uuid {
-    let mut h = Sha256::new();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            h.update([0x1f]);
-        }
-        h.update(p.as_bytes());
-    }
-    let digest = h.finalize();
-    let mut random = [0u8; 10];
-    random.copy_from_slice(&digest[..10]);
-    uuid::Builder::from_unix_timestamp_millis(unix_ms & 0xFFFF_FFFF_FFFF, &random).into_uuid()
-}
-
 /// `s` as a UUID when it is a UUIDv7.
 fn as_uuid_v7(s: &str) -> Option<Uuid> {
     Uuid::parse_str(s.trim())
@@ -545,14 +551,20 @@ fn start_ms(view: &TraceView<'_>) -> u64 {
     view.start_unix_nanos() / 1_000_000
 }
 
+/// Whether the generation shares its trace with others (`trace.trace_id` set and not a UUIDv7
+/// taken as is).
+fn is_shared_trace(view: &TraceView<'_>) -> bool {
+    view.trace_key() != view.id()
+}
+
 /// The time of ids shared between generations: the generation's own start when the trace is
-/// its own, else the start of its UTC day.
+/// its own, else the start of its UTC minute (module docs, "Ids").
 fn shared_ms(view: &TraceView<'_>) -> u64 {
     let ms = start_ms(view);
-    if view.trace_key() == view.id() {
-        ms
+    if is_shared_trace(view) {
+        ms - ms % SHARED_TRACE_WINDOW_MS
     } else {
-        ms - ms % MS_PER_DAY
+        ms
     }
 }
 
@@ -678,17 +690,24 @@ fn records<'a>(view: &TraceView<'a>, project: &'a str) -> (TraceWrite<'a>, Vec<S
     }
     mark_truncated(&mut trace_meta, &truncated);
 
+    // A shared trace's row describes the trace (module docs, "Shared traces"): it starts at
+    // the time in its id, and the row of the call that ends last wins.
+    let shared = is_shared_trace(view) && as_uuid_v7(view.trace_key()).is_none();
     let trace = TraceWrite {
         id: trace_id,
         project_name: project,
         name: non_blank(view.trace_name(), view.model()),
-        start_time: start.clone(),
+        start_time: if shared {
+            iso(shared_ms(view) * 1_000_000)
+        } else {
+            start.clone()
+        },
         end_time: end.clone(),
-        input: input.clone(),
-        output: output.clone(),
+        input: input.clone().filter(|_| !shared),
+        output: output.clone().filter(|_| !shared),
         metadata: trace_meta,
         tags: tags.clone(),
-        error_info: error_info(view),
+        error_info: error_info(view).filter(|_| !shared),
         last_updated_at: end.clone(),
         thread_id: view.session_id().filter(|s| !s.trim().is_empty()),
         environment: env,

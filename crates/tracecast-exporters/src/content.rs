@@ -1,5 +1,7 @@
-//! What the `opik` and `weave` exporters share: the JSON shapes of a generation's content, its
-//! OpenRouter metadata, its cost, and the visible truncation of oversized content.
+//! What a generation's content, cost and metadata look like as JSON and text, shared by the
+//! exporters that send them as JSON values (`opik`, `weave`) or as chat messages (`datadog`,
+//! `posthog`): the prompt and completion sides, OpenRouter metadata, the cost, the visible
+//! truncation of oversized content, and a few text helpers.
 
 use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
@@ -215,4 +217,84 @@ pub(crate) fn truncate_if_over(value: &mut Value, limit: usize, extra: &[(&str, 
     marker.insert("original_bytes".into(), json!(len));
     *value = Value::Object(marker);
     true
+}
+
+/// The provider that served the call as a lower-case identifier (`OpenAI` -> `openai`,
+/// `Google Vertex (Europe)` -> `google_vertex`, `Together AI` -> `together_ai`); without a
+/// provider, the model slug's author (`anthropic/claude` -> `anthropic`).
+pub(crate) fn provider_id(provider: Option<&str>, model: &str) -> String {
+    let raw = provider
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| model.split_once('/').map(|(author, _)| author))
+        .unwrap_or("openrouter");
+    let base = raw.split('(').next().unwrap_or(raw);
+    crate::ident::snake(base, true)
+}
+
+/// The text of a chat message `content`: a string as is, the `text` of each part of an array
+/// joined with newlines (other parts as `[<type>]`), anything else as JSON.
+pub(crate) fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(parts) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for p in parts {
+                match p {
+                    Value::String(s) => out.push(s.clone()),
+                    Value::Object(o) => match o.get("text").and_then(Value::as_str) {
+                        Some(t) => out.push(t.to_string()),
+                        None => out.push(format!(
+                            "[{}]",
+                            o.get("type").and_then(Value::as_str).unwrap_or("part")
+                        )),
+                    },
+                    other => out.push(other.to_string()),
+                }
+            }
+            out.join("\n")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A JSON value's text for a string-only field: strings as is, others as JSON.
+pub(crate) fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An excerpt of an answer's body for a message: `": <first 300 characters>"`, or nothing.
+pub(crate) fn snippet(body: &str) -> String {
+    let t = body.trim();
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", crate::truncate::prefix(t, 300))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_text() {
+        assert_eq!(provider_id(Some("OpenAI"), "x"), "openai");
+        assert_eq!(
+            provider_id(Some("Google Vertex (Europe)"), "x"),
+            "google_vertex"
+        );
+        assert_eq!(provider_id(None, "anthropic/claude"), "anthropic");
+        assert_eq!(provider_id(Some("  "), "gpt"), "openrouter");
+        assert_eq!(provider_id(Some("!!"), "gpt"), "unknown");
+        assert_eq!(
+            content_text(
+                &serde_json::json!([{"type": "text", "text": "a"}, {"type": "image_url"}])
+            ),
+            "a\n[image_url]"
+        );
+    }
 }

@@ -1,23 +1,20 @@
-//! What the `datadog` and `posthog` exporters share: request bodies split into chunks that
-//! respect a platform's request size limit, sending those chunks and combining their answers,
-//! derived ids, and small JSON helpers.
+//! Request bodies split into chunks that respect a platform's request size limit, and the
+//! answers to those chunks combined into one outcome (used by `datadog` and `posthog`).
 //!
 //! # Chunked payloads
 //!
 //! Both platforms take a JSON body with a list of events and have a hard limit on the size of
-//! one request (Datadog 5 MB, PostHog 5 MiB as its SDK sends). The engine sizes batches from
-//! stored record sizes, which only approximate the encoded size, so [`Exporter::encode`] packs
-//! the encoded events into as many requests ("chunks") as the limit needs. The payload body is
-//! the chunks, one per line, each `<number of traces>\t<request JSON>\n` (compact JSON has no raw
-//! newline). `send` sends them in order; with more than one chunk, the answers are combined into
-//! one outcome ([`combine`]). A batch that fits in one request (the usual case) is one chunk and
-//! one request.
+//! one request (Datadog 5 MiB as ddtrace sends, PostHog 5 MiB as its SDK sends). The engine sizes
+//! batches from stored record sizes, which only approximate the encoded size, so
+//! [`Exporter::encode`] packs the encoded events into as many requests ("chunks") as the limit
+//! needs. The payload body is the chunks, one per line, each `<number of traces>\t<request
+//! JSON>\n` (compact JSON has no raw newline). `send` sends them in order; with more than one
+//! chunk, the answers are combined into one outcome ([`combine`]). A batch that fits in one
+//! request (the usual case) is one chunk and one request.
 //!
 //! [`Exporter::encode`]: crate::Exporter::encode
 
 use bytes::Bytes;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::{ItemOutcome, Outcome};
 
@@ -147,95 +144,6 @@ pub(crate) fn stops(outcome: &Outcome) -> bool {
     )
 }
 
-/// The first 16 bytes of SHA-256 of `parts` joined by U+001F.
-pub(crate) fn digest16(parts: &[&str]) -> [u8; 16] {
-    let mut h = Sha256::new();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            h.update("\u{1f}".as_bytes());
-        }
-        h.update(p.as_bytes());
-    }
-    let d = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out
-}
-
-/// A UUID derived from `parts` (RFC 9562 version 8, "custom": SHA-256 based), lower-case
-/// hyphenated: the same input gives the same UUID on every retry.
-pub(crate) fn derived_uuid(parts: &[&str]) -> String {
-    let mut b = digest16(parts);
-    b[6] = (b[6] & 0x0f) | 0x80;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// The provider that served the call as a lower-case identifier (`OpenAI` -> `openai`,
-/// `Google Vertex (Europe)` -> `google_vertex`, `Together AI` -> `together_ai`); without a
-/// provider, the model slug's author (`anthropic/claude` -> `anthropic`).
-pub(crate) fn provider_id(provider: Option<&str>, model: &str) -> String {
-    let raw = provider
-        .filter(|s| !s.trim().is_empty())
-        .or_else(|| model.split_once('/').map(|(author, _)| author))
-        .unwrap_or("openrouter");
-    let base = raw.split('(').next().unwrap_or(raw);
-    crate::ident::snake(base, true)
-}
-
-/// The text of a chat message `content`: a string as is, the `text` of each part of an array
-/// joined with newlines (other parts as `[<type>]`), anything else as JSON.
-pub(crate) fn content_text(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        Value::Array(parts) => {
-            let mut out = Vec::with_capacity(parts.len());
-            for p in parts {
-                match p {
-                    Value::String(s) => out.push(s.clone()),
-                    Value::Object(o) => match o.get("text").and_then(Value::as_str) {
-                        Some(t) => out.push(t.to_string()),
-                        None => out.push(format!(
-                            "[{}]",
-                            o.get("type").and_then(Value::as_str).unwrap_or("part")
-                        )),
-                    },
-                    other => out.push(other.to_string()),
-                }
-            }
-            out.join("\n")
-        }
-        other => other.to_string(),
-    }
-}
-
-/// A JSON value's text for a string-only field: strings as is, others as JSON.
-pub(crate) fn as_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Reads at most `max` bytes of an error answer's body (for messages).
-pub(crate) fn snippet(body: &str) -> String {
-    let t = body.trim();
-    if t.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", crate::truncate::prefix(t, 300))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,29 +201,5 @@ mod tests {
             Outcome::Partial(items) => assert_eq!(items.len(), 3),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn ids_and_names() {
-        let u = derived_uuid(&["posthog", "gen-1"]);
-        assert_eq!(u, derived_uuid(&["posthog", "gen-1"]));
-        assert_ne!(u, derived_uuid(&["posthog", "gen-2"]));
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "8", "version 8: {u}");
-        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "variant: {u}");
-        assert_eq!(provider_id(Some("OpenAI"), "x"), "openai");
-        assert_eq!(
-            provider_id(Some("Google Vertex (Europe)"), "x"),
-            "google_vertex"
-        );
-        assert_eq!(provider_id(None, "anthropic/claude"), "anthropic");
-        assert_eq!(provider_id(Some("  "), "gpt"), "openrouter");
-        assert_eq!(provider_id(Some("!!"), "gpt"), "unknown");
-        assert_eq!(
-            content_text(
-                &serde_json::json!([{"type": "text", "text": "a"}, {"type": "image_url"}])
-            ),
-            "a\n[image_url]"
-        );
     }
 }
