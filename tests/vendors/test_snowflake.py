@@ -190,7 +190,9 @@ def assert_guide_queries(cur):
     cost, users, errors, keys = GUIDE_QUERIES
     cur.execute(cost)
     rows = cur.fetchall()
-    assert [r[1:] for r in rows] == [("openai/gpt-4o", approx(0.00123), 150, 1)], rows
+    assert [(r[1], approx(r[2]), r[3], r[4]) for r in rows] == [
+        ("openai/gpt-4o", approx(0.00123), 150, 1)
+    ], rows
     cur.execute(users)
     rows = cur.fetchall()
     assert [(r[0], r[1], r[2], r[3], approx(r[4]), approx(r[5])) for r in rows] == [
