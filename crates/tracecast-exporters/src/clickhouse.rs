@@ -6,8 +6,14 @@
 //! `X-ClickHouse-User` / `X-ClickHouse-Key` (understood by every ClickHouse since 2018, checked
 //! against Debian's 18.16), and these settings as URL parameters:
 //!
-//! - `date_time_input_format=best_effort`: timestamps are sent as `YYYY-MM-DD HH:MM:SS.mmm`
-//!   (UTC); current servers read them into `DateTime64(3, 'UTC')`, old ones into `DateTime`.
+//! - `date_time_input_format=best_effort`: timestamps are sent as ISO 8601 UTC with an explicit
+//!   zone, `YYYY-MM-DDTHH:MM:SS.mmmZ`, which `best_effort` parsing reads as UTC whatever the
+//!   column's or the server's time zone. A zone-less `YYYY-MM-DD HH:MM:SS.mmm` would be read in
+//!   the column's time zone, else the server's: OpenRouter's DDL declares `DateTime64(3)`
+//!   without a zone, so on a server whose `timezone` is not UTC every time would shift by the
+//!   server's offset. Checked with chdb 4.4 (ClickHouse 25.x engine) under `TZ=Asia/Kolkata`
+//!   and Debian's clickhouse-server 18.16 with `<timezone>Asia/Kolkata</timezone>`: the zone-less
+//!   text lands 5 h 30 min early, the `Z` text lands on the right instant (tests/clickhouse.rs).
 //! - `input_format_skip_unknown_fields=0`: a table that lacks a column fails the insert
 //!   (current servers skip unknown fields by default, which would drop data silently).
 //! - `wait_end_of_query=1`: the server buffers its answer, so an error is never hidden behind
@@ -28,9 +34,12 @@
 //! (too many parts or queries, timeouts, memory) and other 5xx are retried; other statuses
 //! follow the standard classification (429 with `Retry-After`, ...).
 //!
-//! Test connection: `SELECT name FROM system.columns` for the configured table, with the
-//! destination's credentials: it fails when the credentials are refused, when the table does
-//! not exist, or when columns are missing (it names them).
+//! Test connection: `SELECT name, type, default_kind FROM system.columns` for the configured
+//! table, with the destination's credentials: it fails when the credentials are refused, when
+//! the table does not exist, or when columns are missing (it names them). A column tracecast
+//! does not write never fails an insert (ClickHouse fills an omitted field with the column's
+//! default, else its type's: `''`, `0`, `NULL`); a non-`Nullable` one without a default is
+//! named in the check's message, since it will hold the type's empty value.
 
 #[path = "warehouse.rs"]
 pub mod warehouse;
@@ -153,13 +162,20 @@ pub fn ddl_legacy(database: Option<&str>, table: &str, v2: bool) -> String {
     ddl_with(database, table, v2, legacy_type, "")
 }
 
+/// A [`Cell::Time`] (`YYYY-MM-DD HH:MM:SS.mmm`, UTC) as ISO 8601 with an explicit UTC zone
+/// (`YYYY-MM-DDTHH:MM:SS.mmmZ`): see the module doc.
+fn utc_iso(time: &str) -> String {
+    format!("{}Z", time.replacen(' ', "T", 1))
+}
+
 /// A generation's row as one `JSONEachRow` line (no newline).
 pub fn json_row(view: &TraceView<'_>, v2: bool) -> String {
     let row = warehouse::row(view, v2);
     let mut m = Map::new();
     for (c, cell) in row.cells {
         let v = match cell {
-            Cell::Text(s) | Cell::Time(s) => Value::String(s),
+            Cell::Text(s) => Value::String(s),
+            Cell::Time(s) => Value::String(utc_iso(&s)),
             Cell::Null => Value::Null,
             Cell::Count(n) => Value::from(n),
             Cell::Float(f) => Value::from(f),
@@ -371,6 +387,23 @@ impl ClickhouseExporter {
     }
 }
 
+/// Columns of `described` (rows of `system.columns`: `name`, `type`, `default_kind`) that
+/// tracecast does not write and that are neither `Nullable` nor have a default expression.
+fn type_defaulted<'a>(written: &[Column], described: &'a [Value]) -> Vec<&'a str> {
+    described
+        .iter()
+        .filter_map(|v| {
+            let name = v.get("name")?.as_str()?;
+            let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
+            let default = v.get("default_kind").and_then(Value::as_str).unwrap_or("");
+            let nullable =
+                ty.starts_with("Nullable(") || ty.starts_with("LowCardinality(Nullable(");
+            let unwritten = !written.iter().any(|c| c.name.eq_ignore_ascii_case(name));
+            (unwritten && !nullable && default.is_empty()).then_some(name)
+        })
+        .collect()
+}
+
 fn transport_message(o: &Outcome) -> String {
     match o {
         Outcome::Retry { error, .. } => error.clone(),
@@ -432,7 +465,7 @@ impl Exporter for ClickhouseExporter {
 
     async fn test_connection(&self) -> ConnectionCheck {
         let sql = format!(
-            "SELECT name FROM system.columns WHERE database = '{}' AND table = '{}' FORMAT JSONEachRow",
+            "SELECT name, type, default_kind FROM system.columns WHERE database = '{}' AND table = '{}' FORMAT JSONEachRow",
             self.database, self.table
         );
         let answer = match self.query(&sql).await {
@@ -469,10 +502,13 @@ impl Exporter for ClickhouseExporter {
                 ),
             );
         }
-        let present: Vec<String> = answer
+        let described: Vec<Value> = answer
             .body
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect();
+        let present: Vec<String> = described
+            .iter()
             .filter_map(|v| v.get("name").and_then(Value::as_str).map(str::to_string))
             .collect();
         let table = self.table();
@@ -485,14 +521,23 @@ impl Exporter for ClickhouseExporter {
                 ),
             );
         }
-        warehouse::table_check(
+        let columns = self.columns();
+        let mut check = warehouse::table_check(
             "ClickHouse",
             "the credentials",
             &table,
             status,
-            &self.columns(),
+            &columns,
             &present,
-        )
+        );
+        let defaulted = type_defaulted(&columns, &described);
+        if check.ok && !defaulted.is_empty() {
+            check.message.push_str(&format!(
+                "; column(s) {} are not written by tracecast and are neither Nullable nor given a DEFAULT, so they will hold their type's empty value",
+                defaulted.join(", ")
+            ));
+        }
+        check
     }
 }
 
@@ -562,6 +607,27 @@ mod tests {
             Outcome::Retry { .. }
         ));
         assert_eq!(classify(&answer(200, None, "")), Outcome::Delivered);
+    }
+
+    #[test]
+    fn times_are_sent_with_an_explicit_utc_zone() {
+        assert_eq!(
+            utc_iso("2026-01-01 13:37:42.250"),
+            "2026-01-01T13:37:42.250Z"
+        );
+        let described: Vec<Value> = [
+            r#"{"name":"ENTITY_ID","type":"String","default_kind":""}"#,
+            r#"{"name":"PROVIDER_SLUG","type":"String","default_kind":""}"#,
+            r#"{"name":"ORGANIZATION_ID","type":"Nullable(String)","default_kind":""}"#,
+            r#"{"name":"REGION","type":"String","default_kind":"DEFAULT"}"#,
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        assert_eq!(
+            type_defaulted(&warehouse::columns(false), &described),
+            vec!["PROVIDER_SLUG"]
+        );
     }
 
     #[test]

@@ -41,7 +41,11 @@
 //!
 //! Test connection: `DESCRIBE TABLE DB.SCHEMA.TABLE` with the warehouse: it proves the
 //! account, the token and the names, and the exporter checks that every column it writes
-//! is there (naming the missing ones).
+//! is there (naming the missing ones) and that every column it does not write may be left
+//! out: a `NOT NULL` column without a default that tracecast does not fill (as `ENTITY_ID`
+//! was, in OpenRouter's DDL) would fail every insert, so it is named and the test fails. The
+//! `DESCRIBE TABLE` output (`name`, `type`, `kind`, `null?`, `default`, ...) is from
+//! Snowflake's reference, <https://docs.snowflake.com/en/sql-reference/sql/desc-table>.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,6 +225,41 @@ fn describe_error(body: &str) -> String {
         }
     }
     body.trim().chars().take(512).collect()
+}
+
+/// The columns of a `DESCRIBE TABLE` result set (columns `name`, `kind`, `null?`, `default`,
+/// ... as Snowflake's reference for DESCRIBE TABLE lists them; found by name in `rowType`). A
+/// column is required when it is a stored column (`kind` `COLUMN`) that is `NOT NULL`
+/// (`null?` is `N`) and has no default.
+fn described_columns(v: &Value) -> Vec<warehouse::TableColumn> {
+    let names: Vec<&str> = v
+        .pointer("/resultSetMetaData/rowType")
+        .and_then(Value::as_array)
+        .map(|cols| {
+            cols.iter()
+                .map(|c| c.get("name").and_then(Value::as_str).unwrap_or(""))
+                .collect()
+        })
+        .unwrap_or_default();
+    let index = |n: &str| names.iter().position(|c| c.eq_ignore_ascii_case(n));
+    let name_index = index("name").unwrap_or(0);
+    let (kind, null, default) = (index("kind"), index("null?"), index("default"));
+    let Some(rows) = v.get("data").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter_map(|r| {
+            let cell = |i: Option<usize>| i.and_then(|i| r.get(i)).and_then(Value::as_str);
+            let name = cell(Some(name_index))?;
+            let stored = cell(kind).is_none_or(|k| k.eq_ignore_ascii_case("COLUMN"));
+            let not_null = cell(null).is_some_and(|n| n.eq_ignore_ascii_case("N"));
+            let no_default = cell(default).is_none_or(|d| d.trim().is_empty());
+            Some(warehouse::TableColumn {
+                name: name.to_string(),
+                required: stored && not_null && no_default,
+            })
+        })
+        .collect()
 }
 
 /// Answers are read up to this size (statement status, error texts, `DESCRIBE TABLE`).
@@ -466,33 +505,13 @@ impl Exporter for SnowflakeExporter {
             }
         }
         let v: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
-        let name_index = v
-            .pointer("/resultSetMetaData/rowType")
-            .and_then(Value::as_array)
-            .and_then(|cols| {
-                cols.iter().position(|c| {
-                    c.get("name")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| n.eq_ignore_ascii_case("name"))
-                })
-            })
-            .unwrap_or(0);
-        let present: Vec<String> = v
-            .get("data")
-            .and_then(Value::as_array)
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| r.get(name_index)?.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        warehouse::table_check(
+        warehouse::check_table(
             "Snowflake",
             "the token",
             &table,
             status,
             &self.columns(),
-            &present,
+            &described_columns(&v),
         )
     }
 }
@@ -514,11 +533,41 @@ mod tests {
     }
 
     #[test]
+    fn describe_table_marks_not_null_columns_without_default_required() {
+        let v = json!({
+            "resultSetMetaData": {"rowType": [
+                {"name": "name"}, {"name": "type"}, {"name": "kind"}, {"name": "null?"},
+                {"name": "default"}, {"name": "primary key"}
+            ]},
+            "data": [
+                ["ENTITY_ID", "VARCHAR(256)", "COLUMN", "N", null, "N"],
+                ["ORGANIZATION_ID", "VARCHAR(256)", "COLUMN", "Y", null, "N"],
+                ["REGION", "VARCHAR(16)", "COLUMN", "N", "'eu'", "N"],
+                ["DAY", "DATE", "VIRTUAL", "N", null, "N"]
+            ]
+        });
+        let got: Vec<(String, bool)> = described_columns(&v)
+            .into_iter()
+            .map(|c| (c.name, c.required))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ENTITY_ID".to_string(), true),
+                ("ORGANIZATION_ID".to_string(), false),
+                ("REGION".to_string(), false),
+                ("DAY".to_string(), false)
+            ]
+        );
+        assert!(described_columns(&json!({"data": "x"})).is_empty());
+    }
+
+    #[test]
     fn statement_has_one_placeholder_per_cell() {
         let cols = warehouse::columns(true);
         let s = insert_statement("DB.S.T", &cols, 3);
         assert_eq!(s.matches('?').count(), 3 * cols.len());
-        assert!(s.contains("PARSE_JSON(COLUMN24)"));
+        assert!(s.contains("PARSE_JSON(COLUMN25)"));
         assert!(s.contains("TO_TIMESTAMP_NTZ(COLUMN4)"));
         let d = ddl(Some("db"), Some("public"), "OPENROUTER_TRACES", true);
         assert!(d.starts_with("CREATE TABLE IF NOT EXISTS DB.PUBLIC.OPENROUTER_TRACES ("));

@@ -4,8 +4,14 @@
 //! Both warehouses share the column set, the order and the values; only the SQL types and the
 //! way values travel differ (ClickHouse: `JSONEachRow`; Snowflake: SQL API bind variables).
 //! The column names and the JSON-as-text columns follow OpenRouter's Broadcast tables
-//! (`OPENROUTER_TRACES`; see the ClickHouse and Snowflake guides and the DDL visible on the
-//! dashboard's setup screen).
+//! (`OPENROUTER_TRACES`; see the ClickHouse and Snowflake guides and the DDL on the dashboard's
+//! setup screen, shown in OpenRouterTeam/docs `assets/guides/features/broadcast/snowflake/snowflake-table-setup.png`
+//! and `.../clickhouse/broadcast-clickhouse-setup.png`, commit c26125a5; its visible part is the
+//! test fixture `tests/{snowflake,clickhouse}_support/openrouter_ddl.sql`). Every column of that
+//! DDL that tracecast can fill is written; `ORGANIZATION_ID` (nullable there) and
+//! `PROVIDER_SLUG` have no tracecast source and are not written. A table column that tracecast
+//! does not write must be nullable or have a default: the connection tests name the ones that
+//! are not ([`unfilled_required`]).
 //!
 //! | column | value |
 //! |---|---|
@@ -16,6 +22,7 @@
 //! | `END_TIME` | start + `latency` (else `generation_time`) |
 //! | `DURATION_MS` | `latency`, else `generation_time` |
 //! | `USER_ID`, `SESSION_ID` | `user`, `session_id` |
+//! | `ENTITY_ID` | the id of the workspace that owns the generation (always; OpenRouter's table has it `NOT NULL`) |
 //! | `API_KEY_NAME` | the API key's name: identity group (`broadcast_generation_identity`) only |
 //! | `MODEL`, `PROVIDER_NAME`, `FINISH_REASON` | `model`, `provider_name`, `finish_reason` |
 //! | `SPAN_TYPE` | `GENERATION` |
@@ -102,6 +109,11 @@ pub const COLUMNS_V1: &[Column] = &[
     col("DURATION_MS", Kind::OptFloat, "latency in ms"),
     col("USER_ID", Kind::OptText, "the request's user"),
     col("SESSION_ID", Kind::OptText, "the request's session_id"),
+    col(
+        "ENTITY_ID",
+        Kind::Text,
+        "workspace that owns the generation",
+    ),
     col(
         "API_KEY_NAME",
         Kind::OptText,
@@ -356,6 +368,7 @@ pub fn row(view: &TraceView<'_>, v2: bool) -> Row {
                 },
                 "USER_ID" => text(view.user()),
                 "SESSION_ID" => text(view.session_id()),
+                "ENTITY_ID" => Cell::Text(view.workspace_id().to_string()),
                 "API_KEY_NAME" => text(identity.as_ref().and_then(|i| i.api_key_name)),
                 "MODEL" => Cell::Text(view.model().to_string()),
                 "PROVIDER_NAME" => text(view.provider()),
@@ -394,6 +407,34 @@ pub fn missing_columns<'a>(needed: &'a [Column], present: &[String]) -> Vec<&'a 
         .collect()
 }
 
+/// A column of the destination's table as the warehouse describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableColumn {
+    pub name: String,
+    /// An insert that leaves the column out fails: `NOT NULL` without a default (Snowflake).
+    pub required: bool,
+}
+
+impl TableColumn {
+    /// A column that may be left out of an insert.
+    pub fn optional(name: &str) -> TableColumn {
+        TableColumn {
+            name: name.to_string(),
+            required: false,
+        }
+    }
+}
+
+/// The table's required columns (see [`TableColumn::required`]) that tracecast does not write
+/// (not among `written`, compared case-insensitively), in table order.
+pub fn unfilled_required<'a>(written: &[Column], table: &'a [TableColumn]) -> Vec<&'a str> {
+    table
+        .iter()
+        .filter(|t| t.required && !written.iter().any(|c| c.name.eq_ignore_ascii_case(&t.name)))
+        .map(|t| t.name.as_str())
+        .collect()
+}
+
 /// The connection check for a table with the columns `present`: failed, naming the missing
 /// ones, when some of `needed` are not there; else passed, with `passed` (what the platform
 /// accepted, e.g. "the credentials") in the message.
@@ -405,7 +446,22 @@ pub fn table_check(
     needed: &[Column],
     present: &[String],
 ) -> crate::ConnectionCheck {
-    let missing = missing_columns(needed, present);
+    let present: Vec<TableColumn> = present.iter().map(|p| TableColumn::optional(p)).collect();
+    check_table(platform, passed, table, status, needed, &present)
+}
+
+/// [`table_check`] with the table's columns as described: it also fails, naming them, when
+/// the table has required columns that tracecast does not write (every insert would fail).
+pub fn check_table(
+    platform: &str,
+    passed: &str,
+    table: &str,
+    status: u16,
+    needed: &[Column],
+    present: &[TableColumn],
+) -> crate::ConnectionCheck {
+    let names: Vec<String> = present.iter().map(|p| p.name.clone()).collect();
+    let missing = missing_columns(needed, &names);
     if !missing.is_empty() {
         return crate::ConnectionCheck::failed(
             Some(status),
@@ -417,6 +473,16 @@ pub fn table_check(
                 } else {
                     ""
                 }
+            ),
+        );
+    }
+    let unfilled = unfilled_required(needed, present);
+    if !unfilled.is_empty() {
+        return crate::ConnectionCheck::failed(
+            Some(status),
+            format!(
+                "{platform} table {table} has NOT NULL column(s) without a default that tracecast does not write: {} (every insert would fail; make them nullable or give them a DEFAULT)",
+                unfilled.join(", ")
             ),
         );
     }
@@ -457,6 +523,43 @@ mod tests {
         assert!(m["preview"].as_str().unwrap().len() <= TRUNCATED_PREVIEW_BYTES);
         let (s, cut) = json_column(&json!({"a": 1}));
         assert_eq!((s.as_str(), cut), ("{\"a\":1}", false));
+    }
+
+    #[test]
+    fn not_null_columns_tracecast_does_not_write_are_named() {
+        let cols = columns(false);
+        let table = [
+            TableColumn {
+                name: "entity_id".into(),
+                required: true,
+            },
+            TableColumn {
+                name: "ORGANIZATION_ID".into(),
+                required: false,
+            },
+            TableColumn {
+                name: "PROVIDER_SLUG".into(),
+                required: true,
+            },
+        ];
+        assert_eq!(unfilled_required(&cols, &table), vec!["PROVIDER_SLUG"]);
+        let present: Vec<TableColumn> = cols
+            .iter()
+            .map(|c| TableColumn::optional(c.name))
+            .chain(table.iter().cloned())
+            .collect();
+        let check = check_table("Snowflake", "the token", "T", 200, &cols, &present);
+        assert!(!check.ok);
+        assert!(check.message.contains(": PROVIDER_SLUG ("), "{check:?}");
+        let check = check_table(
+            "Snowflake",
+            "the token",
+            "T",
+            200,
+            &cols,
+            &present[..cols.len() + 2],
+        );
+        assert!(check.ok, "{check:?}");
     }
 
     #[test]

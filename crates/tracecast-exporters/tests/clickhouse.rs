@@ -8,6 +8,11 @@
 //!   here on a free loopback port: the HTTP protocol, authentication and the fallback for a
 //!   server that does not know `insert_deduplication_token`.
 //!
+//! Both run in a time zone that is not UTC (chdb under `TZ`, the server with `<timezone>`):
+//! [`clickhouse_support::SERVER_TZ`]. OpenRouter's own table (the fixture
+//! `clickhouse_support/openrouter_ddl.sql`, `DateTime64(3)` without a zone) must still get
+//! every time as the UTC instant of the generation.
+//!
 //! Neither is skipped: a missing Python (TRACECAST_TEST_PYTHON, default `.venv/bin/python` at
 //! the workspace root), a missing chdb or a missing clickhouse-server fails with a message
 //! saying how to install it.
@@ -23,7 +28,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clickhouse_support::{DB, PASSWORD, Shim, USER, run_sql};
+use clickhouse_support::{DB, PASSWORD, SERVER_TZ, Shim, USER, run_sql};
 use common::{Receiver, Reply, full_record, generation, secret_record};
 use serde_json::{Value, json};
 use tracecast_exporters::clickhouse::{self, warehouse};
@@ -50,6 +55,16 @@ fn ch_config(url: &str, table: &str, v2: bool) -> Value {
         "shouldIncludeCacheWriteTokens": v2,
         "headers": {"X-Team": "observability"}
     })
+}
+
+/// The workspace the sample generations belong to (the server sets it from the ingest key).
+const WORKSPACE: &str = "0b7a4d2e-5c1f-4e3a-9d6b-2f8e1c4a7b90";
+/// `created_at` of the full record, 2026-01-01T13:37:42.250Z, in ms since the epoch.
+const FULL_START_MS: i64 = 1_767_274_662_250;
+
+fn owned(mut g: Generation) -> Generation {
+    g.identity.workspace_id = WORKSPACE.to_string();
+    g
 }
 
 fn num(v: &Value) -> f64 {
@@ -310,7 +325,7 @@ async fn chdb_takes_the_ddl_and_inserts_and_the_guide_queries_add_up() {
     let e = exporter(ch_config(&shim.url, warehouse::DEFAULT_TABLE, true));
     let check = e.test_connection().await;
     assert!(check.ok, "{check:?}");
-    assert!(check.message.contains("has all 28 columns"), "{check:?}");
+    assert!(check.message.contains("has all 29 columns"), "{check:?}");
 
     let base = chrono::Utc::now() - chrono::Duration::seconds(120);
     let specs = specs();
@@ -531,7 +546,7 @@ async fn chdb_takes_the_ddl_and_inserts_and_the_guide_queries_add_up() {
 
 #[tokio::test]
 async fn golden_row_is_accepted_by_chdb_and_matches_the_file() {
-    let g = generation(full_record());
+    let g = owned(generation(full_record()));
     let view = TraceView::new(&g, ALL_GROUPS);
     let line = clickhouse::json_row(&view, true);
     let body = format!("{line}\n");
@@ -541,8 +556,9 @@ async fn golden_row_is_accepted_by_chdb_and_matches_the_file() {
     assert_eq!(row["TRACE_ID"], "order_processing_001");
     assert_eq!(row["SPAN_ID"], "gen-1767225600-AbCdEfGhIjKlMnOpQrSt");
     assert_eq!(row["PARENT_SPAN_ID"], "00f067aa0ba902b7");
-    assert_eq!(row["TIMESTAMP"], "2026-01-01 00:00:00.250");
-    assert_eq!(row["END_TIME"], "2026-01-01 00:00:01.773");
+    assert_eq!(row["TIMESTAMP"], "2026-01-01T13:37:42.250Z");
+    assert_eq!(row["END_TIME"], "2026-01-01T13:37:43.773Z");
+    assert_eq!(row["ENTITY_ID"], WORKSPACE);
     assert_eq!(
         row["API_KEY_NAME"],
         Value::Null,
@@ -578,9 +594,71 @@ async fn golden_row_is_accepted_by_chdb_and_matches_the_file() {
     let r = shim
         .rows("SELECT toString(TIMESTAMP) AS ts, toString(END_TIME) AS te, DURATION_MS FROM GOLDEN")
         .await;
-    assert_eq!(r[0]["ts"], "2026-01-01 00:00:00.250");
-    assert_eq!(r[0]["te"], "2026-01-01 00:00:01.773");
+    assert_eq!(r[0]["ts"], "2026-01-01 13:37:42.250");
+    assert_eq!(r[0]["te"], "2026-01-01 13:37:43.773");
     assert_eq!(num(&r[0]["DURATION_MS"]), 1523.5);
+}
+
+/// OpenRouter's own table (fixture `clickhouse_support/openrouter_ddl.sql`: `DateTime64(3)`
+/// without a zone, `ENTITY_ID String`) on an engine whose time zone is not UTC: the test
+/// passes, and the row holds the generation's UTC instants and its workspace as `ENTITY_ID`.
+#[tokio::test]
+async fn openrouter_table_on_a_non_utc_engine_keeps_utc_times() {
+    let shim = Shim::start().await;
+    let tz = shim.rows("SELECT timezone() AS tz").await;
+    assert_eq!(tz[0]["tz"], SERVER_TZ, "the engine must not run in UTC");
+    run_sql(&shim.url, &clickhouse_support::openrouter_ddl(), Some(DB)).await;
+    let e = exporter(ch_config(&shim.url, "OPENROUTER_TRACES", false));
+    let check = e.test_connection().await;
+    assert!(check.ok, "{check:?}");
+    assert!(!check.message.contains("empty value"), "{check:?}");
+
+    let g = owned(generation(full_record()));
+    let b = generation(secret_record());
+    let p = e
+        .encode(&[
+            TraceView::new(&g, TraceOptions::default()),
+            TraceView::new(&b, TraceOptions::default()),
+        ])
+        .unwrap();
+    assert_eq!(e.send(&p).await, Outcome::Delivered);
+    let r = shim
+        .rows(
+            "SELECT toUnixTimestamp64Milli(TIMESTAMP) AS ts, toUnixTimestamp64Milli(START_TIME) AS st, \
+                    toUnixTimestamp64Milli(END_TIME) AS te, toString(TIMESTAMP, 'UTC') AS utc, \
+                    ENTITY_ID, ORGANIZATION_ID, STATUS, TOTAL_TOKENS \
+             FROM OPENROUTER_TRACES ORDER BY SPAN_ID",
+        )
+        .await;
+    assert_eq!(r.len(), 2);
+    assert_eq!(num(&r[0]["ts"]) as i64, FULL_START_MS);
+    assert_eq!(num(&r[0]["st"]) as i64, FULL_START_MS);
+    assert_eq!(num(&r[0]["te"]) as i64, FULL_START_MS + 1523);
+    assert_eq!(r[0]["utc"], "2026-01-01 13:37:42.250");
+    assert_eq!(r[0]["ENTITY_ID"], WORKSPACE);
+    assert_eq!(r[0]["ORGANIZATION_ID"], Value::Null);
+    assert_eq!(r[0]["STATUS"], "ok");
+    assert_eq!(num(&r[0]["TOTAL_TOKENS"]), 150.0);
+    // secret_record: created_at 2026-01-01T00:00:00Z.
+    assert_eq!(num(&r[1]["ts"]) as i64, 1_767_225_600_000);
+
+    // A column tracecast does not write and ClickHouse fills with its type's empty value is
+    // named (the insert itself works: ClickHouse defaults omitted fields).
+    run_sql(
+        &shim.url,
+        "ALTER TABLE OPENROUTER_TRACES ADD COLUMN TENANT_ID String",
+        Some(DB),
+    )
+    .await;
+    let check = e.test_connection().await;
+    assert!(check.ok, "{check:?}");
+    assert!(
+        check.message.ends_with(
+            "; column(s) TENANT_ID are not written by tracecast and are neither Nullable nor given a DEFAULT, so they will hold their type's empty value"
+        ),
+        "{check:?}"
+    );
+    assert_eq!(e.send(&p).await, Outcome::Delivered);
 }
 
 #[tokio::test]
@@ -808,7 +886,7 @@ async fn start_legacy_server() -> Server {
   <default_profile>default</default_profile>
   <default_database>default</default_database>
   <mark_cache_size>5368709</mark_cache_size>
-  <timezone>UTC</timezone>
+  <timezone>{SERVER_TZ}</timezone>
 </yandex>
 "#
         ),
@@ -878,7 +956,7 @@ async fn debian_clickhouse_server_18_16_http_protocol_and_auth() {
     let check = e.test_connection().await;
     assert!(check.ok, "{check:?}");
 
-    let a = generation(full_record());
+    let a = owned(generation(full_record()));
     let b = generation(secret_record());
     let p = e
         .encode(&[
@@ -902,7 +980,42 @@ async fn debian_clickhouse_server_18_16_http_protocol_and_auth() {
     assert_eq!(lines.len(), 4, "{rows}");
     assert_eq!(
         lines[0],
-        "gen-1767225600-AbCdEfGhIjKlMnOpQrSt\t2026-01-01 00:00:00\t150\tORD-12345"
+        "gen-1767225600-AbCdEfGhIjKlMnOpQrSt\t2026-01-01 13:37:42\t150\tORD-12345"
+    );
+
+    // OpenRouter's table as 18.16 can have it (no DateTime64: `DateTime`, still without a
+    // zone, read in the server's time zone): the times are the UTC instants.
+    let server_tz = run_sql(&server.url, "SELECT timezone()", None).await;
+    assert_eq!(server_tz.trim(), SERVER_TZ);
+    let ddl = clickhouse_support::openrouter_ddl()
+        .replace("DateTime64(3)", "DateTime")
+        .replace("`OPENROUTER_TRACES`", "`OPENROUTER_DDL`");
+    run_sql(&server.url, &ddl, Some(DB)).await;
+    let e = exporter(ch_config(&server.url, "OPENROUTER_DDL", false));
+    let check = e.test_connection().await;
+    assert!(check.ok, "{check:?}");
+    let g = owned(generation(full_record()));
+    let p = e
+        .encode(&[TraceView::new(&g, TraceOptions::default())])
+        .unwrap();
+    assert_eq!(e.send(&p).await, Outcome::Delivered);
+    let rows = run_sql(
+        &server.url,
+        &format!(
+            "SELECT toUnixTimestamp(TIMESTAMP), toUnixTimestamp(START_TIME), toUnixTimestamp(END_TIME), ENTITY_ID \
+             FROM {DB}.OPENROUTER_DDL FORMAT TabSeparated"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(
+        rows.trim(),
+        format!(
+            "{}\t{}\t{}\t{WORKSPACE}",
+            FULL_START_MS / 1000,
+            FULL_START_MS / 1000,
+            (FULL_START_MS + 1523) / 1000
+        )
     );
 
     // The wrong password: a clear test failure and a pause, never the password in clear.

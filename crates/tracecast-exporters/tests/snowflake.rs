@@ -18,6 +18,7 @@ use tracecast_exporters::clickhouse::warehouse;
 use tracecast_exporters::snowflake::{self, SnowflakeExporter};
 use tracecast_exporters::{ExportContext, Exporter, Outcome, build};
 use tracecast_model::DestinationType;
+use tracecast_model::generation::Generation;
 use tracecast_model::trace::{TraceOptions, TraceView};
 
 const TOKEN: &str = "pat-Secret-Token-0123456789";
@@ -55,6 +56,14 @@ fn columns(v2: bool) -> Vec<&'static str> {
     warehouse::columns(v2).iter().map(|c| c.name).collect()
 }
 
+/// The workspace the sample generations belong to (the server sets it from the ingest key).
+const WORKSPACE: &str = "0b7a4d2e-5c1f-4e3a-9d6b-2f8e1c4a7b90";
+
+fn owned(mut g: Generation) -> Generation {
+    g.identity.workspace_id = WORKSPACE.to_string();
+    g
+}
+
 async fn receiver(v2: bool) -> SnowflakeReceiver {
     SnowflakeReceiver::start(TOKEN, TABLE, &columns(v2)).await
 }
@@ -63,7 +72,7 @@ async fn receiver(v2: bool) -> SnowflakeReceiver {
 async fn inserts_rows_with_bind_variables_and_the_pat_headers() {
     let rx = receiver(true).await;
     let e = exporter(&rx, true);
-    let a = generation(full_record());
+    let a = owned(generation(full_record()));
     let b = generation(secret_record());
     let p = e
         .encode(&[
@@ -107,8 +116,8 @@ async fn inserts_rows_with_bind_variables_and_the_pat_headers() {
         statement.starts_with(&format!("INSERT INTO {TABLE} (TRACE_ID, SPAN_ID,")),
         "{statement}"
     );
-    assert!(statement.contains("PARSE_JSON(COLUMN24)"), "{statement}");
-    assert_eq!(body["bindings"].as_object().unwrap().len(), 2 * 28);
+    assert!(statement.contains("PARSE_JSON(COLUMN25)"), "{statement}");
+    assert_eq!(body["bindings"].as_object().unwrap().len(), 2 * 29);
     assert_eq!(
         body["bindings"]["1"],
         json!({"type": "TEXT", "value": "order_processing_001"})
@@ -121,12 +130,13 @@ async fn inserts_rows_with_bind_variables_and_the_pat_headers() {
     assert_eq!(r["TRACE_ID"], "order_processing_001");
     assert_eq!(r["SPAN_ID"], "gen-1767225600-AbCdEfGhIjKlMnOpQrSt");
     assert_eq!(r["PARENT_SPAN_ID"], "00f067aa0ba902b7");
-    assert_eq!(r["TIMESTAMP"], "2026-01-01 00:00:00.250");
-    assert_eq!(r["START_TIME"], "2026-01-01 00:00:00.250");
-    assert_eq!(r["END_TIME"], "2026-01-01 00:00:01.773");
+    assert_eq!(r["TIMESTAMP"], "2026-01-01 13:37:42.250");
+    assert_eq!(r["START_TIME"], "2026-01-01 13:37:42.250");
+    assert_eq!(r["END_TIME"], "2026-01-01 13:37:43.773");
     assert_eq!(r["DURATION_MS"], 1523.5);
     assert_eq!(r["USER_ID"], "user_12345");
     assert_eq!(r["SESSION_ID"], "session_abc");
+    assert_eq!(r["ENTITY_ID"], WORKSPACE);
     assert_eq!(r["API_KEY_NAME"], Value::Null);
     assert_eq!(r["MODEL"], "openai/gpt-4o");
     assert_eq!(r["PROVIDER_NAME"], "OpenAI");
@@ -173,7 +183,7 @@ async fn inserts_rows_with_bind_variables_and_the_pat_headers() {
 async fn golden_request_body() {
     let rx = receiver(true).await;
     let e = exporter(&rx, true);
-    let g = generation(full_record());
+    let g = owned(generation(full_record()));
     let p = e.encode(&[TraceView::new(&g, ALL_GROUPS)]).unwrap();
     assert_eq!(e.send(&p).await, Outcome::Delivered);
     assert_eq!(rx.violations(), Vec::<String>::new());
@@ -313,7 +323,7 @@ async fn test_connection_describes_the_table() {
     assert!(check.ok, "{check:?}");
     assert_eq!(
         check.message,
-        format!("Snowflake accepted the token and table {TABLE} has all 28 columns")
+        format!("Snowflake accepted the token and table {TABLE} has all 29 columns")
     );
     let seen = rx.seen();
     assert_eq!(
@@ -356,6 +366,69 @@ async fn test_connection_describes_the_table() {
         check.message.starts_with("Snowflake could not be reached"),
         "{check:?}"
     );
+}
+
+/// OpenRouter's own table (the fixture snowflake_support/openrouter_ddl.sql, copied from the
+/// DDL OpenRouter's dashboard prints): `ENTITY_ID` is `NOT NULL`, so a batch without it fails,
+/// and the connection test must say so instead of passing.
+#[tokio::test]
+async fn openrouter_table_passes_the_test_and_takes_every_batch() {
+    let table = snowflake_support::openrouter_table();
+    assert!(
+        table.contains(&("ENTITY_ID".to_string(), true)),
+        "{table:?}"
+    );
+    let rx = SnowflakeReceiver::start_described(TOKEN, TABLE, &table).await;
+    let e = exporter(&rx, false);
+    let check = e.test_connection().await;
+    assert!(check.ok, "{check:?}");
+    let g = owned(generation(full_record()));
+    let b = generation(secret_record());
+    let p = e
+        .encode(&[
+            TraceView::new(&g, TraceOptions::default()),
+            TraceView::new(&b, TraceOptions::default()),
+        ])
+        .unwrap();
+    assert_eq!(e.send(&p).await, Outcome::Delivered);
+    assert_eq!(rx.violations(), Vec::<String>::new());
+    let rows = rx.rows();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["ENTITY_ID"], WORKSPACE);
+    assert_eq!(rows[0]["TIMESTAMP"], "2026-01-01 13:37:42.250");
+    assert!(rows[0].get("ORGANIZATION_ID").is_none());
+    // Every NOT NULL column of the table (down to the last visible one, and the inferred rest)
+    // is written.
+    for (c, required) in &table {
+        if *required {
+            assert!(!rows[1][c.as_str()].is_null(), "{c} is NULL");
+        }
+    }
+
+    // A NOT NULL column tracecast does not write: the test fails and names it (the batch
+    // would fail too).
+    let mut extra = table.clone();
+    extra.push(("TENANT_ID".to_string(), true));
+    let rx = SnowflakeReceiver::start_described(TOKEN, TABLE, &extra).await;
+    let e = exporter(&rx, false);
+    let check = e.test_connection().await;
+    assert!(!check.ok, "{check:?}");
+    assert_eq!(
+        check.message,
+        format!(
+            "Snowflake table {TABLE} has NOT NULL column(s) without a default that tracecast does not write: TENANT_ID (every insert would fail; make them nullable or give them a DEFAULT)"
+        )
+    );
+    match e.send(&p).await {
+        Outcome::Rejected { status, error } => {
+            assert_eq!(status, Some(422));
+            assert!(
+                error.contains("NULL result in a non-nullable column 'TENANT_ID'"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

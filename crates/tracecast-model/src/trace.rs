@@ -553,6 +553,12 @@ impl<'a> TraceView<'a> {
         self.g.identity.api_key_name.as_deref()
     }
 
+    /// The workspace that owns the generation, whatever the metadata groups say: for a
+    /// warehouse table's owner column (`ENTITY_ID`), which OpenRouter always fills.
+    pub fn workspace_id(&self) -> &'a str {
+        &self.g.identity.workspace_id
+    }
+
     pub fn identity_group(&self) -> Option<IdentityGroup<'a>> {
         self.opts.identity.then(|| IdentityGroup {
             api_key_name: self.g.identity.api_key_name.as_deref(),

@@ -91,8 +91,11 @@ async fn generations_reach_clickhouse_and_a_wrong_password_pauses() {
     assert_eq!(st["counts"]["dead_lettered"], 0, "{st}");
 
     let rows = shim
-        .rows("SELECT SPAN_ID, TRACE_ID, USER_ID, API_KEY_NAME, INPUT, OUTPUT, TOTAL_TOKENS, JSONExtractString(METADATA, 'env') AS env FROM OPENROUTER_TRACES ORDER BY SPAN_ID")
+        .rows("SELECT SPAN_ID, TRACE_ID, USER_ID, API_KEY_NAME, ENTITY_ID, INPUT, OUTPUT, TOTAL_TOKENS, JSONExtractString(METADATA, 'env') AS env FROM OPENROUTER_TRACES ORDER BY SPAN_ID")
         .await;
+    let workspace = r.body["data"]["workspace_id"].as_str().unwrap();
+    assert!(!workspace.is_empty());
+    assert_eq!(rows[0]["ENTITY_ID"], workspace, "the owning workspace");
     assert_eq!(rows[0]["SPAN_ID"], "ch-0");
     assert_eq!(rows[0]["TRACE_ID"], "workflow-1");
     assert_eq!(rows[0]["USER_ID"], "user-1");

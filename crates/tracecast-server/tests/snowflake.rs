@@ -18,36 +18,6 @@ use tracecast_server::settings::Settings;
 
 const TOKEN: &str = "pat-e2e-Token-0123456789";
 const TABLE: &str = "SNOWFLAKE_LEARNING_DB.PUBLIC.OPENROUTER_TRACES";
-/// The v1 columns, in table order (docs/destinations/snowflake.md).
-const COLUMNS: &[&str] = &[
-    "TRACE_ID",
-    "SPAN_ID",
-    "PARENT_SPAN_ID",
-    "TIMESTAMP",
-    "START_TIME",
-    "END_TIME",
-    "DURATION_MS",
-    "USER_ID",
-    "SESSION_ID",
-    "API_KEY_NAME",
-    "MODEL",
-    "PROVIDER_NAME",
-    "SPAN_TYPE",
-    "STATUS",
-    "LEVEL",
-    "FINISH_REASON",
-    "PROMPT_TOKENS",
-    "COMPLETION_TOKENS",
-    "TOTAL_TOKENS",
-    "CACHED_TOKENS",
-    "REASONING_TOKENS",
-    "TOTAL_COST",
-    "ATTRIBUTES",
-    "INPUT",
-    "OUTPUT",
-    "METADATA",
-    "MODEL_PARAMETERS",
-];
 
 fn settings(url: String) -> impl FnOnce(&mut Settings) {
     move |s: &mut Settings| {
@@ -77,7 +47,10 @@ fn record(id: &str) -> Value {
 
 #[tokio::test]
 async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
-    let rx = SnowflakeReceiver::start(TOKEN, TABLE, COLUMNS).await;
+    // OpenRouter's own table (its DDL as the fixture has it): ENTITY_ID is NOT NULL.
+    let rx =
+        SnowflakeReceiver::start_described(TOKEN, TABLE, &snowflake_support::openrouter_table())
+            .await;
     let s = TestServer::start_with(settings(rx.url.clone())).await;
     let (key, _) = s.workspace_key(None).await;
     let config = json!({"account": "xy12345.us-east-1", "token": TOKEN});
@@ -137,6 +110,9 @@ async fn generations_reach_snowflake_through_429_async_and_a_401_pause() {
     assert_eq!(inserts[0].param("requestId"), inserts[1].param("requestId"));
     let row = &rx.rows()[0];
     assert_eq!(row["TRACE_ID"], "forecast-1");
+    let workspace = r.body["data"]["workspace_id"].as_str().unwrap();
+    assert!(!workspace.is_empty());
+    assert_eq!(row["ENTITY_ID"], workspace, "the owning workspace");
     assert_eq!(row["USER_ID"], "user-7");
     assert_eq!(row["METADATA"]["department"], "finance");
     assert_eq!(row["METADATA"]["trace_name"], "Revenue Forecasting");

@@ -15,6 +15,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub const USER: &str = "tracecast";
 pub const PASSWORD: &str = "ch-pass-Secret-42";
 pub const DB: &str = "tracecast";
+/// The time zone the engines run in (chdb through `TZ`, clickhouse-server through
+/// `<timezone>`): not UTC, so a time sent without a zone would land shifted.
+pub const SERVER_TZ: &str = "Asia/Kolkata";
+
+/// OpenRouter's ClickHouse DDL (the fixture `openrouter_ddl.sql`; see its header for what is
+/// copied from OpenRouter's setup screen and what is inferred).
+pub fn openrouter_ddl() -> String {
+    include_str!("openrouter_ddl.sql").to_string()
+}
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,6 +67,7 @@ impl Shim {
             .arg(dir.path().join("chdb"))
             .arg("--log")
             .arg(&log)
+            .env("TZ", SERVER_TZ)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

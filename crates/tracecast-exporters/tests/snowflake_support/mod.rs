@@ -17,7 +17,11 @@
 //!
 //! It runs the two statements tracecast sends: `DESCRIBE TABLE <name>` against a configured
 //! table, and `INSERT INTO <name> (cols) SELECT ... FROM VALUES (?, ...), ...`, whose rows it
-//! keeps (JSON parsed for `PARSE_JSON`, timestamps checked for `TO_TIMESTAMP_NTZ`). Answers are
+//! keeps (JSON parsed for `PARSE_JSON`, timestamps checked for `TO_TIMESTAMP_NTZ`). A table
+//! column may be `NOT NULL` without a default (as `ENTITY_ID` is in OpenRouter's DDL, the
+//! fixture `openrouter_ddl.sql`): `DESCRIBE TABLE` says `null?` `N` for it, and an insert that
+//! leaves it out or binds NULL to it fails as Snowflake's does (422, code 100072, "NULL result
+//! in a non-nullable column"). Answers are
 //! the documented shapes: 200 ResultSet, 202 QueryStatus (then `GET /api/v2/statements/{h}`),
 //! 401 / 422 with `code` and `message`, and scripted statuses (429 with Retry-After, 503).
 //! A resubmitted `requestId` with `retry=true` whose statement succeeded returns that result
@@ -109,6 +113,8 @@ struct Inner {
     token: String,
     table: String,
     columns: Vec<String>,
+    /// Columns that are NOT NULL without a default.
+    required: Vec<String>,
     rows: Vec<Map<String, Value>>,
     seen: Vec<Seen>,
     script: VecDeque<Script>,
@@ -122,6 +128,21 @@ struct Inner {
 pub struct SnowflakeReceiver {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
+}
+
+/// OpenRouter's Snowflake table (the fixture `openrouter_ddl.sql`, see its header) as
+/// (column, NOT NULL without a default), in table order.
+pub fn openrouter_table() -> Vec<(String, bool)> {
+    include_str!("openrouter_ddl.sql")
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('"') && !l.starts_with("\"OPENROUTER_TRACES"))
+        .filter_map(|l| {
+            let name = l.strip_prefix('"')?.split('"').next()?;
+            let required = l.contains(" NOT NULL") && !l.contains(" DEFAULT ");
+            Some((name.to_string(), required))
+        })
+        .collect()
 }
 
 fn uuid_like(s: &str) -> bool {
@@ -141,10 +162,26 @@ impl SnowflakeReceiver {
     /// A receiver accepting `token`, with table `table` (fully qualified, upper case) having
     /// `columns`.
     pub async fn start(token: &str, table: &str, columns: &[&str]) -> SnowflakeReceiver {
+        let described: Vec<(String, bool)> =
+            columns.iter().map(|c| (c.to_string(), false)).collect();
+        Self::start_described(token, table, &described).await
+    }
+
+    /// A receiver whose table has `columns` as (name, NOT NULL without a default).
+    pub async fn start_described(
+        token: &str,
+        table: &str,
+        columns: &[(String, bool)],
+    ) -> SnowflakeReceiver {
         let inner = Arc::new(Mutex::new(Inner {
             token: token.to_string(),
             table: table.to_string(),
-            columns: columns.iter().map(|s| s.to_string()).collect(),
+            columns: columns.iter().map(|(c, _)| c.clone()).collect(),
+            required: columns
+                .iter()
+                .filter(|(_, r)| *r)
+                .map(|(c, _)| c.clone())
+                .collect(),
             rows: Vec::new(),
             seen: Vec::new(),
             script: VecDeque::new(),
@@ -343,7 +380,7 @@ fn execute(
                     json!(c),
                     json!("VARCHAR(16777216)"),
                     json!("COLUMN"),
-                    json!("Y"),
+                    json!(if i.required.contains(c) { "N" } else { "Y" }),
                     Value::Null,
                     json!("N"),
                     json!("N"),
@@ -487,6 +524,23 @@ fn execute(
             row.insert(col.to_string(), v);
         }
         new_rows.push(row);
+    }
+    for row in &new_rows {
+        if let Some(c) = i
+            .required
+            .iter()
+            .find(|c| row.get(c.as_str()).is_none_or(Value::is_null))
+        {
+            return (
+                422,
+                error_body(
+                    "100072",
+                    "22000",
+                    &format!("NULL result in a non-nullable column '{c}'"),
+                    handle,
+                ),
+            );
+        }
     }
     let n = new_rows.len();
     i.rows.extend(new_rows);
