@@ -1046,7 +1046,11 @@ mod tests {
             &json!({"baseUrl": "https://attacker.example", "publicKey": shown["publicKey"], "secretKey": "sk-lf-new-1234567", "headers": shown["headers"]}),
         )
         .unwrap_err();
-        assert!(err.0.contains("send config.publicKey, config.headers.X-Env again"), "{err}");
+        assert!(
+            err.0
+                .contains("send config.publicKey, config.headers.X-Env again"),
+            "{err}"
+        );
         // Resetting the URL to its default moves it too.
         let moved = merge(
             DestinationType::Langfuse,
@@ -1075,7 +1079,12 @@ mod tests {
             &json!({"account": "xy12345.us-east-1", "token": "pat-0123456789abcdef"}),
         )
         .unwrap();
-        let err = merge(DestinationType::Snowflake, &sf, &json!({"account": "evil-acct"})).unwrap_err();
+        let err = merge(
+            DestinationType::Snowflake,
+            &sf,
+            &json!({"account": "evil-acct"}),
+        )
+        .unwrap_err();
         assert!(err.0.starts_with("config.account changes where"), "{err}");
         // A webhook's headers are its credentials.
         let wh = validate(
@@ -1083,8 +1092,16 @@ mod tests {
             &json!({"url": "https://hooks.example/a", "headers": {"Authorization": "Bearer 0123456789abc"}}),
         )
         .unwrap();
-        let err = merge(DestinationType::Webhook, &wh, &json!({"url": "https://other.example/"})).unwrap_err();
-        assert!(err.0.contains("send config.headers.Authorization again"), "{err}");
+        let err = merge(
+            DestinationType::Webhook,
+            &wh,
+            &json!({"url": "https://other.example/"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("send config.headers.Authorization again"),
+            "{err}"
+        );
         // A change elsewhere (not a target) still keeps masked secrets.
         merge(DestinationType::Snowflake, &sf, &json!({"table": "OTHER"})).unwrap();
     }

@@ -265,7 +265,14 @@ async fn list_tenant_keys(
         let mut offset = 0;
         loop {
             let page = store
-                .list_management_keys(tenant, true, PageRequest { offset, limit: PAGE })
+                .list_management_keys(
+                    tenant,
+                    true,
+                    PageRequest {
+                        offset,
+                        limit: PAGE,
+                    },
+                )
                 .await?;
             offset += page.items.len() as u64;
             let done = page.items.is_empty() || offset >= page.total;
@@ -279,14 +286,27 @@ async fn list_tenant_keys(
         let mut ws_offset = 0;
         loop {
             let wss = store
-                .list_workspaces(tenant, PageRequest { offset: ws_offset, limit: PAGE })
+                .list_workspaces(
+                    tenant,
+                    PageRequest {
+                        offset: ws_offset,
+                        limit: PAGE,
+                    },
+                )
                 .await?;
             ws_offset += wss.items.len() as u64;
             for ws in &wss.items {
                 let mut offset = 0;
                 loop {
                     let page = store
-                        .list_keys(ws.id, true, PageRequest { offset, limit: PAGE })
+                        .list_keys(
+                            ws.id,
+                            true,
+                            PageRequest {
+                                offset,
+                                limit: PAGE,
+                            },
+                        )
                         .await?;
                     offset += page.items.len() as u64;
                     let done = page.items.is_empty() || offset >= page.total;
@@ -421,10 +441,11 @@ async fn main() -> anyhow::Result<()> {
             let tenants = store.list_tenants().await?;
             let kind = kind.as_deref().and_then(KeyKind::parse);
             let now = tracecast_model::time::now_rfc3339();
-            for t in tenants
-                .iter()
-                .filter(|t| tenant.as_ref().is_none_or(|x| t.id.to_string() == *x || t.name == *x))
-            {
+            for t in tenants.iter().filter(|t| {
+                tenant
+                    .as_ref()
+                    .is_none_or(|x| t.id.to_string() == *x || t.name == *x)
+            }) {
                 for k in list_tenant_keys(&store, t.id, kind).await? {
                     let state = if k.disabled {
                         "disabled"
@@ -458,7 +479,12 @@ async fn main() -> anyhow::Result<()> {
             let store = admin_store(&common).await?;
             let key = find_key(&store, &hash).await?;
             store.delete_key(&key.hash).await.map_err(key_error)?;
-            say!("deleted {} key {} ({})", key.kind.as_str(), key.label, key.name);
+            say!(
+                "deleted {} key {} ({})",
+                key.kind.as_str(),
+                key.label,
+                key.name
+            );
         }
         Command::Tenants {
             command: TenantsCommand::Create { name, common },

@@ -376,7 +376,8 @@ async fn keep_one_management_key(
     .try_get("n")?;
     if others == 0 {
         return Err(StoreError::Conflict(
-            "this is the account's last active management key: create another management key first".into(),
+            "this is the account's last active management key: create another management key first"
+                .into(),
         ));
     }
     Ok(())

@@ -257,7 +257,14 @@ pub(crate) async fn validate_new(
     };
     let ws = caller.workspace(state, requested_ws).await?;
     let mut cfg = cfg;
-    server_external_id(state, ty, ws.id, req.config.get(config::S3_EXTERNAL_ID), &mut cfg).await?;
+    server_external_id(
+        state,
+        ty,
+        ws.id,
+        req.config.get(config::S3_EXTERNAL_ID),
+        &mut cfg,
+    )
+    .await?;
     let api_key_hashes = match &req.api_key_hashes {
         Some(Some(h)) => Some(check_key_hashes(state, &ws, h).await?),
         _ => None,

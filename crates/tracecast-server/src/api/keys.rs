@@ -206,9 +206,7 @@ fn parse_kind(v: Option<&str>) -> ApiResult<KeyKind> {
     match v {
         None => Ok(KeyKind::Workspace),
         Some(s) => KeyKind::parse(s).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "kind must be workspace or management, got {s:?}"
-            ))
+            ApiError::bad_request(format!("kind must be workspace or management, got {s:?}"))
         }),
     }
 }
@@ -290,14 +288,7 @@ pub async fn create(
             state.store.default_workspace(me.tenant_id).await?
         }
     };
-    let (key, raw) = new_key(
-        kind,
-        me.tenant_id,
-        ws.id,
-        &req.name,
-        expires_at,
-        None,
-    );
+    let (key, raw) = new_key(kind, me.tenant_id, ws.id, &req.name, expires_at, None);
     state.store.insert_key(&key).await?;
     tracing::info!(key = %key.label, kind = kind.as_str(), workspace = %ws.id, "API key created");
     Ok((
