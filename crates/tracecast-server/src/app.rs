@@ -26,7 +26,12 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     }
     let keyring = match &settings.encryption_keys {
         Some(spec) => Keyring::from_spec(spec).context("TRACECAST_ENCRYPTION_KEYS")?,
-        None => Keyring::load_or_create(&settings.data_dir.join("encryption.key"))?,
+        None => {
+            let path = settings.data_dir.join("encryption.key");
+            crate::permissions::tighten(&path)
+                .with_context(|| format!("securing {}", path.display()))?;
+            Keyring::load_or_create(&path)?
+        }
     };
     let store = match &settings.database_url {
         Some(url) => SqlStore::connect_with(url, keyring, settings.database_pool_size).await,

@@ -4,8 +4,8 @@
 //! every generation's prompts and responses. The data directory is created `0700` and each
 //! SQLite database file `0600` before SQLite opens it: SQLite gives the `-wal` and `-shm` files
 //! it creates next to a database the database file's own permissions, so they follow. Files
-//! and a directory found looser at start are reported with a warning; the database files,
-//! which tracecast owns, are also tightened to `0600`.
+//! and a directory found looser at start are reported with a warning; the database files and
+//! `encryption.key`, which tracecast owns, are also tightened to `0600`.
 
 use std::io;
 use std::path::Path;
@@ -49,7 +49,7 @@ pub fn prepare_dir(dir: &Path) -> io::Result<()> {
 pub fn prepare_db_file(path: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         if !path.exists() {
             std::fs::OpenOptions::new()
                 .write(true)
@@ -64,24 +64,40 @@ pub fn prepare_db_file(path: &Path) -> io::Result<()> {
             path.with_file_name(format!("{name}-wal")),
             path.with_file_name(format!("{name}-shm")),
         ] {
-            let Ok(meta) = std::fs::metadata(&file) else {
-                continue;
-            };
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    path = %file.display(),
-                    mode = format_args!("{mode:o}"),
-                    "a database file was readable by other users; its mode is now 600"
-                );
-                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(FILE_MODE))?;
-            }
+            tighten(&file)?;
         }
         Ok(())
     }
     #[cfg(not(unix))]
     {
         let _ = path;
+        Ok(())
+    }
+}
+
+/// Sets an existing file that its group or others can reach back to `0600`, with a warning.
+/// A missing file is left alone.
+pub fn tighten(file: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(file) else {
+            return Ok(());
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %file.display(),
+                mode = format_args!("{mode:o}"),
+                "a data file was readable by other users; its mode is now 600"
+            );
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(FILE_MODE))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
         Ok(())
     }
 }

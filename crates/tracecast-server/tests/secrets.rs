@@ -323,7 +323,7 @@ async fn loose_database_files_are_tightened_at_start() {
     {
         let _s = TestServer::start_with(|st| st.data_dir = data.clone()).await;
     }
-    let mut files = vec!["queue.db"];
+    let mut files = vec!["queue.db", "encryption.key"];
     if common::test_database_url().is_none() {
         files.push("tracecast.db");
     }
