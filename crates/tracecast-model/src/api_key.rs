@@ -44,7 +44,7 @@ pub struct ApiKey {
     pub workspace_id: Uuid,
     pub kind: KeyKind,
     pub name: String,
-    /// A recognisable, non-secret rendering of the key (`sk-tc-v1-3f2...9a1c`).
+    /// A non-secret rendering of the key: its prefix and last 4 characters (`sk-tc-v1-...9a1c`).
     pub label: String,
     pub disabled: bool,
     pub expires_at: Option<String>,

@@ -67,6 +67,9 @@ pub fn validate(settings: &Settings) -> anyhow::Result<()> {
     {
         anyhow::bail!("node_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
     }
+    if let Some(k) = &settings.bootstrap_management_key {
+        crate::provision::check_bootstrap_key(k)?;
+    }
     if let Some(t) = &settings.metrics_token {
         crate::api::metrics::check_token_setting(t)?;
     }

@@ -301,8 +301,8 @@ pub(crate) async fn validate_new(
     ),
     responses(
         (status = 200, body = DestinationList),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "Invalid paging, or a workspace_id that names no workspace of this account"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -331,8 +331,9 @@ pub async fn list(
     request_body = CreateDestinationRequest,
     responses(
         (status = 201, body = DestinationResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The workspace already holds 5 destinations of this type"),
+        (status = 400, body = ErrorBody, description = "Invalid body, or a workspace_id that names no workspace of this account"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The workspace already holds 5 destinations of this type"),
         (status = 413, body = ErrorBody),
     ),
     security(("bearer" = []))
