@@ -214,6 +214,10 @@ ALL_FIELDS = {
 }
 
 MGMT_ONLY = "Only management keys can perform this operation"
+# Config fields that decide where the credentials go (tracecast: every URL field, plus
+# newrelic/s3 region, s3 provider and snowflake account). A PATCH changing one must send every
+# secret again.
+CREDENTIAL_TARGETS = {"baseUrl", "url", "endpoint", "otlpEndpoint", "host", "region", "provider", "account"}
 HEADER = "X-Trace-Token"
 
 
@@ -415,6 +419,15 @@ def test_crud_every_type(dtype, client, traffic, default_workspace_id, cleanup):
     patch_cfg: Dict[str, Any] = {patch_field: patch_value, "headers": created["config"]["headers"]}
     for f in spec["secrets"]:
         patch_cfg[f] = created["config"][f]  # masked value
+    if patch_field in CREDENTIAL_TARGETS:
+        # Moving the credentials (a URL, host, region...) needs them again, unmasked: the
+        # masked echo is refused, naming the moved field.
+        api_error(lambda: client.observability.update(id=created["id"], config=patch_cfg), 400,
+                  errors.BadRequestResponseError,
+                  startswith=f"config.{patch_field} changes where this destination's credentials are sent")
+        patch_cfg["headers"] = cfg["headers"]
+        for f in spec["secrets"]:
+            patch_cfg[f] = cfg[f]
     upd = client.observability.update(
         id=created["id"], name=f"{dtype} renamed", enabled=False, config=patch_cfg
     )
@@ -1111,18 +1124,22 @@ def test_other_tenant_sees_nothing_of_tenant_a(client, other_client, traffic, cl
     api_error(lambda: other_client.observability.get(id=a["id"]), 404, errors.NotFoundResponseError)
 
 
-def test_foreign_or_unknown_workspace_id_is_not_found(client, api, other_client, other_tenant_key, traffic):
+def test_foreign_or_unknown_workspace_id_is_a_bad_request(client, api, other_client, other_tenant_key, traffic):
+    """OpenRouter's spec answers an invalid workspace_id on list and create with 400; a foreign
+    workspace answers exactly like a nonexistent one."""
     b_ws = api.create_workspace(key=other_tenant_key)
     b = create_raw(other_client, traffic, name="b", type_="webhook", config=webhook_cfg())
     b_default_ws = b["workspace_id"]
     other_client.observability.delete(id=b["id"])
+    messages = set()
     for ws in (b_ws, b_default_ws, str(uuid.uuid4())):
-        api_error(
+        messages.add(api_error(
             lambda: client.observability.create(name="x", type_="webhook", config=webhook_cfg(),
                                                 workspace_id=ws),
-            404,
-        )
-        api_error(lambda: client.observability.list(workspace_id=ws), 404)
+            400,
+        ))
+        messages.add(api_error(lambda: client.observability.list(workspace_id=ws), 400))
+    assert messages == {"workspace_id does not name a workspace of this account"}, messages
 
 
 def test_unknown_destination_id_is_not_found(client):

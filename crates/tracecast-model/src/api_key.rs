@@ -44,7 +44,7 @@ pub struct ApiKey {
     pub workspace_id: Uuid,
     pub kind: KeyKind,
     pub name: String,
-    /// A recognisable, non-secret rendering of the key (`sk-tc-v1-3f2...9a1c`).
+    /// A non-secret rendering of the key: its prefix and last 4 characters (`sk-tc-v1-...9a1c`).
     pub label: String,
     pub disabled: bool,
     pub expires_at: Option<String>,
@@ -70,15 +70,21 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// The display label of a key: its first 12 characters, `...`, its last 4.
+/// The display label of a key: tracecast's prefix when the key has it, `...`, and the last 4
+/// characters (`sk-tc-v1-...9a1c`; `...9a1c` for a key of another shape). Nothing else of the
+/// key is shown, whatever its length.
 pub fn label_for(key: &str) -> String {
     let chars: Vec<char> = key.chars().collect();
-    if chars.len() <= 16 {
-        return "sk-...".to_string();
+    let prefix = if key.starts_with(KEY_PREFIX) {
+        KEY_PREFIX
+    } else {
+        ""
+    };
+    if chars.len() < prefix.chars().count() + 16 {
+        return format!("{prefix}...");
     }
-    let head: String = chars[..12].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}...{tail}")
+    format!("{prefix}...{tail}")
 }
 
 /// Whether `s` is a well-formed key hash (64 hex characters).
@@ -104,5 +110,15 @@ mod tests {
         );
         assert_ne!(generate_key(), k);
         assert!(!label_for(&k).contains(&k[12..k.len() - 4]));
+    }
+
+    #[test]
+    fn labels_show_only_the_prefix_and_a_short_suffix() {
+        let k = format!("{KEY_PREFIX}{}AbCd", "0".repeat(60));
+        assert_eq!(label_for(&k), "sk-tc-v1-...AbCd");
+        // A 32-character operator-chosen key: 4 of its characters, not 16.
+        assert_eq!(label_for("my-own-bootstrap-key-0123456789Z"), "...789Z");
+        // Too short to show even 4 characters safely.
+        assert_eq!(label_for("short-key"), "...");
     }
 }

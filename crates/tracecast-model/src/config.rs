@@ -164,7 +164,8 @@ impl DestinationType {
             Self::Newrelic => {
                 const S: &[FieldSpec] = &[
                     FieldSpec::secret("licenseKey"),
-                    FieldSpec::with_default("region", Enum(&["us", "eu"]), "us"),
+                    FieldSpec::with_default("region", Enum(&["us", "eu"]), "us")
+                        .credential_target(),
                     HEADERS,
                 ];
                 S
@@ -215,12 +216,13 @@ impl DestinationType {
                     FieldSpec::optional_secret("sessionToken"),
                     FieldSpec::optional("roleArn", Pattern(ROLE_ARN)),
                     FieldSpec::optional("externalId", Text),
-                    FieldSpec::optional("region", Pattern(AWS_REGION)),
+                    FieldSpec::optional("region", Pattern(AWS_REGION)).credential_target(),
                     FieldSpec::optional("endpoint", Url),
                     FieldSpec::optional(
                         "provider",
                         Enum(&["aws", "cloudflare_r2", "gcs", "other"]),
-                    ),
+                    )
+                    .credential_target(),
                     FieldSpec::with_default("prefix", Text, "openrouter-traces"),
                     FieldSpec::with_default("pathTemplate", PathTemplate, "{prefix}/{date}"),
                     HEADERS,
@@ -240,7 +242,7 @@ impl DestinationType {
             }
             Self::Snowflake => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::required("account", Pattern(SNOWFLAKE_ACCOUNT)),
+                    FieldSpec::required("account", Pattern(SNOWFLAKE_ACCOUNT)).credential_target(),
                     FieldSpec::secret("token"),
                     FieldSpec::with_default("database", Identifier, "SNOWFLAKE_LEARNING_DB"),
                     FieldSpec::with_default("schema", Identifier, "PUBLIC"),
@@ -358,6 +360,10 @@ pub struct FieldSpec {
     pub default: Option<DefaultValue>,
     /// Secret fields are encrypted at rest like the rest of the config and masked in responses.
     pub secret: bool,
+    /// Marks a non-URL field that decides where the credentials are sent (an account, a
+    /// region, a provider). Every [`FieldKind::Url`] field is a credential target without it;
+    /// see [`FieldSpec::is_credential_target`].
+    pub target: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -374,7 +380,22 @@ impl FieldSpec {
             required: true,
             default: None,
             secret: false,
+            target: false,
         }
+    }
+    /// Marks the field as deciding where the credentials go (see [`FieldSpec::target`]).
+    const fn credential_target(self) -> Self {
+        FieldSpec {
+            target: true,
+            ..self
+        }
+    }
+    /// Whether changing this field changes where the destination's credentials are sent: a
+    /// URL or host (every [`FieldKind::Url`] field, so types added later are covered), or a
+    /// field marked with `credential_target` (account, region, provider). A PATCH that
+    /// changes one must send every secret again ([`merge`]).
+    pub fn is_credential_target(&self) -> bool {
+        self.target || matches!(self.kind, FieldKind::Url)
     }
     const fn optional(name: &'static str, kind: FieldKind) -> Self {
         FieldSpec {
@@ -616,6 +637,39 @@ fn check_cross_field(ty: DestinationType, cfg: &Map<String, Value>) -> Result<()
     Ok(())
 }
 
+/// The S3 field the server issues itself: the `ExternalId` passed to STS `AssumeRole`.
+///
+/// AWS's guidance for third parties that assume their customers' roles ("confused deputy"
+/// prevention, <https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html>) is that
+/// the third party, not the customer, generates the external ID, unique per customer. A tenant
+/// that could choose it could make the server's own AWS identity assume another tenant's role
+/// by naming that role and its ExternalId. So the server issues one per workspace; it is shown
+/// in the config (read-only) for the role's trust policy.
+pub const S3_EXTERNAL_ID: &str = "externalId";
+
+/// Puts the workspace's server-issued ExternalId into an S3 config whose `authMode` is
+/// `iam_role` (the only mode that assumes a role); any other type is left alone. An S3 config
+/// in another mode, or with no issued id (`None`), loses any stored value, so no tenant-chosen
+/// ExternalId is ever used.
+pub fn set_server_external_id(
+    ty: DestinationType,
+    cfg: &mut Map<String, Value>,
+    issued: Option<&str>,
+) {
+    if ty != DestinationType::S3 {
+        return;
+    }
+    let assumes_role = cfg.get("authMode").and_then(Value::as_str) == Some("iam_role");
+    match issued {
+        Some(id) if assumes_role => {
+            cfg.insert(S3_EXTERNAL_ID.into(), Value::String(id.to_string()));
+        }
+        _ => {
+            cfg.remove(S3_EXTERNAL_ID);
+        }
+    }
+}
+
 /// Masks a secret for display: the first 4 characters, `...`, then the last 4. Secrets shorter
 /// than 12 characters show nothing but `********`.
 pub fn mask_secret(s: &str) -> String {
@@ -675,6 +729,12 @@ pub fn masked(ty: DestinationType, cfg: &Map<String, Value>) -> Map<String, Valu
 /// Applies a PATCH `config` to the stored one. Fields not sent keep their values; a masked
 /// secret (or masked header value) keeps the current value; `null` resets an optional field to
 /// its default. The merged result is validated as a whole.
+///
+/// When the PATCH changes where the credentials go (a [`FieldSpec::is_credential_target`]
+/// field: URL, host, account, region, provider), every secret and header value of the merged
+/// config must be sent again, unmasked, in the same PATCH: otherwise the stored credentials
+/// would be sent to the new address, and anyone holding a management key could read them
+/// there. The error names the values to send.
 pub fn merge(
     ty: DestinationType,
     current: &Map<String, Value>,
@@ -685,6 +745,8 @@ pub fn merge(
         .ok_or_else(|| ValidationError::new("config must be an object"))?;
     let schema = ty.schema();
     let mut merged = current.clone();
+    // Secrets (and header names) this PATCH sent with a real, unmasked value.
+    let mut resent: Vec<String> = Vec::new();
     for (key, value) in patch {
         let field = schema
             .iter()
@@ -708,6 +770,7 @@ pub fn merge(
                             ))
                         })?
                     } else {
+                        resent.push(format!("headers.{name}"));
                         hv.clone()
                     };
                     out.insert(name.clone(), resolved);
@@ -722,11 +785,53 @@ pub fn merge(
                 }
             }
             _ => {
+                if field.secret {
+                    resent.push(key.clone());
+                }
                 merged.insert(key.clone(), value.clone());
             }
         }
     }
-    validate(ty, &Value::Object(merged))
+    let merged = validate(ty, &Value::Object(merged))?;
+    let moved: Vec<&str> = schema
+        .iter()
+        .filter(|f| f.is_credential_target() && current.get(f.name) != merged.get(f.name))
+        .map(|f| f.name)
+        .collect();
+    if !moved.is_empty() {
+        let missing = secrets_of(ty, &merged)
+            .into_iter()
+            .filter(|name| !resent.contains(name))
+            .map(|name| format!("config.{name}"))
+            .collect::<Vec<_>>();
+        if !missing.is_empty() {
+            let moved = moved
+                .iter()
+                .map(|n| format!("config.{n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ValidationError::new(format!(
+                "{moved} changes where this destination's credentials are sent: send {} again (unmasked) in the same request",
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(merged)
+}
+
+/// The secret values a config holds: its secret fields and every header (as `headers.<name>`).
+fn secrets_of(ty: DestinationType, cfg: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for field in ty.schema() {
+        match (&field.kind, cfg.get(field.name)) {
+            (FieldKind::Headers, Some(Value::Object(h))) => {
+                out.extend(h.keys().map(|name| format!("headers.{name}")));
+            }
+            (_, Some(v)) if field.secret && !v.is_null() => out.push(field.name.to_string()),
+            _ => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -902,11 +1007,10 @@ mod tests {
         let merged = merge(
             DestinationType::Langfuse,
             &current,
-            &json!({"baseUrl": "https://eu.cloud.langfuse.com"}),
+            &json!({"headers": shown["headers"]}),
         )
         .unwrap();
         assert_eq!(merged["secretKey"], "sk-lf-abcdefgh5678");
-        assert_eq!(merged["baseUrl"], "https://eu.cloud.langfuse.com");
         let err = merge(
             DestinationType::Langfuse,
             &current,
@@ -914,5 +1018,107 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.0, "config.secretKey is required for type langfuse");
+    }
+
+    #[test]
+    fn moving_the_credentials_needs_every_secret_again() {
+        let current = validate(
+            DestinationType::Langfuse,
+            &json!({"publicKey": "pk-lf-abcdefgh1234", "secretKey": "sk-lf-abcdefgh5678", "headers": {"X-Env": "production-123"}}),
+        )
+        .unwrap();
+        let shown = masked(DestinationType::Langfuse, &current);
+        // Only the URL: the stored keys would follow it.
+        let err = merge(
+            DestinationType::Langfuse,
+            &current,
+            &json!({"baseUrl": "https://attacker.example"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            "config.baseUrl changes where this destination's credentials are sent: send config.publicKey, config.secretKey, config.headers.X-Env again (unmasked) in the same request"
+        );
+        // Masked values sent back do not count as sent.
+        let err = merge(
+            DestinationType::Langfuse,
+            &current,
+            &json!({"baseUrl": "https://attacker.example", "publicKey": shown["publicKey"], "secretKey": "sk-lf-new-1234567", "headers": shown["headers"]}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0
+                .contains("send config.publicKey, config.headers.X-Env again"),
+            "{err}"
+        );
+        // Resetting the URL to its default moves it too.
+        let moved = merge(
+            DestinationType::Langfuse,
+            &current,
+            &json!({"baseUrl": "https://eu.cloud.langfuse.com", "publicKey": "pk-lf-new-00001111", "secretKey": "sk-lf-new-22223333", "headers": {"X-Env": "eu-123456789"}}),
+        )
+        .unwrap();
+        let err = merge(DestinationType::Langfuse, &moved, &json!({"baseUrl": null})).unwrap_err();
+        assert!(err.0.starts_with("config.baseUrl changes where"), "{err}");
+        // Everything sent again: accepted.
+        assert_eq!(moved["baseUrl"], "https://eu.cloud.langfuse.com");
+        assert_eq!(moved["secretKey"], "sk-lf-new-22223333");
+        // Non-URL credential targets: a region, an account.
+        let nr = validate(
+            DestinationType::Newrelic,
+            &json!({"licenseKey": "nr-license-0123456789"}),
+        )
+        .unwrap();
+        let err = merge(DestinationType::Newrelic, &nr, &json!({"region": "eu"})).unwrap_err();
+        assert!(
+            err.0.starts_with("config.region changes where") && err.0.contains("config.licenseKey"),
+            "{err}"
+        );
+        let sf = validate(
+            DestinationType::Snowflake,
+            &json!({"account": "xy12345.us-east-1", "token": "pat-0123456789abcdef"}),
+        )
+        .unwrap();
+        let err = merge(
+            DestinationType::Snowflake,
+            &sf,
+            &json!({"account": "evil-acct"}),
+        )
+        .unwrap_err();
+        assert!(err.0.starts_with("config.account changes where"), "{err}");
+        // A webhook's headers are its credentials.
+        let wh = validate(
+            DestinationType::Webhook,
+            &json!({"url": "https://hooks.example/a", "headers": {"Authorization": "Bearer 0123456789abc"}}),
+        )
+        .unwrap();
+        let err = merge(
+            DestinationType::Webhook,
+            &wh,
+            &json!({"url": "https://other.example/"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("send config.headers.Authorization again"),
+            "{err}"
+        );
+        // A change elsewhere (not a target) still keeps masked secrets.
+        merge(DestinationType::Snowflake, &sf, &json!({"table": "OTHER"})).unwrap();
+    }
+
+    #[test]
+    fn every_type_with_credentials_names_where_they_go() {
+        for ty in DestinationType::ALL {
+            let schema = ty.schema();
+            let targets: Vec<&str> = schema
+                .iter()
+                .filter(|f| f.is_credential_target())
+                .map(|f| f.name)
+                .collect();
+            // Opik alone has a fixed address (Comet's cloud): nothing to redirect.
+            if ty != DestinationType::Opik {
+                assert!(!targets.is_empty(), "{ty} has no credential target field");
+            }
+        }
     }
 }

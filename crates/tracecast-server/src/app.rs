@@ -17,11 +17,21 @@ use crate::state::AppState;
 /// Opens the configured store: SQLite in the data dir unless `database_url` says otherwise.
 /// Creates the data dir and (in embedded mode) the encryption key file on first use.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&settings.data_dir)
+    crate::permissions::prepare_dir(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    if settings.database_url.is_none() {
+        let db = settings.data_dir.join("tracecast.db");
+        crate::permissions::prepare_db_file(&db)
+            .with_context(|| format!("creating {}", db.display()))?;
+    }
     let keyring = match &settings.encryption_keys {
         Some(spec) => Keyring::from_spec(spec).context("TRACECAST_ENCRYPTION_KEYS")?,
-        None => Keyring::load_or_create(&settings.data_dir.join("encryption.key"))?,
+        None => {
+            let path = settings.data_dir.join("encryption.key");
+            crate::permissions::tighten(&path)
+                .with_context(|| format!("securing {}", path.display()))?;
+            Keyring::load_or_create(&path)?
+        }
     };
     let store = match &settings.database_url {
         Some(url) => SqlStore::connect_with(url, keyring, settings.database_pool_size).await,
@@ -56,6 +66,12 @@ pub fn validate(settings: &Settings) -> anyhow::Result<()> {
         && !valid_name(id)
     {
         anyhow::bail!("node_id must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
+    }
+    if let Some(k) = &settings.bootstrap_management_key {
+        crate::provision::check_bootstrap_key(k)?;
+    }
+    if let Some(t) = &settings.metrics_token {
+        crate::api::metrics::check_token_setting(t)?;
     }
     if !valid_name(&settings.queue_prefix) {
         anyhow::bail!("queue_prefix must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
@@ -120,7 +136,10 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let engine = match &settings.queue_url {
         None => {
-            let mut qopts = SqliteQueueOptions::new(settings.data_dir.join("queue.db"));
+            let path = settings.data_dir.join("queue.db");
+            crate::permissions::prepare_db_file(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut qopts = SqliteQueueOptions::new(path);
             qopts.sync_full = settings.queue_sync;
             qopts.tail_bytes = settings.queue_memory_mib.max(1) * 1024 * 1024;
             let queue = Arc::new(SqliteQueue::open(qopts).context("opening the queue")?);
@@ -152,6 +171,7 @@ pub async fn start(
         store,
         engine: engine.clone(),
         metrics: crate::api::metrics::handle(),
+        metrics_token: settings.metrics_token.as_deref().map(Into::into),
     };
     let app = crate::api::router(state.clone());
     let task = tokio::spawn(async move {

@@ -12,6 +12,9 @@ use tracecast_model::{ApiKey, Workspace, hash_key};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
+/// The answer to a `workspace_id` that names no live workspace of the caller's tenant.
+pub const UNKNOWN_WORKSPACE: &str = "workspace_id does not name a workspace of this account";
+
 /// The authenticated caller.
 pub struct Caller(pub ApiKey);
 
@@ -69,16 +72,27 @@ impl Caller {
     }
 
     /// The workspace a request addresses: `requested` (id or slug) when given, else the key's
-    /// default workspace. Unknown ids and other tenants' ids both answer 404.
+    /// default workspace. An unknown `workspace_id` and another tenant's both answer 400 with
+    /// the same message ([`UNKNOWN_WORKSPACE`]), as OpenRouter's spec documents 400 for an
+    /// invalid `workspace_id`; nothing tells a foreign workspace from a nonexistent one.
     pub async fn workspace(
         &self,
         state: &AppState,
         requested: Option<&str>,
     ) -> ApiResult<Workspace> {
-        let found = match requested {
-            Some(id) => state.store.find_workspace(self.0.tenant_id, id).await?,
-            None => state.store.workspace_by_id(self.0.workspace_id).await?,
-        };
-        found.ok_or_else(|| ApiError::new(axum::http::StatusCode::NOT_FOUND, "Workspace not found"))
+        match requested {
+            Some(id) => state
+                .store
+                .find_workspace(self.0.tenant_id, id)
+                .await?
+                .ok_or_else(|| ApiError::bad_request(UNKNOWN_WORKSPACE)),
+            None => state
+                .store
+                .workspace_by_id(self.0.workspace_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(axum::http::StatusCode::NOT_FOUND, "Workspace not found")
+                }),
+        }
     }
 }

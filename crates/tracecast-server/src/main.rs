@@ -20,11 +20,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use tracecast_model::ApiKey;
 use tracecast_model::api_key::KeyKind;
 use tracecast_server::provision::{create_tenant, new_key};
 use tracecast_server::say;
 use tracecast_server::settings::{Overrides, Settings};
-use tracecast_store::{Store, crypto};
+use tracecast_store::{PageRequest, Store, StoreError, crypto};
 
 #[derive(Parser)]
 #[command(
@@ -132,6 +133,36 @@ enum KeysCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// List keys (tab separated: hash, kind, label, state, name, workspace, expires_at).
+    List {
+        /// Only keys of this kind.
+        #[arg(long, value_parser = ["management", "workspace"])]
+        kind: Option<String>,
+        /// Tenant id or name (default: every tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Disable a key (by hash): it stops working at once. Refused for a tenant's last active
+    /// management key.
+    Disable {
+        hash: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Enable a disabled key again.
+    Enable {
+        hash: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete a key (by hash). Refused for a tenant's last active management key.
+    Delete {
+        hash: String,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Subcommand)]
@@ -222,6 +253,113 @@ async fn admin_store(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// Every key of a tenant (both kinds unless `kind` says), disabled ones included, oldest first.
+async fn list_tenant_keys(
+    store: &Arc<dyn Store>,
+    tenant: uuid::Uuid,
+    kind: Option<KeyKind>,
+) -> anyhow::Result<Vec<ApiKey>> {
+    const PAGE: u64 = 100;
+    let mut out = Vec::new();
+    if kind != Some(KeyKind::Workspace) {
+        let mut offset = 0;
+        loop {
+            let page = store
+                .list_management_keys(
+                    tenant,
+                    true,
+                    PageRequest {
+                        offset,
+                        limit: PAGE,
+                    },
+                )
+                .await?;
+            offset += page.items.len() as u64;
+            let done = page.items.is_empty() || offset >= page.total;
+            out.extend(page.items);
+            if done {
+                break;
+            }
+        }
+    }
+    if kind != Some(KeyKind::Management) {
+        let mut ws_offset = 0;
+        loop {
+            let wss = store
+                .list_workspaces(
+                    tenant,
+                    PageRequest {
+                        offset: ws_offset,
+                        limit: PAGE,
+                    },
+                )
+                .await?;
+            ws_offset += wss.items.len() as u64;
+            for ws in &wss.items {
+                let mut offset = 0;
+                loop {
+                    let page = store
+                        .list_keys(
+                            ws.id,
+                            true,
+                            PageRequest {
+                                offset,
+                                limit: PAGE,
+                            },
+                        )
+                        .await?;
+                    offset += page.items.len() as u64;
+                    let done = page.items.is_empty() || offset >= page.total;
+                    out.extend(page.items);
+                    if done {
+                        break;
+                    }
+                }
+            }
+            if wss.items.is_empty() || ws_offset >= wss.total {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A key by its full hash (as `keys list` prints it).
+async fn find_key(store: &Arc<dyn Store>, hash: &str) -> anyhow::Result<ApiKey> {
+    let hash = hash.trim().to_ascii_lowercase();
+    if !tracecast_model::api_key::is_key_hash(&hash) {
+        bail!("{hash:?} is not a key hash (64 hex characters, as `tracecast keys list` prints)");
+    }
+    store
+        .key_by_hash(&hash)
+        .await?
+        .with_context(|| format!("no key with hash {hash}"))
+}
+
+/// The store's refusal to remove the last active management key, as a plain message.
+fn key_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Conflict(m) => anyhow::anyhow!("{m}"),
+        e => e.into(),
+    }
+}
+
+async fn set_disabled(common: &Common, hash: &str, disabled: bool) -> anyhow::Result<()> {
+    let store = admin_store(common).await?;
+    let mut key = find_key(&store, hash).await?;
+    key.disabled = disabled;
+    key.updated_at = Some(tracecast_model::time::now_rfc3339());
+    store.update_key(&key).await.map_err(key_error)?;
+    say!(
+        "{} {} key {} ({})",
+        if disabled { "disabled" } else { "enabled" },
+        key.kind.as_str(),
+        key.label,
+        key.name
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -290,6 +428,63 @@ async fn main() -> anyhow::Result<()> {
                 ws.slug
             );
             println!("{raw}");
+        }
+        Command::Keys {
+            command:
+                KeysCommand::List {
+                    kind,
+                    tenant,
+                    common,
+                },
+        } => {
+            let store = admin_store(&common).await?;
+            let tenants = store.list_tenants().await?;
+            let kind = kind.as_deref().and_then(KeyKind::parse);
+            let now = tracecast_model::time::now_rfc3339();
+            for t in tenants.iter().filter(|t| {
+                tenant
+                    .as_ref()
+                    .is_none_or(|x| t.id.to_string() == *x || t.name == *x)
+            }) {
+                for k in list_tenant_keys(&store, t.id, kind).await? {
+                    let state = if k.disabled {
+                        "disabled"
+                    } else if k.expires_at.as_deref().is_some_and(|e| e <= now.as_str()) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        k.hash,
+                        k.kind.as_str(),
+                        k.label,
+                        state,
+                        k.name,
+                        k.workspace_id,
+                        k.expires_at.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        Command::Keys {
+            command: KeysCommand::Disable { hash, common },
+        } => set_disabled(&common, &hash, true).await?,
+        Command::Keys {
+            command: KeysCommand::Enable { hash, common },
+        } => set_disabled(&common, &hash, false).await?,
+        Command::Keys {
+            command: KeysCommand::Delete { hash, common },
+        } => {
+            let store = admin_store(&common).await?;
+            let key = find_key(&store, &hash).await?;
+            store.delete_key(&key.hash).await.map_err(key_error)?;
+            say!(
+                "deleted {} key {} ({})",
+                key.kind.as_str(),
+                key.label,
+                key.name
+            );
         }
         Command::Tenants {
             command: TenantsCommand::Create { name, common },

@@ -60,6 +60,24 @@ pub async fn create_tenant(
     Ok((tenant, ws))
 }
 
+/// Shortest accepted `bootstrap_management_key`: 32 characters (at least 160 bits even when
+/// drawn from a small alphabet), as long as the hex part of a generated key's half.
+pub const MIN_BOOTSTRAP_KEY_CHARS: usize = 32;
+
+/// Checks the operator-chosen first management key. It is checked at every start where it is
+/// set (not only the first), so a weak key still configured is reported rather than forgotten.
+pub fn check_bootstrap_key(k: &str) -> anyhow::Result<()> {
+    if k.chars().count() < MIN_BOOTSTRAP_KEY_CHARS
+        || k.chars().any(char::is_whitespace)
+        || is_key_hash(k)
+    {
+        anyhow::bail!(
+            "bootstrap_management_key (TRACECAST_BOOTSTRAP_MANAGEMENT_KEY) must be at least {MIN_BOOTSTRAP_KEY_CHARS} characters without spaces (and not a key hash); generate one with `openssl rand -hex 32`"
+        );
+    }
+    Ok(())
+}
+
 /// First start: on an empty store, creates the default tenant and workspace and its first
 /// management key. Returns the key when one was created, so the caller can show it once.
 /// `bootstrap_key` (from `TRACECAST_BOOTSTRAP_MANAGEMENT_KEY`) is used instead of a random key.
@@ -67,15 +85,11 @@ pub async fn bootstrap(
     store: &Arc<dyn Store>,
     bootstrap_key: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
+    if let Some(k) = bootstrap_key {
+        check_bootstrap_key(k)?;
+    }
     if !store.is_empty().await? {
         return Ok(None);
-    }
-    if let Some(k) = bootstrap_key
-        && (k.len() < 16 || k.chars().any(char::is_whitespace) || is_key_hash(k))
-    {
-        anyhow::bail!(
-            "TRACECAST_BOOTSTRAP_MANAGEMENT_KEY must be at least 16 characters without spaces (and not a hash)"
-        );
     }
     let (tenant, ws) = create_tenant(store, "default").await?;
     let (key, raw) = new_key(

@@ -27,6 +27,10 @@ pub struct Settings {
     pub encryption_keys: Option<String>,
     /// The first management key, used instead of a random one on first start.
     pub bootstrap_management_key: Option<String>,
+    /// Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`, at least 32
+    /// characters). Unset: `/metrics` is open to whoever reaches `listen`; it names every
+    /// tenant's destination ids, so set it whenever the listen address is not private.
+    pub metrics_token: Option<String>,
     /// Log filter (`info`, `tracecast=debug`, ...).
     pub log: String,
     /// fsync the queue on every commit (power-loss safe). A process crash loses nothing even
@@ -62,6 +66,7 @@ impl Default for Settings {
             database_pool_size: None,
             encryption_keys: None,
             bootstrap_management_key: None,
+            metrics_token: None,
             log: "info".into(),
             queue_sync: true,
             queue_memory_mib: 32,

@@ -9,6 +9,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The bearer token `/metrics` requires, if any (`metrics_token`).
+    pub metrics_token: Option<Arc<str>>,
 }
 
 impl AppState {

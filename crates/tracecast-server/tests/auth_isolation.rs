@@ -124,20 +124,20 @@ async fn another_tenants_ids_answer_404() {
             None,
         )
         .await,
-        404,
-        "Workspace not found",
+        400,
+        "workspace_id does not name a workspace of this account",
     );
     assert_error(
         &s.send(Method::POST, DEST, Some(&other), Some(Body::Json(json!({"type": "webhook", "name": "x", "workspace_id": my_ws, "config": {"url": "https://h.test"}})))).await,
-        404,
-        "Workspace not found",
+        400,
+        "workspace_id does not name a workspace of this account",
     );
     // Unknown ids answer exactly like foreign ones.
     assert_error(
         &s.get(&format!("{DEST}?workspace_id={}", uuid::Uuid::new_v4()))
             .await,
-        404,
-        "Workspace not found",
+        400,
+        "workspace_id does not name a workspace of this account",
     );
     assert_error(
         &s.get(&format!("{DEST}/{}", uuid::Uuid::new_v4())).await,

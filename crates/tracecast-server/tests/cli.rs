@@ -425,3 +425,87 @@ fn schema_prints_the_warehouse_ddl() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+#[test]
+fn keys_list_disable_and_delete_but_never_the_last_management_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = "sk-tc-v1-bootstrap-for-tests-0004";
+    let boot_hash = tracecast_model::hash_key(boot);
+    let s = serve(
+        dir.path(),
+        &["--listen", "127.0.0.1:0"],
+        &[("TRACECAST_BOOTSTRAP_MANAGEMENT_KEY", boot)],
+    );
+    let (ok, out, err) = run(dir.path(), &["keys", "list", "--kind", "management"]);
+    assert!(ok, "{err}");
+    let cols: Vec<&str> = out.lines().next().unwrap().split('\t').collect();
+    assert_eq!(
+        cols[..4],
+        [
+            boot_hash.as_str(),
+            "management",
+            "sk-tc-v1-...0004",
+            "active"
+        ]
+    );
+    assert!(!out.contains(boot), "the key itself is never printed");
+
+    // The last active management key: refused, with a clear message.
+    for cmd in ["disable", "delete"] {
+        let (ok, _, err) = run(dir.path(), &["keys", cmd, &boot_hash]);
+        assert!(
+            !ok && err.contains("last active management key"),
+            "{cmd}: {err}"
+        );
+    }
+    assert_eq!(get(&s.base, "/api/v1/key", boot).0, 200);
+
+    let (ok, ops, err) = run(
+        dir.path(),
+        &["keys", "create", "--management", "--name", "ops"],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(dir.path(), &["keys", "disable", &boot_hash]);
+    assert!(ok, "{err}");
+    assert_eq!(get(&s.base, "/api/v1/key", boot).0, 401);
+    let (ok, out, _) = run(dir.path(), &["keys", "list"]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&boot_hash) && l.contains("\tdisabled\t")),
+        "{out}"
+    );
+    let (ok, _, err) = run(dir.path(), &["keys", "enable", &boot_hash]);
+    assert!(ok, "{err}");
+    assert_eq!(get(&s.base, "/api/v1/key", boot).0, 200);
+    let (ok, _, err) = run(dir.path(), &["keys", "delete", &boot_hash]);
+    assert!(ok, "{err}");
+    assert_eq!(get(&s.base, "/api/v1/key", boot).0, 401);
+    assert_eq!(get(&s.base, "/api/v1/key", &ops).0, 200);
+    let (ok, _, err) = run(dir.path(), &["keys", "delete", "not-a-hash"]);
+    assert!(!ok && err.contains("is not a key hash"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn loose_data_dir_is_reported_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = serve(
+        dir.path(),
+        &["--listen", "127.0.0.1:0"],
+        &[(
+            "TRACECAST_BOOTSTRAP_MANAGEMENT_KEY",
+            "sk-tc-v1-bootstrap-for-tests-0005",
+        )],
+    );
+    assert!(
+        s.lines
+            .iter()
+            .any(|l| l.contains("WARN")
+                && l.contains("the data directory is readable by other users")),
+        "{:#?}",
+        s.lines
+    );
+}

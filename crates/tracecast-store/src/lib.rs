@@ -88,6 +88,9 @@ pub trait Store: Send + Sync + 'static {
     /// created or enabled meanwhile on another node either blocks the delete or fails with
     /// [`StoreError::NotFound`].
     async fn delete_workspace(&self, id: Uuid, at: &str) -> Result<()>;
+    /// The workspace's AWS ExternalId for S3 `iam_role` destinations: issued (randomly) on
+    /// first use, then stable. [`StoreError::NotFound`] when the workspace is not live.
+    async fn workspace_external_id(&self, workspace: Uuid) -> Result<String>;
 
     /// Fails with [`StoreError::NotFound`] when an enabled workspace key's workspace is
     /// deleted (or missing).
@@ -100,7 +103,20 @@ pub trait Store: Send + Sync + 'static {
         include_disabled: bool,
         page: PageRequest,
     ) -> Result<Page<ApiKey>>;
+    /// Management keys of one tenant, oldest first.
+    async fn list_management_keys(
+        &self,
+        tenant: Uuid,
+        include_disabled: bool,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>>;
+    /// Writes a key's name, disabled flag, workspace and expiry. A management key written
+    /// disabled or with an expiry needs another active (enabled, unexpired) management key in
+    /// its tenant, else this fails with [`StoreError::Conflict`]; the check and the write are
+    /// atomic across nodes.
     async fn update_key(&self, key: &ApiKey) -> Result<()>;
+    /// Deletes a key. Deleting a tenant's last active management key fails with
+    /// [`StoreError::Conflict`], atomically as [`Store::update_key`].
     async fn delete_key(&self, hash: &str) -> Result<()>;
     async fn count_active_workspace_keys(&self, workspace: Uuid) -> Result<u64>;
 

@@ -18,7 +18,7 @@ use sqlx::{AnyPool, Executor, Row};
 use tracecast_model::api_key::KeyKind;
 use tracecast_model::filter::FilterRules;
 use tracecast_model::{
-    ApiKey, Destination, DestinationType, NewDestination, Region, Tenant, Workspace,
+    ApiKey, Destination, DestinationType, NewDestination, Region, Tenant, Workspace, time,
 };
 use uuid::Uuid;
 
@@ -166,8 +166,12 @@ impl SqlStore {
             .ok_or_else(|| StoreError::Corrupt(format!("destination {id}: unknown type {ty_s}")))?;
         let sealed: String = row.try_get("config_enc")?;
         let plain = self.keyring.open(&sealed, id.as_bytes())?;
-        let config: Map<String, Value> = serde_json::from_slice(&plain)
+        let mut config: Map<String, Value> = serde_json::from_slice(&plain)
             .map_err(|e| StoreError::Corrupt(format!("destination {id}: config: {e}")))?;
+        // What the exporter is built from and what the API shows: the workspace's
+        // server-issued ExternalId, whatever an older version stored.
+        let external_id: Option<String> = row.try_get("ws_external_id")?;
+        tracecast_model::config::set_server_external_id(ty, &mut config, external_id.as_deref());
         let api_key_hashes: Option<String> = row.try_get("api_key_hashes")?;
         let filter_rules: Option<String> = row.try_get("filter_rules")?;
         let regions: String = row.try_get("regions")?;
@@ -346,6 +350,39 @@ async fn lock_live_workspace(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result
     Ok(())
 }
 
+/// Fails with [`StoreError::Conflict`] unless `tenant` keeps an active (enabled, unexpired)
+/// management key other than `hash`. Takes the tenant's row lock first (the no-op UPDATE of
+/// [`lock_live_workspace`]), so two requests removing the last two keys run one after the
+/// other and the second one sees the first's change.
+async fn keep_one_management_key(
+    conn: &mut sqlx::AnyConnection,
+    tenant: Uuid,
+    hash: &str,
+    now: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE tenants SET name = name WHERE id = $1")
+        .bind(tenant.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let others: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id = $1 AND kind = 'management' \
+         AND hash <> $2 AND disabled = FALSE AND (expires_at IS NULL OR expires_at > $3)",
+    )
+    .bind(tenant.to_string())
+    .bind(hash)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("n")?;
+    if others == 0 {
+        return Err(StoreError::Conflict(
+            "this is the account's last active management key: create another management key first"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 fn lim(page: PageRequest) -> (i64, i64) {
     (
         page.limit.min(i64::MAX as u64) as i64,
@@ -355,7 +392,8 @@ fn lim(page: PageRequest) -> (i64, i64) {
 
 const WORKSPACE_COLS: &str = "id, tenant_id, name, slug, description, is_default, broadcast_enabled, settings, created_at, updated_at";
 const KEY_COLS: &str = "hash, tenant_id, workspace_id, kind, name, label, disabled, expires_at, created_at, updated_at";
-const DEST_COLS: &str = "d.id, d.workspace_id, d.type, d.name, d.enabled, d.privacy_mode, d.bg_cost, d.bg_identity, d.bg_request_context, d.bg_cost_allocation, d.sampling_rate, d.api_key_hashes, d.filter_rules, d.regions, d.config_enc, d.created_at, d.updated_at";
+const DEST_COLS: &str = "d.id, d.workspace_id, d.type, d.name, d.enabled, d.privacy_mode, d.bg_cost, d.bg_identity, d.bg_request_context, d.bg_cost_allocation, d.sampling_rate, d.api_key_hashes, d.filter_rules, d.regions, d.config_enc, d.created_at, d.updated_at, \
+    (SELECT xw.aws_external_id FROM workspaces xw WHERE xw.id = d.workspace_id) AS ws_external_id";
 
 #[async_trait]
 impl Store for SqlStore {
@@ -549,6 +587,28 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn workspace_external_id(&self, workspace: Uuid) -> Result<String> {
+        let issued = format!("tc-{}", Uuid::new_v4().simple());
+        // Issue once: only a workspace without one takes this value; every caller then reads
+        // whichever value won.
+        sqlx::query(
+            "UPDATE workspaces SET aws_external_id = $2 WHERE id = $1 AND aws_external_id IS NULL",
+        )
+        .bind(workspace.to_string())
+        .bind(&issued)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(
+            "SELECT aws_external_id FROM workspaces WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(workspace.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let id: Option<String> = row.try_get("aws_external_id")?;
+        id.ok_or(StoreError::NotFound)
+    }
+
     async fn insert_key(&self, k: &ApiKey) -> Result<()> {
         no_nul("hash", &k.hash)?;
         no_nul("name", &k.name)?;
@@ -632,24 +692,67 @@ impl Store for SqlStore {
         })
     }
 
+    async fn list_management_keys(
+        &self,
+        tenant: Uuid,
+        include_disabled: bool,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>> {
+        let (limit, offset) = lim(page);
+        let filter = if include_disabled {
+            ""
+        } else {
+            " AND disabled = FALSE"
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND kind = 'management'{filter} \
+             ORDER BY created_at, hash LIMIT $2 OFFSET $3"
+        ))
+        .bind(tenant.to_string())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id = $1 AND kind = 'management'{filter}"
+        ))
+        .bind(tenant.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(Page {
+            items: rows.iter().map(key_from_row).collect::<Result<_>>()?,
+            total: total as u64,
+        })
+    }
+
     async fn update_key(&self, k: &ApiKey) -> Result<()> {
         if k.hash.contains('\0') {
             return Err(StoreError::NotFound);
         }
         no_nul("name", &k.name)?;
+        if let Some(e) = &k.expires_at {
+            no_nul("expires_at", e)?;
+        }
         let mut tx = self.pool.begin().await?;
         if active_workspace_key(k) {
             // Not enabled in or moved into a workspace being deleted (see delete_workspace).
             lock_live_workspace(&mut tx, k.workspace_id).await?;
         }
+        // A management key that is disabled, or will stop working at some time, needs another
+        // active one beside it: the account must never be left without a working key.
+        if k.kind == KeyKind::Management && (k.disabled || k.expires_at.is_some()) {
+            keep_one_management_key(&mut tx, k.tenant_id, &k.hash, &time::now_rfc3339()).await?;
+        }
         let r = sqlx::query(
-            "UPDATE api_keys SET name = $2, disabled = $3, workspace_id = $4, updated_at = $5 WHERE hash = $1",
+            "UPDATE api_keys SET name = $2, disabled = $3, workspace_id = $4, updated_at = $5, expires_at = $6 WHERE hash = $1",
         )
         .bind(&k.hash)
         .bind(&k.name)
         .bind(k.disabled)
         .bind(k.workspace_id.to_string())
         .bind(k.updated_at.clone())
+        .bind(k.expires_at.clone())
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 0 {
@@ -660,16 +763,21 @@ impl Store for SqlStore {
     }
 
     async fn delete_key(&self, hash: &str) -> Result<()> {
-        if hash.contains('\0') {
+        let Some(k) = self.key_by_hash(hash).await? else {
             return Err(StoreError::NotFound);
+        };
+        let mut tx = self.pool.begin().await?;
+        if k.kind == KeyKind::Management {
+            keep_one_management_key(&mut tx, k.tenant_id, &k.hash, &time::now_rfc3339()).await?;
         }
         let r = sqlx::query("DELETE FROM api_keys WHERE hash = $1")
             .bind(hash)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        tx.commit().await?;
         Ok(())
     }
 

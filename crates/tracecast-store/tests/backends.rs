@@ -756,3 +756,118 @@ async fn bad_urls_fail_clearly_without_the_password() {
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
+
+/// Removing (deleting or disabling) every management key of a tenant at once, from several
+/// nodes: all but one succeed, and the account keeps exactly one active management key.
+#[tokio::test]
+async fn the_last_management_key_survives_concurrent_removals() {
+    for db in backends().await {
+        let be = db.label();
+        let spec = crypto::generate_key_spec();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(Arc::new(db.open(Keyring::from_spec(&spec).unwrap()).await));
+        }
+        let (t, w) = tenant_and_ws("acme");
+        nodes[0].create_tenant(&t, &w).await.unwrap();
+        let keys: Vec<ApiKey> = (0..6)
+            .map(|i| key(&t, &w, KeyKind::Management, &format!("m{i}")))
+            .collect();
+        for k in &keys {
+            nodes[0].insert_key(k).await.unwrap();
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, k) in keys.iter().cloned().enumerate() {
+            let node = nodes[i % nodes.len()].clone();
+            tasks.spawn(async move {
+                if i % 2 == 0 {
+                    node.delete_key(&k.hash).await
+                } else {
+                    let mut k = k;
+                    k.disabled = true;
+                    node.update_key(&k).await
+                }
+            });
+        }
+        let (mut ok, mut refused) = (0, 0);
+        while let Some(r) = tasks.join_next().await {
+            match r.unwrap() {
+                Ok(()) => ok += 1,
+                Err(StoreError::Conflict(m)) => {
+                    assert!(m.contains("last active management key"), "{be}: {m}");
+                    refused += 1
+                }
+                Err(e) => panic!("{be}: {e}"),
+            }
+        }
+        assert_eq!((ok, refused), (5, 1), "{be}");
+        let active = nodes[1]
+            .list_management_keys(t.id, false, all())
+            .await
+            .unwrap();
+        assert_eq!(active.total, 1, "{be}");
+        // The survivor cannot be given an expiry either (it would lock the account out later).
+        let mut last = active.items[0].clone();
+        last.expires_at = Some("2999-01-01T00:00:00.000Z".into());
+        let err = nodes[2].update_key(&last).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{be}: {err}");
+        // A workspace key is not a management key and does not count.
+        let wk = key(&t, &w, KeyKind::Workspace, "app");
+        nodes[0].insert_key(&wk).await.unwrap();
+        let err = nodes[0].delete_key(&last.hash).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{be}: {err}");
+        nodes[0].delete_key(&wk.hash).await.unwrap();
+    }
+}
+
+/// The S3 ExternalId: issued once per workspace (concurrent first uses agree), and what every
+/// read of an `iam_role` destination carries, whatever was stored in its config.
+#[tokio::test]
+async fn external_ids_are_issued_once_per_workspace_and_override_stored_ones() {
+    for db in backends().await {
+        let be = db.label();
+        let spec = crypto::generate_key_spec();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(Arc::new(db.open(Keyring::from_spec(&spec).unwrap()).await));
+        }
+        let (t, w) = tenant_and_ws("acme");
+        nodes[0].create_tenant(&t, &w).await.unwrap();
+        let other = workspace(&t, "other");
+        nodes[0].insert_workspace(&other).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..9 {
+            let node = nodes[i % nodes.len()].clone();
+            tasks.spawn(async move { node.workspace_external_id(w.id).await.unwrap() });
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        while let Some(r) = tasks.join_next().await {
+            ids.insert(r.unwrap());
+        }
+        assert_eq!(ids.len(), 1, "{be}: {ids:?}");
+        let issued = ids.into_iter().next().unwrap();
+        assert!(issued.starts_with("tc-"), "{be}: {issued}");
+        let other_id = nodes[1].workspace_external_id(other.id).await.unwrap();
+        assert_ne!(other_id, issued, "{be}");
+
+        // A config stored with a tenant-chosen ExternalId (as an older version allowed).
+        let mut d = new_langfuse(w.id);
+        d.ty = DestinationType::S3;
+        d.config = config::validate(
+            DestinationType::S3,
+            &json!({"bucketName": "b", "authMode": "iam_role", "externalId": "chosen-by-tenant",
+                "roleArn": "arn:aws:iam::123456789012:role/other-tenant"}),
+        )
+        .unwrap();
+        let id = Uuid::now_v7();
+        nodes[0]
+            .insert_destination(&d, id, &time::now_rfc3339(), 5)
+            .await
+            .unwrap();
+        let read = nodes[2].get_destination(t.id, id).await.unwrap().unwrap();
+        assert_eq!(read.config["externalId"], issued.as_str(), "{be}");
+        let live = nodes[2].live_destinations().await.unwrap();
+        let (engine, _) = live.iter().find(|(x, _)| x.id == id).unwrap();
+        assert_eq!(engine.config["externalId"], issued.as_str(), "{be}");
+    }
+}

@@ -270,3 +270,57 @@ async fn keys_and_workspaces() {
         1
     );
 }
+
+/// Labels written before the secrets migration (first 12 and last 4 characters) are cut down
+/// to the prefix and the last 4; existing workspaces get an ExternalId.
+#[tokio::test]
+async fn the_secrets_migration_shortens_old_labels() {
+    use sqlx::Executor;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("tracecast.db").display()
+    );
+    {
+        // The schema as the first migration left it, with a key labelled the old way.
+        let mut first = sqlx::migrate!("./migrations/sqlite");
+        first.migrations = std::borrow::Cow::Owned(first.migrations[..1].to_vec());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        first.run(&pool).await.unwrap();
+        let (t, w) = tenant_and_ws();
+        pool.execute(sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, 'acme', '2025-01-01T00:00:00.000Z')").bind(t.id.to_string())).await.unwrap();
+        pool.execute(sqlx::query("INSERT INTO workspaces (id, tenant_id, name, slug, description, is_default, broadcast_enabled, settings, created_at) VALUES ($1, $2, 'Default', 'default', NULL, 1, 1, '{}', '2025-01-01T00:00:00.000Z')").bind(w.id.to_string()).bind(t.id.to_string())).await.unwrap();
+        for (hash, label) in [
+            ("a".repeat(64), "sk-tc-v1-3f2...9a1c"),
+            ("b".repeat(64), "my-bootstrap...WXYZ"),
+            ("c".repeat(64), "sk-..."),
+        ] {
+            pool.execute(sqlx::query("INSERT INTO api_keys (hash, tenant_id, workspace_id, kind, name, label, disabled, created_at) VALUES ($1, $2, $3, 'management', 'k', $4, 0, '2025-01-01T00:00:00.000Z')").bind(hash).bind(t.id.to_string()).bind(w.id.to_string()).bind(label)).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = open(dir.path()).await;
+    let label = |c: char| {
+        let store = &store;
+        async move {
+            store
+                .key_by_hash(&c.to_string().repeat(64))
+                .await
+                .unwrap()
+                .unwrap()
+                .label
+        }
+    };
+    assert_eq!(label('a').await, "sk-tc-v1-...9a1c");
+    assert_eq!(label('b').await, "...WXYZ");
+    assert_eq!(label('c').await, "sk-...");
+    let ws = store.list_tenants().await.unwrap()[0].id;
+    let ws = store.default_workspace(ws).await.unwrap();
+    assert!(
+        store
+            .workspace_external_id(ws.id)
+            .await
+            .unwrap()
+            .starts_with("tc-")
+    );
+}

@@ -122,8 +122,11 @@ pub struct CreateDestinationRequest {
     pub filter_rules: Option<Option<Value>>,
     /// `global`, `europe` (or `eu`), `us`; default `["global"]`.
     pub regions: Option<Vec<String>>,
-    /// Workspace id (or slug); default: the key's default workspace.
-    pub workspace_id: Option<String>,
+    /// Workspace id (or slug); omitted: the key's default workspace. `null` is refused (the
+    /// spec types it as a string).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub workspace_id: Option<Option<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -184,6 +187,32 @@ async fn check_key_hashes(
     Ok(hashes)
 }
 
+/// S3: puts the workspace's server-issued ExternalId into `cfg` ([`config::S3_EXTERNAL_ID`]).
+/// A client may send back the value it read, but any other value is refused: the tenant does
+/// not choose the ExternalId its role is assumed with (confused-deputy prevention).
+async fn server_external_id(
+    state: &AppState,
+    ty: DestinationType,
+    workspace: Uuid,
+    sent: Option<&Value>,
+    cfg: &mut Map<String, Value>,
+) -> ApiResult<()> {
+    if ty != DestinationType::S3 {
+        return Ok(());
+    }
+    // Issued on first use, so that it is there when the destination (now or later) assumes
+    // a role; shown only in iam_role configs.
+    let issued = state.store.workspace_external_id(workspace).await?;
+    if sent.is_some_and(|v| !v.is_null() && v.as_str() != Some(issued.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "config.{} is issued by the server (this workspace's is {issued}); omit it and put the issued value in the role's trust policy",
+            config::S3_EXTERNAL_ID
+        )));
+    }
+    config::set_server_external_id(ty, cfg, Some(&issued));
+    Ok(())
+}
+
 fn parse_filter_rules(v: &Value) -> Result<FilterRules, ValidationError> {
     FilterRules::parse("filter_rules", v)
 }
@@ -217,7 +246,25 @@ pub(crate) async fn validate_new(
         Some(r) => Region::parse_list("regions", r)?,
         None => vec![Region::Global],
     };
-    let ws = caller.workspace(state, req.workspace_id.as_deref()).await?;
+    let requested_ws = match &req.workspace_id {
+        None => None,
+        Some(Some(w)) => Some(w.as_str()),
+        Some(None) => {
+            return Err(ApiError::bad_request(
+                "workspace_id must be a string (a workspace id or slug); omit it for the key's default workspace",
+            ));
+        }
+    };
+    let ws = caller.workspace(state, requested_ws).await?;
+    let mut cfg = cfg;
+    server_external_id(
+        state,
+        ty,
+        ws.id,
+        req.config.get(config::S3_EXTERNAL_ID),
+        &mut cfg,
+    )
+    .await?;
     let api_key_hashes = match &req.api_key_hashes {
         Some(Some(h)) => Some(check_key_hashes(state, &ws, h).await?),
         _ => None,
@@ -254,8 +301,8 @@ pub(crate) async fn validate_new(
     ),
     responses(
         (status = 200, body = DestinationList),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "Invalid paging, or a workspace_id that names no workspace of this account"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -284,8 +331,9 @@ pub async fn list(
     request_body = CreateDestinationRequest,
     responses(
         (status = 201, body = DestinationResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The workspace already holds 5 destinations of this type"),
+        (status = 400, body = ErrorBody, description = "Invalid body, or a workspace_id that names no workspace of this account"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The workspace already holds 5 destinations of this type"),
         (status = 413, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -388,7 +436,16 @@ pub async fn update(
         Some(Some(r)) => Some(Region::parse_list("regions", r)?),
     };
     if let Some(c) = &req.config {
-        patch.config = Some(config::merge(d.ty, &d.config, c)?);
+        let mut merged = config::merge(d.ty, &d.config, c)?;
+        server_external_id(
+            &state,
+            d.ty,
+            d.workspace_id,
+            c.get(config::S3_EXTERNAL_ID),
+            &mut merged,
+        )
+        .await?;
+        patch.config = Some(merged);
     }
     patch.api_key_hashes = match &req.api_key_hashes {
         None => Patch::Keep,

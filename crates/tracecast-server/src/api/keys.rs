@@ -1,7 +1,13 @@
-//! `/api/v1/keys` and `/api/v1/key`: workspace API keys.
+//! `/api/v1/keys` and `/api/v1/key`: API keys.
 //!
 //! OpenRouter's key objects also carry spend and billing fields; tracecast meters no spend, so
 //! they are left out rather than invented, and requests that try to set them get 400.
+//!
+//! Workspace keys are what OpenRouter's `/keys` lists. Management keys (tracecast extension)
+//! go through the same routes: `GET /keys?kind=management` lists the tenant's, `POST /keys`
+//! with `"kind": "management"` creates one, and `/keys/{hash}` reads, disables, expires or
+//! deletes either kind. Every key object says its `kind`. A tenant's last active management
+//! key cannot be disabled, expired or deleted (409): that would lock the account out.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -29,8 +35,10 @@ pub struct KeyOut {
     /// Hex SHA-256 of the key: its identifier, and what `api_key_hashes` lists.
     pub hash: String,
     pub name: String,
-    /// Non-secret rendering of the key (`sk-tc-v1-3f2...9a1c`).
+    /// Non-secret rendering of the key: its prefix and last 4 characters (`sk-tc-v1-...9a1c`).
     pub label: String,
+    /// `workspace` or `management` (tracecast extension).
+    pub kind: String,
     pub disabled: bool,
     pub workspace_id: Uuid,
     pub created_at: String,
@@ -45,6 +53,7 @@ impl From<&ApiKey> for KeyOut {
             hash: k.hash.clone(),
             name: k.name.clone(),
             label: k.label.clone(),
+            kind: k.kind.as_str().to_string(),
             disabled: k.disabled,
             workspace_id: k.workspace_id,
             created_at: k.created_at.clone(),
@@ -117,7 +126,9 @@ fn reject_billing(
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     pub name: String,
-    /// Workspace id or slug; default: the caller's default workspace.
+    /// `workspace` (default) or `management` (tracecast extension).
+    pub kind: Option<String>,
+    /// Workspace id or slug; default: the caller's default workspace. Not for management keys.
     pub workspace_id: Option<String>,
     /// RFC 3339 UTC time after which the key stops working.
     pub expires_at: Option<String>,
@@ -140,8 +151,13 @@ pub struct CreateKeyRequest {
 pub struct UpdateKeyRequest {
     pub name: Option<String>,
     pub disabled: Option<bool>,
-    /// Move the key to another workspace (id or slug) of the tenant.
+    /// Move the key to another workspace (id or slug) of the tenant. Not for management keys.
     pub workspace_id: Option<String>,
+    /// RFC 3339 UTC time after which the key stops working; `null` removes the expiry
+    /// (tracecast extension).
+    #[serde(default, deserialize_with = "crate::extract::double_option")]
+    #[schema(value_type = Option<String>)]
+    pub expires_at: Option<Option<String>>,
     #[schema(ignore)]
     #[serde(default)]
     pub limit: Option<Value>,
@@ -171,7 +187,7 @@ fn parse_expiry(s: &str) -> ApiResult<String> {
     Ok(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
-/// A workspace key of the caller's tenant, by hash.
+/// A key (workspace or management) of the caller's tenant, by hash.
 async fn find(state: &AppState, caller: &Caller, hash: &str) -> ApiResult<ApiKey> {
     let me = caller.management()?;
     if !is_key_hash(hash) {
@@ -181,8 +197,18 @@ async fn find(state: &AppState, caller: &Caller, hash: &str) -> ApiResult<ApiKey
         .store
         .key_by_hash(&hash.to_ascii_lowercase())
         .await?
-        .filter(|k| k.tenant_id == me.tenant_id && k.kind == KeyKind::Workspace)
+        .filter(|k| k.tenant_id == me.tenant_id)
         .ok_or_else(ApiError::not_found)
+}
+
+/// The `kind` of a list filter or a create body: `workspace` (default) or `management`.
+fn parse_kind(v: Option<&str>) -> ApiResult<KeyKind> {
+    match v {
+        None => Ok(KeyKind::Workspace),
+        Some(s) => KeyKind::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!("kind must be workspace or management, got {s:?}"))
+        }),
+    }
 }
 
 #[utoipa::path(
@@ -192,6 +218,7 @@ async fn find(state: &AppState, caller: &Caller, hash: &str) -> ApiResult<ApiKey
         ("offset" = Option<u64>, Query, description = "Number of records to skip (default 0)"),
         ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 100)"),
         ("workspace_id" = Option<String>, Query, description = "Workspace; default: the caller's default workspace"),
+        ("kind" = Option<String>, Query, description = "tracecast extension: `workspace` (default) or `management` (the tenant's management keys; no workspace_id)"),
     ),
     responses((status = 200, body = KeyList), RequestErrors),
     security(("bearer" = []))
@@ -208,8 +235,23 @@ pub async fn list(
         offset: q.int("offset", 0, 0, u64::MAX >> 1)?,
         limit: q.int("limit", 100, 1, 100)?,
     };
-    let ws = caller.workspace(&state, q.str("workspace_id")).await?;
-    let page = state.store.list_keys(ws.id, include_disabled, page).await?;
+    let page = match parse_kind(q.str("kind"))? {
+        KeyKind::Workspace => {
+            let ws = caller.workspace(&state, q.str("workspace_id")).await?;
+            state.store.list_keys(ws.id, include_disabled, page).await?
+        }
+        KeyKind::Management => {
+            if q.str("workspace_id").is_some() {
+                return Err(ApiError::bad_request(
+                    "workspace_id does not apply to kind=management: management keys belong to the account",
+                ));
+            }
+            state
+                .store
+                .list_management_keys(caller.0.tenant_id, include_disabled, page)
+                .await?
+        }
+    };
     Ok(Json(KeyList {
         data: page.items.iter().map(KeyOut::from).collect(),
         total_count: page.total,
@@ -230,19 +272,25 @@ pub async fn create(
     reject_billing(&req.limit, &req.limit_reset, req.include_byok_in_limit)?;
     validate_name("name", &req.name)?;
     let expires_at = req.expires_at.as_deref().map(parse_expiry).transpose()?;
-    let ws = caller
-        .workspace(&state, req.workspace_id.as_deref())
-        .await?;
-    let (key, raw) = new_key(
-        KeyKind::Workspace,
-        me.tenant_id,
-        ws.id,
-        &req.name,
-        expires_at,
-        None,
-    );
+    let kind = parse_kind(req.kind.as_deref())?;
+    let ws = match kind {
+        KeyKind::Workspace => {
+            caller
+                .workspace(&state, req.workspace_id.as_deref())
+                .await?
+        }
+        KeyKind::Management => {
+            if req.workspace_id.is_some() {
+                return Err(ApiError::bad_request(
+                    "workspace_id does not apply to a management key: it belongs to the account",
+                ));
+            }
+            state.store.default_workspace(me.tenant_id).await?
+        }
+    };
+    let (key, raw) = new_key(kind, me.tenant_id, ws.id, &req.name, expires_at, None);
     state.store.insert_key(&key).await?;
-    tracing::info!(key = %key.label, workspace = %ws.id, "API key created");
+    tracing::info!(key = %key.label, kind = kind.as_str(), workspace = %ws.id, "API key created");
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
@@ -272,7 +320,10 @@ pub async fn get(
 #[utoipa::path(
     patch, path = "/api/v1/keys/{hash}", tag = "API Keys", request_body = UpdateKeyRequest,
     params(("hash" = String, Path, description = "The key's hash")),
-    responses((status = 200, body = KeyResponse), RequestErrors),
+    responses(
+        (status = 200, body = KeyResponse), RequestErrors,
+        (status = 409, body = ErrorBody, description = "It is the account's last active management key"),
+    ),
     security(("bearer" = []))
 )]
 pub async fn update(
@@ -291,10 +342,21 @@ pub async fn update(
         key.disabled = d;
     }
     if let Some(ws) = req.workspace_id.as_deref() {
+        if key.is_management() {
+            return Err(ApiError::bad_request(
+                "workspace_id does not apply to a management key: it belongs to the account",
+            ));
+        }
         key.workspace_id = caller.workspace(&state, Some(ws)).await?.id;
+    }
+    match &req.expires_at {
+        None => {}
+        Some(None) => key.expires_at = None,
+        Some(Some(e)) => key.expires_at = Some(parse_expiry(e)?),
     }
     key.updated_at = Some(time::now_rfc3339());
     state.store.update_key(&key).await?;
+    tracing::info!(key = %key.label, kind = key.kind.as_str(), disabled = key.disabled, "API key updated");
     Ok(Json(KeyResponse {
         data: (&key).into(),
     }))
@@ -303,7 +365,10 @@ pub async fn update(
 #[utoipa::path(
     delete, path = "/api/v1/keys/{hash}", tag = "API Keys",
     params(("hash" = String, Path, description = "The key's hash")),
-    responses((status = 200, body = Deleted), ItemErrors),
+    responses(
+        (status = 200, body = Deleted), ItemErrors,
+        (status = 409, body = ErrorBody, description = "It is the account's last active management key"),
+    ),
     security(("bearer" = []))
 )]
 pub async fn delete(
@@ -313,7 +378,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Deleted>> {
     let key = find(&state, &caller, &hash).await?;
     state.store.delete_key(&key.hash).await?;
-    tracing::info!(key = %key.label, "API key deleted");
+    tracing::info!(key = %key.label, kind = key.kind.as_str(), "API key deleted");
     Ok(Json(Deleted { deleted: true }))
 }
 
