@@ -139,10 +139,10 @@ pub mod keys;
 mod model;
 mod transport;
 
-pub use attributes::{Attr, AttrValue, Attributes};
+pub use attributes::{Attr, AttrValue, AttributeKey, Attributes, Element, KeyRule, SpanRole};
 pub use dialect::{
-    AttributeKey, DefaultDialect, Element, OtlpDialect, SCOPE_NAME, SERVICE_NAME, SERVICE_VERSION,
-    SpanRole, SpanSlot, default_span_name,
+    DefaultDialect, OtlpDialect, SCOPE_NAME, SERVICE_NAME, SERVICE_VERSION, SpanSlot,
+    default_span_name,
 };
 pub use encode::{
     EMPTY_REQUEST_JSON, JsonFragments, OtlpEncoding, encode, export_request, generation_spans,

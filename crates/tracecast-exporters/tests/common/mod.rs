@@ -41,7 +41,7 @@ pub fn full_record() -> Value {
 const FULL_RECORD: &str = r#"{
     "id": "gen-1767225600-AbCdEfGhIjKlMnOpQrSt",
     "model": "openai/gpt-4o",
-    "created_at": "2026-01-01T00:00:00.250Z",
+    "created_at": "2026-01-01T13:37:42.250Z",
     "provider_name": "OpenAI",
     "api_type": "completions",
     "streamed": true,
