@@ -34,7 +34,7 @@
 //! |---|---|---|
 //! | `trace.trace_id` | OTLP trace id | `root_span_id` (and span ids) |
 //! | `trace.trace_name`, `trace.span_name`, `trace.generation_name` | span name | `span_attributes.name` |
-//! | `trace.parent_span_id` | parent span id | `span_parents` |
+//! | `trace.parent_span_id` | OTLP parent of the top-most span only when it can name a span the user sent: 16 hex characters in the user's own 32-hex trace id ([`TraceView::otlp_linkable_parent_span_id`]; Braintrust's SDK makes OpenTelemetry ids by default, braintrust 0.48.1 `braintrust/id_gen.py`); else `braintrust.metadata.parent_span_id` on the top-most span, then the root (Braintrust lists traces by their root span) | `span_parents` / metadata |
 //! | observation type | `braintrust.span_attributes.type`: `llm` (generation), `task` (the `span_name` span) | `span_attributes.type` |
 //! | `user` | `braintrust.metadata.user_id` | `metadata.user_id` |
 //! | `session_id` | `braintrust.metadata.session_id` | `metadata.session_id` |

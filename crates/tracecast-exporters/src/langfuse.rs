@@ -35,7 +35,7 @@
 //! | `trace.trace_name` (default: model) | trace name | `langfuse.trace.name` on the top-most span |
 //! | `trace.span_name` | span observation | an intermediate span (`langfuse.observation.type` = `span`) |
 //! | `trace.generation_name` (default: model) | generation name | the generation span's name |
-//! | `trace.parent_span_id` | parent observation id | OTLP parent span id: itself when 16 hex characters, else derived |
+//! | `trace.parent_span_id` | parent observation id | OTLP parent span id only when it can name an observation the user sent (16 hex characters in the user's own 32-hex trace id: Langfuse SDKs from v3 are OpenTelemetry-based); else `langfuse.observation.metadata.parent_span_id` on the top-most span, the trace's root |
 //! | `trace.environment` | environment | `langfuse.environment` on the resource and on every span, normalised to Langfuse's rule (see below) |
 //! | `trace.release` | release | `langfuse.release` on the resource and on every span |
 //! | `trace.tags` (array or comma-separated string) | trace tags | `langfuse.trace.tags` (also kept as metadata) |
@@ -50,6 +50,9 @@
 //! | `total_cost` | cost | `langfuse.observation.cost_details` = `{"total": cost}` |
 //! | `created_at` + `time_to_first_token` | completion start time | `langfuse.observation.completion_start_time` (ISO-8601) |
 //! | `error` | level ERROR, status message | `langfuse.observation.level`, `langfuse.observation.status_message` |
+//!
+//! The resource has no `service.version`: Langfuse reads it as the version of every observation
+//! and trace (`OtelIngestionProcessor.ts`), and OpenRouter's fixed `1.0.0` is not the user's.
 //!
 //! Everything else the shared encoder sends (`gen_ai.*` usage and request attributes,
 //! `openrouter.*` and the optional metadata groups) is kept: Langfuse stores unknown attributes

@@ -1,4 +1,4 @@
-//! `langsmith`: generations as OTLP/HTTP JSON spans POSTed to LangSmith's OpenTelemetry
+//! `langsmith`: generations as OTLP/HTTP protobuf spans POSTed to LangSmith's OpenTelemetry
 //! endpoint, `{endpoint}/otel/v1/traces`, with LangSmith's own attribute names on top of the
 //! GenAI semantic conventions.
 //!
@@ -17,6 +17,17 @@
 //! `langsmith.metadata.<key>`, `langsmith.span.tags` as a `", "`-joined string);
 //! `tests/vendors/test_langsmith.py` checks the golden payload against that module.
 //!
+//! The body is binary protobuf, the encoding both LangSmith SDKs export
+//! (langsmith-sdk `js/src/experimental/otel/exporter.ts` uses `exporter-trace-otlp-proto`).
+//! Parents and reasoning tokens follow "Trace with OpenTelemetry"
+//! (<https://docs.langchain.com/langsmith/trace-with-opentelemetry>, `langchain-ai/docs`
+//! `src/langsmith/trace-with-opentelemetry.mdx`): LangSmith holds a span whose OTLP parent it
+//! has not received and drops it, after a 200, if the parent never comes; an OTLP parent span id
+//! cannot name a run (a UUID); `langsmith.trace.id` / `langsmith.span.parent_id` nest a span
+//! under an existing run (also written by the SDK's own OTLP forwarder, langsmith 0.14.17
+//! `langsmith/wrappers/_openai_agents_api.py`); reasoning tokens are read from
+//! `gen_ai.usage.details.reasoning_tokens`.
+//!
 //! # Config
 //!
 //! | field | default | use |
@@ -33,7 +44,8 @@
 //! |---|---|---|
 //! | `trace.trace_id` | OTLP trace id | Trace ID |
 //! | `trace.trace_name`, `trace.span_name`, `trace.generation_name` | span name and `langsmith.trace.name` | Run Name (see below) |
-//! | `trace.parent_span_id` | parent span id of the top-most span | Parent Run ID |
+//! | `trace.parent_span_id` | never the OTLP parent: with a UUID `trace.trace_id` and a UUID parent (a run), `langsmith.span.parent_id` on the top-most span and `langsmith.trace.id` on every span ([`parent_run`]); otherwise `langsmith.metadata.parent_span_id` on the top-most span, a root run | Parent Run ID / metadata |
+//! | reasoning tokens | `gen_ai.usage.details.reasoning_tokens` (besides the shared attributes) | token usage |
 //! | observation type | `langsmith.span.kind`: `llm` (generation), `chain` (the `span_name` span) | Run type |
 //! | `user` | `langsmith.metadata.user_id` (and `user.id`) | User ID |
 //! | `session_id` | `langsmith.metadata.session_id` (and `session.id`, `gen_ai.conversation.id`) | Session / thread |
@@ -75,7 +87,7 @@
 //!
 //! # Test connection
 //!
-//! An empty OTLP export request (`{"resourceSpans":[]}`) to the traces URL with the same
+//! An empty OTLP export request (zero bytes of protobuf) to the traces URL with the same
 //! headers: it proves the URL, the API key and the workspace at once and creates nothing.
 //! 401/403 read "LangSmith rejected the API key (401)".
 

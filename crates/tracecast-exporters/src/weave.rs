@@ -44,6 +44,7 @@
 //! | `summary.weave` | status (error when the generation failed), latency |
 //! | `thread_id`, `turn_id` | `session_id` (`gen_ai.conversation.id`): a session is a Weave thread, each call a turn |
 //! | `exception` | the error message of a failed generation |
+//! | `parent_id` | `trace.parent_span_id` only when it can name a call the user sent through OTLP (16 hex characters in the user's own 32-hex trace id); a Weave SDK call id is a UUID no OTLP parent can name. Otherwise the top call is a root call (Weave's call list shows roots) and the value is `attributes.parent_span_id` |
 //!
 //! The standard attributes whose dotted names would collide in Weave's nested attribute tree
 //! (`gen_ai.usage.input_tokens` with `gen_ai.usage.input_tokens.cached`, which Weave rejects
