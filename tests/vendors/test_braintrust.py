@@ -3,6 +3,10 @@
 crates/tracecast-exporters/tests/golden/braintrust.json is what tracecast POSTs to
 `{baseUrl}/otel/v1/traces` for one representative generation. Here it is:
 - parsed strictly as an OTLP `ExportTraceServiceRequest` (opentelemetry-proto);
+- checked for parents (`otlp_parents.py`): every parent is a span of the request or of the
+  user's own OpenTelemetry trace (Braintrust's SDK ids are OpenTelemetry ids by default,
+  braintrust 0.48.1 `braintrust/id_gen.py`), so the trace has a root Braintrust lists; the
+  golden's parent (no span of its derived trace) is `metadata.parent_span_id` of the root;
 - turned into the project-logs row its `braintrust.*` attributes describe (input_json ->
   input, output_json -> output, braintrust.metadata.<k> -> metadata, braintrust.metrics.<k>
   -> metrics, braintrust.tags -> tags, braintrust.span_attributes.<k> -> span_attributes),
@@ -26,6 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from braintrust import _generated_types as T
+from otlp_parents import check_parents, orphan_of
 
 GOLDEN = (
     pathlib.Path(__file__).resolve().parents[2]
@@ -66,15 +71,37 @@ def value(any_value):
 
 
 @pytest.fixture(scope="module")
-def spans():
-    req = load_otlp(GOLDEN)
-    return [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+def request_():
+    return load_otlp(GOLDEN)
+
+
+@pytest.fixture(scope="module")
+def spans(request_):
+    return [s for rs in request_.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+
+def test_every_parent_is_sent_or_the_users_own(request_, spans):
+    roots = check_parents(request_)
+    assert [row(r)["metadata"].get("parent_span_id") for r in roots] == ["00f067aa0ba902b7"]
+    # Tags live on the root, where Braintrust keeps them.
+    assert row(roots[0])["tags"] == ["a", "b"]
+    with pytest.raises(AssertionError):
+        check_parents(orphan_of(request_))
 
 
 def row(span):
     keys = [kv.key for kv in span.attributes]
     assert len(keys) == len(set(keys)), f"repeated attributes on {span.name}"
-    out = {"metadata": {}, "metrics": {}, "span_attributes": {"name": span.name}}
+    # Ids as Braintrust's OTLP ingestion makes them: hex span id, trace id as the root span id.
+    out = {
+        "metadata": {},
+        "metrics": {},
+        "span_attributes": {"name": span.name},
+        "span_id": span.span_id.hex(),
+        "root_span_id": span.trace_id.hex(),
+    }
+    if span.parent_span_id:
+        out["span_parents"] = [span.parent_span_id.hex()]
     for kv in span.attributes:
         key, v = kv.key, value(kv.value)
         if not key.startswith("braintrust."):
@@ -162,7 +189,8 @@ def test_rows_satisfy_the_generated_types(spans):
     for span in spans:
         r = row(span)
         fields = typing.get_type_hints(T.ProjectLogsEvent, include_extras=True)
-        for field in ("metadata", "metrics", "span_attributes", "tags", "input", "output"):
+        for field in ("metadata", "metrics", "span_attributes", "tags", "input", "output",
+                      "span_id", "root_span_id", "span_parents"):
             if field in r:
                 strict(fields[field], r[field], field)
         assert r["span_attributes"]["type"] in typing.get_args(T.SpanType)

@@ -1,13 +1,21 @@
 """The `langfuse` exporter's golden body, checked with Langfuse's own Python package.
 
 crates/tracecast-exporters/tests/golden/langfuse.json is what tracecast POSTs to
-`{baseUrl}/api/public/otel/v1/traces` for one representative generation. Here it is:
+`{baseUrl}/api/public/otel/v1/traces` for one representative generation with every metadata
+group on, and langfuse_default.json the same generation with a destination's default settings.
+Each is:
 - parsed strictly as an OTLP `ExportTraceServiceRequest` (opentelemetry-proto, which the
   langfuse package depends on);
 - loaded into the langfuse package's generated models of that endpoint (`OtelResourceSpan`);
 - checked key by key against the SDK's `LangfuseOtelSpanAttributes`, and value by value
   against the SDK's types (observation types, levels, `ObservationV2` usage/cost details,
-  `MapValue` model parameters) and validators (environment, propagated ids and tags).
+  `MapValue` model parameters) and validators (environment, propagated ids and tags);
+- checked for parents (`otlp_parents.py`): every parent observation is sent or in the user's own
+  OTLP trace (Langfuse SDKs from v3 are OpenTelemetry-based: observation ids are span ids), so
+  the trace has its root; the golden's parent (no span of its derived trace) is observation
+  metadata of the root;
+- checked for `service.version`, which Langfuse reads as every observation's version
+  (`packages/shared/src/server/otel/OtelIngestionProcessor.ts`): not sent.
 """
 
 import base64
@@ -30,11 +38,12 @@ from langfuse._client.attributes import LangfuseOtelSpanAttributes as A
 from langfuse._client.constants import ObservationTypeLiteral
 from langfuse.api import MapValue, ObservationLevel, ObservationV2, OtelResourceSpan
 from langfuse.api.core.pydantic_utilities import parse_obj_as
+from otlp_parents import check_parents, orphan_of
 
-GOLDEN = (
-    pathlib.Path(__file__).resolve().parents[2]
-    / "crates/tracecast-exporters/tests/golden/langfuse.json"
+GOLDEN_DIR = (
+    pathlib.Path(__file__).resolve().parents[2] / "crates/tracecast-exporters/tests/golden"
 )
+GOLDENS = ["langfuse.json", "langfuse_default.json"]
 
 # Every attribute name the SDK defines.
 LANGFUSE_KEYS = {
@@ -43,9 +52,9 @@ LANGFUSE_KEYS = {
 METADATA_PREFIXES = (A.TRACE_METADATA + ".", A.OBSERVATION_METADATA + ".")
 
 
-@pytest.fixture(scope="module")
-def body():
-    return json.loads(GOLDEN.read_text())
+@pytest.fixture(scope="module", params=GOLDENS)
+def body(request):
+    return json.loads((GOLDEN_DIR / request.param).read_text())
 
 
 def plain(value):
@@ -75,19 +84,40 @@ def spans(body):
     ]
 
 
-def test_is_a_strict_otlp_export_request(body):
+def strict_request(body):
     # OTLP/JSON writes ids in hex where the protobuf JSON mapping expects base64.
     converted = copy.deepcopy(body)
     for sp in spans(converted):
         for key in ("traceId", "spanId", "parentSpanId"):
             if key in sp:
                 sp[key] = base64.b64encode(bytes.fromhex(sp[key])).decode()
-    msg = json_format.Parse(
+    return json_format.Parse(
         json.dumps(converted), ExportTraceServiceRequest(), ignore_unknown_fields=False
     )
+
+
+def test_is_a_strict_otlp_export_request(body):
+    msg = strict_request(body)
     parsed = [s for rs in msg.resource_spans for ss in rs.scope_spans for s in ss.spans]
     assert len(parsed) == 2
     assert all(len(s.trace_id) == 16 and len(s.span_id) == 8 for s in parsed)
+
+
+def test_every_parent_is_sent_or_the_users_own(body):
+    msg = strict_request(body)
+    roots = check_parents(msg)
+    assert [r.name for r in roots] == ["Extraction"]
+    (root,) = [sp for sp in spans(body) if "parentSpanId" not in sp]
+    assert attrs(root)[A.OBSERVATION_METADATA + ".parent_span_id"] == "00f067aa0ba902b7"
+    with pytest.raises(AssertionError):
+        check_parents(orphan_of(msg))
+
+
+def test_no_service_version_becomes_the_trace_version(body):
+    for rs in body["resourceSpans"]:
+        assert "service.version" not in attrs(rs["resource"])
+    for sp in spans(body):
+        assert A.VERSION not in attrs(sp)
 
 
 def test_loads_into_langfuse_otel_models(body):

@@ -1,8 +1,15 @@
 """The `langsmith` exporter's golden body, checked with LangSmith's own Python package.
 
-crates/tracecast-exporters/tests/golden/langsmith.json is what tracecast POSTs to
-`{endpoint}/otel/v1/traces` for one representative generation. Here it is:
+crates/tracecast-exporters/tests/golden/langsmith.pb is what tracecast POSTs to
+`{endpoint}/otel/v1/traces` for one representative generation (protobuf, as LangSmith's own
+SDKs send; langsmith.json is its rendering for review). Here it is:
 - parsed strictly as an OTLP `ExportTraceServiceRequest` (opentelemetry-proto);
+- checked for parents: every OTLP parent is a span of the request (LangSmith holds a span
+  whose parent it never receives, then drops it), and the user's own parent is either a run
+  id in `langsmith.span.parent_id` (a UUID, with `langsmith.trace.id`) or metadata; the
+  attribute names are those of "Trace with OpenTelemetry"
+  (https://docs.langchain.com/langsmith/trace-with-opentelemetry) and of the SDK's own OTLP
+  writer (langsmith 0.14.17, `langsmith/wrappers/_openai_agents_api.py`);
 - checked key by key against the attribute names the langsmith SDK's own OTel exporter
   writes (`langsmith._internal.otel._otel_exporter`), with the value shapes it writes
   (run types from `langsmith.schemas.RunTypeEnum`, tags as one ", "-joined string,
@@ -11,15 +18,12 @@ crates/tracecast-exporters/tests/golden/langsmith.json is what tracecast POSTs t
   (inputs and outputs must be JSON objects).
 """
 
-import base64
 import datetime
 import json
 import pathlib
-import re
 import uuid
 
 import pytest
-from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
@@ -29,29 +33,17 @@ from langsmith._internal.otel import _otel_exporter as X
 
 GOLDEN = (
     pathlib.Path(__file__).resolve().parents[2]
-    / "crates/tracecast-exporters/tests/golden/langsmith.json"
+    / "crates/tracecast-exporters/tests/golden/langsmith.pb"
 )
 
 
-def load_otlp(path):
-    """Parses an OTLP/JSON body strictly. OTLP/JSON writes ids as hex where protobuf's JSON
-    mapping expects base64: each id is checked (lower-case hex of the right length) and
-    converted before the strict parse."""
-    body = json.loads(path.read_text())
-    for rs in body["resourceSpans"]:
-        for ss in rs["scopeSpans"]:
-            for span in ss["spans"]:
-                for field, size in (("traceId", 16), ("spanId", 8), ("parentSpanId", 8)):
-                    if field in span:
-                        h = span[field]
-                        assert re.fullmatch(r"[0-9a-f]{%d}" % (2 * size), h), (field, h)
-                        span[field] = base64.b64encode(bytes.fromhex(h)).decode()
-    req = ExportTraceServiceRequest()
-    json_format.Parse(json.dumps(body), req, ignore_unknown_fields=False)
-    return req
-
-# The langsmith.* names the SDK's exporter writes.
-LANGSMITH_KEYS = {X.LANGSMITH_RUN_TYPE, X.LANGSMITH_NAME, X.LANGSMITH_TAGS}
+# The langsmith.* names the SDK's exporter writes, and the run-identity names LangSmith
+# documents (and the SDK's OpenAI Agents forwarder writes) to place a span under a run.
+TRACE_ID = "langsmith.trace.id"
+PARENT_RUN_ID = "langsmith.span.parent_id"
+LANGSMITH_KEYS = {X.LANGSMITH_RUN_TYPE, X.LANGSMITH_NAME, X.LANGSMITH_TAGS, TRACE_ID, PARENT_RUN_ID}
+# Where LangSmith reads reasoning tokens ("Trace with OpenTelemetry").
+REASONING_TOKENS = "gen_ai.usage.details.reasoning_tokens"
 RUN_TYPES = {t.value for t in schemas.RunTypeEnum}
 
 
@@ -64,7 +56,9 @@ def value(any_value):
 
 @pytest.fixture(scope="module")
 def request_():
-    return load_otlp(GOLDEN)
+    req = ExportTraceServiceRequest()
+    req.ParseFromString(GOLDEN.read_bytes())
+    return req
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +100,39 @@ def test_langsmith_attributes_are_the_sdks(spans):
         assert tags == ", ".join(t.strip() for t in tags.split(","))
 
 
+def check_parents(spans):
+    """Every OTLP parent is a span of the request; each trace has a root; the user's own parent
+    is a run id (UUID) in langsmith.span.parent_id with the trace's UUID, or metadata."""
+    ids = {s.span_id for s in spans}
+    roots = []
+    for span in spans:
+        a = attrs(span)
+        if span.parent_span_id:
+            assert span.parent_span_id in ids, f"{span.name}: OTLP parent LangSmith never receives"
+        else:
+            roots.append(span)
+        if PARENT_RUN_ID in a:
+            assert not span.parent_span_id, "a run has one parent"
+            assert uuid.UUID(a[PARENT_RUN_ID]).version, a[PARENT_RUN_ID]
+            assert uuid.UUID(a[TRACE_ID]), "a run id parent needs its trace"
+    assert roots, "no root run"
+    return roots
+
+
+def test_every_parent_is_sent_or_in_langsmiths_run_id_form(spans):
+    roots = check_parents(spans)
+    # The golden's parent_span_id (00f067aa0ba902b7) is no run id: it is metadata of the root.
+    assert [attrs(r).get("langsmith.metadata.parent_span_id") for r in roots] == ["00f067aa0ba902b7"]
+
+
+def test_the_parent_check_catches_an_orphan(spans):
+    orphan = type(spans[0])()
+    orphan.CopyFrom(spans[0])
+    orphan.parent_span_id = bytes.fromhex("00f067aa0ba902b7")
+    with pytest.raises(AssertionError):
+        check_parents([orphan])
+
+
 def test_llm_run_has_the_genai_attributes_the_sdk_uses(spans):
     llm = next(s for s in spans if attrs(s)[X.LANGSMITH_RUN_TYPE] == "llm")
     a = attrs(llm)
@@ -119,6 +146,7 @@ def test_llm_run_has_the_genai_attributes_the_sdk_uses(spans):
     assert a[X.GEN_AI_USAGE_INPUT_TOKENS] + a[X.GEN_AI_USAGE_OUTPUT_TOKENS] == a[X.GEN_AI_USAGE_TOTAL_TOKENS]
     for key in (X.GEN_AI_REQUEST_TEMPERATURE, X.GEN_AI_REQUEST_TOP_P):
         assert isinstance(a[key], float), key
+    assert a[REASONING_TOKENS] == 8
     assert a[X.GEN_AI_RESPONSE_FINISH_REASONS] == ["tool_calls"]
     assert a[X.GEN_AI_RESPONSE_ID] == "gen-1767225600-AbCdEfGhIjKlMnOpQrSt"
     tools = json.loads(a[X.GEN_AI_TOOL_DEFINITIONS])
@@ -138,7 +166,8 @@ def test_the_described_runs_load_into_the_sdks_run_model(spans):
         }
         inputs = json.loads(a[X.GENAI_PROMPT]) if X.GENAI_PROMPT in a else {}
         outputs = json.loads(a[X.GENAI_COMPLETION]) if X.GENAI_COMPLETION in a else None
-        parent = by_id.get(span.parent_span_id)
+        # A parent must be a run of the request (check_parents); none means a root run.
+        parent = by_id[span.parent_span_id] if span.parent_span_id else None
         run = schemas.RunBase(
             id=uuid.UUID(bytes=span.span_id * 2),
             trace_id=uuid.UUID(bytes=span.trace_id),

@@ -8,6 +8,10 @@ rendering for review). Here it is:
   the function Weave's trace servers call in `otel_export` (a span it cannot convert, e.g. with
   an attribute path conflict, raises here as it is rejected there);
 - validated as Weave's `CallStartReq` / `CallEndReq`;
+- checked for parents (`otlp_parents.py`): every call's `parent_id` is a call of the request or
+  of the user's own OTLP trace, so the trace has a root call, which Weave's call list shows;
+  the golden's parent (no span of its derived trace) is the root call's
+  `attributes.parent_span_id`;
 - checked against the mapping OpenRouter documents for Weave (weave.mdx): op_name, attributes
   (user_id, session_id, openrouter_trace_id, custom keys), inputs (messages and model
   parameters), summary (usage, latency), thread.
@@ -25,6 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from weave.trace_server import trace_server_interface as tsi
 from weave.trace_server.opentelemetry.python_spans import Resource, Span
+from otlp_parents import check_parents, orphan_of
 
 GOLDEN = (
     pathlib.Path(__file__).resolve().parents[2]
@@ -80,6 +85,18 @@ def test_the_rendering_for_review_matches_the_protobuf(request_pb):
 def test_routing_resource_attributes(request_pb):
     resource = Resource.from_proto(request_pb.resource_spans[0].resource).attributes
     assert resource["wandb"] == {"entity": "acme", "project": "support-bot"}
+
+
+def test_every_parent_call_is_sent_or_the_users_own(request_pb, calls):
+    roots = check_parents(request_pb)
+    assert len(roots) == 1
+    # As Weave stores them: one root call (parent_id None) carrying the user's parent id.
+    root_calls = [start for start, _ in calls.values() if start.parent_id is None]
+    assert [c.attributes.get("parent_span_id") for c in root_calls] == ["00f067aa0ba902b7"]
+    ids = {start.id for start, _ in calls.values()}
+    assert all(start.parent_id in ids for start, _ in calls.values() if start.parent_id)
+    with pytest.raises(AssertionError):
+        check_parents(orphan_of(request_pb))
 
 
 def test_two_calls_parent_and_llm(calls):

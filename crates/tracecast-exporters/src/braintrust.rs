@@ -34,7 +34,7 @@
 //! |---|---|---|
 //! | `trace.trace_id` | OTLP trace id | `root_span_id` (and span ids) |
 //! | `trace.trace_name`, `trace.span_name`, `trace.generation_name` | span name | `span_attributes.name` |
-//! | `trace.parent_span_id` | parent span id | `span_parents` |
+//! | `trace.parent_span_id` | OTLP parent of the top-most span only when it can name a span the user sent: 16 hex characters in the user's own 32-hex trace id ([`TraceView::otlp_linkable_parent_span_id`]; Braintrust's SDK makes OpenTelemetry ids by default, braintrust 0.48.1 `braintrust/id_gen.py`); else `braintrust.metadata.parent_span_id` on the top-most span, then the root (Braintrust lists traces by their root span) | `span_parents` / metadata |
 //! | observation type | `braintrust.span_attributes.type`: `llm` (generation), `task` (the `span_name` span) | `span_attributes.type` |
 //! | `user` | `braintrust.metadata.user_id` | `metadata.user_id` |
 //! | `session_id` | `braintrust.metadata.session_id` | `metadata.session_id` |
@@ -90,14 +90,14 @@ use serde_json::{Map, Value};
 use tracecast_model::trace::TraceView;
 
 use crate::config::{custom_headers, optional_str, required_str};
+use crate::endpoint::{join_url, set_header};
 use crate::http::transport_message;
-use crate::langsmith::TRACECAST_TRUNCATED;
-use crate::langsmith::langsmith_braintrust as shared;
 use crate::otlp::keys as k;
 use crate::otlp::{
     AttrValue, AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp, Probe,
     SpanRole, SpanSlot,
 };
+use crate::truncate::TRUNCATED as TRACECAST_TRUNCATED;
 use crate::{
     BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, FragmentEncoder, Outcome,
     Payload,
@@ -115,6 +115,17 @@ pub const OUTPUT_JSON: &str = "braintrust.output_json";
 pub const TAGS: &str = "braintrust.tags";
 pub const SPAN_TYPE: &str = "braintrust.span_attributes.type";
 const TOOLS: &str = "braintrust.metadata.tools";
+
+/// Largest string attribute (input, output, tool definitions) sent as is, in bytes; a larger
+/// one is replaced by a truncation marker.
+pub const CONTENT_CAP: usize = 1024 * 1024;
+/// How many bytes of the original value a truncation marker keeps as its `preview`.
+pub const PREVIEW_BYTES: usize = 64 * 1024;
+/// Generations per request: Braintrust's SDK flushes 100 rows at a time.
+pub const MAX_ITEMS: usize = 100;
+/// Request bodies stay under 5 MiB (OTLP's recommended receiver limit is 20 MiB; Braintrust
+/// documents no lower one).
+pub const MAX_BYTES: usize = 5 * 1024 * 1024;
 
 fn meta(name: &str) -> String {
     format!("{METADATA_PREFIX}{name}")
@@ -160,6 +171,14 @@ fn set_json<T: Serialize + ?Sized>(attrs: &mut Attributes<'_, '_>, key: &str, va
 }
 
 impl OtlpDialect for BraintrustDialect {
+    /// The user's parent only when it can name a span the user sent Braintrust: an
+    /// OpenTelemetry-form span id (16 hex characters, what Braintrust's SDK generates by
+    /// default) in the user's own OpenTelemetry-form trace id. Otherwise the generation is a
+    /// root (Braintrust lists traces by their root span) and the parent goes in metadata.
+    fn parent_span_id(&self, view: &TraceView<'_>) -> Option<[u8; 8]> {
+        view.otlp_linkable_parent_span_id()
+    }
+
     fn attribute_key(&self, _element: Element, key: &str) -> AttributeKey {
         if let Some(name) = key.strip_prefix(k::TRACE_METADATA_PREFIX) {
             return AttributeKey::Rename(Cow::Owned(meta(name)));
@@ -179,7 +198,7 @@ impl OtlpDialect for BraintrustDialect {
         attrs: &mut Attributes<'a, '_>,
     ) {
         braintrust_attributes(view, slot, attrs);
-        if shared::truncate_oversized(attrs) {
+        if crate::truncate::replace_oversized(attrs, CONTENT_CAP, PREVIEW_BYTES) {
             attrs.set(meta("truncated"), AttrValue::Bool(true));
             attrs.set(TRACECAST_TRUNCATED, AttrValue::Bool(true));
         }
@@ -202,8 +221,11 @@ fn braintrust_attributes<'a>(view: &TraceView<'a>, slot: SpanSlot, attrs: &mut A
     if let Some(session) = view.session_id() {
         set_str(attrs, meta("session_id"), session);
     }
+    if let Some(parent) = slot.unsent_parent(view) {
+        set_str(attrs, meta("parent_span_id"), parent);
+    }
     if slot.is_root {
-        let tags = shared::tags(view);
+        let tags = crate::tags::from_metadata(view);
         if !tags.is_empty() {
             attrs.set(
                 TAGS,
@@ -315,8 +337,8 @@ pub fn exporter(
     let api_key = required_str(config, "apiKey")?;
     let project_id = required_str(config, "projectId")?;
     let base = api_base(optional_str(config, "baseUrl").unwrap_or(DEFAULT_BASE_URL));
-    let traces_url = shared::join_url(base, TRACES_PATH, "baseUrl")?;
-    let mut project_url = shared::join_url(base, "/v1/project", "baseUrl")?;
+    let traces_url = join_url(base, TRACES_PATH, "baseUrl")?;
+    let mut project_url = join_url(base, "/v1/project", "baseUrl")?;
     project_url
         .path_segments_mut()
         .map_err(|_| ExportError::Config("baseUrl cannot be a base URL".into()))?
@@ -324,7 +346,7 @@ pub fn exporter(
 
     let mut headers = custom_headers(config)?;
     headers.remove(AUTHORIZATION);
-    shared::header(
+    set_header(
         &mut headers,
         "authorization",
         &crate::http::bearer_auth(api_key),
@@ -332,7 +354,7 @@ pub fn exporter(
         true,
     )?;
     let mut otlp_headers = headers.clone();
-    shared::header(
+    set_header(
         &mut otlp_headers,
         "x-bt-parent",
         &format!("project_id:{project_id}"),
@@ -348,8 +370,8 @@ pub fn exporter(
     };
     let otlp = OtlpExporter::new(http, BraintrustDialect, "otlp-json/braintrust", probe)
         .with_limits(BatchLimits {
-            max_items: shared::MAX_ITEMS,
-            max_bytes: shared::MAX_BYTES,
+            max_items: MAX_ITEMS,
+            max_bytes: MAX_BYTES,
         });
     Ok(BraintrustExporter {
         otlp,

@@ -35,7 +35,7 @@
 //! | `trace.trace_name` (default: model) | trace name | `langfuse.trace.name` on the top-most span |
 //! | `trace.span_name` | span observation | an intermediate span (`langfuse.observation.type` = `span`) |
 //! | `trace.generation_name` (default: model) | generation name | the generation span's name |
-//! | `trace.parent_span_id` | parent observation id | OTLP parent span id: itself when 16 hex characters, else derived |
+//! | `trace.parent_span_id` | parent observation id | OTLP parent span id only when it can name an observation the user sent (16 hex characters in the user's own 32-hex trace id: Langfuse SDKs from v3 are OpenTelemetry-based); else `langfuse.observation.metadata.parent_span_id` on the top-most span, the trace's root |
 //! | `trace.environment` | environment | `langfuse.environment` on the resource and on every span, normalised to Langfuse's rule (see below) |
 //! | `trace.release` | release | `langfuse.release` on the resource and on every span |
 //! | `trace.tags` (array or comma-separated string) | trace tags | `langfuse.trace.tags` (also kept as metadata) |
@@ -50,6 +50,9 @@
 //! | `total_cost` | cost | `langfuse.observation.cost_details` = `{"total": cost}` |
 //! | `created_at` + `time_to_first_token` | completion start time | `langfuse.observation.completion_start_time` (ISO-8601) |
 //! | `error` | level ERROR, status message | `langfuse.observation.level`, `langfuse.observation.status_message` |
+//!
+//! The resource has no `service.version`: Langfuse reads it as the version of every observation
+//! and trace (`OtelIngestionProcessor.ts`), and OpenRouter's fixed `1.0.0` is not the user's.
 //!
 //! Everything else the shared encoder sends (`gen_ai.*` usage and request attributes,
 //! `openrouter.*` and the optional metadata groups) is kept: Langfuse stores unknown attributes
@@ -146,6 +149,8 @@ pub mod keys {
     pub const OBSERVATION_COST_DETAILS: &str = "langfuse.observation.cost_details";
     pub const ENVIRONMENT: &str = "langfuse.environment";
     pub const RELEASE: &str = "langfuse.release";
+    /// The `trace.parent_span_id` a root observation was given but could not be linked to.
+    pub const OBSERVATION_PARENT_SPAN_ID: &str = "langfuse.observation.metadata.parent_span_id";
     /// Set (true) on a generation span whose strings were cut.
     pub const TRUNCATED: &str = "langfuse.observation.metadata.tracecast_truncated";
     /// The keys of the attributes that were cut.
@@ -169,7 +174,21 @@ const RELEASE_KEY: &str = "release";
 const TAGS_KEY: &str = "tags";
 
 impl OtlpDialect for LangfuseDialect {
+    /// The user's parent only when it can name an observation the user sent Langfuse: Langfuse
+    /// SDKs (v3 on) are OpenTelemetry-based, so an observation id is a 16-hex span id and a
+    /// trace id 32 hex. In any other form the parent cannot be in the trace; the generation is
+    /// then the trace's root (Langfuse takes trace name, user and tags from the root) and the
+    /// parent goes in `langfuse.observation.metadata.parent_span_id`.
+    fn parent_span_id(&self, view: &TraceView<'_>) -> Option<[u8; 8]> {
+        view.otlp_linkable_parent_span_id()
+    }
+
     fn attribute_key(&self, element: Element, key: &str) -> AttributeKey {
+        if element == Element::Resource && key == k::SERVICE_VERSION {
+            // Langfuse reads `service.version` as the version of every observation and trace
+            // (`OtelIngestionProcessor.ts`): OpenRouter's fixed `1.0.0` is not the user's.
+            return AttributeKey::Drop;
+        }
         if !matches!(element, Element::Span(_)) {
             return AttributeKey::Keep;
         }
@@ -207,6 +226,9 @@ impl OtlpDialect for LangfuseDialect {
         match slot.role {
             SpanRole::Intermediate => add_environment_and_release(view, attrs, false),
             SpanRole::Generation => generation_attributes(view, attrs),
+        }
+        if let Some(parent) = slot.unsent_parent(view) {
+            attrs.string(lf::OBSERVATION_PARENT_SPAN_ID, parent);
         }
     }
 }
@@ -761,9 +783,10 @@ mod tests {
     #[test]
     fn truncation_fits_the_budget_and_cuts_the_largest_first() {
         let dialect = LangfuseDialect;
+        let keys = |e: Element, k: &str| dialect.attribute_key(e, k);
         let big = "é\"x\n".repeat(200_000); // 1 MB raw, 1.4 MB escaped
         let mid = "y".repeat(300_000);
-        let mut a = Attributes::new(&dialect, Element::Span(SpanRole::Generation), 4);
+        let mut a = Attributes::new(&keys, Element::Span(SpanRole::Generation), 4);
         a.string("in", big.as_str())
             .string("out", mid.as_str())
             .string("small", "keep me")
@@ -784,14 +807,14 @@ mod tests {
         assert_eq!(a.get("n"), Some(&AttrValue::Int(7)));
 
         // Both large values: both are cut.
-        let mut a = Attributes::new(&dialect, Element::Span(SpanRole::Generation), 4);
+        let mut a = Attributes::new(&keys, Element::Span(SpanRole::Generation), 4);
         a.string("in", big.as_str()).string("out", big.as_str());
         let cut = truncate_strings(&mut a, 100_000);
         assert_eq!(cut.len(), 2, "{cut:?}");
         assert!(wire_total(&a) <= 100_000);
 
         // Under budget: untouched.
-        let mut a = Attributes::new(&dialect, Element::Span(SpanRole::Generation), 4);
+        let mut a = Attributes::new(&keys, Element::Span(SpanRole::Generation), 4);
         a.string("in", mid.as_str());
         assert!(truncate_strings(&mut a, 1_000_000).is_empty());
         assert_eq!(wire_total(&a), 300_000);

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::otlp::{Attr, AttrValue, Attributes};
@@ -66,6 +67,52 @@ pub fn replace_string<'a>(
     value: String,
 ) {
     attrs.set(key, AttrValue::String(Cow::Owned(value)));
+}
+
+/// The marker that replaces an oversized attribute value in [`replace_oversized`]: still valid
+/// JSON, so platforms that parse the attribute as JSON show it, with what was cut.
+#[derive(Serialize)]
+struct TruncationMarker<'s> {
+    truncated: bool,
+    original_bytes: usize,
+    kept_bytes: usize,
+    note: &'static str,
+    preview: &'s str,
+}
+
+/// Replaces every string attribute longer than `cap` bytes (in practice the prompt, the
+/// completion, tool definitions, or an outsized custom metadata value) with a JSON truncation
+/// marker `{"truncated":true,"original_bytes":N,"kept_bytes":K,"note":"...","preview":"<first
+/// K bytes>"}` (`K` at most `preview_bytes`), in place. Returns whether anything was replaced;
+/// the caller then flags the span in the platform's own terms.
+pub fn replace_oversized(attrs: &mut Attributes<'_, '_>, cap: usize, preview_bytes: usize) -> bool {
+    let oversized: Vec<String> = attrs
+        .iter()
+        .filter(|a| matches!(&a.value, AttrValue::String(s) if s.len() > cap))
+        .map(|a| a.key.to_string())
+        .collect();
+    if oversized.is_empty() {
+        return false;
+    }
+    let mut replaced = Vec::with_capacity(oversized.len());
+    for key in &oversized {
+        if let Some(AttrValue::String(s)) = attrs.get(key) {
+            let preview = prefix(s, preview_bytes);
+            if let Ok(marker) = serde_json::to_string(&TruncationMarker {
+                truncated: true,
+                original_bytes: s.len(),
+                kept_bytes: preview.len(),
+                note: "truncated by tracecast: the value exceeded the per-attribute limit",
+                preview,
+            }) {
+                replaced.push((key.clone(), marker));
+            }
+        }
+    }
+    for (key, marker) in replaced {
+        replace_string(attrs, key, marker);
+    }
+    true
 }
 
 /// Flags a span (or resource) some of whose attributes were shortened: `flag_key` = `true` and

@@ -44,6 +44,7 @@
 //! | `summary.weave` | status (error when the generation failed), latency |
 //! | `thread_id`, `turn_id` | `session_id` (`gen_ai.conversation.id`): a session is a Weave thread, each call a turn |
 //! | `exception` | the error message of a failed generation |
+//! | `parent_id` | `trace.parent_span_id` only when it can name a call the user sent through OTLP (16 hex characters in the user's own 32-hex trace id); a Weave SDK call id is a UUID no OTLP parent can name. Otherwise the top call is a root call (Weave's call list shows roots) and the value is `attributes.parent_span_id` |
 //!
 //! The standard attributes whose dotted names would collide in Weave's nested attribute tree
 //! (`gen_ai.usage.input_tokens` with `gen_ai.usage.input_tokens.cached`, which Weave rejects
@@ -188,6 +189,16 @@ impl WeaveDialect {
 }
 
 impl OtlpDialect for WeaveDialect {
+    /// The user's parent only when it can name a call the user sent Weave through OTLP (Weave
+    /// makes a call's id, trace and parent from the OTLP span ids): a 16-hex span id in the
+    /// user's own 32-hex trace id. A Weave SDK call id is a UUID, which no OTLP parent can name;
+    /// a parent Weave never receives would hide the call from Weave's call list, which shows
+    /// root calls. So the generation is then a root call and the parent goes in
+    /// `attributes.parent_span_id`.
+    fn parent_span_id(&self, view: &TraceView<'_>) -> Option<[u8; 8]> {
+        view.otlp_linkable_parent_span_id()
+    }
+
     fn attribute_key(&self, element: Element, key: &str) -> AttributeKey {
         if !matches!(element, Element::Span(_)) {
             return AttributeKey::Keep;
@@ -230,6 +241,9 @@ impl OtlpDialect for WeaveDialect {
         }
         if let Some(s) = view.session_id() {
             wandb.insert("session_id".into(), json!(s));
+        }
+        if let Some(parent) = slot.unsent_parent(view) {
+            wandb.insert("parent_span_id".into(), json!(parent));
         }
         if slot.top_most {
             let trace_name = view.trace_name();
@@ -320,7 +334,8 @@ mod tests {
     #[test]
     fn dotted_prefixes_are_dropped() {
         let d = WeaveDialect::new("e", "p");
-        let mut a = Attributes::new(&d, Element::Span(SpanRole::Generation), 8);
+        let keys = |e: Element, k: &str| d.attribute_key(e, k);
+        let mut a = Attributes::new(&keys, Element::Span(SpanRole::Generation), 8);
         a.verbatim();
         a.int("a", 1)
             .int("a-c", 2)

@@ -146,9 +146,16 @@ async fn every_supported_metadata_key_is_mapped() {
         "Order Processing Pipeline"
     );
     assert!(!has(&llm.attributes, "braintrust.metadata.trace_name"));
-    // Hierarchy: the LLM span under the intermediate one, under the caller's parent span.
+    // Hierarchy: the LLM span under the intermediate one. The caller's parent span cannot be
+    // in this trace (its id is derived from "order_processing_001"), so it is not sent as the
+    // OTLP parent (an orphan Braintrust never lists); the task span is the root and carries it.
     assert_eq!(llm.parent_span_id, task.span_id);
-    assert_eq!(hex::encode(&task.parent_span_id), "00f067aa0ba902b7");
+    assert!(task.parent_span_id.is_empty(), "a root Braintrust lists");
+    assert_eq!(
+        s(&task.attributes, "braintrust.metadata.parent_span_id"),
+        "00f067aa0ba902b7"
+    );
+    assert!(!has(&llm.attributes, "braintrust.metadata.parent_span_id"));
 
     // trace_name -> Name of a generation that is the root of its trace.
     let g = generation(json!({
@@ -214,8 +221,11 @@ async fn user_session_tags_and_custom_metadata() {
     assert!(!has(a, "braintrust.metadata.nothing"));
     // The request's session wins over a custom key of the same name (checked above).
 
-    // With a caller's parent span, no span is a root: tags are not sent as tags.
-    let g = generation(full_record());
+    // A caller's span in the caller's own OpenTelemetry trace (Braintrust's SDK ids): linked,
+    // so no span is a root and tags are not sent as tags.
+    let mut record = full_record();
+    record["trace"]["trace_id"] = json!("4bf92f3577b34da6a3ce929d0e0e4736");
+    let g = generation(record);
     let req = deliver(
         &rx,
         exporter.as_ref(),
@@ -223,11 +233,46 @@ async fn user_session_tags_and_custom_metadata() {
     )
     .await;
     let decoded = decode(&req.body);
-    assert!(
-        spans(&decoded)
-            .iter()
-            .all(|sp| !has(&sp.attributes, "braintrust.tags"))
+    let sp = spans(&decoded);
+    assert_eq!(
+        hex::encode(&by_type(&sp, "task").parent_span_id),
+        "00f067aa0ba902b7"
     );
+    assert_eq!(
+        hex::encode(&sp[0].trace_id),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert!(sp.iter().all(|sp| !has(&sp.attributes, "braintrust.tags")));
+    assert!(
+        sp.iter()
+            .all(|sp| !has(&sp.attributes, "braintrust.metadata.parent_span_id"))
+    );
+
+    // A parent that cannot be in the trace (a legacy UUID span id, or any id in a derived
+    // trace): the task span is the root, with the tags and the parent as metadata.
+    for parent in ["0195f3c2-8d4e-7c1a-9b2f-3e4d5c6b7a89", "00f067aa0ba902b7"] {
+        let mut record = full_record();
+        record["trace"]["parent_span_id"] = json!(parent);
+        if parent.contains('-') {
+            record["trace"]["trace_id"] = json!("4bf92f3577b34da6a3ce929d0e0e4736");
+        }
+        let g = generation(record);
+        let req = deliver(
+            &rx,
+            exporter.as_ref(),
+            &[TraceView::new(&g, TraceOptions::default())],
+        )
+        .await;
+        let decoded = decode(&req.body);
+        let sp = spans(&decoded);
+        let task = by_type(&sp, "task");
+        assert!(task.parent_span_id.is_empty(), "{parent}");
+        assert_eq!(
+            s(&task.attributes, "braintrust.metadata.parent_span_id"),
+            parent
+        );
+        assert_eq!(strings(&task.attributes, "braintrust.tags"), vec!["a", "b"]);
+    }
 }
 
 #[tokio::test]

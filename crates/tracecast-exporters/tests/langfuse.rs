@@ -97,6 +97,20 @@ async fn posts_otlp_json_to_the_langfuse_endpoint_with_basic_auth_and_golden_bod
     // The golden file: this body, byte for byte. Regenerate with UPDATE_GOLDEN=1 and review the
     // diff; tests/vendors/test_langfuse.py validates it with the langfuse package.
     golden::assert_bytes("langfuse.json", "Langfuse body", req.body.as_ref());
+
+    // What a destination with default settings sends (no metadata group on): the second
+    // golden file, also validated by tests/vendors/test_langfuse.py.
+    let req = deliver(
+        &rx,
+        &exporter,
+        &[TraceView::new(&g, TraceOptions::default())],
+    )
+    .await;
+    golden::assert_bytes(
+        "langfuse_default.json",
+        "Langfuse body (default settings)",
+        req.body.as_ref(),
+    );
 }
 
 #[tokio::test]
@@ -136,8 +150,17 @@ async fn maps_every_supported_metadata_key() {
     assert_eq!(generation.name, "Extract Order Details");
     assert_eq!(s(ga, "langfuse.observation.type"), "generation");
     assert_eq!(generation.parent_span_id, span.span_id);
-    // parent_span_id -> Parent Observation ID.
-    assert_eq!(hex::encode(&span.parent_span_id), "00f067aa0ba902b7");
+    // parent_span_id: an observation id can only be in the user's own 32-hex trace; this
+    // trace's id is derived, so the parent is not sent as the OTLP parent (an orphan Langfuse
+    // never receives) but kept as observation metadata of the root.
+    assert!(span.parent_span_id.is_empty(), "the trace's root");
+    assert_eq!(
+        s(sa, "langfuse.observation.metadata.parent_span_id"),
+        "00f067aa0ba902b7"
+    );
+    assert!(!has(ga, "langfuse.observation.metadata.parent_span_id"));
+    // service.version is Langfuse's trace and observation version: not OpenRouter's 1.0.0.
+    assert!(!has(res, "service.version"));
     // environment and release: resource attribute and observation attribute.
     for attrs in [res, sa, ga] {
         assert_eq!(s(attrs, "langfuse.environment"), "production");
@@ -205,10 +228,10 @@ async fn maps_every_supported_metadata_key() {
         json_attr(ga, "langfuse.observation.cost_details"),
         json!({"total": 0.00123})
     );
-    // created_at 00:00:00.250 + 310.25 ms to the first token.
+    // created_at 13:37:42.250 + 310.25 ms to the first token.
     assert_eq!(
         s(ga, "langfuse.observation.completion_start_time"),
-        "2026-01-01T00:00:00.560Z"
+        "2026-01-01T13:37:42.560Z"
     );
     assert_eq!(s(ga, "langfuse.observation.level"), "DEFAULT");
     assert!(!has(ga, "langfuse.observation.status_message"));
@@ -241,6 +264,7 @@ async fn hex_trace_ids_and_root_generations() {
         "4bf92f3577b34da6a3ce929d0e0e4736"
     );
     assert!(sp[0].parent_span_id.is_empty(), "a root observation");
+    assert!(!has(a, "langfuse.observation.metadata.parent_span_id"));
     assert_eq!(sp[0].name, "Chat");
     assert_eq!(s(a, "langfuse.trace.name"), "Chat");
     assert_eq!(s(a, "langfuse.observation.type"), "generation");
@@ -258,6 +282,65 @@ async fn hex_trace_ids_and_root_generations() {
     ] {
         assert!(!has(a, key), "{key} sent without a source");
     }
+}
+
+#[tokio::test]
+async fn an_own_parent_links_and_any_other_stays_a_root_with_the_parent_as_metadata() {
+    let rx = Receiver::start().await;
+    let exporter = langfuse_at(&rx, json!({}));
+    let cases = [
+        // (trace_id, parent_span_id, linked)
+        ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", true),
+        ("workflow-1", "00f067aa0ba902b7", false),
+        (
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "0195f3c2-8d4e-7c1a-9b2f-3e4d5c6b7a89",
+            false,
+        ),
+        ("4bf92f3577b34da6a3ce929d0e0e4736", "my-app-span", false),
+    ];
+    for (trace_id, parent, linked) in cases {
+        let g = generation(json!({
+            "id": "gen-p", "model": "openai/gpt-4o-mini", "created_at": "2026-02-01T10:00:00Z",
+            "trace": {"trace_id": trace_id, "parent_span_id": parent}
+        }));
+        let req = deliver(
+            &rx,
+            &exporter,
+            &[TraceView::new(&g, TraceOptions::default())],
+        )
+        .await;
+        let decoded = decode(&req.body);
+        let sp = spans(&decoded);
+        let a = &sp[0].attributes;
+        if linked {
+            assert_eq!(hex::encode(&sp[0].parent_span_id), parent);
+            assert!(!has(a, "langfuse.observation.metadata.parent_span_id"));
+        } else {
+            assert!(sp[0].parent_span_id.is_empty(), "{trace_id} {parent}");
+            assert_eq!(s(a, "langfuse.observation.metadata.parent_span_id"), parent);
+        }
+    }
+
+    // An all-zero parent is no parent; an all-zero trace id is never sent.
+    let g = generation(json!({
+        "id": "gen-z", "model": "m", "created_at": "2026-02-01T10:00:00Z",
+        "trace": {"trace_id": "00000000000000000000000000000000", "parent_span_id": "0000000000000000"}
+    }));
+    let req = deliver(
+        &rx,
+        &exporter,
+        &[TraceView::new(&g, TraceOptions::default())],
+    )
+    .await;
+    let decoded = decode(&req.body);
+    let sp = spans(&decoded);
+    assert!(sp[0].parent_span_id.is_empty());
+    assert!(sp[0].trace_id.iter().any(|b| *b != 0));
+    assert!(!has(
+        &sp[0].attributes,
+        "langfuse.observation.metadata.parent_span_id"
+    ));
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The `langsmith` destination against a real HTTP receiver on 127.0.0.1 playing LangSmith's
-//! OTLP endpoint. Bodies are decoded with `opentelemetry-proto`'s own OTLP/JSON types.
+//! OTLP endpoint. Bodies are protobuf (what LangSmith's own SDKs send), decoded with
+//! `opentelemetry-proto`'s own prost types.
 
 mod common;
 use common::golden;
@@ -9,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use prost::Message;
 use serde_json::{Value, json};
+use tracecast_exporters::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use tracecast_exporters::otlp::proto::trace::v1::Span;
 use tracecast_exporters::{Exporter, Outcome, build, langsmith};
 use tracecast_model::DestinationType;
@@ -27,6 +30,10 @@ async fn deliver(rx: &Receiver, exporter: &dyn Exporter, views: &[TraceView<'_>]
     let req = rx.next().await;
     assert_eq!(req.body, payload.body, "the payload is sent as encoded");
     req
+}
+
+fn pb(body: &[u8]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf ExportTraceServiceRequest")
 }
 
 fn by_kind<'a>(spans: &[&'a Span], kind: &str) -> &'a Span {
@@ -52,7 +59,7 @@ async fn posts_otlp_to_the_otel_endpoint_with_langsmith_headers_and_matches_the_
 
     assert_eq!(req.method, "POST");
     assert_eq!(req.path, "/otel/v1/traces");
-    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
     assert_eq!(req.header("x-api-key"), Some("lsv2_pt_secret"));
     assert_eq!(
         req.header("langsmith-project"),
@@ -62,7 +69,7 @@ async fn posts_otlp_to_the_otel_endpoint_with_langsmith_headers_and_matches_the_
     assert_eq!(req.header("x-tenant-id"), Some("ws-123"));
     assert_eq!(req.header("x-proxy-token"), Some("p-1"));
 
-    let decoded = decode(&req.body);
+    let decoded = pb(&req.body);
     let sp = spans(&decoded);
     assert_eq!(sp.len(), 2);
     let llm = by_kind(&sp, "llm");
@@ -88,8 +95,15 @@ async fn posts_otlp_to_the_otel_endpoint_with_langsmith_headers_and_matches_the_
     // No custom metadata under the generic prefix: it is LangSmith metadata instead.
     assert!(!a.iter().any(|kv| kv.key.starts_with("trace.metadata.")));
 
-    // The golden file: this body, byte for byte. Regenerate with UPDATE_GOLDEN=1 and review.
-    golden::assert_bytes("langsmith.json", "LangSmith body", req.body.as_ref());
+    // Reasoning tokens where LangSmith reads them.
+    assert_eq!(i(a, "gen_ai.usage.details.reasoning_tokens"), 8);
+
+    // The golden files: the exact protobuf body, and its OTLP/JSON rendering for review.
+    // Regenerate with UPDATE_GOLDEN=1 and review; test_langsmith.py checks langsmith.pb.
+    golden::assert_bytes("langsmith.pb", "LangSmith body", req.body.as_ref());
+    let mut rendered = serde_json::to_vec_pretty(&decoded).unwrap();
+    rendered.push(b'\n');
+    golden::assert_bytes("langsmith.json", "LangSmith body", &rendered);
 }
 
 #[tokio::test]
@@ -101,7 +115,7 @@ async fn every_supported_metadata_key_is_mapped() {
     let g = generation(full_record());
     let view = TraceView::new(&g, TraceOptions::default());
     let req = deliver(&rx, exporter.as_ref(), &[view]).await;
-    let decoded = decode(&req.body);
+    let decoded = pb(&req.body);
     let sp = spans(&decoded);
     let chain = by_kind(&sp, "chain");
     let llm = by_kind(&sp, "llm");
@@ -134,8 +148,19 @@ async fn every_supported_metadata_key_is_mapped() {
         "Order Processing Pipeline"
     );
     assert!(!has(&llm.attributes, "langsmith.metadata.trace_name"));
-    // parent_span_id -> Parent Run ID of the top-most run; the LLM run is the chain's child.
-    assert_eq!(hex::encode(&chain.parent_span_id), "00f067aa0ba902b7");
+    // parent_span_id that is not a LangSmith run id (a UUID): never the OTLP parent (LangSmith
+    // would hold the chain run for a parent it never gets, then drop it); the chain run is
+    // the root and the parent is metadata. The LLM run is the chain's child.
+    assert!(
+        chain.parent_span_id.is_empty(),
+        "no OTLP parent LangSmith never gets"
+    );
+    assert_eq!(
+        s(&chain.attributes, "langsmith.metadata.parent_span_id"),
+        "00f067aa0ba902b7"
+    );
+    assert!(!has(&chain.attributes, "langsmith.span.parent_id"));
+    assert!(!has(&llm.attributes, "langsmith.metadata.parent_span_id"));
     assert_eq!(llm.parent_span_id, chain.span_id);
 
     // trace_name -> Run Name when the generation is itself the root run.
@@ -149,7 +174,7 @@ async fn every_supported_metadata_key_is_mapped() {
         &[TraceView::new(&g, TraceOptions::default())],
     )
     .await;
-    let decoded = decode(&req.body);
+    let decoded = pb(&req.body);
     let sp = spans(&decoded);
     assert_eq!(sp.len(), 1);
     assert_eq!(sp[0].name, "Root Run Name");
@@ -159,6 +184,68 @@ async fn every_supported_metadata_key_is_mapped() {
     );
     assert_eq!(s(&sp[0].attributes, "langsmith.span.kind"), "llm");
     assert!(sp[0].parent_span_id.is_empty(), "a root run");
+}
+
+#[tokio::test]
+async fn a_run_id_parent_goes_in_the_langsmith_attributes_never_the_otlp_parent() {
+    let rx = Receiver::start().await;
+    let exporter = exporter(json!({"apiKey": "k", "endpoint": rx.url("")}));
+    let trace = "0195f3c2-8d4e-7c1a-9b2f-3e4d5c6b7a89";
+    let run = "0195f3c2-8d4f-7000-8000-00000000abcd";
+    for span_name in [Some("Step"), None] {
+        let mut record = json!({
+            "id": "gen-linked", "model": "openai/gpt-4o", "created_at": "2026-01-01T13:37:42Z",
+            "trace": {"trace_id": trace, "parent_span_id": run}
+        });
+        if let Some(name) = span_name {
+            record["trace"]["span_name"] = json!(name);
+        }
+        let g = generation(record);
+        let view = TraceView::new(&g, TraceOptions::default());
+        let req = deliver(&rx, exporter.as_ref(), &[view]).await;
+        let decoded = pb(&req.body);
+        let sp = spans(&decoded);
+        let ids: Vec<&[u8]> = sp.iter().map(|x| x.span_id.as_slice()).collect();
+        for span in &sp {
+            // Every OTLP parent is a span of this request.
+            assert!(
+                span.parent_span_id.is_empty() || ids.contains(&span.parent_span_id.as_slice()),
+                "{span_name:?}: OTLP parent LangSmith never gets"
+            );
+            assert_eq!(s(&span.attributes, "langsmith.trace.id"), trace);
+            assert!(!has(&span.attributes, "langsmith.metadata.parent_span_id"));
+        }
+        let top = sp.iter().find(|x| x.parent_span_id.is_empty()).unwrap();
+        assert_eq!(s(&top.attributes, "langsmith.span.parent_id"), run);
+        assert_eq!(
+            sp.iter()
+                .filter(|x| has(&x.attributes, "langsmith.span.parent_id"))
+                .count(),
+            1,
+            "only the top-most run names the user's run"
+        );
+    }
+
+    // A UUID parent in a trace that is not a UUID: LangSmith cannot place the run; metadata.
+    let g = generation(json!({
+        "id": "gen-unplaced", "model": "openai/gpt-4o", "created_at": "2026-01-01T13:37:42Z",
+        "trace": {"trace_id": "wf-1", "parent_span_id": run}
+    }));
+    let req = deliver(
+        &rx,
+        exporter.as_ref(),
+        &[TraceView::new(&g, TraceOptions::default())],
+    )
+    .await;
+    let decoded = pb(&req.body);
+    let sp = spans(&decoded);
+    assert!(sp[0].parent_span_id.is_empty());
+    assert!(!has(&sp[0].attributes, "langsmith.span.parent_id"));
+    assert!(!has(&sp[0].attributes, "langsmith.trace.id"));
+    assert_eq!(
+        s(&sp[0].attributes, "langsmith.metadata.parent_span_id"),
+        run
+    );
 }
 
 #[tokio::test]
@@ -176,7 +263,7 @@ async fn user_session_tags_and_custom_metadata() {
         &[TraceView::new(&g, TraceOptions::default())],
     )
     .await;
-    let decoded = decode(&req.body);
+    let decoded = pb(&req.body);
     let sp = spans(&decoded);
     for span in &sp {
         let a = &span.attributes;
@@ -219,12 +306,12 @@ async fn privacy_mode_sends_no_content() {
         ..ALL_GROUPS
     };
     let req = deliver(&rx, exporter.as_ref(), &[TraceView::new(&g, opts)]).await;
-    let text = String::from_utf8(req.body.to_vec()).unwrap();
+    let text = String::from_utf8_lossy(&req.body);
     assert!(
         !text.contains("SECRET"),
         "content reached LangSmith: {text}"
     );
-    let decoded = decode(&req.body);
+    let decoded = pb(&req.body);
     let a = &spans(&decoded)[0].attributes;
     for key in [
         "gen_ai.prompt",
@@ -259,7 +346,7 @@ async fn an_oversized_prompt_is_truncated_visibly() {
     )
     .await;
     assert!(req.body.len() < 512 * 1024, "{} bytes", req.body.len());
-    let decoded = decode(&req.body);
+    let decoded = pb(&req.body);
     let a = &spans(&decoded)[0].attributes;
     let marker: Value = serde_json::from_str(s(a, "gen_ai.prompt")).expect("valid JSON marker");
     assert_eq!(marker["truncated"], true);
@@ -303,17 +390,10 @@ async fn batches_are_one_request_within_the_limits() {
         ],
     )
     .await;
-    assert_eq!(decode(&req.body).resource_spans.len(), 2);
+    assert_eq!(pb(&req.body).resource_spans.len(), 2);
     assert!(rx.try_next().await.is_none(), "one request per batch");
-    // The engine's shared fragments give the same bytes as encode().
-    let frag = exporter.fragments().expect("OTLP/JSON fragments");
-    assert_eq!(frag.key(), "otlp-json/langsmith");
-    let views = [
-        TraceView::new(&a, TraceOptions::default()),
-        TraceView::new(&b, TraceOptions::default()),
-    ];
-    let pieces: Vec<_> = views.iter().map(|v| frag.fragment(v).unwrap()).collect();
-    assert_eq!(frag.assemble(&pieces).body, req.body);
+    // Protobuf bodies are not assembled from shared JSON fragments.
+    assert!(exporter.fragments().is_none());
 }
 
 #[tokio::test]
@@ -394,7 +474,11 @@ async fn test_connection_sends_an_empty_export_with_the_headers() {
     );
     let req = rx.next().await;
     assert_eq!(req.path, "/api/v1/otel/v1/traces");
-    assert_eq!(&req.body[..], br#"{"resourceSpans":[]}"#);
+    assert!(
+        req.body.is_empty(),
+        "an empty export request is zero bytes of protobuf"
+    );
+    assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
     assert_eq!(req.header("x-api-key"), Some("lsv2_pt_k"));
     assert_eq!(req.header("langsmith-project"), Some("p"));
     assert_eq!(req.header("x-extra"), Some("1"));

@@ -70,8 +70,8 @@ fn json_is_valid_otlp_json() {
         span["parentSpanId"]
     );
     // u64 nanos as decimal strings.
-    assert_eq!(span["startTimeUnixNano"], "1767225600250000000");
-    assert_eq!(span["endTimeUnixNano"], "1767225601773500000");
+    assert_eq!(span["startTimeUnixNano"], "1767274662250000000");
+    assert_eq!(span["endTimeUnixNano"], "1767274663773500000");
     // Enums as integers.
     assert_eq!(span["kind"], 3);
     assert_eq!(span["status"]["code"], 1);
@@ -661,6 +661,15 @@ fn odd_inputs_encode_without_panicking() {
                 assert_eq!(span.trace_id.len(), 16);
                 assert_eq!(span.span_id.len(), 8);
                 assert!(span.trace_id.iter().any(|b| *b != 0), "all-zero trace id");
+                assert!(span.span_id.iter().any(|b| *b != 0), "all-zero span id");
+                // An all-zero parent is OTLP's "no parent": never sent, as is or hashed.
+                assert!(
+                    span.parent_span_id.is_empty()
+                        || (g.id != "z" && span.parent_span_id.iter().any(|b| *b != 0)),
+                    "{}: parent {:?}",
+                    g.id,
+                    span.parent_span_id
+                );
                 assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
             }
         }

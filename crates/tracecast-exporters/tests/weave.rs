@@ -125,6 +125,14 @@ async fn maps_every_supported_metadata_key_into_weave_calls() {
     assert_eq!(llm.name, "Extract Order Details");
     assert_eq!(mid.name, "Extraction");
     assert_eq!(llm.parent_span_id, mid.span_id);
+    // parent_span_id: a Weave call id is a UUID, or a 16-hex span id inside the user's own
+    // 32-hex trace; this one cannot be in the (derived) trace, so the parent call is a root
+    // (Weave's call list shows roots) and the parent is in its attributes.
+    assert!(mid.parent_span_id.is_empty(), "a root call");
+    assert_eq!(
+        js(&mid.attributes, "wandb.attributes")["parent_span_id"],
+        "00f067aa0ba902b7"
+    );
 
     let a = &llm.attributes;
     assert_no_path_conflicts(a);
@@ -225,6 +233,37 @@ async fn trace_name_is_the_op_name_of_a_root_call() {
     assert_eq!(s(&sp[0].attributes, "wandb.display_name"), "T");
     assert_eq!(js(&sp[0].attributes, "wandb.attributes")["trace_name"], "T");
     assert_no_path_conflicts(&sp[0].attributes);
+}
+
+#[tokio::test]
+async fn only_a_parent_weave_can_have_is_sent_as_the_parent_call() {
+    let rx = Receiver::start().await;
+    let exporter = weave(&rx.url(""));
+    let hex_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    for (trace_id, parent, linked) in [
+        (hex_trace, "00f067aa0ba902b7", true),
+        (hex_trace, "0195f3c2-8d4e-7c1a-9b2f-3e4d5c6b7a89", false),
+        ("wf-1", "00f067aa0ba902b7", false),
+    ] {
+        let g = generation(json!({
+            "id": "gen-p", "model": "openai/gpt-4o", "created_at": "2026-01-01T13:37:42Z",
+            "trace": {"trace_id": trace_id, "parent_span_id": parent}
+        }));
+        let payload = exporter
+            .encode(&[TraceView::new(&g, TraceOptions::default())])
+            .unwrap();
+        assert_eq!(exporter.send(&payload).await, Outcome::Delivered);
+        let req = pb(&rx.next().await.body);
+        let call = spans(&req)[0];
+        let wandb = js(&call.attributes, "wandb.attributes");
+        if linked {
+            assert_eq!(hex::encode(&call.parent_span_id), parent);
+            assert!(wandb.get("parent_span_id").is_none());
+        } else {
+            assert!(call.parent_span_id.is_empty(), "{trace_id} {parent}");
+            assert_eq!(wandb["parent_span_id"], parent);
+        }
+    }
 }
 
 #[tokio::test]

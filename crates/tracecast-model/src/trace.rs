@@ -143,11 +143,28 @@ fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) && !s.bytes().all(|b| b == b'0')
 }
 
+/// The first `N` bytes of SHA-256 of `s`, never all zero: OTLP reserves the all-zero trace and
+/// span ids as invalid, so the (2^-64-likely) all-zero prefix gets its last byte set to 1.
 fn sha256_prefix<const N: usize>(s: &str) -> [u8; N] {
     let d = Sha256::digest(s.as_bytes());
     let mut out = [0u8; N];
     out.copy_from_slice(&d[..N]);
+    if out.iter().all(|&b| b == 0) {
+        out[N - 1] = 1;
+    }
     out
+}
+
+/// Whether an id given by the user is a "nil" id: only zeros (and the dashes of a UUID), which
+/// OTLP and UUID consumers read as "no id".
+fn is_nil_id(s: &str) -> bool {
+    s.bytes().any(|b| b == b'0') && s.bytes().all(|b| b == b'0' || b == b'-')
+}
+
+/// Whether `s` is a UUID in its canonical hyphenated form (`8-4-4-4-12` hex digits), not nil:
+/// the form LangSmith run ids, legacy Braintrust span ids and Weave call ids take.
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok_and(|u| !u.is_nil())
 }
 
 fn hex_bytes<const N: usize>(s: &str) -> [u8; N] {
@@ -202,7 +219,8 @@ impl<'a> TraceView<'a> {
     }
 
     /// `trace.parent_span_id` as an OTLP span id: itself when it is 16 hex characters, else
-    /// derived (first 8 bytes of its SHA-256).
+    /// derived (first 8 bytes of its SHA-256). A nil id (only zeros, OTLP's "invalid span id")
+    /// counts as no parent: it is never sent, as is or hashed.
     pub fn otlp_parent_span_id(&self) -> Option<[u8; 8]> {
         let p = self.parent_span_id()?;
         Some(if is_hex(p, 16) {
@@ -210,6 +228,16 @@ impl<'a> TraceView<'a> {
         } else {
             sha256_prefix(p)
         })
+    }
+
+    /// The parent as an OTLP span id only when it can name a span the user sent to an
+    /// OTLP-native platform: `trace.parent_span_id` is 16 hex characters and `trace.trace_id`
+    /// 32 hex characters (neither all zero), so the generation joins the user's own OTLP trace
+    /// under the user's own span. A parent in any other form (a UUID, a name, a hex id in a
+    /// trace whose id tracecast derives) cannot name a span of that trace, and is `None`.
+    pub fn otlp_linkable_parent_span_id(&self) -> Option<[u8; 8]> {
+        let p = self.parent_span_id()?;
+        (is_hex(p, 16) && is_hex(self.trace_key(), 32)).then(|| hex_bytes(p))
     }
 
     pub fn trace_name(&self) -> &'a str {
@@ -224,9 +252,11 @@ impl<'a> TraceView<'a> {
         first_non_empty(self.g.trace_str("generation_name"), &self.g.model)
     }
 
-    /// `trace.parent_span_id` as given.
+    /// `trace.parent_span_id` as given; `None` when empty or nil (only zeros).
     pub fn parent_span_id(&self) -> Option<&'a str> {
-        self.g.trace_str("parent_span_id")
+        self.g
+            .trace_str("parent_span_id")
+            .filter(|p| !p.is_empty() && !is_nil_id(p))
     }
 
     /// Custom `trace` metadata: every key but the five that shape the hierarchy.
@@ -692,6 +722,43 @@ mod tests {
             hex::encode(TraceView::new(&hex_id, TraceOptions::default()).otlp_trace_id()),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
+    }
+
+    #[test]
+    fn nil_ids_are_never_sent_and_only_own_otlp_parents_link() {
+        let view_of = |trace: Value| sample(json!({ "trace": trace }));
+        // A nil parent is no parent; a nil trace id is hashed like any other non-id.
+        for nil in ["0000000000000000", "00000000-0000-0000-0000-000000000000"] {
+            let g = view_of(
+                json!({"trace_id": "00000000000000000000000000000000", "parent_span_id": nil}),
+            );
+            let v = TraceView::new(&g, TraceOptions::default());
+            assert_eq!(v.parent_span_id(), None, "{nil}");
+            assert_eq!(v.otlp_parent_span_id(), None, "{nil}");
+            assert_ne!(v.otlp_trace_id(), [0u8; 16]);
+        }
+        // A hex parent links only inside the user's own hex trace id.
+        let own = view_of(
+            json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "parent_span_id": "00f067aa0ba902b7"}),
+        );
+        let own = TraceView::new(&own, TraceOptions::default());
+        assert_eq!(
+            own.otlp_linkable_parent_span_id(),
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
+        let derived =
+            view_of(json!({"trace_id": "workflow-1", "parent_span_id": "00f067aa0ba902b7"}));
+        let derived = TraceView::new(&derived, TraceOptions::default());
+        assert_eq!(derived.otlp_linkable_parent_span_id(), None);
+        assert!(derived.otlp_parent_span_id().is_some());
+        let uuid = view_of(
+            json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "parent_span_id": "0195f3c2-8d4e-7c1a-9b2f-3e4d5c6b7a89"}),
+        );
+        let uuid = TraceView::new(&uuid, TraceOptions::default());
+        assert_eq!(uuid.otlp_linkable_parent_span_id(), None);
+        assert!(is_uuid("0195f3c2-8d4e-7c1a-9b2f-3e4d5c6b7a89"));
+        assert!(!is_uuid("00000000-0000-0000-0000-000000000000"));
+        assert!(!is_uuid("0195f3c28d4e7c1a9b2f3e4d5c6b7a89"));
     }
 
     #[test]

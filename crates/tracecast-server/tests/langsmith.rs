@@ -67,6 +67,7 @@ async fn delivers_langsmith_otlp_with_its_headers_and_mapping() {
     assert_eq!(req.headers["langsmith-project"], "nlp");
     assert_eq!(req.headers["x-tenant-id"], "ws-9");
     assert_eq!(req.headers["x-proxy"], "1");
+    assert_eq!(req.headers["content-type"], "application/x-protobuf");
 
     let spans = rec.spans();
     let llm = spans

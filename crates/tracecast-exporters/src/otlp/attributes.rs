@@ -1,11 +1,43 @@
-//! Attributes: borrowed key-values, built through the dialect's key renaming.
+//! Attributes: borrowed key-values, built through a key-renaming rule (a dialect's
+//! [`super::OtlpDialect::attribute_key`], passed in as a function so that this module does not
+//! depend on the dialect).
 
 use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::dialect::{AttributeKey, Element, OtlpDialect};
+/// Which of the (at most two) spans of a generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpanRole {
+    /// The span named by `trace.span_name`, parent of the generation span (kind INTERNAL).
+    Intermediate,
+    /// The LLM call itself (kind CLIENT).
+    Generation,
+}
+
+/// What a set of attributes belongs to (passed to the key-renaming rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Element {
+    Resource,
+    Span(SpanRole),
+    /// The `exception` event of a failed generation span.
+    ExceptionEvent,
+}
+
+/// What the key-renaming rule does with a standard attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeKey {
+    /// Send it under its standard key.
+    Keep,
+    /// Do not send it.
+    Drop,
+    /// Send it under another key (a `&'static str` costs no allocation).
+    Rename(Cow<'static, str>),
+}
+
+/// The key-renaming rule: what happens to standard attribute `key` of an `Element`.
+pub type KeyRule<'d> = dyn Fn(Element, &str) -> AttributeKey + 'd;
 
 /// The value of an attribute: the OTLP `AnyValue` kinds tracecast sends.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,25 +61,27 @@ pub struct Attr<'a> {
 /// The attributes of one resource, span or event under construction.
 ///
 /// The encoder adds its standard attributes through the dialect's
-/// [`OtlpDialect::attribute_key`], which may keep, rename or drop each one. The dialect's own
-/// hooks ([`OtlpDialect::resource_attributes`], [`OtlpDialect::span_attributes`]) get an
-/// `Attributes` that adds keys verbatim, and may also [`Attributes::remove`] or
-/// [`Attributes::retain`] what the encoder added.
+/// [`super::OtlpDialect::attribute_key`], which may keep, rename or drop each one. The
+/// dialect's own hooks ([`super::OtlpDialect::resource_attributes`],
+/// [`super::OtlpDialect::span_attributes`]) get an `Attributes` that adds keys verbatim, and
+/// may also [`Attributes::remove`] or [`Attributes::retain`] what the encoder added.
 ///
 /// Values OTLP cannot carry are skipped rather than sent broken: non-finite doubles and JSON
 /// `null`.
 pub struct Attributes<'a, 'd> {
     list: Vec<Attr<'a>>,
-    dialect: &'d dyn OtlpDialect,
+    keys: &'d KeyRule<'d>,
     element: Element,
     rename: bool,
 }
 
 impl<'a, 'd> Attributes<'a, 'd> {
-    pub(crate) fn new(dialect: &'d dyn OtlpDialect, element: Element, capacity: usize) -> Self {
+    /// Attributes of `element` whose standard keys go through `keys` (for a dialect `d`:
+    /// `&|e, k| d.attribute_key(e, k)`).
+    pub(crate) fn new(keys: &'d KeyRule<'d>, element: Element, capacity: usize) -> Self {
         Attributes {
             list: Vec::with_capacity(capacity),
-            dialect,
+            keys,
             element,
             rename: true,
         }
@@ -72,7 +106,7 @@ impl<'a, 'd> Attributes<'a, 'd> {
         if !self.rename {
             return Some(key);
         }
-        match self.dialect.attribute_key(self.element, &key) {
+        match (self.keys)(self.element, &key) {
             AttributeKey::Keep => Some(key),
             AttributeKey::Drop => None,
             AttributeKey::Rename(k) => Some(k),

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use tracecast_model::trace::TraceView;
 
-use super::attributes::Attributes;
+use super::attributes::{AttributeKey, Attributes, Element, SpanRole};
 
 /// `service.name` of the resource: OpenRouter's value, so that dashboards and queries written
 /// for OpenRouter's Broadcast keep working.
@@ -15,15 +15,6 @@ pub const SERVICE_VERSION: &str = "1.0.0";
 /// Name of the instrumentation scope (OpenRouter's).
 pub const SCOPE_NAME: &str = "openrouter";
 
-/// Which of the (at most two) spans of a generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SpanRole {
-    /// The span named by `trace.span_name`, parent of the generation span (kind INTERNAL).
-    Intermediate,
-    /// The LLM call itself (kind CLIENT).
-    Generation,
-}
-
 /// Where a span sits in what one generation emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SpanSlot {
@@ -31,29 +22,22 @@ pub struct SpanSlot {
     /// The top-most span emitted for this generation (the intermediate span when there is one,
     /// else the generation span). It carries `openrouter.trace.name`.
     pub top_most: bool,
-    /// The span has no parent at all: it is top-most and `trace.parent_span_id` is unset, so it
-    /// is a root of the trace.
+    /// The span is sent without a parent: it is top-most and the dialect sends no parent for
+    /// the generation ([`OtlpDialect::parent_span_id`] is `None`), so it is a root of the trace.
     pub is_root: bool,
 }
 
-/// What a set of attributes belongs to (passed to [`OtlpDialect::attribute_key`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Element {
-    Resource,
-    Span(SpanRole),
-    /// The `exception` event of a failed generation span.
-    ExceptionEvent,
-}
-
-/// What [`OtlpDialect::attribute_key`] does with a standard attribute.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttributeKey {
-    /// Send it under its standard key.
-    Keep,
-    /// Do not send it.
-    Drop,
-    /// Send it under another key (a `&'static str` costs no allocation).
-    Rename(Cow<'static, str>),
+impl SpanSlot {
+    /// `trace.parent_span_id` when this span is the generation's root although the user gave
+    /// a parent: the dialect did not send that parent as the OTLP parent, so the dialect should
+    /// carry it some other way (its own link attribute, or metadata).
+    pub fn unsent_parent<'a>(&self, view: &TraceView<'a>) -> Option<&'a str> {
+        if self.is_root {
+            view.parent_span_id()
+        } else {
+            None
+        }
+    }
 }
 
 /// A platform's flavour of OTLP: the hooks the shared encoder calls while it builds the
@@ -78,6 +62,19 @@ pub trait OtlpDialect: Send + Sync {
     /// Version of the instrumentation scope (empty: not sent).
     fn scope_version(&self) -> Cow<'static, str> {
         Cow::Borrowed("")
+    }
+
+    /// The OTLP parent of the generation's top-most span. The default is OpenRouter's rule,
+    /// [`TraceView::otlp_parent_span_id`]: `trace.parent_span_id` as given (hashed unless it is
+    /// 16 hex characters), right for a collector or webhook whose user owns the other spans.
+    ///
+    /// A platform that stores spans should only send a parent that can name a span the user
+    /// sent it ([`TraceView::otlp_linkable_parent_span_id`] for OTLP-native ids), and return
+    /// `None` otherwise: a parent the platform never receives leaves an orphan that trace lists
+    /// hide (and LangSmith drops). The top-most span is then a root ([`SpanSlot::is_root`]) and
+    /// [`SpanSlot::unsent_parent`] gives the dialect the parent to carry in its own form.
+    fn parent_span_id(&self, view: &TraceView<'_>) -> Option<[u8; 8]> {
+        view.otlp_parent_span_id()
     }
 
     /// The name of a span. The default is [`default_span_name`].
@@ -120,8 +117,8 @@ impl OtlpDialect for DefaultDialect {}
 /// Default span names:
 /// - the intermediate span is named `trace.span_name`;
 /// - the generation span is named `trace.generation_name`. When it is a root of the trace (no
-///   intermediate span, no `parent_span_id`) and has no `generation_name` of its own, it is
-///   named `trace.trace_name` instead, so that a trace list shows the trace's name.
+///   intermediate span, no parent sent) and has no `generation_name` of its own, it is named
+///   `trace.trace_name` instead, so that a trace list shows the trace's name.
 ///
 /// `generation_name` and `trace_name` both default to the model slug.
 pub fn default_span_name<'a>(view: &TraceView<'a>, slot: SpanSlot) -> Cow<'a, str> {

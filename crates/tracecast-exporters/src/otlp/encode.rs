@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tracecast_model::trace::TraceView;
 
-use super::attributes::{Attributes, join};
-use super::dialect::{Element, OtlpDialect, SERVICE_VERSION, SpanRole, SpanSlot};
+use super::attributes::{Attributes, Element, KeyRule, SpanRole, join};
+use super::dialect::{OtlpDialect, SERVICE_VERSION, SpanSlot};
 use super::keys as k;
 use super::model::{EventData, GenerationSpans, SpanData};
 use crate::{ExportError, Payload};
@@ -145,7 +145,9 @@ pub fn generation_spans<'a>(
     view: &TraceView<'a>,
     dialect: &dyn OtlpDialect,
 ) -> GenerationSpans<'a> {
-    let mut resource = Attributes::new(dialect, Element::Resource, 4);
+    let keys = |element: Element, key: &str| dialect.attribute_key(element, key);
+    let keys: &KeyRule<'_> = &keys;
+    let mut resource = Attributes::new(keys, Element::Resource, 4);
     resource
         .string(k::SERVICE_NAME, dialect.service_name())
         .string(k::SERVICE_VERSION, SERVICE_VERSION)
@@ -156,7 +158,7 @@ pub fn generation_spans<'a>(
     let trace_id = view.otlp_trace_id();
     let start = view.start_unix_nanos();
     let end = view.end_unix_nanos().max(start);
-    let parent = view.otlp_parent_span_id();
+    let parent = dialect.parent_span_id(view);
     let (status_code, status_message) = match view.error() {
         Some(e) => (StatusCode::Error, Cow::Borrowed(e.message.as_str())),
         None => (StatusCode::Ok, Cow::Borrowed("")),
@@ -170,7 +172,7 @@ pub fn generation_spans<'a>(
             top_most: true,
             is_root: parent.is_none(),
         };
-        let mut a = Attributes::new(dialect, Element::Span(SpanRole::Intermediate), 6);
+        let mut a = Attributes::new(keys, Element::Span(SpanRole::Intermediate), 6);
         intermediate_attributes(view, slot, &mut a);
         a.verbatim();
         dialect.span_attributes(view, slot, &mut a);
@@ -194,7 +196,7 @@ pub fn generation_spans<'a>(
         top_most: spans.is_empty(),
         is_root: spans.is_empty() && parent.is_none(),
     };
-    let mut a = Attributes::new(dialect, Element::Span(SpanRole::Generation), 64);
+    let mut a = Attributes::new(keys, Element::Span(SpanRole::Generation), 64);
     generation_attributes(view, slot, &mut a);
     a.verbatim();
     dialect.span_attributes(view, slot, &mut a);
@@ -207,7 +209,7 @@ pub fn generation_spans<'a>(
         start_time_unix_nano: start,
         end_time_unix_nano: end,
         attributes: a.into_vec(),
-        events: exception_event(view, dialect, end).into_iter().collect(),
+        events: exception_event(view, keys, end).into_iter().collect(),
         status_code,
         status_message,
     });
@@ -233,13 +235,9 @@ fn error_type(code: Option<&Value>) -> Cow<'_, str> {
     }
 }
 
-fn exception_event<'a>(
-    view: &TraceView<'a>,
-    dialect: &dyn OtlpDialect,
-    at: u64,
-) -> Option<EventData<'a>> {
+fn exception_event<'a>(view: &TraceView<'a>, keys: &KeyRule<'_>, at: u64) -> Option<EventData<'a>> {
     let err = view.error()?;
-    let mut a = Attributes::new(dialect, Element::ExceptionEvent, 2);
+    let mut a = Attributes::new(keys, Element::ExceptionEvent, 2);
     a.string(k::EXCEPTION_TYPE, error_type(err.code.as_ref()))
         .string(k::EXCEPTION_MESSAGE, err.message.as_str());
     Some(EventData {

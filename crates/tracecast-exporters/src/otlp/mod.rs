@@ -24,7 +24,7 @@
 //! | trace id | [`TraceView::otlp_trace_id`]: `trace.trace_id` if it is 32 hex characters, else the first 16 bytes of SHA-256 of the trace key (`trace.trace_id`, else the generation id) |
 //! | generation span id | [`TraceView::otlp_span_id`]: first 8 bytes of SHA-256 of the generation id |
 //! | intermediate span id | [`TraceView::otlp_intermediate_span_id`]: derived from the trace key and `span_name`, so calls sharing both share the span |
-//! | parent of the top-most span | [`TraceView::otlp_parent_span_id`]: `trace.parent_span_id` if it is 16 hex characters, else the first 8 bytes of its SHA-256; none when unset |
+//! | parent of the top-most span | [`OtlpDialect::parent_span_id`]; by default (webhook, otel-collector: OpenRouter's behaviour) [`TraceView::otlp_parent_span_id`]: `trace.parent_span_id` if it is 16 hex characters, else the first 8 bytes of its SHA-256; none when unset or all zeros |
 //! | parent of the generation span | the intermediate span when there is one, else as above |
 //! | intermediate span name | `trace.span_name` |
 //! | generation span name | `trace.generation_name`; but when the generation span is a root (no intermediate span, no `parent_span_id`) and has no `generation_name` of its own, `trace.trace_name`. Both default to the model slug. |
@@ -34,7 +34,7 @@
 //! | events | on error, an `exception` event at the end time with `exception.type` and `exception.message` |
 //!
 //! Ids are the same on every retry, every restart and every destination, so receivers that
-//! upsert by id de-duplicate. OTLP/JSON specifics, all checked in tests against
+//! upsert by id de-duplicate. No id is all zeros (OTLP's invalid id; see [`TraceView`]). OTLP/JSON specifics, all checked in tests against
 //! `opentelemetry-proto`'s own serde types: keys in lowerCamelCase, ids in lower-case hex,
 //! `*UnixNano` and `intValue` as decimal strings, enums (`kind`, `status.code`) as integers.
 //! Fields at their default value are left out, as the protobuf JSON mapping allows (a root span
@@ -112,7 +112,10 @@
 //!
 //! # Dialects
 //!
-//! An [`OtlpDialect`] changes the mapping without copying it: [`OtlpDialect::attribute_key`]
+//! An [`OtlpDialect`] changes the mapping without copying it: [`OtlpDialect::parent_span_id`]
+//! decides whether the user's `parent_span_id` is sent as the OTLP parent (a platform that stores
+//! spans sends only a parent it can receive, else the span is a root and
+//! [`SpanSlot::unsent_parent`] carries the value), [`OtlpDialect::attribute_key`]
 //! renames or drops any standard attribute, [`OtlpDialect::span_name`] names spans,
 //! [`OtlpDialect::resource_attributes`] and [`OtlpDialect::span_attributes`] add platform
 //! attributes (and may remove standard ones), [`OtlpDialect::service_name`],
@@ -139,10 +142,10 @@ pub mod keys;
 mod model;
 mod transport;
 
-pub use attributes::{Attr, AttrValue, Attributes};
+pub use attributes::{Attr, AttrValue, AttributeKey, Attributes, Element, KeyRule, SpanRole};
 pub use dialect::{
-    AttributeKey, DefaultDialect, Element, OtlpDialect, SCOPE_NAME, SERVICE_NAME, SERVICE_VERSION,
-    SpanRole, SpanSlot, default_span_name,
+    DefaultDialect, OtlpDialect, SCOPE_NAME, SERVICE_NAME, SERVICE_VERSION, SpanSlot,
+    default_span_name,
 };
 pub use encode::{
     EMPTY_REQUEST_JSON, JsonFragments, OtlpEncoding, encode, export_request, generation_spans,

@@ -137,10 +137,7 @@ impl Receiver {
         self.requests()
             .into_iter()
             .filter(|r| r.answered < 300)
-            .map(|r| {
-                serde_json::from_slice::<ExportTraceServiceRequest>(&r.body)
-                    .expect("valid OTLP/JSON")
-            })
+            .map(|r| decode_otlp(&r))
             .collect()
     }
 
@@ -177,6 +174,20 @@ pub fn attr<'a>(
 /// The generation id a span carries (`gen_ai.response.id`).
 pub fn generation_id(span: &Span) -> Option<String> {
     string_attr(span, "gen_ai.response.id")
+}
+
+/// An OTLP export request, protobuf or JSON as its content type says.
+pub fn decode_otlp(r: &Captured) -> ExportTraceServiceRequest {
+    let protobuf = r
+        .headers
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes() == b"application/x-protobuf");
+    if protobuf {
+        <ExportTraceServiceRequest as prost::Message>::decode(&r.body[..])
+            .expect("valid OTLP protobuf")
+    } else {
+        serde_json::from_slice::<ExportTraceServiceRequest>(&r.body).expect("valid OTLP/JSON")
+    }
 }
 
 /// The generation ids in an OTLP/JSON body, decoded with the OTLP definitions; `None` when

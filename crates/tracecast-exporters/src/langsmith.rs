@@ -1,4 +1,4 @@
-//! `langsmith`: generations as OTLP/HTTP JSON spans POSTed to LangSmith's OpenTelemetry
+//! `langsmith`: generations as OTLP/HTTP protobuf spans POSTed to LangSmith's OpenTelemetry
 //! endpoint, `{endpoint}/otel/v1/traces`, with LangSmith's own attribute names on top of the
 //! GenAI semantic conventions.
 //!
@@ -17,6 +17,17 @@
 //! `langsmith.metadata.<key>`, `langsmith.span.tags` as a `", "`-joined string);
 //! `tests/vendors/test_langsmith.py` checks the golden payload against that module.
 //!
+//! The body is binary protobuf, the encoding both LangSmith SDKs export
+//! (langsmith-sdk `js/src/experimental/otel/exporter.ts` uses `exporter-trace-otlp-proto`).
+//! Parents and reasoning tokens follow "Trace with OpenTelemetry"
+//! (<https://docs.langchain.com/langsmith/trace-with-opentelemetry>, `langchain-ai/docs`
+//! `src/langsmith/trace-with-opentelemetry.mdx`): LangSmith holds a span whose OTLP parent it
+//! has not received and drops it, after a 200, if the parent never comes; an OTLP parent span id
+//! cannot name a run (a UUID); `langsmith.trace.id` / `langsmith.span.parent_id` nest a span
+//! under an existing run (also written by the SDK's own OTLP forwarder, langsmith 0.14.17
+//! `langsmith/wrappers/_openai_agents_api.py`); reasoning tokens are read from
+//! `gen_ai.usage.details.reasoning_tokens`.
+//!
 //! # Config
 //!
 //! | field | default | use |
@@ -33,7 +44,8 @@
 //! |---|---|---|
 //! | `trace.trace_id` | OTLP trace id | Trace ID |
 //! | `trace.trace_name`, `trace.span_name`, `trace.generation_name` | span name and `langsmith.trace.name` | Run Name (see below) |
-//! | `trace.parent_span_id` | parent span id of the top-most span | Parent Run ID |
+//! | `trace.parent_span_id` | never the OTLP parent: with a UUID `trace.trace_id` and a UUID parent (a run), `langsmith.span.parent_id` on the top-most span and `langsmith.trace.id` on every span ([`parent_run`]); otherwise `langsmith.metadata.parent_span_id` on the top-most span, a root run | Parent Run ID / metadata |
+//! | reasoning tokens | `gen_ai.usage.details.reasoning_tokens` (besides the shared attributes) | token usage |
 //! | observation type | `langsmith.span.kind`: `llm` (generation), `chain` (the `span_name` span) | Run type |
 //! | `user` | `langsmith.metadata.user_id` (and `user.id`) | User ID |
 //! | `session_id` | `langsmith.metadata.session_id` (and `session.id`, `gen_ai.conversation.id`) | Session / thread |
@@ -75,11 +87,9 @@
 //!
 //! # Test connection
 //!
-//! An empty OTLP export request (`{"resourceSpans":[]}`) to the traces URL with the same
+//! An empty OTLP export request (zero bytes of protobuf) to the traces URL with the same
 //! headers: it proves the URL, the API key and the workspace at once and creates nothing.
 //! 401/403 read "LangSmith rejected the API key (401)".
-
-pub(crate) mod langsmith_braintrust;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -87,10 +97,10 @@ use std::sync::Arc;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
-use tracecast_model::trace::TraceView;
+use tracecast_model::trace::{TraceView, is_uuid};
 
-use self::langsmith_braintrust as shared;
 use crate::config::{custom_headers, optional_str, required_str};
+use crate::endpoint::{join_url, set_header};
 use crate::otlp::keys as k;
 use crate::otlp::{
     AttrValue, AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp, Probe,
@@ -110,8 +120,27 @@ pub const METADATA_PREFIX: &str = "langsmith.metadata.";
 pub const SPAN_KIND: &str = "langsmith.span.kind";
 pub const TRACE_NAME: &str = "langsmith.trace.name";
 pub const SPAN_TAGS: &str = "langsmith.span.tags";
-/// Set on a span whose content was truncated (in every dialect of this module's types).
-pub const TRACECAST_TRUNCATED: &str = "tracecast.truncated";
+/// The trace (root run) a span belongs to, a UUID; overrides the one derived from the OTLP
+/// trace id.
+pub const TRACE_ID: &str = "langsmith.trace.id";
+/// The run a span nests under, a UUID: how a span links to a run LangSmith already has.
+pub const PARENT_RUN_ID: &str = "langsmith.span.parent_id";
+/// Reasoning tokens, where LangSmith reads them.
+pub const USAGE_REASONING_TOKENS: &str = "gen_ai.usage.details.reasoning_tokens";
+/// Set on a span whose content was truncated.
+pub const TRACECAST_TRUNCATED: &str = crate::truncate::TRUNCATED;
+
+/// Largest string attribute (prompt, completion, tool definitions) sent as is, in bytes; a
+/// larger one is replaced by a truncation marker, so one generation stays far below request
+/// limits.
+pub const CONTENT_CAP: usize = 1024 * 1024;
+/// How many bytes of the original value a truncation marker keeps as its `preview`.
+pub const PREVIEW_BYTES: usize = 64 * 1024;
+/// Generations per request: the LangSmith SDK batches at most 100 runs per call.
+pub const MAX_ITEMS: usize = 100;
+/// Request bodies stay under 5 MiB (OTLP's recommended receiver limit is 20 MiB; LangSmith
+/// documents no lower one).
+pub const MAX_BYTES: usize = 5 * 1024 * 1024;
 
 /// LangSmith's flavour of OTLP (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
@@ -121,7 +150,23 @@ fn meta(name: &str) -> String {
     format!("{METADATA_PREFIX}{name}")
 }
 
+/// The run the generation nests under, as `(trace id, parent run id)`: only when both
+/// `trace.trace_id` and `trace.parent_span_id` are UUIDs, the form of LangSmith's trace and run
+/// ids (a run's trace is needed to place it; a parent in another form cannot name a run).
+pub fn parent_run<'a>(view: &TraceView<'a>) -> Option<(&'a str, &'a str)> {
+    let parent = view.parent_span_id()?;
+    let trace = view.trace_key();
+    (is_uuid(parent) && is_uuid(trace)).then_some((trace, parent))
+}
+
 impl OtlpDialect for LangsmithDialect {
+    /// Never the user's parent: an OTLP parent span id cannot name a LangSmith run, and LangSmith
+    /// drops a span whose OTLP parent it never receives. The parent goes in
+    /// `langsmith.span.parent_id` (a run id) or in metadata instead.
+    fn parent_span_id(&self, _view: &TraceView<'_>) -> Option<[u8; 8]> {
+        None
+    }
+
     fn attribute_key(&self, _element: Element, key: &str) -> AttributeKey {
         match key.strip_prefix(k::TRACE_METADATA_PREFIX) {
             Some(name) => AttributeKey::Rename(Cow::Owned(meta(name))),
@@ -140,6 +185,21 @@ impl OtlpDialect for LangsmithDialect {
             SpanRole::Generation => "llm",
         };
         attrs.set(SPAN_KIND, AttrValue::String(Cow::Borrowed(kind)));
+        let run = parent_run(view);
+        if let Some((trace, _)) = run {
+            attrs.set(TRACE_ID, AttrValue::String(Cow::Borrowed(trace)));
+        }
+        if let Some(parent) = slot.unsent_parent(view) {
+            match run {
+                Some((_, run_id)) => {
+                    attrs.set(PARENT_RUN_ID, AttrValue::String(Cow::Borrowed(run_id)))
+                }
+                None => attrs.set(
+                    meta("parent_span_id"),
+                    AttrValue::String(Cow::Borrowed(parent)),
+                ),
+            };
+        }
         attrs.set(TRACE_NAME, AttrValue::String(default_span_name(view, slot)));
         if slot.top_most {
             attrs.set(
@@ -156,7 +216,7 @@ impl OtlpDialect for LangsmithDialect {
                 AttrValue::String(Cow::Borrowed(session)),
             );
         }
-        let tags = shared::tags(view);
+        let tags = crate::tags::from_metadata(view);
         if !tags.is_empty() {
             let joined = tags
                 .iter()
@@ -166,6 +226,10 @@ impl OtlpDialect for LangsmithDialect {
             attrs.set(SPAN_TAGS, AttrValue::String(Cow::Owned(joined)));
         }
         if slot.role == SpanRole::Generation {
+            if let Some(reasoning) = view.reasoning_tokens() {
+                let n = i64::try_from(reasoning).unwrap_or(i64::MAX);
+                attrs.set(USAGE_REASONING_TOKENS, AttrValue::Int(n));
+            }
             let provider = match attrs.get(k::GEN_AI_SYSTEM) {
                 Some(AttrValue::String(p)) => Some(p.clone()),
                 _ => None,
@@ -182,7 +246,7 @@ impl OtlpDialect for LangsmithDialect {
                 AttrValue::String(Cow::Borrowed(name)),
             );
         }
-        if shared::truncate_oversized(attrs) {
+        if crate::truncate::replace_oversized(attrs, CONTENT_CAP, PREVIEW_BYTES) {
             attrs.set(meta("truncated"), AttrValue::Bool(true));
             attrs.set(TRACECAST_TRUNCATED, AttrValue::Bool(true));
         }
@@ -208,13 +272,13 @@ pub fn exporter(
     let api_key = required_str(config, "apiKey")?;
     let endpoint = optional_str(config, "endpoint").unwrap_or(DEFAULT_ENDPOINT);
     let project = optional_str(config, "project").unwrap_or(DEFAULT_PROJECT);
-    let url = shared::join_url(&traces_url(endpoint), "", "endpoint")?;
+    let url = join_url(&traces_url(endpoint), "", "endpoint")?;
 
     let mut headers: HeaderMap = custom_headers(config)?;
-    shared::header(&mut headers, "x-api-key", api_key, "apiKey", true)?;
-    shared::header(&mut headers, "langsmith-project", project, "project", false)?;
+    set_header(&mut headers, "x-api-key", api_key, "apiKey", true)?;
+    set_header(&mut headers, "langsmith-project", project, "project", false)?;
     if let Some(ws) = optional_str(config, "workspaceId") {
-        shared::header(&mut headers, "x-tenant-id", ws, "workspaceId", false)?;
+        set_header(&mut headers, "x-tenant-id", ws, "workspaceId", false)?;
     }
     let http = OtlpHttp::new(ctx, Method::POST, url.as_str(), headers)
         .map_err(|e| ExportError::Config(format!("endpoint: {e}")))?
@@ -227,12 +291,12 @@ pub fn exporter(
         ..Probe::new("LangSmith")
     };
     Ok(
-        OtlpExporter::new(http, LangsmithDialect, "otlp-json/langsmith", probe).with_limits(
-            BatchLimits {
-                max_items: shared::MAX_ITEMS,
-                max_bytes: shared::MAX_BYTES,
-            },
-        ),
+        OtlpExporter::new(http, LangsmithDialect, "otlp-json/langsmith", probe)
+            .protobuf()
+            .with_limits(BatchLimits {
+                max_items: MAX_ITEMS,
+                max_bytes: MAX_BYTES,
+            }),
     )
 }
 
