@@ -181,7 +181,7 @@ async fn validation_errors_name_the_field() {
         ),
         (
             json!({"type": "nosuch", "name": "x", "config": {}}),
-            "type must be one of arize, braintrust",
+            "type must be one of arize, bigquery, braintrust",
         ),
         (
             json!({"type": "webhook", "name": "x", "config": {"url": "not a url"}}),
