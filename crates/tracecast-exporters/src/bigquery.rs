@@ -34,7 +34,8 @@
 //! Answers: `200` without `insertErrors` delivers the batch; with `insertErrors` each row gets
 //! its own outcome (`invalid`, `notFound`, ... dead-letter the row; `stopped`, `timeout`,
 //! `backendError`, `internalError`, `rateLimitExceeded`, `quotaExceeded` retry it; the others
-//! are delivered). `401` drops the cached token and retries (a new one is fetched); `403` with
+//! are delivered). `401` drops the cached token and retries (a new one is fetched), unless the
+//! token was just issued (then the destination pauses); `403` with
 //! reason `rateLimitExceeded`/`quotaExceeded` retries, any other `403` pauses the destination
 //! (no permission); a token exchange refused with `400`/`401`/`403` (bad or revoked key)
 //! pauses it too; `429`/`5xx` retry; other `4xx` dead-letter the batch.
@@ -390,13 +391,13 @@ impl BigqueryExporter {
             .map_err(|e| ExportError::Config(format!("serviceAccountKey: cannot sign: {e}")))
     }
 
-    /// A valid access token: the cached one, else a new one from `token_uri`. A refusal is an
-    /// [`Outcome::Unauthorized`] (bad or revoked key), a transient failure an
-    /// [`Outcome::Retry`].
-    async fn access_token(&self) -> Result<String, Outcome> {
+    /// A valid access token, and whether it was just issued: the cached one, else a new one
+    /// from `token_uri`. A refusal is an [`Outcome::Unauthorized`] (bad or revoked key), a
+    /// transient failure an [`Outcome::Retry`].
+    async fn access_token(&self) -> Result<(String, bool), Outcome> {
         let mut cached = self.token.lock().await;
         if let Some(t) = cached.as_ref().filter(|t| Instant::now() < t.refresh_at) {
-            return Ok(t.value.clone());
+            return Ok((t.value.clone(), false));
         }
         let assertion = self.assertion().map_err(|e| Outcome::Rejected {
             status: None,
@@ -442,12 +443,13 @@ impl BigqueryExporter {
             value: token.to_string(),
             refresh_at: Instant::now() + lifetime - margin,
         });
-        Ok(token.to_string())
+        Ok((token.to_string(), true))
     }
 
-    /// Sends `req` with the access token and the custom headers.
-    async fn call(&self, req: reqwest::RequestBuilder) -> Result<Answer, Outcome> {
-        let token = self.access_token().await?;
+    /// Sends `req` with the access token and the custom headers; the flag says whether the
+    /// token was just issued.
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<(Answer, bool), Outcome> {
+        let (token, fresh) = self.access_token().await?;
         let auth = http::secret_value(&http::bearer_auth(&token), "access token").map_err(|e| {
             Outcome::Retry {
                 status: None,
@@ -457,7 +459,9 @@ impl BigqueryExporter {
         })?;
         let mut headers = self.headers.clone();
         headers.insert(AUTHORIZATION, auth);
-        http::fetch(req.headers(headers).timeout(self.timeout), MAX_ANSWER_BYTES).await
+        let answer =
+            http::fetch(req.headers(headers).timeout(self.timeout), MAX_ANSWER_BYTES).await?;
+        Ok((answer, fresh))
     }
 
     /// Drops the cached token (the API refused it).
@@ -465,13 +469,17 @@ impl BigqueryExporter {
         *self.token.lock().await = None;
     }
 
-    /// The outcome of a non-2xx API answer.
-    async fn classify_error(&self, a: &Answer) -> Outcome {
+    /// The outcome of a non-2xx API answer; `fresh`: the request carried a just-issued token.
+    async fn classify_error(&self, a: &Answer, fresh: bool) -> Outcome {
         let code = a.status.as_u16();
         let detail = describe_error(&a.body);
         let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
         let reason = error_reason(&v).unwrap_or("");
         match code {
+            401 if fresh => Outcome::Unauthorized {
+                status: 401,
+                error: format!("HTTP 401: BigQuery refused a just-issued access token: {detail}"),
+            },
             401 => {
                 self.forget_token().await;
                 Outcome::Retry {
@@ -582,7 +590,7 @@ impl Exporter for BigqueryExporter {
 
     async fn send(&self, payload: &Payload) -> Outcome {
         let url = format!("{}/insertAll", self.table_url);
-        let a = match self
+        let (a, fresh) = match self
             .call(self.client.post(url).body(payload.body.clone()))
             .await
         {
@@ -590,7 +598,7 @@ impl Exporter for BigqueryExporter {
             Err(o) => return o,
         };
         if !a.status.is_success() {
-            return self.classify_error(&a).await;
+            return self.classify_error(&a, fresh).await;
         }
         let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
         match v.get("insertErrors").and_then(Value::as_array) {
@@ -602,7 +610,7 @@ impl Exporter for BigqueryExporter {
     async fn test_connection(&self) -> ConnectionCheck {
         let table = &self.table_name;
         let a = match self.call(self.client.get(&self.table_url)).await {
-            Ok(a) => a,
+            Ok((a, _)) => a,
             Err(o) => return Self::failed_check("token exchange", o),
         };
         let status = a.status.as_u16();
@@ -664,7 +672,7 @@ impl Exporter for BigqueryExporter {
         let url = format!("{}:testIamPermissions", self.table_url);
         let body = json!({"permissions": [INSERT_PERMISSION]}).to_string();
         let a = match self.call(self.client.post(url).body(body)).await {
-            Ok(a) => a,
+            Ok((a, _)) => a,
             Err(o) => return Self::failed_check("testIamPermissions", o),
         };
         let status = a.status.as_u16();

@@ -220,6 +220,22 @@ async fn the_token_is_cached_and_renewed_when_refused() {
     assert_eq!(e.send(&payload).await, Outcome::Delivered);
     assert_eq!(rx.tokens_issued(), 2, "a new token after the 401");
 
+    // The API refuses even a just-issued token: retrying cannot help, the destination pauses.
+    rx.revoke_tokens();
+    rx.api_refuses_tokens(true);
+    assert!(matches!(
+        e.send(&payload).await,
+        Outcome::Retry {
+            status: Some(401),
+            ..
+        }
+    ));
+    assert!(matches!(
+        e.send(&payload).await,
+        Outcome::Unauthorized { status: 401, .. }
+    ));
+    rx.api_refuses_tokens(false);
+
     // A deleted key: Google refuses the grant; the destination pauses.
     rx.revoke_tokens();
     rx.refuse_grants(true);

@@ -101,6 +101,7 @@ struct Inner {
     tokens_issued: usize,
     valid_tokens: HashSet<String>,
     refuse_grants: bool,
+    api_refuses_tokens: bool,
     rows: Vec<(String, Map<String, Value>)>,
     seen: Vec<Seen>,
     script: VecDeque<Script>,
@@ -123,6 +124,7 @@ impl BigqueryReceiver {
             tokens_issued: 0,
             valid_tokens: HashSet::new(),
             refuse_grants: false,
+            api_refuses_tokens: false,
             rows: Vec::new(),
             seen: Vec::new(),
             script: VecDeque::new(),
@@ -157,6 +159,11 @@ impl BigqueryReceiver {
     /// Refuses (or accepts again) every grant, as Google does for a deleted key.
     pub fn refuse_grants(&self, refuse: bool) {
         self.inner.lock().unwrap().refuse_grants = refuse;
+    }
+
+    /// Issues tokens the API then refuses (401), as for a token of the wrong scope.
+    pub fn api_refuses_tokens(&self, refuse: bool) {
+        self.inner.lock().unwrap().api_refuses_tokens = refuse;
     }
 
     pub fn tokens_issued(&self) -> usize {
@@ -275,7 +282,9 @@ fn token(i: &mut Inner, url: &str, body: &[u8]) -> (u16, Value) {
     }
     i.tokens_issued += 1;
     let t = format!("ya29.test-token-{}", i.tokens_issued);
-    i.valid_tokens.insert(t.clone());
+    if !i.api_refuses_tokens {
+        i.valid_tokens.insert(t.clone());
+    }
     (
         200,
         json!({"access_token": t, "expires_in": 3599, "token_type": "Bearer"}),
