@@ -286,22 +286,22 @@ pub fn build(
 
 /// Google's `error.message` (and reason) from an error body, else the start of the body.
 fn describe_error(body: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<Value>(body) {
-        if let Some(e) = v.get("error") {
-            // API errors: {"error": {"code", "message", "status", "errors": [{"reason"}]}}.
-            if let Some(msg) = e.get("message").and_then(Value::as_str) {
-                return match error_reason(&v) {
-                    Some(r) => format!("{msg} (reason {r})"),
-                    None => msg.to_string(),
-                };
-            }
-            // OAuth errors: {"error": "invalid_grant", "error_description": "..."}.
-            if let Some(code) = e.as_str() {
-                return match v.get("error_description").and_then(Value::as_str) {
-                    Some(d) => format!("{code}: {d}"),
-                    None => code.to_string(),
-                };
-            }
+    if let Ok(v) = serde_json::from_str::<Value>(body)
+        && let Some(e) = v.get("error")
+    {
+        // API errors: {"error": {"code", "message", "status", "errors": [{"reason"}]}}.
+        if let Some(msg) = e.get("message").and_then(Value::as_str) {
+            return match error_reason(&v) {
+                Some(r) => format!("{msg} (reason {r})"),
+                None => msg.to_string(),
+            };
+        }
+        // OAuth errors: {"error": "invalid_grant", "error_description": "..."}.
+        if let Some(code) = e.as_str() {
+            return match v.get("error_description").and_then(Value::as_str) {
+                Some(d) => format!("{code}: {d}"),
+                None => code.to_string(),
+            };
         }
     }
     crate::truncate::prefix(body.trim(), 512).to_string()

@@ -633,10 +633,10 @@ fn check_path_template(name: &str, s: &str) -> Result<(), ValidationError> {
 }
 
 fn check_cross_field(ty: DestinationType, cfg: &Map<String, Value>) -> Result<(), ValidationError> {
-    if ty == DestinationType::Bigquery {
-        if let Some(key) = cfg.get("serviceAccountKey").and_then(Value::as_str) {
-            check_service_account_key(key)?;
-        }
+    if ty == DestinationType::Bigquery
+        && let Some(key) = cfg.get("serviceAccountKey").and_then(Value::as_str)
+    {
+        check_service_account_key(key)?;
     }
     if ty == DestinationType::S3 {
         let has = |k: &str| cfg.get(k).is_some_and(|v| !v.is_null());
@@ -707,10 +707,9 @@ impl ServiceAccountKey {
             )));
         }
         for k in ["client_email", "private_key"] {
-            if !v
-                .get(k)
+            if v.get(k)
                 .and_then(Value::as_str)
-                .is_some_and(|s| !s.trim().is_empty())
+                .is_none_or(|s| s.trim().is_empty())
             {
                 return Err(ValidationError::new(format!(
                     "{FIELD}.{k} is required (a string) in the service-account key"

@@ -376,10 +376,10 @@ fn insert_all(i: &mut Inner, body: &[u8]) -> (u16, Value) {
             i.violations.push(format!("unknown insertAll field {k}"));
         }
     }
-    if let Some(k) = b.get("kind") {
-        if k != "bigquery#tableDataInsertAllRequest" {
-            i.violations.push(format!("kind {k}"));
-        }
+    if let Some(k) = b.get("kind")
+        && k != "bigquery#tableDataInsertAllRequest"
+    {
+        i.violations.push(format!("kind {k}"));
     }
     for k in ["skipInvalidRows", "ignoreUnknownValues"] {
         if b.get(k).is_some_and(|v| !v.is_boolean()) {
