@@ -26,10 +26,12 @@
 //!   best-effort basis, and two generations that share a custom `trace.trace_id` stay two rows.
 //!   `skipInvalidRows`: a row BigQuery refuses does not hold back the valid rows of its batch;
 //!   `ignoreUnknownValues: false`: a table that lacks a column fails loudly instead of losing it.
-//! - Values: `STRING` as text, `TIMESTAMP` as `YYYY-MM-DD HH:MM:SS.mmm UTC`, `INT64` and
-//!   `FLOAT64` as JSON numbers, `JSON` columns as a string holding the JSON text (how the
-//!   legacy streaming API takes JSON columns), `tags` as an array of strings; NULL columns are
-//!   left out of the row.
+//! - Values as Google's own Python client (`google-cloud-bigquery` 3.47.0,
+//!   `google/cloud/bigquery/_helpers.py`, `_SCALAR_VALUE_TO_JSON_ROW`, what `Client.insert_rows`
+//!   sends) writes them: `STRING` as text, `TIMESTAMP` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, `INT64`
+//!   as a decimal string, `FLOAT64` as a JSON number, `JSON` columns as a string holding the
+//!   JSON text, `tags` as an array of strings; NULL columns are left out of the row.
+//!   `tests/vendors/test_bigquery.py` runs our rows through that module.
 //!
 //! Answers: `200` without `insertErrors` delivers the batch; with `insertErrors` each row gets
 //! its own outcome (`invalid`, `notFound`, ... dead-letter the row; `stopped`, `timeout`,
@@ -220,6 +222,15 @@ fn tags(view: &TraceView<'_>) -> Vec<String> {
         .collect()
 }
 
+/// A warehouse time (`YYYY-MM-DD HH:MM:SS.mmm`, UTC) as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the form
+/// Google's own client sends TIMESTAMP values in (`_timestamp_to_json_row`).
+fn rfc3339_micros(s: &str) -> String {
+    match chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
+        Ok(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        Err(_) => format!("{s} UTC"),
+    }
+}
+
 /// The `json` object of one generation's row.
 pub fn row_json(view: &TraceView<'_>) -> Map<String, Value> {
     let mut out = Map::new();
@@ -227,8 +238,8 @@ pub fn row_json(view: &TraceView<'_>) -> Map<String, Value> {
         let name = c.name.to_ascii_lowercase();
         let v = match cell {
             Cell::Text(s) => Value::String(s),
-            Cell::Time(s) => Value::String(format!("{s} UTC")),
-            Cell::Count(n) => json!(n),
+            Cell::Time(s) => Value::String(rfc3339_micros(&s)),
+            Cell::Count(n) => Value::String(n.to_string()),
             Cell::Float(f) => json!(f),
             Cell::Json(Some(s)) => Value::String(s),
             Cell::Json(None) | Cell::Null => continue,

@@ -104,7 +104,7 @@ async fn rows_reach_bigquery_with_a_verified_jwt_and_the_documented_columns() {
     // bigquery.mdx: typed columns.
     assert_eq!(row["trace_id"], "order_processing_001");
     assert_eq!(row["span_id"], a.id.as_str());
-    assert_eq!(row["timestamp"], "2026-01-01 00:00:00.250 UTC");
+    assert_eq!(row["timestamp"], "2026-01-01T00:00:00.250000Z");
     assert_eq!(row["model"], "openai/gpt-4o");
     assert_eq!(row["provider_name"], "OpenAI");
     assert_eq!(row["status"], "ok");
@@ -112,9 +112,12 @@ async fn rows_reach_bigquery_with_a_verified_jwt_and_the_documented_columns() {
     assert_eq!(row["finish_reason"], "tool_calls");
     assert_eq!(row["user_id"], "user_12345");
     assert_eq!(row["session_id"], "session_abc");
-    assert_eq!(row["prompt_tokens"], 120);
-    assert_eq!(row["completion_tokens"], 30);
-    assert_eq!(row["total_tokens"], 150);
+    assert_eq!(
+        row["prompt_tokens"], "120",
+        "INT64 as Google's client sends it"
+    );
+    assert_eq!(row["completion_tokens"], "30");
+    assert_eq!(row["total_tokens"], "150");
     assert_eq!(row["total_cost"], 0.00123);
     assert_eq!(row["duration_ms"], 1523.5);
     assert_eq!(row["tags"], json!(["checkout", "prod"]));
@@ -187,6 +190,8 @@ fn the_ddl_has_every_documented_column_with_its_type() {
         assert_eq!((c.sql_type, c.mode), (ty, mode), "{name}");
     }
     let ddl = bigquery::ddl(Some("my-gcp-project"), "openrouter", "openrouter_traces");
+    // tests/vendors/test_bigquery.py reads the table's schema from this file.
+    golden::assert_text("bigquery.sql", "BigQuery DDL", &ddl);
     assert!(
         ddl.contains("    tags ") && ddl.contains("ARRAY<STRING>"),
         "{ddl}"

@@ -90,8 +90,8 @@ async fn generations_become_bigquery_rows_through_errors_and_a_key_change() {
     assert_eq!(row["trace_id"], "workflow-1");
     assert_eq!(row["user_id"], "user-1");
     assert_eq!(row["session_id"], "session-e2e");
-    assert_eq!(row["total_tokens"], 17);
-    assert_eq!(row["timestamp"], "2026-03-01 12:00:00.000 UTC");
+    assert_eq!(row["total_tokens"], "17");
+    assert_eq!(row["timestamp"], "2026-03-01T12:00:00.000000Z");
     assert_eq!(json_col(row, "metadata")["env"], "prod");
     assert_eq!(
         json_col(row, "input")["messages"][0]["content"],
