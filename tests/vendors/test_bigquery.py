@@ -89,3 +89,40 @@ def test_rows_are_what_googles_client_sends(body):
                 assert json.loads(v) == json.loads(ours[k]), k
             else:
                 assert v == ours[k], f"{k}: Google's client sends {v!r}, we send {ours[k]!r}"
+
+
+def test_the_assertion_is_the_one_google_auth_makes():
+    """`bigquery_assertion.json` is the shape of the JWT our exporter signs (recorded by the
+    loopback token endpoint, volatile values replaced). Google's own `google-auth` library makes
+    its service-account assertion from the same key; both must have the same header, the same
+    claim set and values, and the same lifetime."""
+    from google.auth import jwt
+    from google.oauth2 import service_account
+
+    ours = json.loads((GOLDEN / "bigquery_assertion.json").read_text())
+    key_dir = GOLDEN.parent / "bigquery_support"
+    info = {
+        "type": "service_account",
+        "project_id": "my-gcp-project",
+        "private_key_id": "0123456789abcdef0123456789abcdef01234567",
+        "private_key": (key_dir / "test-only-service-account.key.pem").read_text(),
+        "client_email": "broadcast@my-gcp-project.iam.gserviceaccount.com",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    creds = service_account.Credentials.from_service_account_info(
+        info, scopes=["https://www.googleapis.com/auth/bigquery"]
+    )
+    assertion = creds._make_authorization_grant_assertion()
+    public = (key_dir / "test-only-service-account.pub.pem").read_text()
+    claims = jwt.decode(assertion, certs=public, audience=info["token_uri"])
+    header = jwt.decode_header(assertion)
+    header = {k: ("<private_key_id>" if k == "kid" else v) for k, v in header.items()}
+    google = {
+        "header": header,
+        "claims": sorted(claims),
+        "iss": "<client_email>" if claims["iss"] == info["client_email"] else "?",
+        "aud": "<token_uri>" if claims["aud"] == info["token_uri"] else "?",
+        "scope": claims["scope"],
+        "lifetime_secs": claims["exp"] - claims["iat"],
+    }
+    assert ours == google

@@ -15,7 +15,9 @@
 //! - Auth: an RS256 JWT signed with the key's `private_key` (`kid` = `private_key_id`), claims
 //!   `iss` = `client_email`, `scope` = [`SCOPE`], `aud` = the key's `token_uri`, `iat`, `exp` =
 //!   `iat` + 1 h, is exchanged at `token_uri` (`grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`)
-//!   for an access token. The token is cached and reused until [`REFRESH_MARGIN`] before it
+//!   for an access token (`tests/vendors/test_bigquery.py`: the same header, claims and lifetime
+//!   as the assertion of Google's `google-auth` 2.63.1, `google.oauth2.service_account`). The
+//!   token is cached and reused until [`REFRESH_MARGIN`] before it
 //!   expires; one exchange serves every concurrent send.
 //! - Insert: `POST https://bigquery.googleapis.com/bigquery/v2/projects/{projectId}/datasets/{datasetId}/tables/{tableId}/insertAll`
 //!   (the base URL is replaced by the `bigquery` endpoint override when one is configured) with

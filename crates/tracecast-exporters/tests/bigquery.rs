@@ -78,6 +78,38 @@ async fn rows_reach_bigquery_with_a_verified_jwt_and_the_documented_columns() {
     assert_eq!(claims[0]["iss"], CLIENT_EMAIL);
     assert_eq!(claims[0]["scope"], SCOPE);
     assert_eq!(claims[0]["aud"], format!("{}/token", rx.url));
+    // The assertion's shape, volatile values replaced: tests/vendors/test_bigquery.py compares
+    // it with the assertion Google's own google-auth library makes from the same key.
+    let header = rx.assertion_headers()[0].clone();
+    let mut shape_header = serde_json::Map::new();
+    for (k, v) in header.as_object().unwrap() {
+        if v.is_null() {
+            continue;
+        }
+        let v = if k == "kid" {
+            assert_eq!(v, "0123456789abcdef0123456789abcdef01234567");
+            json!("<private_key_id>")
+        } else {
+            v.clone()
+        };
+        shape_header.insert(k.clone(), v);
+    }
+    let c = claims[0].as_object().unwrap();
+    let mut names: Vec<&String> = c.keys().collect();
+    names.sort();
+    let shape = json!({
+        "header": shape_header,
+        "claims": names,
+        "iss": if c["iss"] == CLIENT_EMAIL { "<client_email>" } else { "?" },
+        "aud": if c["aud"] == format!("{}/token", rx.url).as_str() { "<token_uri>" } else { "?" },
+        "scope": c["scope"],
+        "lifetime_secs": c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+    });
+    golden::assert_json(
+        "bigquery_assertion.json",
+        "BigQuery JWT assertion shape",
+        &shape,
+    );
     let seen = rx.seen();
     let insert = seen
         .iter()

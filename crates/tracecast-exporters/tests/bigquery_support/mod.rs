@@ -107,6 +107,7 @@ struct Inner {
     script: VecDeque<Script>,
     violations: Vec<String>,
     claims: Vec<Value>,
+    assertion_headers: Vec<Value>,
 }
 
 #[derive(Clone)]
@@ -130,6 +131,7 @@ impl BigqueryReceiver {
             script: VecDeque::new(),
             violations: Vec::new(),
             claims: Vec::new(),
+            assertion_headers: Vec::new(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -173,6 +175,11 @@ impl BigqueryReceiver {
     /// The verified claims of every assertion.
     pub fn claims(&self) -> Vec<Value> {
         self.inner.lock().unwrap().claims.clone()
+    }
+
+    /// The JOSE header of every verified assertion.
+    pub fn assertion_headers(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().assertion_headers.clone()
     }
 
     /// (insertId, row) of every inserted row.
@@ -241,6 +248,8 @@ fn token(i: &mut Inner, url: &str, body: &[u8]) -> (u16, Value) {
     if header.alg != Algorithm::RS256 {
         i.violations.push(format!("alg {:?}", header.alg));
     }
+    i.assertion_headers
+        .push(serde_json::to_value(&header).unwrap_or(Value::Null));
     let mut v = Validation::new(Algorithm::RS256);
     let aud = format!("{url}/token");
     v.set_audience(&[aud.as_str()]);
