@@ -200,30 +200,6 @@ pub fn ddl(project: Option<&str>, dataset: &str, table: &str) -> String {
     out
 }
 
-/// `trace.tags`: an array (each scalar element as text) or a comma-separated string.
-fn tags(view: &TraceView<'_>) -> Vec<String> {
-    let Some((_, v)) = view.metadata().find(|(k, _)| *k == TAGS) else {
-        return Vec::new();
-    };
-    let items: Vec<String> = match v {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|v| match v {
-                Value::Null => None,
-                Value::String(s) => Some(s.clone()),
-                other => Some(other.to_string()),
-            })
-            .collect(),
-        Value::String(s) => s.split(',').map(str::to_string).collect(),
-        _ => Vec::new(),
-    };
-    items
-        .into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
 /// A warehouse time (`YYYY-MM-DD HH:MM:SS.mmm`, UTC) as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the form
 /// Google's own client sends TIMESTAMP values in (`_timestamp_to_json_row`).
 fn rfc3339_micros(s: &str) -> String {
@@ -256,7 +232,11 @@ pub fn row_json(view: &TraceView<'_>) -> Map<String, Value> {
         .collect();
     let (resource, _) = warehouse::json_column(&Value::Object(resource));
     out.insert(RESOURCE_ATTRIBUTES.into(), Value::String(resource));
-    let tags = tags(view);
+    // `trace.tags` as Langfuse reads them: an array, or a comma-separated string.
+    let tags: Vec<String> = crate::langfuse::tags(view)
+        .into_iter()
+        .map(|t| t.into_owned())
+        .collect();
     if !tags.is_empty() {
         out.insert(TAGS.into(), json!(tags));
     }
