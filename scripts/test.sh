@@ -16,6 +16,10 @@ fi
 for req in tests/vendors/requirements-*.txt; do
   [ -e "$req" ] && "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
 done
+# Vendor packages used only for their models, whose own dependencies clash with the venv.
+for req in tests/vendors/nodeps-*.txt; do
+  [ -e "$req" ] && "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$req"
+done
 # Rust integration tests that need a Python tool (a vendor's test server, chdb) use this one.
 export TRACECAST_TEST_PYTHON="$PWD/$venv/bin/python"
 if [ -x scripts/install-test-deps.sh ]; then

@@ -1157,3 +1157,45 @@ def test_destination_via_workspace_id_visible_by_id_from_management_key(client, 
     client.observability.update(id=d["id"], name="ws-2")
     assert traffic.last_json()["data"]["workspace_id"] == workspace
     assert client.observability.delete(id=d["id"]).DELETED is True
+
+
+# --------------------------------------------------------------------------------------
+# Types OpenRouter documents (guides, dashboard) but not yet in the API enum the SDK was
+# generated from: the SDK's open enum passes them through.
+# --------------------------------------------------------------------------------------
+
+BQ_KEY = json.dumps({
+    "type": "service_account",
+    "project_id": "my-gcp-project",
+    "private_key_id": "abc123",
+    "private_key": "-----BEGIN PRIVATE KEY-----\nnot-a-real-key\n-----END PRIVATE KEY-----\n",
+    "client_email": "broadcast@my-gcp-project.iam.gserviceaccount.com",
+    "token_uri": "https://oauth2.googleapis.com/token",
+})
+
+
+@pytest.mark.parametrize(
+    "dtype,cfg,secret",
+    [
+        ("bigquery", {"projectId": "my-gcp-project", "serviceAccountKey": BQ_KEY}, "serviceAccountKey"),
+        ("raindrop", {"writeKey": "rd-write-key-0123456789"}, "writeKey"),
+    ],
+)
+def test_documented_types_outside_the_sdk_enum(dtype, cfg, secret, client, traffic, cleanup):
+    res = client.observability.create(name=f"{dtype} x", type_=dtype, config=cfg)
+    # The SDK's forward-compatible variant for types it was not generated with.
+    assert type(res.data).__name__ == "UnknownObservabilityDestination", type(res.data)
+    ex = traffic.last()
+    assert ex.status == 201, ex.response_text
+    created = ex.json()["data"]
+    cleanup.append(created["id"])
+    assert created["type"] == dtype
+    assert created["config"][secret] == mask(cfg[secret])
+    bad = dict(cfg)
+    del bad[secret]
+    api_error(
+        lambda: client.observability.create(name="x", type_=dtype, config=bad),
+        400,
+        errors.BadRequestResponseError,
+        startswith=f"config.{secret} is required for type {dtype}",
+    )

@@ -336,7 +336,7 @@ fn const_concat(a: &str, b: &str) -> String {
 
 /// Tags from the custom `trace.tags`: an array (each element as text) or a comma-separated
 /// string.
-fn tags<'a>(view: &TraceView<'a>) -> Vec<Cow<'a, str>> {
+pub(crate) fn tags<'a>(view: &TraceView<'a>) -> Vec<Cow<'a, str>> {
     match trace_value(view, TAGS_KEY) {
         Some(Value::Array(items)) => items
             .iter()

@@ -11,6 +11,7 @@
 
 pub mod arize;
 pub mod attribute_limits;
+pub mod bigquery;
 pub mod braintrust;
 mod chunking;
 pub mod clickhouse;
@@ -31,6 +32,7 @@ pub mod otel_collector;
 pub mod otlp;
 pub mod otlp_endpoint;
 pub mod posthog;
+pub mod raindrop;
 pub mod ramp;
 pub mod s3;
 pub mod sentry;
@@ -250,6 +252,7 @@ pub fn build(
         DestinationType::Webhook => Ok(Arc::new(webhook::exporter(config, ctx)?)),
         DestinationType::OtelCollector => Ok(Arc::new(otel_collector::exporter(config, ctx)?)),
         DestinationType::Arize => arize::build(config, ctx),
+        DestinationType::Bigquery => bigquery::build(config, ctx),
         DestinationType::Braintrust => braintrust::build(config, ctx),
         DestinationType::Clickhouse => clickhouse::build(config, ctx),
         DestinationType::Datadog => datadog::build(config, ctx),
@@ -259,6 +262,7 @@ pub fn build(
         DestinationType::Newrelic => newrelic::build(config, ctx),
         DestinationType::Opik => opik::build(config, ctx),
         DestinationType::Posthog => posthog::build(config, ctx),
+        DestinationType::Raindrop => raindrop::build(config, ctx),
         DestinationType::Ramp => ramp::build(config, ctx),
         DestinationType::S3 => s3::build(config, ctx),
         DestinationType::Sentry => sentry::build(config, ctx),

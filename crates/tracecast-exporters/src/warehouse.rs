@@ -214,7 +214,8 @@ fn text(s: Option<&str>) -> Cell {
     }
 }
 
-fn attr_json(v: &AttrValue<'_>) -> Value {
+/// An OTel attribute value as JSON.
+pub fn attr_json(v: &AttrValue<'_>) -> Value {
     match v {
         AttrValue::String(s) => Value::String(s.to_string()),
         AttrValue::Int(i) => json!(i),

@@ -238,7 +238,7 @@ fn every_type_has_an_exporter_that_requires_its_config() {
         )
         .is_ok()
     );
-    // All 17 contract types are registered; an empty config is a config error naming a
+    // Every type is registered; an empty config is a config error naming a
     // field, never "unsupported" and never a panic.
     for ty in DestinationType::ALL {
         match build(ty, &Map::new(), &ctx) {

@@ -1,4 +1,4 @@
-//! The 17 destination types and the schema of each one's `config` object.
+//! The 19 destination types and the schema of each one's `config` object.
 //!
 //! Schemas are data ([`FieldSpec`] tables), so validation, default-filling, masking and PATCH
 //! merging are written once and apply to every type alike. Keys are camelCase, exactly as
@@ -19,6 +19,8 @@ use crate::error::ValidationError;
 #[serde(rename_all = "kebab-case")]
 pub enum DestinationType {
     Arize,
+    /// Google BigQuery (OpenRouter's docs and dashboard; not in its API enum yet).
+    Bigquery,
     Braintrust,
     Clickhouse,
     Datadog,
@@ -29,6 +31,8 @@ pub enum DestinationType {
     Opik,
     OtelCollector,
     Posthog,
+    /// Raindrop (OpenRouter's docs and dashboard; not in its API enum yet).
+    Raindrop,
     Ramp,
     S3,
     Sentry,
@@ -38,8 +42,9 @@ pub enum DestinationType {
 }
 
 impl DestinationType {
-    pub const ALL: [DestinationType; 17] = [
+    pub const ALL: [DestinationType; 19] = [
         Self::Arize,
+        Self::Bigquery,
         Self::Braintrust,
         Self::Clickhouse,
         Self::Datadog,
@@ -50,6 +55,7 @@ impl DestinationType {
         Self::Opik,
         Self::OtelCollector,
         Self::Posthog,
+        Self::Raindrop,
         Self::Ramp,
         Self::S3,
         Self::Sentry,
@@ -61,6 +67,7 @@ impl DestinationType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Arize => "arize",
+            Self::Bigquery => "bigquery",
             Self::Braintrust => "braintrust",
             Self::Clickhouse => "clickhouse",
             Self::Datadog => "datadog",
@@ -71,6 +78,7 @@ impl DestinationType {
             Self::Opik => "opik",
             Self::OtelCollector => "otel-collector",
             Self::Posthog => "posthog",
+            Self::Raindrop => "raindrop",
             Self::Ramp => "ramp",
             Self::S3 => "s3",
             Self::Sentry => "sentry",
@@ -95,6 +103,16 @@ impl DestinationType {
                     FieldSpec::secret("spaceKey"),
                     FieldSpec::required("modelId", Text),
                     FieldSpec::with_default("baseUrl", Url, "https://otlp.arize.com"),
+                    HEADERS,
+                ];
+                S
+            }
+            Self::Bigquery => {
+                const S: &[FieldSpec] = &[
+                    FieldSpec::required("projectId", Pattern(GCP_PROJECT)),
+                    FieldSpec::secret("serviceAccountKey"),
+                    FieldSpec::with_default("dataset", Pattern(BIGQUERY_DATASET), "openrouter"),
+                    FieldSpec::with_default("table", Pattern(BIGQUERY_TABLE), "openrouter_traces"),
                     HEADERS,
                 ];
                 S
@@ -187,6 +205,14 @@ impl DestinationType {
                 const S: &[FieldSpec] = &[
                     FieldSpec::secret("apiKey"),
                     FieldSpec::with_default("endpoint", Url, "https://us.i.posthog.com"),
+                    HEADERS,
+                ];
+                S
+            }
+            Self::Raindrop => {
+                const S: &[FieldSpec] = &[
+                    FieldSpec::secret("writeKey"),
+                    FieldSpec::with_default("baseUrl", Url, "https://api.raindrop.ai"),
                     HEADERS,
                 ];
                 S
@@ -323,6 +349,21 @@ pattern!(
     AWS_REGION,
     r"^[a-z0-9-]{1,64}$",
     "a region name such as us-east-1 or auto"
+);
+pattern!(
+    GCP_PROJECT,
+    r"^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+    "a Google Cloud project ID such as my-gcp-project (6-30 lower-case letters, digits and hyphens)"
+);
+pattern!(
+    BIGQUERY_DATASET,
+    r"^[A-Za-z0-9_]{1,1024}$",
+    "a BigQuery dataset ID (letters, digits and underscores)"
+);
+pattern!(
+    BIGQUERY_TABLE,
+    r"^[A-Za-z0-9_-]{1,1024}$",
+    "a BigQuery table ID (letters, digits, underscores and hyphens)"
 );
 static IDENTIFIER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$").unwrap());
@@ -613,6 +654,11 @@ fn check_path_template(name: &str, s: &str) -> Result<(), ValidationError> {
 }
 
 fn check_cross_field(ty: DestinationType, cfg: &Map<String, Value>) -> Result<(), ValidationError> {
+    if ty == DestinationType::Bigquery
+        && let Some(key) = cfg.get("serviceAccountKey").and_then(Value::as_str)
+    {
+        check_service_account_key(key)?;
+    }
     if ty == DestinationType::S3 {
         let has = |k: &str| cfg.get(k).is_some_and(|v| !v.is_null());
         match cfg.get("authMode").and_then(Value::as_str) {
@@ -668,6 +714,88 @@ pub fn set_server_external_id(
             cfg.remove(S3_EXTERNAL_ID);
         }
     }
+}
+
+/// The fields of a Google service-account key file (JSON) that the `bigquery` exporter uses.
+#[derive(Clone, Deserialize)]
+pub struct ServiceAccountKey {
+    #[serde(rename = "type")]
+    pub key_type: Option<String>,
+    pub client_email: String,
+    pub private_key: String,
+    pub private_key_id: Option<String>,
+    /// Where the signed JWT is exchanged for an access token (Google's default when absent).
+    #[serde(default = "default_token_uri")]
+    pub token_uri: String,
+}
+
+impl std::fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .field("private_key", &"<redacted>")
+            .field("token_uri", &self.token_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Google's OAuth 2.0 token endpoint, the `token_uri` of every service-account key it issues.
+pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
+fn default_token_uri() -> String {
+    GOOGLE_TOKEN_URI.to_string()
+}
+
+impl ServiceAccountKey {
+    /// Parses and checks a key file's text. Errors name the field, never a value.
+    pub fn parse(text: &str) -> Result<Self, ValidationError> {
+        const FIELD: &str = "config.serviceAccountKey";
+        let v: Value = serde_json::from_str(text).map_err(|_| {
+            ValidationError::new(format!(
+                "{FIELD} must be the complete contents of the service-account JSON key file (it is not JSON)"
+            ))
+        })?;
+        if !v.is_object() {
+            return Err(ValidationError::new(format!(
+                "{FIELD} must be a JSON object (the downloaded key file)"
+            )));
+        }
+        for k in ["client_email", "private_key"] {
+            if v.get(k)
+                .and_then(Value::as_str)
+                .is_none_or(|s| s.trim().is_empty())
+            {
+                return Err(ValidationError::new(format!(
+                    "{FIELD}.{k} is required (a string) in the service-account key"
+                )));
+            }
+        }
+        let key: ServiceAccountKey = serde_json::from_value(v).map_err(|_| {
+            ValidationError::new(format!(
+                "{FIELD}: type, client_email, private_key, private_key_id and token_uri must be strings"
+            ))
+        })?;
+        if key
+            .key_type
+            .as_deref()
+            .is_some_and(|t| t != "service_account")
+        {
+            return Err(ValidationError::new(format!(
+                "{FIELD}.type must be \"service_account\" (a user or external-account credential cannot be used)"
+            )));
+        }
+        if !key.private_key.trim_start().starts_with("-----BEGIN") {
+            return Err(ValidationError::new(format!(
+                "{FIELD}.private_key must be a PEM private key (-----BEGIN PRIVATE KEY-----...)"
+            )));
+        }
+        check_url("serviceAccountKey.token_uri", &key.token_uri)?;
+        Ok(key)
+    }
+}
+
+fn check_service_account_key(text: &str) -> Result<(), ValidationError> {
+    ServiceAccountKey::parse(text).map(|_| ())
 }
 
 /// Masks a secret for display: the first 4 characters, `...`, then the last 4. Secrets shorter
@@ -1115,10 +1243,126 @@ mod tests {
                 .filter(|f| f.is_credential_target())
                 .map(|f| f.name)
                 .collect();
-            // Opik alone has a fixed address (Comet's cloud): nothing to redirect.
-            if ty != DestinationType::Opik {
+            // Opik (Comet's cloud) and BigQuery (Google's API; the token endpoint is inside the
+            // secret key file itself) have fixed addresses: nothing to redirect.
+            if !matches!(ty, DestinationType::Opik | DestinationType::Bigquery) {
                 assert!(!targets.is_empty(), "{ty} has no credential target field");
             }
         }
+    }
+
+    const SA_KEY: &str = r#"{"type": "service_account", "project_id": "my-gcp-project", "private_key_id": "abc123", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n", "client_email": "broadcast@my-gcp-project.iam.gserviceaccount.com", "token_uri": "https://oauth2.googleapis.com/token"}"#;
+
+    #[test]
+    fn bigquery_schema_defaults_masks_and_checks_the_key_file() {
+        let cfg = validate(
+            DestinationType::Bigquery,
+            &json!({"projectId": "my-gcp-project", "serviceAccountKey": SA_KEY}),
+        )
+        .unwrap();
+        assert_eq!(cfg["dataset"], "openrouter");
+        assert_eq!(cfg["table"], "openrouter_traces");
+        let shown = masked(DestinationType::Bigquery, &cfg);
+        assert!(
+            !shown["serviceAccountKey"]
+                .as_str()
+                .unwrap()
+                .contains("PRIVATE")
+        );
+        assert_eq!(shown["projectId"], "my-gcp-project");
+        let key = ServiceAccountKey::parse(SA_KEY).unwrap();
+        assert_eq!(key.token_uri, GOOGLE_TOKEN_URI);
+        assert!(!format!("{key:?}").contains("MIIE"), "Debug hides the key");
+
+        let err = validate(
+            DestinationType::Bigquery,
+            &json!({"projectId": "my-gcp-project"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            "config.serviceAccountKey is required for type bigquery"
+        );
+        let err = validate(
+            DestinationType::Bigquery,
+            &json!({"projectId": "My Project", "serviceAccountKey": SA_KEY}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0
+                .starts_with("config.projectId must be a Google Cloud project ID"),
+            "{err}"
+        );
+        let bad_cases = [
+            (
+                "not json SECRET",
+                "config.serviceAccountKey must be the complete contents",
+            ),
+            (
+                r#"["SECRET"]"#,
+                "config.serviceAccountKey must be a JSON object",
+            ),
+            (
+                r#"{"private_key": "-----BEGIN SECRET"}"#,
+                "config.serviceAccountKey.client_email is required",
+            ),
+            (
+                r#"{"type": "authorized_user", "client_email": "a@b", "private_key": "-----BEGIN SECRET"}"#,
+                "config.serviceAccountKey.type must be \"service_account\"",
+            ),
+            (
+                r#"{"client_email": "a@b", "private_key": "SECRET"}"#,
+                "config.serviceAccountKey.private_key must be a PEM",
+            ),
+            (
+                r#"{"client_email": "a@b", "private_key": "-----BEGIN SECRET", "token_uri": "file:///x"}"#,
+                "config.serviceAccountKey.token_uri must be an absolute http(s) URL",
+            ),
+        ];
+        for (key, want) in bad_cases {
+            let err = validate(
+                DestinationType::Bigquery,
+                &json!({"projectId": "my-gcp-project", "serviceAccountKey": key}),
+            )
+            .unwrap_err();
+            assert!(err.0.starts_with(want), "{key}: {err}");
+            assert!(!err.0.contains("SECRET"), "the key is not echoed: {err}");
+        }
+        let err = validate(
+            DestinationType::Bigquery,
+            &json!({"projectId": "my-gcp-project", "serviceAccountKey": SA_KEY, "dataset": "a-b"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0
+                .starts_with("config.dataset must be a BigQuery dataset ID"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn raindrop_schema() {
+        let cfg = validate(
+            DestinationType::Raindrop,
+            &json!({"writeKey": "rd-write-key-0123456789"}),
+        )
+        .unwrap();
+        assert_eq!(cfg["baseUrl"], "https://api.raindrop.ai");
+        assert_eq!(
+            masked(DestinationType::Raindrop, &cfg)["writeKey"],
+            "rd-w...6789"
+        );
+        let err = validate(DestinationType::Raindrop, &json!({})).unwrap_err();
+        assert_eq!(err.0, "config.writeKey is required for type raindrop");
+        let err = validate(
+            DestinationType::Raindrop,
+            &json!({"writeKey": "k", "baseUrl": "api.raindrop.ai"}),
+        )
+        .unwrap_err();
+        assert!(
+            err.0
+                .starts_with("config.baseUrl must be an absolute http(s) URL"),
+            "{err}"
+        );
     }
 }

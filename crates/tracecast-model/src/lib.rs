@@ -1,6 +1,6 @@
 //! tracecast's domain model.
 //!
-//! Everything here is plain data plus the rules that keep it valid: the 17 destination
+//! Everything here is plain data plus the rules that keep it valid: the 19 destination
 //! types and their config schemas ([`config`]), filter rules ([`filter`]), data regions,
 //! workspaces and API keys. Storage, delivery and HTTP live in other crates and depend on
 //! this one, never the other way round.

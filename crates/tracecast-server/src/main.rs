@@ -108,6 +108,18 @@ enum SchemaCommand {
         #[arg(long)]
         v2: bool,
     },
+    /// BigQuery table for the `bigquery` destination.
+    Bigquery {
+        /// The Google Cloud project ID that qualifies the table name.
+        #[arg(long, default_value = "my-gcp-project")]
+        project: String,
+        /// The dataset ID (config `dataset`).
+        #[arg(long, default_value = "openrouter")]
+        dataset: String,
+        /// The table ID (config `table`).
+        #[arg(long, default_value = "openrouter_traces")]
+        table: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -527,6 +539,11 @@ async fn main() -> anyhow::Result<()> {
                 SchemaCommand::Snowflake { v2 } => {
                     tracecast_exporters::snowflake::ddl(None, None, DEFAULT_TABLE, v2)
                 }
+                SchemaCommand::Bigquery {
+                    project,
+                    dataset,
+                    table,
+                } => tracecast_exporters::bigquery::ddl(Some(&project), &dataset, &table),
             };
             println!("{ddl}");
         }

@@ -419,8 +419,39 @@ fn schema_prints_the_warehouse_ddl() {
         sf.contains("CACHE_WRITE_TOKENS") && sf.contains("VARIANT"),
         "{sf}"
     );
+    let bq = ddl(&["bigquery"]);
+    assert!(
+        bq.starts_with("CREATE TABLE IF NOT EXISTS `my-gcp-project.openrouter.openrouter_traces`"),
+        "{bq}"
+    );
+    assert!(
+        bq.contains("ARRAY<STRING>") && bq.contains(" JSON "),
+        "{bq}"
+    );
+    assert_eq!(
+        bq.trim_end(),
+        tracecast_exporters::bigquery::ddl(
+            Some("my-gcp-project"),
+            "openrouter",
+            "openrouter_traces"
+        )
+        .trim_end()
+    );
+    let named = ddl(&[
+        "bigquery",
+        "--project",
+        "acme-prod",
+        "--dataset",
+        "obs",
+        "--table",
+        "t1",
+    ]);
+    assert!(
+        named.starts_with("CREATE TABLE IF NOT EXISTS `acme-prod.obs.t1`"),
+        "{named}"
+    );
     let bad = Command::new(BIN)
-        .args(["schema", "bigquery"])
+        .args(["schema", "redshift"])
         .output()
         .unwrap();
     assert!(!bad.status.success());

@@ -181,7 +181,7 @@ async fn validation_errors_name_the_field() {
         ),
         (
             json!({"type": "nosuch", "name": "x", "config": {}}),
-            "type must be one of arize, braintrust",
+            "type must be one of arize, bigquery, braintrust",
         ),
         (
             json!({"type": "webhook", "name": "x", "config": {"url": "not a url"}}),
@@ -426,6 +426,17 @@ async fn every_type_masks_its_secrets_and_headers() {
             json!({"publicKey": secret, "secretKey": secret}),
             vec!["publicKey", "secretKey"],
         ),
+        (
+            "bigquery",
+            json!({"projectId": "my-gcp-project", "serviceAccountKey": json!({
+                "type": "service_account",
+                "client_email": "b@my-gcp-project.iam.gserviceaccount.com",
+                "private_key": format!("-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n"),
+                "token_uri": "https://oauth2.googleapis.com/token"
+            }).to_string()}),
+            vec!["serviceAccountKey"],
+        ),
+        ("raindrop", json!({"writeKey": secret}), vec!["writeKey"]),
     ];
     for (ty, mut config, secrets) in cases {
         config["headers"] = json!({"X-Api-Token": "SECRETvalue-header-1234"});
@@ -449,6 +460,6 @@ async fn every_type_masks_its_secrets_and_headers() {
         }
     }
     let list = s.get(&format!("{DEST}?limit=100")).await;
-    assert_eq!(list.body["total_count"], 17);
+    assert_eq!(list.body["total_count"], 19);
     assert!(!list.text.contains("SECRETvalue"));
 }

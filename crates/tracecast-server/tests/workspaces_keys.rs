@@ -271,6 +271,20 @@ async fn health_and_openapi() {
             .get("409")
             .is_some()
     );
+    // Every destination type, including the two OpenRouter documents but has not yet put in
+    // its API enum.
+    let types = doc.body["components"]["schemas"]["DestinationType"]["enum"]
+        .as_array()
+        .unwrap_or_else(|| {
+            panic!(
+                "DestinationType enum: {}",
+                doc.body["components"]["schemas"]["DestinationType"]
+            )
+        });
+    for t in tracecast_model::DestinationType::ALL {
+        assert!(types.contains(&json!(t.as_str())), "openapi lacks type {t}");
+    }
+    assert!(types.contains(&json!("bigquery")) && types.contains(&json!("raindrop")));
     // The shared error responses (ItemErrors, RequestErrors) are listed with the envelope.
     let status =
         &doc.body["paths"]["/api/v1/observability/destinations/{id}/status"]["get"]["responses"];

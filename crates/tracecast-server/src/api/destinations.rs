@@ -98,7 +98,7 @@ pub struct DestinationList {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDestinationRequest {
-    /// One of the 17 destination types.
+    /// One of the 19 destination types.
     #[serde(rename = "type")]
     #[schema(value_type = DestinationType)]
     pub ty: String,

@@ -1,0 +1,33 @@
+CREATE TABLE IF NOT EXISTS `my-gcp-project.openrouter.openrouter_traces` (
+    trace_id             STRING NOT NULL OPTIONS(description="trace.trace_id, else the generation id"),
+    span_id              STRING NOT NULL OPTIONS(description="the generation id"),
+    parent_span_id       STRING OPTIONS(description="trace.parent_span_id"),
+    timestamp            TIMESTAMP NOT NULL OPTIONS(description="created_at (UTC)"),
+    start_time           TIMESTAMP NOT NULL OPTIONS(description="start of the call (UTC)"),
+    end_time             TIMESTAMP OPTIONS(description="end of the call (UTC)"),
+    duration_ms          FLOAT64 OPTIONS(description="latency in ms"),
+    user_id              STRING OPTIONS(description="the request's user"),
+    session_id           STRING OPTIONS(description="the request's session_id"),
+    api_key_name         STRING OPTIONS(description="API key name (identity metadata group)"),
+    model                STRING NOT NULL OPTIONS(description="model slug"),
+    provider_name        STRING OPTIONS(description="provider that served the call"),
+    span_type            STRING NOT NULL OPTIONS(description="GENERATION"),
+    status               STRING NOT NULL OPTIONS(description="ok or error"),
+    level                STRING NOT NULL OPTIONS(description="DEFAULT, WARNING or ERROR"),
+    finish_reason        STRING OPTIONS(description="finish reason"),
+    prompt_tokens        INT64 NOT NULL OPTIONS(description="prompt tokens"),
+    completion_tokens    INT64 NOT NULL OPTIONS(description="completion tokens"),
+    total_tokens         INT64 NOT NULL OPTIONS(description="total tokens"),
+    cached_tokens        INT64 NOT NULL OPTIONS(description="cached prompt tokens"),
+    reasoning_tokens     INT64 NOT NULL OPTIONS(description="reasoning tokens"),
+    total_cost           FLOAT64 NOT NULL OPTIONS(description="total cost in USD"),
+    attributes           JSON OPTIONS(description="OpenTelemetry attributes (JSON)"),
+    input                JSON OPTIONS(description="prompt messages (JSON; empty in privacy mode)"),
+    output               JSON OPTIONS(description="completion (JSON; empty in privacy mode)"),
+    metadata             JSON OPTIONS(description="trace metadata (JSON)"),
+    model_parameters     JSON OPTIONS(description="model parameters (JSON)"),
+    resource_attributes  JSON OPTIONS(description="OpenTelemetry resource attributes (JSON)"),
+    tags                 ARRAY<STRING> OPTIONS(description="trace.tags")
+)
+PARTITION BY DATE(timestamp)
+CLUSTER BY model;
