@@ -44,7 +44,7 @@ use serde_json::{Map, Value, json};
 use tracecast_model::trace::TraceView;
 
 use crate::config::{optional_str, required_str};
-use crate::datadog::datadog_posthog::content_text;
+use crate::content::content_text;
 use crate::{
     BatchLimits, ConnectionCheck, ExportContext, ExportError, Exporter, Outcome, Payload, http,
 };
