@@ -512,7 +512,7 @@ impl Exporter for PosthogExporter {
             Err(e) => ConnectionCheck::unreachable("PostHog", &transport_message(&e)),
             Ok(r) => {
                 let status = r.status().as_u16();
-                let text = r.text().await.unwrap_or_default();
+                let text = crate::http::read_capped(r, crate::http::MAX_ANSWER).await;
                 match status {
                     200..=299 => ConnectionCheck::passed(
                         status,

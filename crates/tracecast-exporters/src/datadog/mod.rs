@@ -696,7 +696,7 @@ impl Exporter for DatadogExporter {
             Err(e) => ConnectionCheck::unreachable("Datadog", &transport_message(&e)),
             Ok(r) => {
                 let status = r.status().as_u16();
-                let body = r.text().await.unwrap_or_default();
+                let body = crate::http::read_capped(r, crate::http::MAX_ANSWER).await;
                 match status {
                     200..=299 => ConnectionCheck::passed(
                         status,

@@ -319,7 +319,7 @@ impl Exporter for OpikExporter {
             }
         };
         let status = r.status().as_u16();
-        let body = r.text().await.unwrap_or_default();
+        let body = crate::http::read_capped(r, crate::http::MAX_ANSWER).await;
         read_test_answer(status, &body, &self.workspace, &self.project_name)
     }
 }
