@@ -60,6 +60,12 @@ pub fn custom_headers(
         let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
             ExportError::Config(format!("headers: {k:?} is not a valid header name"))
         })?;
+        // Validation refuses these; a config stored before it did must not send them either.
+        if tracecast_model::config::is_transport_header(k) {
+            return Err(ExportError::Config(format!(
+                "headers.{k} cannot be set: it is a transport header"
+            )));
+        }
         let value = v
             .as_str()
             .and_then(|s| HeaderValue::from_str(s).ok())
@@ -295,6 +301,70 @@ mod tests {
                 ),
                 "{s}"
             );
+        }
+    }
+
+    #[test]
+    fn redirects_that_reach_classification_are_retried_naming_the_location() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LOCATION,
+            HeaderValue::from_static("https://new.example/x"),
+        );
+        for s in [300u16, 304, 399] {
+            match classify(StatusCode::from_u16(s).unwrap(), &h, "") {
+                Outcome::Retry { status, error, .. } => {
+                    assert_eq!(status, Some(s));
+                    assert!(
+                        error.starts_with(&format!("HTTP {s} redirect to https://new.example/x;")),
+                        "{error}"
+                    );
+                }
+                other => panic!("{s}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn messages_are_cleaned_and_capped() {
+        assert_eq!(
+            clean_message("a\r\nb\u{1b}[31mc\u{0}\u{9b}d\té"),
+            "a\\r\\nb\\u{1b}[31mc\\u{0}\\u{9b}d\\té"
+        );
+        let long = clean_message(&"x".repeat(2000));
+        assert_eq!(long.chars().count(), MAX_MESSAGE + 1);
+        assert!(long.ends_with('…'));
+        let snippet = body_snippet(&format!("  {}  ", "y".repeat(1000)));
+        assert_eq!(snippet.chars().count(), MAX_ERROR_BODY + 1);
+        match classify(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            &"z".repeat(10_000),
+        ) {
+            Outcome::Rejected { error, .. } => {
+                assert_eq!(
+                    error.chars().count(),
+                    "HTTP 400: ".len() + MAX_ERROR_BODY + 1
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transport_headers_are_never_sent() {
+        let mut m = serde_json::Map::new();
+        m.insert("X-Key".into(), "v".into());
+        assert!(custom_headers(Some(&m)).is_ok());
+        m.insert("Transfer-Encoding".into(), "chunked".into());
+        match custom_headers(Some(&m)) {
+            Err(ExportError::Config(e)) => {
+                assert!(
+                    e.starts_with("headers.Transfer-Encoding cannot be set"),
+                    "{e}"
+                )
+            }
+            other => panic!("{other:?}"),
         }
     }
 

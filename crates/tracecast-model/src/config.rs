@@ -559,7 +559,7 @@ fn check_value(ty: DestinationType, field: &FieldSpec, v: &Value) -> Result<(), 
 
 /// Header names tracecast's HTTP client owns: a custom value would break framing or routing
 /// (request smuggling, another virtual host) or could never be sent.
-fn is_transport_header(name: &str) -> bool {
+pub fn is_transport_header(name: &str) -> bool {
     const RESERVED: [&str; 8] = [
         "host",
         "content-length",
