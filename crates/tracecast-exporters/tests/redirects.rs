@@ -1,6 +1,7 @@
 //! Redirects are never followed, and the egress policy applies to every connection: every
 //! destination type that takes a URL, against a real server on 127.0.0.1 answering 302 to a
-//! second real receiver (which must see nothing, least of all a credential).
+//! second real receiver (which must see nothing, least of all a credential). Remote answers are
+//! read only up to a cap, and what they quote is cleaned.
 
 mod common;
 use common::setup::ALL_GROUPS;
@@ -334,4 +335,93 @@ async fn literal_ip_destinations_are_checked_before_connecting() {
         "{}",
         check.message
     );
+}
+
+/// A server on 127.0.0.1:0 answering every request `500` with a `size`-byte body, written in
+/// 1 MiB chunks until done or the client goes away; reports the bytes written per connection.
+async fn endless_error(size: usize) -> (String, tokio::sync::mpsc::UnboundedReceiver<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                // Read the request head (the test requests are small).
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: {size}\r\n\r\n"
+                );
+                if conn.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'e'; 1 << 20];
+                let mut written = 0;
+                while written < size && conn.write_all(&chunk).await.is_ok() {
+                    written += chunk.len();
+                }
+                let _ = tx.send(written);
+            });
+        }
+    });
+    (base, rx)
+}
+
+#[tokio::test]
+async fn error_bodies_are_read_only_up_to_a_cap() {
+    const BODY: usize = 256 << 20;
+    const READ_AT_MOST: usize = 32 << 20;
+    let (base, mut written) = endless_error(BODY).await;
+    let ctx = ExportContext::new(Duration::from_secs(30))
+        .with_endpoint_override(DestinationType::Opik, &base);
+    let opik = build(
+        DestinationType::Opik,
+        &tracecast_model::config::validate(
+            DestinationType::Opik,
+            &json!({"apiKey": "k", "workspace": "w", "projectName": "p"}),
+        )
+        .unwrap(),
+        &ctx,
+    )
+    .unwrap();
+    let mut cases: Vec<(String, Arc<dyn Exporter>)> = vec![("opik".into(), opik)];
+    for ty in [
+        DestinationType::Posthog,
+        DestinationType::Datadog,
+        DestinationType::Braintrust,
+        DestinationType::S3,
+    ] {
+        cases.push((ty.to_string(), exporter(&ctx, ty, &base)));
+    }
+    for (name, e) in &cases {
+        for call in ["test connection", "send"] {
+            let message = if call == "send" {
+                error_of(DestinationType::Webhook, &send_one(e.as_ref()).await)
+            } else {
+                e.test_connection().await.message
+            };
+            assert!(message.chars().count() <= 513, "{name} {call}: {message}");
+            // Every connection the call opened reports what it wrote once the client is gone
+            // (at once when the client stops reading; after the whole body when it does not).
+            let mut total = tokio::time::timeout(DEADLINE, written.recv())
+                .await
+                .expect("no connection ended before the deadline")
+                .unwrap();
+            while let Ok(n) = written.try_recv() {
+                total += n;
+            }
+            assert!(
+                total < READ_AT_MOST,
+                "{name} {call}: {total} bytes of the {BODY}-byte error body were read"
+            );
+        }
+    }
 }
