@@ -26,6 +26,13 @@
 //! Link-local, cloud metadata, unspecified, multicast, broadcast and reserved addresses are
 //! always denied; loopback and private ranges are allowed unless `allow_private = false`. The
 //! operator's `allow` list (host names, `*.suffix` names, IPs and CIDRs) wins over both.
+//!
+//! Address ranges: the IANA IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890,
+//! RFC 6598 for 100.64.0.0/10, RFC 4193 for fc00::/7, RFC 6052 for 64:ff9b::/96); metadata
+//! endpoints from the providers' documentation: AWS IMDS 169.254.169.254 and fd00:ec2::254
+//! (docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html; aws-sdk-js v2
+//! `lib/metadata_service/endpoint.js`), Alibaba
+//! Cloud 100.100.100.200, Oracle Cloud 192.0.0.192 (GCP and Azure use 169.254.169.254).
 
 use std::fmt;
 use std::future::Future;
