@@ -178,7 +178,10 @@ impl Engine {
         opts: EngineOptions,
         cluster: Option<Cluster>,
     ) -> Result<Arc<Engine>, EngineError> {
-        let mut ctx = ExportContext::new(Duration::from_secs(opts.request_timeout_secs));
+        let mut ctx = ExportContext::with_egress(
+            Duration::from_secs(opts.request_timeout_secs),
+            &opts.egress,
+        );
         // `ExportContext::endpoint_override` normalises trailing slashes when read.
         ctx.endpoint_overrides = opts.endpoint_overrides.clone();
         let (shutdown, _) = watch::channel(false);

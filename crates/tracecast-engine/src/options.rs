@@ -40,6 +40,9 @@ pub struct EngineOptions {
     /// Base URLs replacing a platform's fixed endpoint, by destination type (`opik`,
     /// `newrelic`, `snowflake`, ...): for self-hosted platforms, egress proxies and tests.
     pub endpoint_overrides: std::collections::BTreeMap<String, String>,
+    /// What destinations may connect to: the server sets it from its `[egress]` settings.
+    #[serde(skip)]
+    pub egress: tracecast_exporters::egress::EgressPolicy,
 }
 
 impl Default for EngineOptions {
@@ -60,6 +63,7 @@ impl Default for EngineOptions {
             dead_letter_retention_secs: 7 * 24 * 3600,
             config_refresh_ms: 2000,
             endpoint_overrides: Default::default(),
+            egress: Default::default(),
         }
     }
 }

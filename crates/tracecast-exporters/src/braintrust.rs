@@ -455,7 +455,7 @@ impl Exporter for BraintrustExporter {
         match resp {
             Ok(r) => {
                 let status = r.status().as_u16();
-                let body = r.text().await.unwrap_or_default();
+                let body = crate::http::read_capped(r, crate::http::MAX_ANSWER).await;
                 let body: String = body.chars().take(64 * 1024).collect();
                 read_project_answer(status, &body, &self.project_id)
             }

@@ -8,8 +8,48 @@ use reqwest::{Method, StatusCode};
 
 use crate::{ExportError, Outcome};
 
-/// At most this much of an error body is kept in an outcome's message.
-const MAX_ERROR_BODY: usize = 512;
+/// At most this many characters of an error body are kept in an outcome's message.
+pub const MAX_ERROR_BODY: usize = 256;
+
+/// At most this many bytes of a remote answer are read when its body is only parsed for an
+/// error or a connection check ([`read_capped`]).
+pub const MAX_ANSWER: usize = 64 * 1024;
+
+/// At most this many characters of a message are stored, logged or returned
+/// ([`clean_message`]).
+pub const MAX_MESSAGE: usize = 512;
+
+/// A message fit to store, log and return: control characters (line breaks, terminal
+/// escapes, NUL, C1 controls) escaped as `\n`, `\u{1b}`..., so a remote body cannot forge log
+/// lines or drive a terminal, and at most [`MAX_MESSAGE`] characters (then `…`).
+pub fn clean_message(s: &str) -> String {
+    clean(s, MAX_MESSAGE)
+}
+
+/// At most `max` characters of `s` (then `…`), control characters escaped.
+fn clean(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max + 8));
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The part of a remote error body quoted in a message: trimmed, at most [`MAX_ERROR_BODY`]
+/// characters, control characters escaped.
+pub fn body_snippet(body: &str) -> String {
+    clean(body.trim(), MAX_ERROR_BODY)
+}
 
 /// Builds a header map from a destination's custom `headers` config.
 pub fn custom_headers(
@@ -20,6 +60,12 @@ pub fn custom_headers(
         let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
             ExportError::Config(format!("headers: {k:?} is not a valid header name"))
         })?;
+        // Validation refuses these; a config stored before it did must not send them either.
+        if tracecast_model::config::is_transport_header(k) {
+            return Err(ExportError::Config(format!(
+                "headers.{k} cannot be set: it is a transport header"
+            )));
+        }
         let value = v
             .as_str()
             .and_then(|s| HeaderValue::from_str(s).ok())
@@ -98,14 +144,31 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// The standard classification of an HTTP answer.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
     let code = status.as_u16();
-    let snippet: String = body.chars().take(MAX_ERROR_BODY).collect();
-    let error = if snippet.trim().is_empty() {
+    let snippet = body_snippet(body);
+    let error = if snippet.is_empty() {
         format!("HTTP {code}")
     } else {
-        format!("HTTP {code}: {}", snippet.trim())
+        format!("HTTP {code}: {snippet}")
     };
     match code {
         200..=299 => Outcome::Delivered,
+        // The client refuses to follow redirects (`egress::http_client`), so only those it
+        // could not follow (no or a bad `Location`) get here: the URL needs fixing, and the
+        // traces are kept (retried) meanwhile, as for a refused redirect.
+        300..=399 => Outcome::Retry {
+            status: Some(code),
+            error: format!(
+                "HTTP {code} redirect{}; redirects are not followed: set the destination URL to the final address",
+                headers
+                    .get(reqwest::header::LOCATION)
+                    .map(|l| format!(
+                        " to {}",
+                        clean(&String::from_utf8_lossy(l.as_bytes()), MAX_ERROR_BODY)
+                    ))
+                    .unwrap_or_default()
+            ),
+            retry_after: retry_after(headers),
+        },
         401 | 403 => Outcome::Unauthorized {
             status: code,
             error,
@@ -122,7 +185,10 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome 
     }
 }
 
-/// Classifies a transport error (no HTTP answer): always worth retrying.
+/// Classifies a transport error (no HTTP answer): always worth retrying. This includes a
+/// refused redirect ([`crate::egress::RedirectRefused`]: the destination URL needs fixing,
+/// the traces are kept meanwhile) and a connection the egress policy denied
+/// ([`crate::egress::EgressDenied`]: the operator's policy or the name's DNS may change).
 pub fn transport_error(e: &reqwest::Error) -> Outcome {
     Outcome::Retry {
         status: None,
@@ -134,7 +200,9 @@ pub fn transport_error(e: &reqwest::Error) -> Outcome {
 /// The text of a transport error: what failed, then the error and its sources (as
 /// [`transport_error`] and connection checks word it).
 pub fn transport_message(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
+    let kind = if e.is_redirect() {
+        "redirect refused"
+    } else if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "connection failed"
@@ -210,7 +278,7 @@ pub async fn send(
             let text = if status.is_success() {
                 String::new()
             } else {
-                r.text().await.unwrap_or_default()
+                read_capped(r, MAX_ANSWER).await
             };
             classify(status, &headers, &text)
         }
@@ -252,6 +320,70 @@ mod tests {
                 ),
                 "{s}"
             );
+        }
+    }
+
+    #[test]
+    fn redirects_that_reach_classification_are_retried_naming_the_location() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LOCATION,
+            HeaderValue::from_static("https://new.example/x"),
+        );
+        for s in [300u16, 304, 399] {
+            match classify(StatusCode::from_u16(s).unwrap(), &h, "") {
+                Outcome::Retry { status, error, .. } => {
+                    assert_eq!(status, Some(s));
+                    assert!(
+                        error.starts_with(&format!("HTTP {s} redirect to https://new.example/x;")),
+                        "{error}"
+                    );
+                }
+                other => panic!("{s}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn messages_are_cleaned_and_capped() {
+        assert_eq!(
+            clean_message("a\r\nb\u{1b}[31mc\u{0}\u{9b}d\té"),
+            "a\\r\\nb\\u{1b}[31mc\\u{0}\\u{9b}d\\té"
+        );
+        let long = clean_message(&"x".repeat(2000));
+        assert_eq!(long.chars().count(), MAX_MESSAGE + 1);
+        assert!(long.ends_with('…'));
+        let snippet = body_snippet(&format!("  {}  ", "y".repeat(1000)));
+        assert_eq!(snippet.chars().count(), MAX_ERROR_BODY + 1);
+        match classify(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            &"z".repeat(10_000),
+        ) {
+            Outcome::Rejected { error, .. } => {
+                assert_eq!(
+                    error.chars().count(),
+                    "HTTP 400: ".len() + MAX_ERROR_BODY + 1
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transport_headers_are_never_sent() {
+        let mut m = serde_json::Map::new();
+        m.insert("X-Key".into(), "v".into());
+        assert!(custom_headers(Some(&m)).is_ok());
+        m.insert("Transfer-Encoding".into(), "chunked".into());
+        match custom_headers(Some(&m)) {
+            Err(ExportError::Config(e)) => {
+                assert!(
+                    e.starts_with("headers.Transfer-Encoding cannot be set"),
+                    "{e}"
+                )
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -19,6 +19,7 @@ pub mod config;
 mod content;
 pub mod datadog;
 pub mod derived_ids;
+pub mod egress;
 pub mod endpoint;
 pub mod grafana;
 pub mod http;
@@ -211,15 +212,16 @@ pub struct ExportContext {
 }
 
 impl ExportContext {
+    /// A context with the default egress policy (loopback and private ranges allowed).
     pub fn new(timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("tracecast/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(64)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .expect("a TLS backend is compiled in");
+        Self::with_egress(timeout, &egress::EgressPolicy::default())
+    }
+
+    /// A context whose client enforces `policy` on every connection and never follows
+    /// redirects ([`egress::http_client`]).
+    pub fn with_egress(timeout: Duration, policy: &egress::EgressPolicy) -> Self {
         ExportContext {
-            client,
+            client: egress::http_client(policy),
             timeout,
             endpoint_overrides: Default::default(),
         }
@@ -243,30 +245,98 @@ impl ExportContext {
 }
 
 /// Builds the exporter for a destination from its (validated, decrypted) config.
+///
+/// The exporter is wrapped so that every message it hands out (outcome errors, which become
+/// `last_error`, dead letter errors and log lines, and connection check messages) is
+/// [`http::clean_message`]: control characters escaped, length capped.
 pub fn build(
     ty: DestinationType,
     config: &Map<String, Value>,
     ctx: &ExportContext,
 ) -> Result<Arc<dyn Exporter>, ExportError> {
-    match ty {
-        DestinationType::Webhook => Ok(Arc::new(webhook::exporter(config, ctx)?)),
-        DestinationType::OtelCollector => Ok(Arc::new(otel_collector::exporter(config, ctx)?)),
-        DestinationType::Arize => arize::build(config, ctx),
-        DestinationType::Bigquery => bigquery::build(config, ctx),
-        DestinationType::Braintrust => braintrust::build(config, ctx),
-        DestinationType::Clickhouse => clickhouse::build(config, ctx),
-        DestinationType::Datadog => datadog::build(config, ctx),
-        DestinationType::Grafana => grafana::build(config, ctx),
-        DestinationType::Langfuse => langfuse::build(config, ctx),
-        DestinationType::Langsmith => langsmith::build(config, ctx),
-        DestinationType::Newrelic => newrelic::build(config, ctx),
-        DestinationType::Opik => opik::build(config, ctx),
-        DestinationType::Posthog => posthog::build(config, ctx),
-        DestinationType::Raindrop => raindrop::build(config, ctx),
-        DestinationType::Ramp => ramp::build(config, ctx),
-        DestinationType::S3 => s3::build(config, ctx),
-        DestinationType::Sentry => sentry::build(config, ctx),
-        DestinationType::Snowflake => snowflake::build(config, ctx),
-        DestinationType::Weave => weave::build(config, ctx),
+    let inner: Arc<dyn Exporter> = match ty {
+        DestinationType::Webhook => Arc::new(webhook::exporter(config, ctx)?),
+        DestinationType::OtelCollector => Arc::new(otel_collector::exporter(config, ctx)?),
+        DestinationType::Arize => arize::build(config, ctx)?,
+        DestinationType::Bigquery => bigquery::build(config, ctx)?,
+        DestinationType::Braintrust => braintrust::build(config, ctx)?,
+        DestinationType::Clickhouse => clickhouse::build(config, ctx)?,
+        DestinationType::Datadog => datadog::build(config, ctx)?,
+        DestinationType::Grafana => grafana::build(config, ctx)?,
+        DestinationType::Langfuse => langfuse::build(config, ctx)?,
+        DestinationType::Langsmith => langsmith::build(config, ctx)?,
+        DestinationType::Newrelic => newrelic::build(config, ctx)?,
+        DestinationType::Opik => opik::build(config, ctx)?,
+        DestinationType::Posthog => posthog::build(config, ctx)?,
+        DestinationType::Raindrop => raindrop::build(config, ctx)?,
+        DestinationType::Ramp => ramp::build(config, ctx)?,
+        DestinationType::S3 => s3::build(config, ctx)?,
+        DestinationType::Sentry => sentry::build(config, ctx)?,
+        DestinationType::Snowflake => snowflake::build(config, ctx)?,
+        DestinationType::Weave => weave::build(config, ctx)?,
+    };
+    Ok(Arc::new(CleanMessages(inner)))
+}
+
+/// An exporter whose outcome errors and connection check messages are cleaned
+/// ([`http::clean_message`]) before anyone stores, logs or returns them.
+struct CleanMessages(Arc<dyn Exporter>);
+
+#[async_trait]
+impl Exporter for CleanMessages {
+    fn limits(&self) -> BatchLimits {
+        self.0.limits()
+    }
+
+    fn fragments(&self) -> Option<&dyn FragmentEncoder> {
+        self.0.fragments()
+    }
+
+    fn encode(&self, traces: &[TraceView<'_>]) -> Result<Payload, ExportError> {
+        self.0.encode(traces)
+    }
+
+    async fn send(&self, payload: &Payload) -> Outcome {
+        use crate::http::clean_message as clean;
+        match self.0.send(payload).await {
+            Outcome::Delivered => Outcome::Delivered,
+            Outcome::Retry {
+                status,
+                error,
+                retry_after,
+            } => Outcome::Retry {
+                status,
+                error: clean(&error),
+                retry_after,
+            },
+            Outcome::Rejected { status, error } => Outcome::Rejected {
+                status,
+                error: clean(&error),
+            },
+            Outcome::Unauthorized { status, error } => Outcome::Unauthorized {
+                status,
+                error: clean(&error),
+            },
+            Outcome::Partial(items) => Outcome::Partial(
+                items
+                    .into_iter()
+                    .map(|i| match i {
+                        ItemOutcome::Delivered => ItemOutcome::Delivered,
+                        ItemOutcome::Retry { error } => ItemOutcome::Retry {
+                            error: clean(&error),
+                        },
+                        ItemOutcome::Rejected { error } => ItemOutcome::Rejected {
+                            error: clean(&error),
+                        },
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    async fn test_connection(&self) -> ConnectionCheck {
+        let mut check = self.0.test_connection().await;
+        check.message = crate::http::clean_message(&check.message);
+        check
     }
 }

@@ -82,8 +82,6 @@ const ENVELOPE_RESERVE: usize = 1024;
 pub const MAX_DEPTH: usize = 3;
 /// What replaces content in an event over [`MAX_EVENT_BYTES`].
 pub const DROPPED: &str = "[tracecast: dropped, the event exceeded PostHog's 900 KiB limit]";
-/// At most this much of an answer is read.
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The distinct id of the connection test's flag evaluation.
 pub const TEST_DISTINCT_ID: &str = "tracecast-connection-test";
 
@@ -552,7 +550,7 @@ impl Exporter for PosthogExporter {
             Err(e) => ConnectionCheck::unreachable("PostHog", &transport_message(&e)),
             Ok(r) => {
                 let status = r.status().as_u16();
-                let text = crate::http::read_capped(r, MAX_ANSWER_BYTES).await;
+                let text = crate::http::read_capped(r, crate::http::MAX_ANSWER).await;
                 match status {
                     200..=299 => ConnectionCheck::passed(
                         status,

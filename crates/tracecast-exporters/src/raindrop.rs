@@ -66,7 +66,6 @@ pub const ANONYMOUS_USER: &str = "anonymous";
 
 const DEFAULT_BASE_URL: &str = "https://api.raindrop.ai";
 const PLATFORM: &str = "Raindrop";
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 pub struct RaindropExporter {
     client: reqwest::Client,
@@ -228,7 +227,7 @@ impl RaindropExporter {
             .headers(self.headers.clone())
             .body(body)
             .timeout(self.timeout);
-        http::fetch(req, MAX_ANSWER_BYTES).await
+        http::fetch(req, http::MAX_ANSWER).await
     }
 }
 

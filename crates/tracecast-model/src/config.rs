@@ -545,9 +545,15 @@ fn check_value(ty: DestinationType, field: &FieldSpec, v: &Value) -> Result<(), 
             let s = hv.as_str().ok_or_else(|| {
                 ValidationError::new(format!("config.headers.{k} must be a string"))
             })?;
-            if s.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+            if is_transport_header(k) {
                 return Err(ValidationError::new(format!(
-                    "config.headers.{k} must not contain line breaks or NUL characters"
+                    "config.headers.{k} cannot be set: tracecast sets the transport headers (Host, Content-Length, Transfer-Encoding, Connection, Upgrade, TE, Trailer, Keep-Alive, Proxy-*)"
+                )));
+            }
+            // What HTTP allows in a field value (RFC 9110 5.5): no control character but tab.
+            if s.chars().any(|c| c.is_ascii_control() && c != '\t') {
+                return Err(ValidationError::new(format!(
+                    "config.headers.{k} must not contain control characters (line breaks, NUL, ...)"
                 )));
             }
         }
@@ -571,7 +577,9 @@ fn check_value(ty: DestinationType, field: &FieldSpec, v: &Value) -> Result<(), 
     }
     match &field.kind {
         FieldKind::Text => Ok(()),
-        FieldKind::Url => check_url(name, s),
+        // Datadog's `url` is the site: the exporter appends the intake paths, so a query or a
+        // fragment would let the config choose the request path.
+        FieldKind::Url => check_url(name, s, !(ty == DestinationType::Datadog && name == "url")),
         FieldKind::Identifier => {
             if IDENTIFIER.is_match(s) {
                 Ok(())
@@ -611,15 +619,57 @@ fn check_value(ty: DestinationType, field: &FieldSpec, v: &Value) -> Result<(), 
     }
 }
 
-fn check_url(name: &str, s: &str) -> Result<(), ValidationError> {
+/// Header names tracecast's HTTP client owns: a custom value would break framing or routing
+/// (request smuggling, another virtual host) or could never be sent.
+pub fn is_transport_header(name: &str) -> bool {
+    const RESERVED: [&str; 8] = [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "keep-alive",
+    ];
+    let lower = name.to_ascii_lowercase();
+    RESERVED.contains(&lower.as_str()) || lower.starts_with("proxy-")
+}
+
+/// An absolute http(s) URL with a host, no `user:password@` (credentials belong in the
+/// credential fields or the headers, where they are kept secret) and no fragment; a query
+/// only when `query_allowed`. Messages quote the value only when it holds no credentials.
+fn check_url(name: &str, s: &str, query_allowed: bool) -> Result<(), ValidationError> {
     let bad = || {
         ValidationError::new(format!(
             "config.{name} must be an absolute http(s) URL, got {s:?}"
         ))
     };
-    let url = url::Url::parse(s).map_err(|_| bad())?;
+    let Ok(url) = url::Url::parse(s) else {
+        if s.contains('@') {
+            return Err(ValidationError::new(format!(
+                "config.{name} must be an absolute http(s) URL"
+            )));
+        }
+        return Err(bad());
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ValidationError::new(format!(
+            "config.{name} must not contain credentials (user:password@): put them in the destination's credential fields or headers"
+        )));
+    }
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(bad());
+    }
+    if url.fragment().is_some() {
+        return Err(ValidationError::new(format!(
+            "config.{name} must not contain a fragment (#...), got {s:?}"
+        )));
+    }
+    if !query_allowed && url.query().is_some() {
+        return Err(ValidationError::new(format!(
+            "config.{name} must not contain a query (?...): it is the site's base URL, got {s:?}"
+        )));
     }
     Ok(())
 }
@@ -789,7 +839,7 @@ impl ServiceAccountKey {
                 "{FIELD}.private_key must be a PEM private key (-----BEGIN PRIVATE KEY-----...)"
             )));
         }
-        check_url("serviceAccountKey.token_uri", &key.token_uri)?;
+        check_url("serviceAccountKey.token_uri", &key.token_uri, false)?;
         Ok(key)
     }
 }
@@ -1102,6 +1152,77 @@ mod tests {
         let m = masked(DestinationType::OtelCollector, &cfg);
         assert_eq!(m["headers"]["Authorization"], "Bear...6789");
         assert_eq!(m["endpoint"], "https://o.test/v1/traces");
+    }
+
+    #[test]
+    fn urls_and_headers_that_could_leak_or_smuggle_are_refused() {
+        let hook = |v: Value| validate(DestinationType::Webhook, &v).unwrap_err().0;
+        let err = hook(json!({"url": "https://user:hunter2@x.test/h"}));
+        assert!(
+            err.starts_with("config.url must not contain credentials"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = hook(json!({"url": "https://x.test/h#frag"}));
+        assert!(
+            err.starts_with("config.url must not contain a fragment"),
+            "{err}"
+        );
+        assert!(
+            validate(
+                DestinationType::Webhook,
+                &json!({"url": "https://x.test/h?a=1"})
+            )
+            .is_ok()
+        );
+        let dd = |url: &str| {
+            validate(
+                DestinationType::Datadog,
+                &json!({"apiKey": "k", "mlApp": "a", "url": url}),
+            )
+        };
+        let err = dd("https://api.datadoghq.com/api/x?").unwrap_err().0;
+        assert!(
+            err.starts_with("config.url must not contain a query"),
+            "{err}"
+        );
+        let err = dd("https://api.datadoghq.com#x").unwrap_err().0;
+        assert!(
+            err.starts_with("config.url must not contain a fragment"),
+            "{err}"
+        );
+        assert!(dd("https://api.datadoghq.eu").is_ok());
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+            "Upgrade",
+            "TE",
+            "Trailer",
+            "Keep-Alive",
+            "Proxy-Authorization",
+        ] {
+            let err = hook(json!({"url": "https://x.test", "headers": {name: "v"}}));
+            assert!(
+                err.starts_with(&format!("config.headers.{name} cannot be set")),
+                "{err}"
+            );
+        }
+        for value in ["a\u{1b}[31m", "a\rb", "a\u{7f}", "a\u{0}"] {
+            let err = hook(json!({"url": "https://x.test", "headers": {"X-Key": value}}));
+            assert_eq!(
+                err,
+                "config.headers.X-Key must not contain control characters (line breaks, NUL, ...)"
+            );
+        }
+        assert!(
+            validate(
+                DestinationType::Webhook,
+                &json!({"url": "https://x.test", "headers": {"X-Key": "a\tb é"}})
+            )
+            .is_ok()
+        );
     }
 
     #[test]

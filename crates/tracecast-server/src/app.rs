@@ -76,6 +76,7 @@ pub fn validate(settings: &Settings) -> anyhow::Result<()> {
     if !valid_name(&settings.queue_prefix) {
         anyhow::bail!("queue_prefix must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
     }
+    settings.egress.policy()?;
     Ok(())
 }
 
@@ -134,6 +135,8 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let mut delivery = settings.delivery.clone();
+    delivery.egress = settings.egress.policy()?;
     let engine = match &settings.queue_url {
         None => {
             let path = settings.data_dir.join("queue.db");
@@ -143,7 +146,7 @@ pub async fn start(
             qopts.sync_full = settings.queue_sync;
             qopts.tail_bytes = settings.queue_memory_mib.max(1) * 1024 * 1024;
             let queue = Arc::new(SqliteQueue::open(qopts).context("opening the queue")?);
-            Engine::start(store.clone(), queue, settings.delivery.clone()).await
+            Engine::start(store.clone(), queue, delivery).await
         }
         Some(url) => {
             let mut qopts = NatsQueueOptions::new(url.clone(), settings.queue_prefix.clone());
@@ -163,7 +166,7 @@ pub async fn start(
                 node_id,
                 lease_ttl: std::time::Duration::from_secs(settings.lease_ttl_secs),
             };
-            Engine::start_cluster(store.clone(), queue, settings.delivery.clone(), cluster).await
+            Engine::start_cluster(store.clone(), queue, delivery, cluster).await
         }
     }
     .context("starting the delivery engine")?;

@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use tracecast_engine::EngineOptions;
+use tracecast_exporters::egress::EgressSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -55,6 +56,9 @@ pub struct Settings {
     pub lease_ttl_secs: u64,
     /// Delivery settings (`[delivery]` in the config file).
     pub delivery: EngineOptions,
+    /// What destinations may connect to (`[egress]` in the config file,
+    /// `TRACECAST_EGRESS__ALLOW_PRIVATE`, `TRACECAST_EGRESS__ALLOW`); see docs/deploy.md.
+    pub egress: EgressSettings,
 }
 
 impl Default for Settings {
@@ -76,6 +80,7 @@ impl Default for Settings {
             node_id: None,
             lease_ttl_secs: 10,
             delivery: EngineOptions::default(),
+            egress: EgressSettings::default(),
         }
     }
 }

@@ -98,8 +98,6 @@ pub const MAX_REQUEST_BYTES: usize = 5 << 20;
 /// Datadog accepts spans "no more than 24 hours old"; one hour is kept for the time between
 /// encoding and Datadog's check.
 pub const MAX_SPAN_AGE: Duration = Duration::from_secs(23 * 3600);
-/// At most this much of an answer is read.
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Datadog's tag length limit.
 const MAX_TAG_LEN: usize = 200;
 /// What replaces the input and output of a span over [`MAX_EVENT_BYTES`].
@@ -817,7 +815,7 @@ impl Exporter for DatadogExporter {
             Err(e) => ConnectionCheck::unreachable("Datadog", &transport_message(&e)),
             Ok(r) => {
                 let status = r.status().as_u16();
-                let body = crate::http::read_capped(r, MAX_ANSWER_BYTES).await;
+                let body = crate::http::read_capped(r, crate::http::MAX_ANSWER).await;
                 match status {
                     200..=299 => ConnectionCheck::passed(
                         status,

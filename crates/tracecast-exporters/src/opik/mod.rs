@@ -133,8 +133,6 @@ pub const MAX_ITEMS_PER_REQUEST: usize = 1000;
 pub const MAX_REQUEST_BYTES: usize = 5 * 1000 * 1000;
 /// Largest `input` or `output` sent as is; bigger ones are replaced by a marker.
 pub const MAX_FIELD_BYTES: usize = 2 * 1024 * 1024;
-/// At most this much of an answer is read.
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Content type of an encoded payload: newline-separated JSON request bodies.
 pub const PAYLOAD_CONTENT_TYPE: &str = "application/x-ndjson";
 
@@ -341,7 +339,7 @@ impl Exporter for OpikExporter {
             }
         };
         let status = r.status().as_u16();
-        let body = crate::http::read_capped(r, MAX_ANSWER_BYTES).await;
+        let body = crate::http::read_capped(r, crate::http::MAX_ANSWER).await;
         read_test_answer(status, &body, &self.workspace, &self.project_name)
     }
 }

@@ -160,7 +160,7 @@ pub fn partial_success(headers: &HeaderMap, body: &[u8]) -> Option<(i64, String)
             .to_owned();
         (rejected, message)
     };
-    (rejected > 0 || !message.is_empty()).then_some((rejected, message))
+    (rejected > 0 || !message.is_empty()).then(|| (rejected, crate::http::clean_message(&message)))
 }
 
 /// A body excerpt for messages.

@@ -220,7 +220,7 @@ async fn assume_role(r: &AssumeRole) -> Result<Credentials, CredentialError> {
         message: format!("AWS STS could not be reached at {}: {e}", r.sts_url),
     })?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
+    let text = crate::http::read_capped(resp, crate::http::MAX_ANSWER).await;
     if !(200..300).contains(&status) {
         let err = parse_error(&text);
         let code = err.code.unwrap_or_else(|| format!("HTTP {status}"));

@@ -340,7 +340,7 @@ async fn read_answer(resp: reqwest::Response) -> Answer {
     let (code, message) = if (200..300).contains(&status) {
         (String::new(), String::new())
     } else {
-        let text = resp.text().await.unwrap_or_default();
+        let text = crate::http::read_capped(resp, crate::http::MAX_ANSWER).await;
         let e = parse_error(&text);
         (
             e.code.unwrap_or_else(|| default_code(status).to_string()),
@@ -467,7 +467,10 @@ impl Inner {
             .await
             .map_err(|e| ObjResult::Retry {
                 status: None,
-                error: format!("S3 could not be reached to find the bucket's region: {e}"),
+                error: format!(
+                    "S3 could not be reached to find the bucket's region: {}",
+                    crate::http::transport_message(&e)
+                ),
                 retry_after: None,
             })?;
         let a = read_answer(resp).await;
@@ -851,7 +854,9 @@ impl Exporter for S3Exporter {
             .request(&creds, &region, Method::PUT, &url, Some(body))
             .await
         {
-            Err(e) => return ConnectionCheck::unreachable("S3", &e.to_string()),
+            Err(e) => {
+                return ConnectionCheck::unreachable("S3", &crate::http::transport_message(&e));
+            }
             Ok(resp) if resp.status().is_success() => resp.status().as_u16(),
             Ok(resp) => {
                 let a = read_answer(resp).await;
