@@ -89,16 +89,7 @@ fn split(payload: &Payload, max: usize) -> Result<Vec<Piece>, String> {
             out
         })
         .into_iter()
-        .map(|(body, n)| match body {
-            Ok(body) => Piece::Send {
-                payload: Payload {
-                    body: Bytes::from(body),
-                    content_type: payload.content_type,
-                    items: n,
-                },
-            },
-            Err(bytes) => Piece::TooLarge { bytes },
-        })
+        .map(|packed| piece(packed, payload.content_type))
         .collect())
     } else {
         let body: JsonBody<'_> = serde_json::from_slice(&payload.body)
@@ -123,17 +114,22 @@ fn split(payload: &Payload, max: usize) -> Result<Vec<Piece>, String> {
             out
         })
         .into_iter()
-        .map(|(body, n)| match body {
-            Ok(body) => Piece::Send {
-                payload: Payload {
-                    body: Bytes::from(body),
-                    content_type: payload.content_type,
-                    items: n,
-                },
-            },
-            Err(bytes) => Piece::TooLarge { bytes },
-        })
+        .map(|packed| piece(packed, payload.content_type))
         .collect())
+    }
+}
+
+/// A packed request (or an item too large for any) as a [`Piece`].
+fn piece((body, items): (Result<Vec<u8>, usize>, usize), content_type: &'static str) -> Piece {
+    match body {
+        Ok(body) => Piece::Send {
+            payload: Payload {
+                body: Bytes::from(body),
+                content_type,
+                items,
+            },
+        },
+        Err(bytes) => Piece::TooLarge { bytes },
     }
 }
 

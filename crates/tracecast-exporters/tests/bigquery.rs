@@ -136,7 +136,7 @@ async fn rows_reach_bigquery_with_a_verified_jwt_and_the_documented_columns() {
     // bigquery.mdx: typed columns.
     assert_eq!(row["trace_id"], "order_processing_001");
     assert_eq!(row["span_id"], a.id.as_str());
-    assert_eq!(row["timestamp"], "2026-01-01T00:00:00.250000Z");
+    assert_eq!(row["timestamp"], "2026-01-01T13:37:42.250000Z");
     assert_eq!(row["model"], "openai/gpt-4o");
     assert_eq!(row["provider_name"], "OpenAI");
     assert_eq!(row["status"], "ok");

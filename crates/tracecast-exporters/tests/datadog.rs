@@ -965,7 +965,12 @@ async fn a_datadog_parent_in_a_datadog_trace_is_linked_and_any_other_stays_roote
         (Some("Orders"), Some("undefined"))
     );
     // An OTLP (hex) parent id, or any text, is never a Datadog span: rooted, kept in metadata.
-    for parent in ["00f067aa0ba902b7", "step-3", "0"] {
+    // An all-zero id is no parent at all (OTLP's invalid id): rooted, nothing in metadata.
+    for (parent, kept) in [
+        ("00f067aa0ba902b7", json!("00f067aa0ba902b7")),
+        ("step-3", json!("step-3")),
+        ("0", Value::Null),
+    ] {
         let g = generation(record(json!({
             "trace_id": "0af7651916cd43dd8448eb211c80319c", "parent_span_id": parent
         })));
@@ -973,7 +978,11 @@ async fn a_datadog_parent_in_a_datadog_trace_is_linked_and_any_other_stays_roote
         let v = body(&req);
         let sp = spans(&v);
         assert_eq!(sp[0]["parent_id"], "undefined", "{parent}");
-        assert_eq!(llm(&v)["meta"]["metadata"]["parent_span_id"], parent);
+        assert_eq!(
+            llm(&v)["meta"]["metadata"]["parent_span_id"],
+            kept,
+            "{parent}"
+        );
     }
 }
 

@@ -99,7 +99,7 @@ async fn events_reach_the_track_endpoint_with_the_write_key() {
     assert_eq!(ev["event_id"], a.id.as_str());
     assert_eq!(ev["event"], EVENT_NAME);
     assert_eq!(ev["user_id"], "user_12345");
-    assert_eq!(ev["timestamp"], "2026-01-01T00:00:00.250Z");
+    assert_eq!(ev["timestamp"], "2026-01-01T13:37:42.250Z");
     assert_eq!(ev["ai_data"]["model"], "openai/gpt-4o");
     assert_eq!(ev["ai_data"]["input"], "Process this order: 2 widgets");
     assert_eq!(ev["ai_data"]["output"], "Looking up the SKU.");

@@ -265,72 +265,44 @@ async fn admin_store(common: &Common) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// Every item of a paged listing: `fetch` is called with successive pages until one is empty
+/// or the total is reached.
+async fn all_pages<T, F, Fut>(mut fetch: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut:
+        std::future::Future<Output = Result<tracecast_store::Page<T>, tracecast_store::StoreError>>,
+{
+    const PAGE: u64 = 100;
+    let mut out = Vec::new();
+    loop {
+        let page = fetch(PageRequest {
+            offset: out.len() as u64,
+            limit: PAGE,
+        })
+        .await?;
+        let done =
+            page.items.is_empty() || out.len() as u64 + page.items.len() as u64 >= page.total;
+        out.extend(page.items);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
 /// Every key of a tenant (both kinds unless `kind` says), disabled ones included, oldest first.
 async fn list_tenant_keys(
     store: &Arc<dyn Store>,
     tenant: uuid::Uuid,
     kind: Option<KeyKind>,
 ) -> anyhow::Result<Vec<ApiKey>> {
-    const PAGE: u64 = 100;
     let mut out = Vec::new();
     if kind != Some(KeyKind::Workspace) {
-        let mut offset = 0;
-        loop {
-            let page = store
-                .list_management_keys(
-                    tenant,
-                    true,
-                    PageRequest {
-                        offset,
-                        limit: PAGE,
-                    },
-                )
-                .await?;
-            offset += page.items.len() as u64;
-            let done = page.items.is_empty() || offset >= page.total;
-            out.extend(page.items);
-            if done {
-                break;
-            }
-        }
+        out.extend(all_pages(|page| store.list_management_keys(tenant, true, page)).await?);
     }
     if kind != Some(KeyKind::Management) {
-        let mut ws_offset = 0;
-        loop {
-            let wss = store
-                .list_workspaces(
-                    tenant,
-                    PageRequest {
-                        offset: ws_offset,
-                        limit: PAGE,
-                    },
-                )
-                .await?;
-            ws_offset += wss.items.len() as u64;
-            for ws in &wss.items {
-                let mut offset = 0;
-                loop {
-                    let page = store
-                        .list_keys(
-                            ws.id,
-                            true,
-                            PageRequest {
-                                offset,
-                                limit: PAGE,
-                            },
-                        )
-                        .await?;
-                    offset += page.items.len() as u64;
-                    let done = page.items.is_empty() || offset >= page.total;
-                    out.extend(page.items);
-                    if done {
-                        break;
-                    }
-                }
-            }
-            if wss.items.is_empty() || ws_offset >= wss.total {
-                break;
-            }
+        for ws in all_pages(|page| store.list_workspaces(tenant, page)).await? {
+            out.extend(all_pages(|page| store.list_keys(ws.id, true, page)).await?);
         }
     }
     Ok(out)

@@ -281,6 +281,44 @@ fn workspace_from_row(row: &AnyRow) -> Result<Workspace> {
     })
 }
 
+impl SqlStore {
+    /// One page of the keys of `kind` whose `owner_column` (`workspace_id` or `tenant_id`, never
+    /// user input) is `owner`, oldest first, with the total.
+    async fn keys_page(
+        &self,
+        owner_column: &'static str,
+        owner: Uuid,
+        kind: &'static str,
+        include_disabled: bool,
+        page: PageRequest,
+    ) -> Result<Page<ApiKey>> {
+        let (limit, offset) = lim(page);
+        let filter = if include_disabled {
+            ""
+        } else {
+            " AND disabled = FALSE"
+        };
+        let cond = format!("{owner_column} = $1 AND kind = '{kind}'{filter}");
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE {cond} ORDER BY created_at, hash LIMIT $2 OFFSET $3"
+        ))
+        .bind(owner.to_string())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM api_keys WHERE {cond}"))
+            .bind(owner.to_string())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(Page {
+            items: rows.iter().map(key_from_row).collect::<Result<_>>()?,
+            total: total as u64,
+        })
+    }
+}
+
 fn key_from_row(row: &AnyRow) -> Result<ApiKey> {
     let kind: String = row.try_get("kind")?;
     Ok(ApiKey {
@@ -664,32 +702,14 @@ impl Store for SqlStore {
         include_disabled: bool,
         page: PageRequest,
     ) -> Result<Page<ApiKey>> {
-        let (limit, offset) = lim(page);
-        let filter = if include_disabled {
-            ""
-        } else {
-            " AND disabled = FALSE"
-        };
-        let rows = sqlx::query(&format!(
-            "SELECT {KEY_COLS} FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace'{filter} \
-             ORDER BY created_at, hash LIMIT $2 OFFSET $3"
-        ))
-        .bind(workspace.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query(&format!(
-            "SELECT COUNT(*) AS n FROM api_keys WHERE workspace_id = $1 AND kind = 'workspace'{filter}"
-        ))
-        .bind(workspace.to_string())
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?;
-        Ok(Page {
-            items: rows.iter().map(key_from_row).collect::<Result<_>>()?,
-            total: total as u64,
-        })
+        self.keys_page(
+            "workspace_id",
+            workspace,
+            "workspace",
+            include_disabled,
+            page,
+        )
+        .await
     }
 
     async fn list_management_keys(
@@ -698,32 +718,8 @@ impl Store for SqlStore {
         include_disabled: bool,
         page: PageRequest,
     ) -> Result<Page<ApiKey>> {
-        let (limit, offset) = lim(page);
-        let filter = if include_disabled {
-            ""
-        } else {
-            " AND disabled = FALSE"
-        };
-        let rows = sqlx::query(&format!(
-            "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND kind = 'management'{filter} \
-             ORDER BY created_at, hash LIMIT $2 OFFSET $3"
-        ))
-        .bind(tenant.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query(&format!(
-            "SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id = $1 AND kind = 'management'{filter}"
-        ))
-        .bind(tenant.to_string())
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?;
-        Ok(Page {
-            items: rows.iter().map(key_from_row).collect::<Result<_>>()?,
-            total: total as u64,
-        })
+        self.keys_page("tenant_id", tenant, "management", include_disabled, page)
+            .await
     }
 
     async fn update_key(&self, k: &ApiKey) -> Result<()> {

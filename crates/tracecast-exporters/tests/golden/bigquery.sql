@@ -8,6 +8,7 @@ CREATE TABLE IF NOT EXISTS `my-gcp-project.openrouter.openrouter_traces` (
     duration_ms          FLOAT64 OPTIONS(description="latency in ms"),
     user_id              STRING OPTIONS(description="the request's user"),
     session_id           STRING OPTIONS(description="the request's session_id"),
+    entity_id            STRING NOT NULL OPTIONS(description="workspace that owns the generation"),
     api_key_name         STRING OPTIONS(description="API key name (identity metadata group)"),
     model                STRING NOT NULL OPTIONS(description="model slug"),
     provider_name        STRING OPTIONS(description="provider that served the call"),
