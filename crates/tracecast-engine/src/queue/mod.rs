@@ -33,6 +33,9 @@ pub enum QueueError {
     Corrupt(String),
     #[error("the queue is shut down")]
     Closed,
+    /// A fixed capacity of the queue's layout is used up (workspace keys, records per log).
+    #[error("the queue is full: {0}")]
+    Exhausted(String),
     #[error("queue I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]

@@ -42,6 +42,9 @@ const READER_CACHE_KIB: i64 = 4 * 1024;
 /// Memory of a parsed generation relative to its JSON size (JSON values, maps, strings).
 pub const PARSED_OVERHEAD: usize = 4;
 const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
+/// The largest workspace key: `key << SEQ_BITS` must stay a positive `i64`, so that ids never
+/// wrap (key 2^24 + 1 would share key 1's ids).
+pub const MAX_WORKSPACE_KEY: i64 = (1 << (63 - SEQ_BITS)) - 1;
 
 fn row_id(ws: i64, seq: u64) -> i64 {
     (ws << SEQ_BITS) | (seq as i64 & SEQ_MASK)
@@ -516,6 +519,7 @@ impl Writer {
         appends: Vec<PendingAppend>,
         commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
     ) {
+        let appends = self.refuse_exhausted(appends);
         let result = self.write(&appends, commits);
         match result {
             Ok((results, new_tails)) => {
@@ -539,6 +543,71 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Answers, with [`QueueError::Exhausted`], the appends that would not fit the id layout:
+    /// a workspace without a key when the keys up to [`MAX_WORKSPACE_KEY`] are all taken, or a
+    /// log that would pass [`SEQ_MASK`] records. Checked before the transaction, so that one
+    /// such append does not fail the others of its group.
+    fn refuse_exhausted(&self, appends: Vec<PendingAppend>) -> Vec<PendingAppend> {
+        let mut next_key: Option<i64> = None;
+        let mut new_workspaces: Vec<Uuid> = Vec::new();
+        let mut heads: HashMap<Uuid, u64> = HashMap::new();
+        let mut kept = Vec::with_capacity(appends.len());
+        for a in appends {
+            let ws = self.shared.ws(a.workspace);
+            let unassigned = ws
+                .as_ref()
+                .is_none_or(|w| w.key.load(Ordering::Acquire) == UNASSIGNED);
+            let refusal = if unassigned && !new_workspaces.contains(&a.workspace) {
+                let next = match next_key {
+                    Some(k) => k,
+                    None => {
+                        let max: rusqlite::Result<i64> = self.conn.query_row(
+                            "SELECT COALESCE(MAX(ws), 0) FROM workspaces",
+                            [],
+                            |r| r.get(0),
+                        );
+                        max.map_or(1, |m| m.saturating_add(1))
+                    }
+                };
+                let key = next.saturating_add(new_workspaces.len() as i64);
+                next_key = Some(next);
+                (key > MAX_WORKSPACE_KEY).then(|| {
+                    format!(
+                        "all {MAX_WORKSPACE_KEY} workspace keys of the queue are taken; workspace {} cannot get one",
+                        a.workspace
+                    )
+                })
+            } else {
+                None
+            };
+            let head = heads
+                .entry(a.workspace)
+                .or_insert_with(|| ws.as_ref().map_or(0, |w| *w.head.borrow()));
+            let refusal = refusal.or_else(|| {
+                (*head + a.records.len() as u64 > SEQ_MASK as u64).then(|| {
+                    format!(
+                        "workspace {} would pass {SEQ_MASK} records, the most one log holds",
+                        a.workspace
+                    )
+                })
+            });
+            match refusal {
+                Some(msg) => {
+                    tracing::error!(workspace = %a.workspace, "queue append refused: {msg}");
+                    let _ = a.reply.send(Err(QueueError::Exhausted(msg)));
+                }
+                None => {
+                    if unassigned && !new_workspaces.contains(&a.workspace) {
+                        new_workspaces.push(a.workspace);
+                    }
+                    *head += a.records.len() as u64;
+                    kept.push(a);
+                }
+            }
+        }
+        kept
     }
 
     #[allow(clippy::type_complexity)]
