@@ -79,7 +79,10 @@ async fn a_key_past_the_range_never_shares_another_workspace_ids() {
     assert!(matches!(b, Err(QueueError::Exhausted(_))));
     let read = q.read(first, 0, 10).await.unwrap();
     assert_eq!(read.len(), 4);
-    assert!(read.iter().all(|r| r.generation.id.starts_with("first")
-        || r.generation.id.starts_with("together")));
+    assert!(
+        read.iter().all(
+            |r| r.generation.id.starts_with("first") || r.generation.id.starts_with("together")
+        )
+    );
     q.close().await;
 }

@@ -19,5 +19,6 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod provision;
+pub mod rate_limit;
 pub mod settings;
 pub mod state;

@@ -9,6 +9,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// `[limits]` of the settings (per-tenant caps).
+    pub limits: Arc<crate::settings::Limits>,
+    /// Request rate limits per key and per tenant.
+    pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
 }
 
 impl AppState {

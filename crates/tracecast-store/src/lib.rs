@@ -123,6 +123,8 @@ pub trait Store: Send + Sync + 'static {
     async fn update_destination(&self, d: &Destination) -> Result<()>;
     async fn delete_destination(&self, id: Uuid, at: &str) -> Result<()>;
     async fn count_destinations(&self, workspace: Uuid, ty: DestinationType) -> Result<u64>;
+    /// Live destinations in the live workspaces of `tenant` (the per-tenant cap).
+    async fn count_tenant_destinations(&self, tenant: Uuid) -> Result<u64>;
 
     /// Every live destination of every live workspace, with its workspace's broadcast switch
     /// (`is_observability_broadcast_enabled`). The delivery engine runs one worker for each.

@@ -856,6 +856,18 @@ impl Store for SqlStore {
         Ok(n as u64)
     }
 
+    async fn count_tenant_destinations(&self, tenant: Uuid) -> Result<u64> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM destinations d JOIN workspaces w ON w.id = d.workspace_id \
+             WHERE w.tenant_id = $1 AND d.deleted_at IS NULL AND w.deleted_at IS NULL",
+        )
+        .bind(tenant.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(n as u64)
+    }
+
     async fn live_destinations(&self) -> Result<Vec<(Destination, bool)>> {
         let rows = sqlx::query(&format!(
             "SELECT {DEST_COLS}, w.broadcast_enabled AS ws_broadcast FROM destinations d \

@@ -177,16 +177,7 @@ async fn ingest_inner(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<IngestResponse>)> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body is larger than {MAX_BYTES} bytes"),
-            )
-        } else {
-            ApiError::bad_request(format!("Could not read the request body: {e}"))
-        }
-    })?;
+    let body = body.map_err(|e| crate::extract::body_error(e, MAX_BYTES))?;
     let q = QueryParams::parse(q.as_deref());
     let key = &caller.0;
     let (workspace, default_identity) = if key.is_management() {
