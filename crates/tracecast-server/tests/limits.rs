@@ -215,3 +215,22 @@ async fn workspaces_and_destinations_per_tenant_are_capped() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_destination_over_its_regex_budget_gets_400_naming_the_rule() {
+    let s = TestServer::start().await;
+    let rule = json!({"field": "input", "operator": "regex", "value": "[a-z0-9_]{30}x[0-9]{1,20}"});
+    let groups: Vec<Value> = (0..20)
+        .map(|_| json!({"rules": vec![rule.clone(); 25]}))
+        .collect();
+    let mut body = langfuse("regexes");
+    body["filter_rules"] = json!({ "groups": groups });
+    let r = s.post(DEST, body).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let msg = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("filter_rules.groups[")
+            && msg.contains("].value: the destination's regexes would take"),
+        "{msg}"
+    );
+}
