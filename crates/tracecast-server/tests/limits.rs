@@ -234,3 +234,51 @@ async fn a_destination_over_its_regex_budget_gets_400_naming_the_rule() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_record_of_tiny_values_is_refused_before_it_is_parsed() {
+    let s = TestServer::start().await;
+    let (key, _) = s.workspace_key(None).await;
+    let ingest = |body: String| {
+        s.send(
+            Method::POST,
+            "/api/v1/generations",
+            Some(&key),
+            Some(Body::Raw(body.into_bytes())),
+        )
+    };
+    // ~3 MiB of empty arrays: a million values, ~100 MB once parsed.
+    let tiny = vec!["[]"; 1_000_000].join(",");
+    let record = format!(
+        r#"{{"id": "g", "model": "m", "created_at": "2026-01-01T00:00:00Z", "trace": {{"x": [{tiny}]}}}}"#
+    );
+    assert_error(
+        &ingest(record).await,
+        413,
+        "record 0: holds 1000011 JSON values, at most 100000 per record",
+    );
+    // Five records under the per-record cap, over the per-request one.
+    let some = vec!["1"; 90_000].join(",");
+    let records: Vec<String> = (0..5)
+        .map(|i| format!(r#"{{"id": "g{i}", "model": "m", "created_at": "2026-01-01T00:00:00Z", "trace": {{"x": [{some}]}}}}"#))
+        .collect();
+    assert_error(
+        &ingest(format!("[{}]", records.join(","))).await,
+        413,
+        "The records up to record 4 hold",
+    );
+    // Deep nesting.
+    let deep = format!(
+        r#"{{"id": "d", "model": "m", "created_at": "2026-01-01T00:00:00Z", "trace": {{"x": {}1{}}}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    assert_error(
+        &ingest(deep).await,
+        400,
+        "record 0: nests arrays and objects 102 deep, at most 64",
+    );
+    // An ordinary record still goes through.
+    let ok = r#"{"id": "fine", "model": "m", "created_at": "2026-01-01T00:00:00Z", "trace": {"x": [1, 2]}}"#;
+    assert_eq!(ingest(ok.to_string()).await.status, 202);
+}
