@@ -139,8 +139,13 @@ impl FilterOperator {
     }
 }
 
+/// A rule's regex that does not parse, or does not compile within [`REGEX_SIZE_LIMIT`].
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct RegexError(Box<meta::BuildError>);
+
 /// Compiles a rule's regex with tracecast's size limits.
-pub fn compile_regex(pattern: &str) -> Result<FilterRegex, meta::BuildError> {
+pub fn compile_regex(pattern: &str) -> Result<FilterRegex, RegexError> {
     meta::Regex::builder()
         .configure(
             meta::Config::new()
@@ -148,6 +153,7 @@ pub fn compile_regex(pattern: &str) -> Result<FilterRegex, meta::BuildError> {
                 .hybrid_cache_capacity(REGEX_CACHE_BYTES),
         )
         .build(pattern)
+        .map_err(|e| RegexError(Box::new(e)))
 }
 
 /// What one compiled regex costs against [`DESTINATION_REGEX_BUDGET`]: its heap size plus its
