@@ -29,7 +29,9 @@ use uuid::Uuid;
 use crate::cluster::{Cluster, ClusterOptions, lease_key, preferred};
 use crate::delivery::{self, DestConfig, Pause, Runtime, now_ms};
 use crate::options::EngineOptions;
-use crate::queue::{AppendResult, Counters, DeadLetter, NatsQueue, NewRecord, Queue, QueueError};
+use crate::queue::{
+    AppendResult, Counters, DeadLetterSummary, NatsQueue, NewRecord, Queue, QueueError,
+};
 use crate::route::CompiledRoute;
 
 struct Handle {
@@ -654,15 +656,16 @@ impl Engine {
         })
     }
 
+    /// A page of a destination's dead letters, without the generations' bodies.
     pub async fn dead_letters(
         &self,
         destination: Uuid,
         offset: u64,
         limit: u64,
-    ) -> Result<(Vec<DeadLetter>, u64), EngineError> {
+    ) -> Result<(Vec<DeadLetterSummary>, u64), EngineError> {
         Ok(self
             .queue
-            .list_dead_letters(destination, offset, limit)
+            .list_dead_letter_summaries(destination, offset, limit)
             .await?)
     }
 

@@ -31,8 +31,8 @@ use tracecast_model::generation::Generation;
 use uuid::Uuid;
 
 use super::{
-    AppendResult, Backlog, Counters, Cursor, DeadLetter, NewRecord, Queue, QueueError, Record,
-    Result,
+    AppendResult, Backlog, Counters, Cursor, DeadLetter, DeadLetterSummary, NewRecord, Queue,
+    QueueError, Record, Result,
 };
 
 const SEQ_BITS: u32 = 40;
@@ -1142,6 +1142,57 @@ impl Queue for SqliteQueue {
             let mut out = Vec::new();
             for r in rows {
                 out.push(finish_dead_letter(r?, destination)?);
+            }
+            Ok((out, total as u64))
+        })
+        .await
+    }
+
+    async fn list_dead_letter_summaries(
+        &self,
+        destination: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<DeadLetterSummary>, u64)> {
+        /// The fields a listing shows; the rest of the stored generation is skipped unparsed.
+        #[derive(serde::Deserialize)]
+        struct Shown {
+            id: String,
+            model: String,
+            created_at: String,
+        }
+        self.with_reader(move |conn| {
+            let d = destination.to_string();
+            let total: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM dead_letters WHERE destination_id = ?1",
+                params![d],
+                |r| r.get(0),
+            )?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, body, error, status, attempts, failed_at, replay FROM dead_letters WHERE destination_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
+            )?;
+            let mut rows = stmt.query(params![d, limit as i64, offset as i64])?;
+            let mut out = Vec::new();
+            // One row at a time: its body is read (borrowed from SQLite) and dropped before the next.
+            while let Some(r) = rows.next()? {
+                let body = r
+                    .get_ref(1)?
+                    .as_blob()
+                    .map_err(|e| QueueError::Corrupt(format!("stored generation: {e}")))?;
+                let shown: Shown = serde_json::from_slice(body)
+                    .map_err(|e| QueueError::Corrupt(format!("stored generation: {e}")))?;
+                let status: Option<i64> = r.get(3)?;
+                out.push(DeadLetterSummary {
+                    id: r.get(0)?,
+                    generation_id: shown.id,
+                    model: shown.model,
+                    created_at: shown.created_at,
+                    error: r.get(2)?,
+                    status: status.and_then(|s| u16::try_from(s).ok()),
+                    attempts: r.get::<_, i64>(4)? as u32,
+                    failed_at_ms: r.get(5)?,
+                    replay_requested: r.get::<_, i64>(6)? != 0,
+                });
             }
             Ok((out, total as u64))
         })
