@@ -160,7 +160,18 @@ async fn api_and_ingest_requests_over_the_rate_get_429_with_retry_after() {
             .starts_with("Too many API requests: the per API key rate limit"),
         "{body}"
     );
-    // Ingest has its own bucket per key.
+    // Ingest counts in its own buckets: the management key, limited on the API, still ingests.
+    let r = s
+        .send(
+            Method::POST,
+            "/api/v1/generations?workspace_id=default",
+            Some(&s.mgmt_key),
+            Some(Body::Json(
+                json!({"id": "m1", "model": "m", "created_at": "2026-01-01T00:00:00Z"}),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
     let ingest = |id: &str| {
         s.send(
             Method::POST,
@@ -281,4 +292,23 @@ async fn a_record_of_tiny_values_is_refused_before_it_is_parsed() {
     // An ordinary record still goes through.
     let ok = r#"{"id": "fine", "model": "m", "created_at": "2026-01-01T00:00:00Z", "trace": {"x": [1, 2]}}"#;
     assert_eq!(ingest(ok.to_string()).await.status, 202);
+}
+
+#[tokio::test]
+async fn a_request_answered_too_late_gets_408() {
+    let s = TestServer::start_with(|st| st.limits.request_timeout_secs = 1).await;
+    // A connection test against a platform that never answers: the delivery timeout is 30 s,
+    // the request timeout 1 s.
+    let stalled = common::receiver::Receiver::start().await;
+    stalled.set_mode(common::receiver::Mode::Stall);
+    let r = tokio::time::timeout(
+        DEADLINE,
+        s.post(
+            &format!("{DEST}/test"),
+            json!({"type": "webhook", "name": "stalled", "config": {"url": stalled.url}}),
+        ),
+    )
+    .await
+    .expect("no answer at all");
+    assert_eq!(r.status, 408, "{}", r.text);
 }
