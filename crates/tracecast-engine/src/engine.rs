@@ -4,8 +4,11 @@
 //! reconciles the running workers: new destinations start at the head of their workspace's log,
 //! changed ones get their new config (routing, credentials, privacy) without a restart, and
 //! deleted ones discard their backlog and stop. The API calls [`Engine::changed`] after every
-//! change; a background task also reloads every `config_refresh_ms` to pick up changes made
-//! elsewhere.
+//! change, which runs [`Engine::reload_changed`]: only the destinations updated or deleted (or
+//! whose workspace was) since the last reload, read with `Store::destinations_changed_since`
+//! from 10 s before that reload began (clock differences between nodes). A background task
+//! also does that every `config_refresh_ms` (and on a cluster announcement), and a full
+//! [`Engine::reload`] every minute as the safety net.
 //!
 //! In cluster mode ([`Engine::start_cluster`]) a node runs the workers of the destinations whose
 //! lease it holds, and serves the status of the others from the shared queue state; see
@@ -29,7 +32,9 @@ use uuid::Uuid;
 use crate::cluster::{Cluster, ClusterOptions, lease_key, preferred};
 use crate::delivery::{self, DestConfig, Pause, Runtime, now_ms};
 use crate::options::EngineOptions;
-use crate::queue::{AppendResult, Counters, DeadLetter, NatsQueue, NewRecord, Queue, QueueError};
+use crate::queue::{
+    AppendResult, Counters, DeadLetterSummary, NatsQueue, NewRecord, Queue, QueueError,
+};
 use crate::route::CompiledRoute;
 
 struct Handle {
@@ -50,6 +55,9 @@ pub struct Engine {
     known: Mutex<HashMap<Uuid, (Destination, bool)>>,
     cluster: Option<Cluster>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Where the next incremental reload reads changes from (RFC 3339): the start of the last
+    /// successful reload less [`CHANGE_MARGIN_MS`]. `None` until the first full reload.
+    synced_since: Mutex<Option<String>>,
     version: AtomicU64,
     shutdown: watch::Sender<bool>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -118,6 +126,13 @@ pub enum EngineError {
     Store(#[from] tracecast_store::StoreError),
 }
 
+/// How far before a reload's start the next incremental reload looks for changes: covers
+/// clocks of nodes that differ a little and a change committed a moment after its timestamp.
+const CHANGE_MARGIN_MS: i64 = 10_000;
+/// How often the periodic refresh reloads every destination rather than the changed ones: the
+/// safety net for a change an incremental reload could not see.
+const FULL_RELOAD_EVERY: Duration = Duration::from_secs(60);
+
 fn ms_to_rfc3339(ms: i64) -> String {
     let dt = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).unwrap_or_default();
     dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -157,7 +172,7 @@ impl Engine {
                 };
                 let Some(engine) = weak.upgrade() else { return };
                 if announced {
-                    if let Err(e) = engine.reload().await {
+                    if let Err(e) = engine.reload_changed().await {
                         tracing::warn!(error = %e, "reloading destinations failed");
                     }
                     // A replay may have been requested on another node.
@@ -194,6 +209,7 @@ impl Engine {
             known: Mutex::new(HashMap::new()),
             cluster,
             reload_lock: tokio::sync::Mutex::new(()),
+            synced_since: Mutex::new(None),
             version: AtomicU64::new(1),
             shutdown,
             background: Mutex::new(Vec::new()),
@@ -204,13 +220,20 @@ impl Engine {
         let mut stop = engine.shutdown.subscribe();
         let refresher = tokio::spawn(async move {
             let mut last_expiry = std::time::Instant::now() - Duration::from_secs(3600);
+            let mut last_full = std::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(refresh) => {}
                     _ = stop.changed() => return,
                 }
                 let Some(engine) = weak.upgrade() else { return };
-                if let Err(e) = engine.reload().await {
+                let reloaded = if last_full.elapsed() >= FULL_RELOAD_EVERY {
+                    last_full = std::time::Instant::now();
+                    engine.reload().await
+                } else {
+                    engine.reload_changed().await
+                };
+                if let Err(e) = reloaded {
                     tracing::warn!(error = %e, "reloading destinations failed");
                 }
                 if last_expiry.elapsed() >= Duration::from_secs(600) {
@@ -256,16 +279,17 @@ impl Engine {
     /// Applies a change made through the API: reloads here, and in cluster mode tells every
     /// other node to reload too.
     pub async fn changed(&self) -> Result<(), EngineError> {
-        let reloaded = self.reload().await;
+        let reloaded = self.reload_changed().await;
         if let Some(c) = &self.cluster {
             c.nats.publish_config_changed().await?;
         }
         reloaded
     }
 
-    /// Reconciles the workers with the store.
+    /// Reconciles the workers with the store: every destination.
     pub async fn reload(&self) -> Result<(), EngineError> {
         let _guard = self.reload_lock.lock().await;
+        let since = ms_to_rfc3339(now_ms() - CHANGE_MARGIN_MS);
         let live = self.store.live_destinations().await?;
         let mut seen = std::collections::HashSet::new();
         let mut to_start = Vec::new();
@@ -282,42 +306,9 @@ impl Engine {
             .collect();
         for (d, ws_enabled) in live {
             seen.insert(d.id);
-            let existing = {
-                let workers = self.workers.lock().expect("poisoned");
-                workers
-                    .get(&d.id)
-                    .map(|h| (h.cfg_tx.borrow().clone(), h.rt.clone()))
-            };
-            match existing {
-                Some((cur, rt)) => {
-                    if cur.destination != d || cur.workspace_enabled != ws_enabled {
-                        let credentials_changed = cur.destination.config != d.config;
-                        let cfg = Arc::new(self.build_config(d, ws_enabled, false));
-                        if let Some(h) = self
-                            .workers
-                            .lock()
-                            .expect("poisoned")
-                            .get(&cfg.destination.id)
-                        {
-                            h.cfg_tx.send_replace(cfg);
-                        }
-                        // New credentials (or any change) end a pause at once.
-                        if credentials_changed || rt.paused().is_some() {
-                            rt.unpause();
-                        }
-                    }
-                }
-                // In a cluster the lease holder starts the worker (see `balance`); the first
-                // node to see a new destination gives it its starting cursor, so it receives
-                // everything ingested from now on on any node.
-                None => match &self.cluster {
-                    Some(c) if !known_before.contains(&d.id) => {
-                        c.nats.ensure_cursor(d.id, d.workspace_id).await?
-                    }
-                    Some(_) => {}
-                    None => to_start.push((d, ws_enabled)),
-                },
-            }
+            let was_known = known_before.contains(&d.id);
+            self.apply_live(d, ws_enabled, was_known, &mut to_start)
+                .await?;
         }
         for (d, ws_enabled) in to_start {
             self.start_worker(d, ws_enabled).await?;
@@ -332,6 +323,89 @@ impl Engine {
             .collect();
         for id in gone {
             self.stop_deleted(id).await;
+        }
+        *self.synced_since.lock().expect("poisoned") = Some(since);
+        Ok(())
+    }
+
+    /// Reconciles the workers with the destinations changed since the last reload (created,
+    /// updated, deleted, or in a workspace updated or deleted): the cost of a change does not
+    /// grow with the number of destinations. Falls back to [`Engine::reload`] before the first.
+    pub async fn reload_changed(&self) -> Result<(), EngineError> {
+        let guard = self.reload_lock.lock().await;
+        let Some(from) = self.synced_since.lock().expect("poisoned").clone() else {
+            drop(guard);
+            return self.reload().await;
+        };
+        let since = ms_to_rfc3339(now_ms() - CHANGE_MARGIN_MS);
+        let changed = self.store.destinations_changed_since(&from).await?;
+        let mut to_start = Vec::new();
+        for (d, ws_enabled, live) in changed {
+            let was_known = {
+                let mut known = self.known.lock().expect("poisoned");
+                if live {
+                    known.insert(d.id, (d.clone(), ws_enabled)).is_some()
+                } else {
+                    known.remove(&d.id).is_some()
+                }
+            };
+            if live {
+                self.apply_live(d, ws_enabled, was_known, &mut to_start)
+                    .await?;
+            } else if self.workers.lock().expect("poisoned").contains_key(&d.id) {
+                self.stop_deleted(d.id).await;
+            }
+        }
+        for (d, ws_enabled) in to_start {
+            self.start_worker(d, ws_enabled).await?;
+        }
+        *self.synced_since.lock().expect("poisoned") = Some(since);
+        Ok(())
+    }
+
+    /// Brings one live destination's worker up to date: a new configuration for a running
+    /// worker, a start (queued in `to_start`), or in a cluster a starting cursor for a
+    /// destination no node knew.
+    async fn apply_live(
+        &self,
+        d: Destination,
+        ws_enabled: bool,
+        was_known: bool,
+        to_start: &mut Vec<(Destination, bool)>,
+    ) -> Result<(), EngineError> {
+        let existing = {
+            let workers = self.workers.lock().expect("poisoned");
+            workers
+                .get(&d.id)
+                .map(|h| (h.cfg_tx.borrow().clone(), h.rt.clone()))
+        };
+        match existing {
+            Some((cur, rt)) => {
+                if cur.destination != d || cur.workspace_enabled != ws_enabled {
+                    let credentials_changed = cur.destination.config != d.config;
+                    let cfg = Arc::new(self.build_config(d, ws_enabled, false));
+                    if let Some(h) = self
+                        .workers
+                        .lock()
+                        .expect("poisoned")
+                        .get(&cfg.destination.id)
+                    {
+                        h.cfg_tx.send_replace(cfg);
+                    }
+                    // New credentials (or any change) end a pause at once.
+                    if credentials_changed || rt.paused().is_some() {
+                        rt.unpause();
+                    }
+                }
+            }
+            // In a cluster the lease holder starts the worker (see `balance`); the first
+            // node to see a new destination gives it its starting cursor, so it receives
+            // everything ingested from now on on any node.
+            None => match &self.cluster {
+                Some(c) if !was_known => c.nats.ensure_cursor(d.id, d.workspace_id).await?,
+                Some(_) => {}
+                None => to_start.push((d, ws_enabled)),
+            },
         }
         Ok(())
     }
@@ -658,15 +732,16 @@ impl Engine {
         })
     }
 
+    /// A page of a destination's dead letters, without the generations' bodies.
     pub async fn dead_letters(
         &self,
         destination: Uuid,
         offset: u64,
         limit: u64,
-    ) -> Result<(Vec<DeadLetter>, u64), EngineError> {
+    ) -> Result<(Vec<DeadLetterSummary>, u64), EngineError> {
         Ok(self
             .queue
-            .list_dead_letters(destination, offset, limit)
+            .list_dead_letter_summaries(destination, offset, limit)
             .await?)
     }
 

@@ -36,11 +36,11 @@
 use std::cell::OnceCell;
 use std::fmt::{self, Write as _};
 
-use regex::Regex;
 use sha2::{Digest, Sha256};
 use tracecast_model::destination::Destination;
 use tracecast_model::filter::{
-    FilterField, FilterOperator, FilterRule, FilterRules, FilterValue, Logic, compile_regex,
+    FilterField, FilterOperator, FilterRegex, FilterRule, FilterRules, FilterValue, Logic,
+    compile_regex, scan_window,
 };
 use tracecast_model::generation::Generation;
 use tracecast_model::region::Region;
@@ -325,7 +325,7 @@ enum Test {
         needle: Box<str>,
         negate: bool,
     },
-    Regex(Regex),
+    Regex(FilterRegex),
     /// `equals` / `not_equals` on a numeric field.
     NumEq {
         value: f64,
@@ -377,7 +377,10 @@ impl Rule {
                     .unwrap_or(false);
                 hit != *negate
             }
-            Test::Regex(re) => v.with_text(|t| re.is_match(t)).unwrap_or(false),
+            // Bounded: a regex sees the first MAX_SCAN_BYTES of the field.
+            Test::Regex(re) => v
+                .with_text(|t| re.is_match(scan_window(t)))
+                .unwrap_or(false),
             Test::NumEq { value, negate } => {
                 let hit = v.number().is_some_and(|x| x == *value);
                 hit != *negate

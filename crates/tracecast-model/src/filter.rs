@@ -4,8 +4,14 @@
 //! `{enabled?: bool = true, groups: [{logic?: "and"|"or" = "and", rules: [{field, operator, value?}]}]}`.
 //! A generation is kept when *any* group matches; within a group the rules are joined by the
 //! group's `logic`. Validation here is strict so that evaluation never meets a bad rule.
+//!
+//! Regexes are bounded three ways (see `docs/routing.md`, "Limits"): each compiles within
+//! [`REGEX_SIZE_LIMIT`] and searches with a lazy-DFA cache of at most [`REGEX_CACHE_BYTES`];
+//! the regexes of one destination together cost at most [`DESTINATION_REGEX_BUDGET`] (compiled
+//! size, `regex_automata::meta::Regex::memory_usage`, plus the cache); and a rule scans at most
+//! [`MAX_SCAN_BYTES`] of a field.
 
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -14,6 +20,17 @@ use crate::error::ValidationError;
 
 /// Regexes in filter rules are compiled with this size limit (Rust's `regex` crate syntax).
 pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+/// The lazy-DFA cache of one regex (per thread evaluating it). A regex that needs more falls
+/// back to slower engines, never to more memory.
+pub const REGEX_CACHE_BYTES: usize = 64 * 1024;
+/// What the regexes of one destination may cost together: compiled size plus cache.
+pub const DESTINATION_REGEX_BUDGET: usize = 4 * 1024 * 1024;
+/// A rule's regex sees at most this much of a field (its first bytes, cut at a character
+/// boundary): the cost of routing one record is bounded whatever its size.
+pub const MAX_SCAN_BYTES: usize = 64 * 1024;
+
+/// A compiled filter regex.
+pub type FilterRegex = meta::Regex;
 const MAX_GROUPS: usize = 20;
 const MAX_RULES_PER_GROUP: usize = 50;
 const MAX_VALUE_LEN: usize = 4096;
@@ -122,12 +139,39 @@ impl FilterOperator {
     }
 }
 
-/// Compiles a rule's regex with tracecast's size limit.
-pub fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
+/// A rule's regex that does not parse, or does not compile within [`REGEX_SIZE_LIMIT`].
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct RegexError(Box<meta::BuildError>);
+
+/// Compiles a rule's regex with tracecast's size limits.
+pub fn compile_regex(pattern: &str) -> Result<FilterRegex, RegexError> {
+    meta::Regex::builder()
+        .configure(
+            meta::Config::new()
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .hybrid_cache_capacity(REGEX_CACHE_BYTES),
+        )
+        .build(pattern)
+        .map_err(|e| RegexError(Box::new(e)))
+}
+
+/// What one compiled regex costs against [`DESTINATION_REGEX_BUDGET`]: its heap size plus its
+/// cache.
+pub fn regex_cost(re: &FilterRegex) -> usize {
+    re.memory_usage() + REGEX_CACHE_BYTES
+}
+
+/// The start of `text` a regex scans: at most [`MAX_SCAN_BYTES`], cut at a character boundary.
+pub fn scan_window(text: &str) -> &str {
+    if text.len() <= MAX_SCAN_BYTES {
+        return text;
+    }
+    let mut end = MAX_SCAN_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn reject_unknown(
@@ -171,6 +215,7 @@ impl FilterRules {
             )));
         }
         let mut groups = Vec::with_capacity(groups_v.len());
+        let mut regex_bytes = 0usize;
         for (gi, g) in groups_v.iter().enumerate() {
             let gpath = format!("{path}.groups[{gi}]");
             let gobj = g
@@ -204,7 +249,11 @@ impl FilterRules {
             }
             let mut rules = Vec::with_capacity(rules_v.len());
             for (ri, r) in rules_v.iter().enumerate() {
-                rules.push(parse_rule(&format!("{gpath}.rules[{ri}]"), r)?);
+                rules.push(parse_rule(
+                    &format!("{gpath}.rules[{ri}]"),
+                    r,
+                    &mut regex_bytes,
+                )?);
             }
             groups.push(FilterGroup { logic, rules });
         }
@@ -212,7 +261,12 @@ impl FilterRules {
     }
 }
 
-fn parse_rule(path: &str, r: &Value) -> Result<FilterRule, ValidationError> {
+/// Parses one rule; a regex rule adds its cost to `regex_bytes`, the destination's total.
+fn parse_rule(
+    path: &str,
+    r: &Value,
+    regex_bytes: &mut usize,
+) -> Result<FilterRule, ValidationError> {
     let obj = r
         .as_object()
         .ok_or_else(|| ValidationError::new(format!("{path} must be an object")))?;
@@ -298,7 +352,7 @@ fn parse_rule(path: &str, r: &Value) -> Result<FilterRule, ValidationError> {
                 )));
             };
             if op == FilterOperator::Regex {
-                compile_regex(s).map_err(|e| {
+                let re = compile_regex(s).map_err(|e| {
                     let first = e
                         .to_string()
                         .lines()
@@ -308,6 +362,14 @@ fn parse_rule(path: &str, r: &Value) -> Result<FilterRule, ValidationError> {
                         .to_string();
                     ValidationError::new(format!("{vpath} is not a valid regex: {first}"))
                 })?;
+                *regex_bytes += regex_cost(&re);
+                if *regex_bytes > DESTINATION_REGEX_BUDGET {
+                    return Err(ValidationError::new(format!(
+                        "{vpath}: the destination's regexes would take {} KiB compiled, over the budget of {} KiB per destination; use fewer or simpler regexes",
+                        regex_bytes.div_ceil(1024),
+                        DESTINATION_REGEX_BUDGET / 1024
+                    )));
+                }
             }
         }
     }
@@ -373,6 +435,44 @@ mod tests {
             err(json!({"groups":[{"logic":"xor","rules":[]}]})),
             "filter_rules.groups[0].logic must be \"and\" or \"or\""
         );
+    }
+
+    #[test]
+    fn the_regexes_of_one_destination_share_a_budget() {
+        // Each alone compiles within the size limit; together they pass the budget.
+        let rule = json!({"field":"input","operator":"regex","value":"[a-z0-9_]{30}x[0-9]{1,20}"});
+        let alone = compile_regex("[a-z0-9_]{30}x[0-9]{1,20}").unwrap();
+        let fit = DESTINATION_REGEX_BUDGET / regex_cost(&alone);
+        assert!(fit < 500, "{fit} regexes fit");
+        let groups: Vec<Value> = (0..20)
+            .map(|_| json!({"rules": vec![rule.clone(); 25]}))
+            .collect();
+        let e = err(json!({ "groups": groups }));
+        let (gi, ri) = (fit / 25, fit % 25);
+        assert!(
+            e.starts_with(&format!(
+                "filter_rules.groups[{gi}].rules[{ri}].value: the destination's regexes would take"
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains("over the budget of 4096 KiB per destination"),
+            "{e}"
+        );
+        // Fewer of them are fine.
+        let groups: Vec<Value> = (0..fit / 25)
+            .map(|_| json!({"rules": vec![rule.clone(); 25]}))
+            .collect();
+        FilterRules::parse("filter_rules", &json!({ "groups": groups })).unwrap();
+    }
+
+    #[test]
+    fn a_regex_scans_a_bounded_window_cut_at_a_character() {
+        let short = "abc";
+        assert_eq!(scan_window(short), short);
+        let long = format!("{}é{}", "a".repeat(MAX_SCAN_BYTES - 1), "b".repeat(100));
+        // 'é' is two bytes and straddles the limit: the window stops before it.
+        assert_eq!(scan_window(&long).len(), MAX_SCAN_BYTES - 1);
     }
 
     #[test]

@@ -2,16 +2,26 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tracecast_engine::queue::{
     NatsQueue, NatsQueueOptions, SqliteQueue, SqliteQueueOptions, valid_name,
 };
 use tracecast_engine::{ClusterOptions, Engine};
 use tracecast_store::{Keyring, SqlStore, Store};
 
-use crate::settings::Settings;
+use crate::rate_limit::RateLimiter;
+use crate::settings::{Limits, Settings};
 use crate::state::AppState;
 
 /// Opens the configured store: SQLite in the data dir unless `database_url` says otherwise.
@@ -77,7 +87,7 @@ pub fn validate(settings: &Settings) -> anyhow::Result<()> {
         anyhow::bail!("queue_prefix must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
     }
     settings.egress.policy()?;
-    Ok(())
+    settings.limits.validate()
 }
 
 /// `<host name>-<random>`: unique per process, recognisable in logs and status.
@@ -175,12 +185,13 @@ pub async fn start(
         engine: engine.clone(),
         metrics: crate::api::metrics::handle(),
         metrics_token: settings.metrics_token.as_deref().map(Into::into),
+        limits: Arc::new(settings.limits.clone()),
+        rate_limiter: Arc::new(RateLimiter::new(&settings.limits)),
     };
     let app = crate::api::router(state.clone());
+    let limits = settings.limits.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = serve(listener, app, &limits, shutdown).await;
         // In-flight HTTP requests are done; stop the workers and persist their cursors.
         engine.shutdown().await;
         served
@@ -188,4 +199,131 @@ pub async fn start(
     say!("tracecast: listening on http://{addr}");
     tracing::info!(%addr, "listening");
     Ok(Running { addr, state, task })
+}
+
+/// The answer to a connection over `max_connections`.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 87\r\n\r\n{\"error\":{\"code\":503,\"message\":\"Too many connections (limits.max_connections); retry\"}}";
+
+/// Serves `app` on `listener` until `shutdown` resolves, then waits for the requests in flight.
+///
+/// The `[limits]` hold for every connection: at most `max_connections` are served at once (one
+/// more gets 503 and is closed), a client must send a request's headers within
+/// `header_read_timeout_secs` of connecting or of the previous answer (so an idle keep-alive
+/// connection is closed then), each read of a body must come within `body_timeout_secs`, and
+/// a request answered later than `request_timeout_secs` gets 408.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = tower::ServiceBuilder::new()
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(limits.request_timeout_secs),
+        ))
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+            limits.body_timeout_secs,
+        )))
+        .service(app);
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs));
+    let slots = Arc::new(Semaphore::new(connection_slots(
+        limits.max_connections,
+        open_files_limit(),
+    )));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) or a connection reset before it was
+                    // accepted: wait a moment instead of spinning on the error.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Over max_connections: a fixed answer written without waiting (a fresh socket's
+            // send buffer takes it), then the connection is closed.
+            metrics::counter!("tracecast_http_connections_refused_total").increment(1);
+            let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service.clone()),
+            )
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Errors are the client's doing (reset, header timeout) and end only its connection.
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Descriptors kept for everything but inbound connections: databases, queue files, outbound
+/// deliveries, the listener.
+const RESERVED_FDS: u64 = 128;
+
+/// The soft limit of open files of this process (Linux `/proc/self/limits`), if known.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// `max_connections`, lowered so that connections leave [`RESERVED_FDS`] descriptors free
+/// under the process's open-files limit: else idle sockets could take every descriptor and
+/// the service could open neither its files nor a delivery.
+fn connection_slots(configured: usize, open_files: Option<u64>) -> usize {
+    let Some(open_files) = open_files else {
+        return configured;
+    };
+    let fit = usize::try_from(open_files.saturating_sub(RESERVED_FDS))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if fit < configured {
+        tracing::warn!(
+            max_connections = configured,
+            open_files,
+            "limits.max_connections lowered to {fit} to stay under the open-files limit"
+        );
+        say!(
+            "tracecast: limits.max_connections lowered from {configured} to {fit}: the open-files limit is {open_files}"
+        );
+    }
+    fit.min(configured)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_leave_descriptors_free() {
+        assert_eq!(connection_slots(1024, Some(256)), 128);
+        assert_eq!(connection_slots(1024, Some(1_048_576)), 1024);
+        assert_eq!(connection_slots(1024, Some(10)), 1);
+        assert_eq!(connection_slots(1024, None), 1024);
+        // This process's limit is read (Linux).
+        assert!(open_files_limit().is_some_and(|n| n > 0));
+    }
 }

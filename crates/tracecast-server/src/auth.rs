@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 use tracecast_model::{ApiKey, Workspace, hash_key};
 
 use crate::error::{ApiError, ApiResult};
+use crate::rate_limit::RateClass;
 use crate::state::AppState;
 
 /// The answer to a `workspace_id` that names no live workspace of the caller's tenant.
@@ -55,6 +56,29 @@ impl FromRequestParts<AppState> for Caller {
         {
             return Err(ApiError::unauthorized("API key has expired"));
         }
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(parts.uri.path(), |u| u.0.path());
+        let class = RateClass::of_path(path);
+        state
+            .rate_limiter
+            .check(class, &key.hash, key.tenant_id)
+            .map_err(|l| {
+                let what = match class {
+                    RateClass::Ingest => "ingest",
+                    RateClass::Api => "API",
+                };
+                let mut e = ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "Too many {what} requests: the {} rate limit is reached; retry in {} s",
+                        l.scope, l.retry_after_secs
+                    ),
+                );
+                e.retry_after = Some(l.retry_after_secs);
+                e
+            })?;
         Ok(Caller(key))
     }
 }

@@ -22,18 +22,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("Request body is larger than {MAX_BODY_BYTES} bytes"),
-                    )
-                } else {
-                    ApiError::bad_request(format!("Could not read the request body: {e}"))
-                }
-            })?;
+            .map_err(|e| body_error(e, MAX_BODY_BYTES))?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The answer to a body that could not be read: 413 over `max` bytes, 408 when the client
+/// stopped sending it (`limits.body_timeout_secs`), else 400.
+pub fn body_error(e: BytesRejection, max: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {max} bytes"),
+        );
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body was not sent in time (limits.body_timeout_secs)",
+            );
+        }
+        source = err.source();
+    }
+    ApiError::bad_request(format!("Could not read the request body: {e}"))
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

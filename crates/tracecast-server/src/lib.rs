@@ -20,5 +20,6 @@ pub mod error;
 pub mod extract;
 pub mod permissions;
 pub mod provision;
+pub mod rate_limit;
 pub mod settings;
 pub mod state;

@@ -59,6 +59,95 @@ pub struct Settings {
     /// What destinations may connect to (`[egress]` in the config file,
     /// `TRACECAST_EGRESS__ALLOW_PRIVATE`, `TRACECAST_EGRESS__ALLOW`); see docs/deploy.md.
     pub egress: EgressSettings,
+    /// Resource limits (`[limits]` in the config file): HTTP timeouts, connections, rate
+    /// limits and per-tenant caps. See `docs/deploy.md`, "Limits".
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[limits]`: what one client or tenant may use. Every value is configurable; a rate of 0
+/// turns that rate limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Most inbound connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, counted from when the connection
+    /// opens or the previous response is sent: so also how long an idle keep-alive connection
+    /// stays open.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request body (each read of it).
+    pub body_timeout_secs: u64,
+    /// Seconds a request may take from its headers to its answer; then 408.
+    pub request_timeout_secs: u64,
+    /// Ingest (`POST /api/v1/generations`) requests per second per API key (0: off).
+    pub ingest_rate_per_key: f64,
+    /// Ingest requests a key may send at once above its rate.
+    pub ingest_burst_per_key: u32,
+    /// Ingest requests per second per tenant, all its keys together (0: off).
+    pub ingest_rate_per_tenant: f64,
+    pub ingest_burst_per_tenant: u32,
+    /// Management API requests (every other `/api/v1` path) per second per key (0: off).
+    pub api_rate_per_key: f64,
+    pub api_burst_per_key: u32,
+    /// Management API requests per second per tenant (0: off).
+    pub api_rate_per_tenant: f64,
+    pub api_burst_per_tenant: u32,
+    /// Most live workspaces per tenant.
+    pub max_workspaces_per_tenant: u64,
+    /// Most live destinations per tenant, all workspaces together.
+    pub max_destinations_per_tenant: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_read_timeout_secs: 30,
+            body_timeout_secs: 30,
+            request_timeout_secs: 120,
+            ingest_rate_per_key: 1000.0,
+            ingest_burst_per_key: 2000,
+            ingest_rate_per_tenant: 2000.0,
+            ingest_burst_per_tenant: 4000,
+            api_rate_per_key: 50.0,
+            api_burst_per_key: 200,
+            api_rate_per_tenant: 100.0,
+            api_burst_per_tenant: 400,
+            max_workspaces_per_tenant: 1000,
+            max_destinations_per_tenant: 5000,
+        }
+    }
+}
+
+impl Limits {
+    /// Rejects values that would make the service unusable.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("max_workspaces_per_tenant", self.max_workspaces_per_tenant),
+            (
+                "max_destinations_per_tenant",
+                self.max_destinations_per_tenant,
+            ),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            anyhow::bail!("limits.{name} must be at least 1");
+        }
+        let rates = [
+            ("ingest_rate_per_key", self.ingest_rate_per_key),
+            ("ingest_rate_per_tenant", self.ingest_rate_per_tenant),
+            ("api_rate_per_key", self.api_rate_per_key),
+            ("api_rate_per_tenant", self.api_rate_per_tenant),
+        ];
+        if let Some((name, _)) = rates.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+            anyhow::bail!("limits.{name} must be a number of at least 0 (0: off)");
+        }
+        Ok(())
+    }
 }
 
 impl Default for Settings {
@@ -81,6 +170,7 @@ impl Default for Settings {
             lease_ttl_secs: 10,
             delivery: EngineOptions::default(),
             egress: EgressSettings::default(),
+            limits: Limits::default(),
         }
     }
 }

@@ -11,6 +11,10 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// The bearer token `/metrics` requires, if any (`metrics_token`).
     pub metrics_token: Option<Arc<str>>,
+    /// `[limits]` of the settings (per-tenant caps).
+    pub limits: Arc<crate::settings::Limits>,
+    /// Request rate limits per key and per tenant.
+    pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
 }
 
 impl AppState {

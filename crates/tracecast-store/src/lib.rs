@@ -139,10 +139,21 @@ pub trait Store: Send + Sync + 'static {
     async fn update_destination(&self, d: &Destination) -> Result<()>;
     async fn delete_destination(&self, id: Uuid, at: &str) -> Result<()>;
     async fn count_destinations(&self, workspace: Uuid, ty: DestinationType) -> Result<u64>;
+    /// Live destinations in the live workspaces of `tenant` (the per-tenant cap).
+    async fn count_tenant_destinations(&self, tenant: Uuid) -> Result<u64>;
 
     /// Every live destination of every live workspace, with its workspace's broadcast switch
     /// (`is_observability_broadcast_enabled`). The delivery engine runs one worker for each.
     async fn live_destinations(&self) -> Result<Vec<(Destination, bool)>>;
+
+    /// The destinations whose configuration may have changed at or after `since` (RFC 3339):
+    /// the destination or its workspace was updated or deleted then. Each comes with its
+    /// workspace's broadcast switch and whether it is still live; a deleted one is returned
+    /// with `false`, so that the engine can stop it.
+    async fn destinations_changed_since(
+        &self,
+        since: &str,
+    ) -> Result<Vec<(Destination, bool, bool)>>;
 
     /// Re-seals every stored config whose key is not the keyring's primary key. Returns how
     /// many were re-sealed.

@@ -960,6 +960,44 @@ impl Store for SqlStore {
         Ok(n as u64)
     }
 
+    async fn destinations_changed_since(
+        &self,
+        since: &str,
+    ) -> Result<Vec<(Destination, bool, bool)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEST_COLS}, w.broadcast_enabled AS ws_broadcast, \
+             CAST(CASE WHEN d.deleted_at IS NULL AND w.deleted_at IS NULL THEN 1 ELSE 0 END AS BIGINT) AS live \
+             FROM destinations d JOIN workspaces w ON w.id = d.workspace_id \
+             WHERE d.updated_at >= $1 OR d.deleted_at >= $1 OR w.updated_at >= $1 OR w.deleted_at >= $1 \
+             ORDER BY d.created_at, d.id"
+        ))
+        .bind(since.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let live: i64 = r.try_get("live")?;
+                Ok((
+                    self.destination_from_row(r)?,
+                    bool_col(r, "ws_broadcast")?,
+                    live != 0,
+                ))
+            })
+            .collect()
+    }
+
+    async fn count_tenant_destinations(&self, tenant: Uuid) -> Result<u64> {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM destinations d JOIN workspaces w ON w.id = d.workspace_id \
+             WHERE w.tenant_id = $1 AND d.deleted_at IS NULL AND w.deleted_at IS NULL",
+        )
+        .bind(tenant.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(n as u64)
+    }
+
     async fn live_destinations(&self) -> Result<Vec<(Destination, bool)>> {
         let rows = sqlx::query(&format!(
             "SELECT {DEST_COLS}, w.broadcast_enabled AS ws_broadcast FROM destinations d \

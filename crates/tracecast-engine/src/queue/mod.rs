@@ -33,6 +33,9 @@ pub enum QueueError {
     Corrupt(String),
     #[error("the queue is shut down")]
     Closed,
+    /// A fixed capacity of the queue's layout is used up (workspace keys, records per log).
+    #[error("the queue is full: {0}")]
+    Exhausted(String),
     #[error("queue I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -185,6 +188,38 @@ pub struct DeadLetter {
     pub replay_requested: bool,
 }
 
+/// A dead letter as a listing shows it: the generation's id, model and start time, not its
+/// body (which may be megabytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterSummary {
+    pub id: i64,
+    pub generation_id: String,
+    pub model: String,
+    pub created_at: String,
+    pub error: String,
+    pub status: Option<u16>,
+    pub attempts: u32,
+    /// Unix ms.
+    pub failed_at_ms: i64,
+    pub replay_requested: bool,
+}
+
+impl From<&DeadLetter> for DeadLetterSummary {
+    fn from(l: &DeadLetter) -> Self {
+        DeadLetterSummary {
+            id: l.id,
+            generation_id: l.generation.id.clone(),
+            model: l.generation.model.clone(),
+            created_at: l.generation.created_at.clone(),
+            error: l.error.clone(),
+            status: l.status,
+            attempts: l.attempts,
+            failed_at_ms: l.failed_at_ms,
+            replay_requested: l.replay_requested,
+        }
+    }
+}
+
 /// Persistent per-destination counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
@@ -291,6 +326,19 @@ pub trait Queue: Send + Sync + 'static {
         offset: u64,
         limit: u64,
     ) -> Result<(Vec<DeadLetter>, u64)>;
+    /// A page of [`list_dead_letters`](Queue::list_dead_letters) without the generations'
+    /// bodies. The default loads the letters and drops the bodies; a queue that can read the
+    /// summary fields alone overrides it, so that a listing costs memory for one letter at a
+    /// time, not for the page.
+    async fn list_dead_letter_summaries(
+        &self,
+        destination: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<DeadLetterSummary>, u64)> {
+        let (letters, total) = self.list_dead_letters(destination, offset, limit).await?;
+        Ok((letters.iter().map(DeadLetterSummary::from).collect(), total))
+    }
     /// Marks dead letters for replay (all of the destination's when `ids` is `None`); returns
     /// how many were marked.
     async fn request_replay(&self, destination: Uuid, ids: Option<Vec<i64>>) -> Result<u64>;

@@ -31,8 +31,8 @@ use tracecast_model::generation::Generation;
 use uuid::Uuid;
 
 use super::{
-    AppendResult, Backlog, Counters, Cursor, DeadLetter, NewRecord, Queue, QueueError, Record,
-    Result,
+    AppendResult, Backlog, Counters, Cursor, DeadLetter, DeadLetterSummary, NewRecord, Queue,
+    QueueError, Record, Result,
 };
 
 const SEQ_BITS: u32 = 40;
@@ -42,6 +42,9 @@ const READER_CACHE_KIB: i64 = 4 * 1024;
 /// Memory of a parsed generation relative to its JSON size (JSON values, maps, strings).
 pub const PARSED_OVERHEAD: usize = 4;
 const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
+/// The largest workspace key: `key << SEQ_BITS` must stay a positive `i64`, so that ids never
+/// wrap (key 2^24 + 1 would share key 1's ids).
+pub const MAX_WORKSPACE_KEY: i64 = (1 << (63 - SEQ_BITS)) - 1;
 
 fn row_id(ws: i64, seq: u64) -> i64 {
     (ws << SEQ_BITS) | (seq as i64 & SEQ_MASK)
@@ -526,6 +529,7 @@ impl Writer {
         appends: Vec<PendingAppend>,
         commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
     ) {
+        let appends = self.refuse_exhausted(appends);
         let result = self.write(&appends, commits);
         match result {
             Ok((results, new_tails)) => {
@@ -549,6 +553,71 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Answers, with [`QueueError::Exhausted`], the appends that would not fit the id layout:
+    /// a workspace without a key when the keys up to [`MAX_WORKSPACE_KEY`] are all taken, or a
+    /// log that would pass [`SEQ_MASK`] records. Checked before the transaction, so that one
+    /// such append does not fail the others of its group.
+    fn refuse_exhausted(&self, appends: Vec<PendingAppend>) -> Vec<PendingAppend> {
+        let mut next_key: Option<i64> = None;
+        let mut new_workspaces: Vec<Uuid> = Vec::new();
+        let mut heads: HashMap<Uuid, u64> = HashMap::new();
+        let mut kept = Vec::with_capacity(appends.len());
+        for a in appends {
+            let ws = self.shared.ws(a.workspace);
+            let unassigned = ws
+                .as_ref()
+                .is_none_or(|w| w.key.load(Ordering::Acquire) == UNASSIGNED);
+            let refusal = if unassigned && !new_workspaces.contains(&a.workspace) {
+                let next = match next_key {
+                    Some(k) => k,
+                    None => {
+                        let max: rusqlite::Result<i64> = self.conn.query_row(
+                            "SELECT COALESCE(MAX(ws), 0) FROM workspaces",
+                            [],
+                            |r| r.get(0),
+                        );
+                        max.map_or(1, |m| m.saturating_add(1))
+                    }
+                };
+                let key = next.saturating_add(new_workspaces.len() as i64);
+                next_key = Some(next);
+                (key > MAX_WORKSPACE_KEY).then(|| {
+                    format!(
+                        "all {MAX_WORKSPACE_KEY} workspace keys of the queue are taken; workspace {} cannot get one",
+                        a.workspace
+                    )
+                })
+            } else {
+                None
+            };
+            let head = heads
+                .entry(a.workspace)
+                .or_insert_with(|| ws.as_ref().map_or(0, |w| *w.head.borrow()));
+            let refusal = refusal.or_else(|| {
+                (*head + a.records.len() as u64 > SEQ_MASK as u64).then(|| {
+                    format!(
+                        "workspace {} would pass {SEQ_MASK} records, the most one log holds",
+                        a.workspace
+                    )
+                })
+            });
+            match refusal {
+                Some(msg) => {
+                    tracing::error!(workspace = %a.workspace, "queue append refused: {msg}");
+                    let _ = a.reply.send(Err(QueueError::Exhausted(msg)));
+                }
+                None => {
+                    if unassigned && !new_workspaces.contains(&a.workspace) {
+                        new_workspaces.push(a.workspace);
+                    }
+                    *head += a.records.len() as u64;
+                    kept.push(a);
+                }
+            }
+        }
+        kept
     }
 
     #[allow(clippy::type_complexity)]
@@ -1171,6 +1240,57 @@ impl Queue for SqliteQueue {
             let mut out = Vec::new();
             for r in rows {
                 out.push(finish_dead_letter(r?, destination)?);
+            }
+            Ok((out, total as u64))
+        })
+        .await
+    }
+
+    async fn list_dead_letter_summaries(
+        &self,
+        destination: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<DeadLetterSummary>, u64)> {
+        /// The fields a listing shows; the rest of the stored generation is skipped unparsed.
+        #[derive(serde::Deserialize)]
+        struct Shown {
+            id: String,
+            model: String,
+            created_at: String,
+        }
+        self.with_reader(move |conn| {
+            let d = destination.to_string();
+            let total: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM dead_letters WHERE destination_id = ?1",
+                params![d],
+                |r| r.get(0),
+            )?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, body, error, status, attempts, failed_at, replay FROM dead_letters WHERE destination_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
+            )?;
+            let mut rows = stmt.query(params![d, limit as i64, offset as i64])?;
+            let mut out = Vec::new();
+            // One row at a time: its body is read (borrowed from SQLite) and dropped before the next.
+            while let Some(r) = rows.next()? {
+                let body = r
+                    .get_ref(1)?
+                    .as_blob()
+                    .map_err(|e| QueueError::Corrupt(format!("stored generation: {e}")))?;
+                let shown: Shown = serde_json::from_slice(body)
+                    .map_err(|e| QueueError::Corrupt(format!("stored generation: {e}")))?;
+                let status: Option<i64> = r.get(3)?;
+                out.push(DeadLetterSummary {
+                    id: r.get(0)?,
+                    generation_id: shown.id,
+                    model: shown.model,
+                    created_at: shown.created_at,
+                    error: r.get(2)?,
+                    status: status.and_then(|s| u16::try_from(s).ok()),
+                    attempts: r.get::<_, i64>(4)? as u32,
+                    failed_at_ms: r.get(5)?,
+                    replay_requested: r.get::<_, i64>(6)? != 0,
+                });
             }
             Ok((out, total as u64))
         })

@@ -108,9 +108,9 @@ pub async fn dead_letters(
         .into_iter()
         .map(|l| DeadLetterOut {
             id: l.id,
-            generation_id: l.generation.id.clone(),
-            model: l.generation.model.clone(),
-            created_at: l.generation.created_at.clone(),
+            generation_id: l.generation_id,
+            model: l.model,
+            created_at: l.created_at,
             error: l.error,
             status: l.status,
             attempts: l.attempts,

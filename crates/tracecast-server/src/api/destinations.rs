@@ -343,7 +343,13 @@ pub async fn create(
     caller: Caller,
     ApiJson(req): ApiJson<CreateDestinationRequest>,
 ) -> ApiResult<(StatusCode, Json<DestinationResponse>)> {
-    caller.management()?;
+    let key = caller.management()?;
+    let max = state.limits.max_destinations_per_tenant;
+    if state.store.count_tenant_destinations(key.tenant_id).await? >= max {
+        return Err(ApiError::conflict(format!(
+            "The tenant already holds {max} destinations (limits.max_destinations_per_tenant)"
+        )));
+    }
     let new = validate_new(&state, &caller, &req).await?;
     let d = state
         .store

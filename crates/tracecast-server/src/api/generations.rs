@@ -26,6 +26,15 @@ use super::ErrorBody;
 pub const MAX_RECORDS: usize = 1000;
 /// At most this many bytes per request.
 pub const MAX_BYTES: usize = 10 * 1024 * 1024;
+/// At most this many JSON values (objects, arrays, strings, numbers...) in one record. A parsed
+/// value takes 30-80 bytes whatever its size in the body, so a body of tiny values (`[[],[],...]`)
+/// would otherwise take many times its size once parsed.
+pub const MAX_VALUES_PER_RECORD: usize = 100_000;
+/// At most this many JSON values in one request, all records together (a few tens of MB
+/// parsed).
+pub const MAX_VALUES_PER_REQUEST: usize = 400_000;
+/// At most this much nesting of arrays and objects in a record.
+pub const MAX_DEPTH: usize = 64;
 
 #[derive(Serialize, ToSchema)]
 pub struct IngestResult {
@@ -71,8 +80,84 @@ fn too_many() -> ApiError {
     )
 }
 
+/// The number of JSON values in `json` (a count of containers, separators and scalars, exact
+/// for valid JSON) and its deepest nesting. One pass over the bytes, no allocation: it runs on
+/// each record before it is parsed, so that its parsed size is known to be bounded.
+fn json_shape(json: &[u8]) -> (usize, usize) {
+    let (mut values, mut depth, mut max_depth) = (0usize, 0usize, 0usize);
+    let (mut in_string, mut escaped, mut in_scalar) = (false, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                in_scalar = false;
+                values += 1;
+            }
+            b'{' | b'[' => {
+                in_scalar = false;
+                values += 1;
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
+            b'}' | b']' => {
+                in_scalar = false;
+                depth = depth.saturating_sub(1);
+            }
+            b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' => in_scalar = false,
+            _ => {
+                if !in_scalar {
+                    in_scalar = true;
+                    values += 1;
+                }
+            }
+        }
+    }
+    (values, max_depth)
+}
+
+/// Rejects a record whose parsed form would be too large or too deep (413 naming the record and
+/// the limit); adds its values to the request's `total`.
+fn check_shape(index: usize, json: &[u8], total: &mut usize) -> ApiResult<()> {
+    let (values, depth) = json_shape(json);
+    if depth > MAX_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "record {index}: nests arrays and objects {depth} deep, at most {MAX_DEPTH}"
+        )));
+    }
+    if values > MAX_VALUES_PER_RECORD {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "record {index}: holds {values} JSON values, at most {MAX_VALUES_PER_RECORD} per record"
+            ),
+        ));
+    }
+    *total += values;
+    if *total > MAX_VALUES_PER_REQUEST {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "The records up to record {index} hold {} JSON values, at most {MAX_VALUES_PER_REQUEST} per request",
+                *total
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Splits the body into records: each record's parsed value and its raw bytes (stored as sent).
+/// Each record's shape is checked ([`check_shape`]) before it is parsed.
 fn parse_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<Vec<(Value, &'a [u8])>> {
+    let mut total_values = 0usize;
     let malformed = |e: serde_json::Error| {
         ApiError::bad_request(format!(
             "Malformed JSON body: {}",
@@ -89,6 +174,7 @@ fn parse_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<Vec<(Value, 
             if out.len() == MAX_RECORDS {
                 return Err(too_many());
             }
+            check_shape(out.len(), line, &mut total_values)?;
             let v: Value = serde_json::from_slice(line).map_err(|e| {
                 ApiError::bad_request(format!(
                     "line {}: malformed JSON: {}",
@@ -107,6 +193,13 @@ fn parse_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<Vec<(Value, 
     match start.map(|i| body[i]) {
         None => Err(ApiError::bad_request("The body holds no records")),
         Some(b'[') => {
+            // The outer array itself: its depth and the records' count.
+            let (_, depth) = json_shape(body);
+            if depth > MAX_DEPTH + 1 {
+                return Err(ApiError::bad_request(format!(
+                    "The body nests arrays and objects {depth} deep, at most {MAX_DEPTH} in a record"
+                )));
+            }
             let items: Vec<&serde_json::value::RawValue> =
                 serde_json::from_slice(body).map_err(malformed)?;
             if items.is_empty() {
@@ -117,13 +210,16 @@ fn parse_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<Vec<(Value, 
             }
             items
                 .into_iter()
-                .map(|raw| {
+                .enumerate()
+                .map(|(i, raw)| {
+                    check_shape(i, raw.get().as_bytes(), &mut total_values)?;
                     let v: Value = serde_json::from_str(raw.get()).map_err(malformed)?;
                     Ok((v, raw.get().as_bytes()))
                 })
                 .collect()
         }
         Some(_) => {
+            check_shape(0, body, &mut total_values)?;
             let v: Value = serde_json::from_slice(body).map_err(malformed)?;
             if !v.is_object() {
                 return Err(ApiError::bad_request(
@@ -142,15 +238,33 @@ fn strip_position(s: &str) -> String {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::json_shape;
+
+    #[test]
+    fn json_shape_counts_values_and_depth() {
+        assert_eq!(json_shape(br#"{}"#), (1, 1));
+        assert_eq!(
+            json_shape(br#"{"a": [1, 2.5e3, true, null], "b": "x,[{"}"#),
+            (9, 2)
+        );
+        assert_eq!(json_shape(br#"[[],[],[[]]]"#), (5, 3));
+        assert_eq!(json_shape(br#""a\"b""#), (1, 0));
+        assert_eq!(json_shape(b"-12"), (1, 0));
+    }
+}
+
 #[utoipa::path(
     post, path = "/api/v1/generations", tag = "Ingest",
-    description = "tracecast extension. Ingests generations: one object, a JSON array, or NDJSON (`Content-Type: application/x-ndjson`); at most 1,000 records or 10 MiB. With a workspace key the key decides the workspace and the records' API-key identity; with a management key pass `?workspace_id=` and optionally `api_key_hash` per record. All-or-nothing: an invalid record gets 400 naming its index and field. 202 only once the records are durably queued.",
+    description = "tracecast extension. Ingests generations: one object, a JSON array, or NDJSON (`Content-Type: application/x-ndjson`); at most 1,000 records or 10 MiB, 100,000 JSON values per record and 400,000 per request (413), nested at most 64 deep. With a workspace key the key decides the workspace and the records' API-key identity; with a management key pass `?workspace_id=` and optionally `api_key_hash` per record. All-or-nothing: an invalid record gets 400 naming its index and field. 202 only once the records are durably queued.",
     params(("workspace_id" = Option<String>, Query, description = "Workspace (id or slug); required with a management key")),
     request_body(content = Object, description = "A generation (see docs/generation.md), an array of them, or NDJSON"),
     responses(
         (status = 202, body = IngestResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -177,16 +291,7 @@ async fn ingest_inner(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<IngestResponse>)> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body is larger than {MAX_BYTES} bytes"),
-            )
-        } else {
-            ApiError::bad_request(format!("Could not read the request body: {e}"))
-        }
-    })?;
+    let body = body.map_err(|e| crate::extract::body_error(e, MAX_BYTES))?;
     let q = QueryParams::parse(q.as_deref());
     let key = &caller.0;
     let (workspace, default_identity) = if key.is_management() {

@@ -196,6 +196,22 @@ pub async fn create(
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> ApiResult<(StatusCode, Json<WorkspaceResponse>)> {
     let key = caller.management()?;
+    let max = state.limits.max_workspaces_per_tenant;
+    let page = tracecast_store::PageRequest {
+        offset: 0,
+        limit: 1,
+    };
+    if state
+        .store
+        .list_workspaces(key.tenant_id, page)
+        .await?
+        .total
+        >= max
+    {
+        return Err(ApiError::conflict(format!(
+            "The tenant already holds {max} workspaces (limits.max_workspaces_per_tenant)"
+        )));
+    }
     let mut ws = Workspace {
         id: Uuid::now_v7(),
         tenant_id: key.tenant_id,
