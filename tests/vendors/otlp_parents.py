@@ -1,4 +1,5 @@
-"""The parent rule the OTLP platform validators (braintrust, weave, langfuse) share.
+"""The parent rule the OTLP platform validators share (braintrust, weave, langfuse, arize,
+grafana, newrelic, ramp, sentry).
 
 A platform that stores spans makes a span whose parent it never receives an orphan: Weave's
 call list and Braintrust's and Langfuse's trace lists show traces by their root, so the

@@ -102,3 +102,14 @@ def test_enumerated_values_and_json_strings():
     assert llm["llm.input_messages.0.message.role"] == "system"
     assert llm["llm.output_messages.0.message.role"] == "assistant"
     assert S.USER_ID in llm and S.SESSION_ID in llm
+
+
+def test_every_parent_is_sent_or_in_the_users_own_trace():
+    """No orphan: a parent the platform never receives hides the trace (otlp_parents.py)."""
+    import pytest
+    from otlp_parents import check_parents, orphan_of
+
+    msg = load()
+    assert check_parents(msg), "the generation's top-most span is a root"
+    with pytest.raises(AssertionError):
+        check_parents(orphan_of(msg))

@@ -78,3 +78,14 @@ def test_nothing_is_left_for_tempo_to_truncate():
                     check(event.attributes, "event")
                 for link in span.links:
                     check(link.attributes, "link")
+
+
+def test_every_parent_is_sent_or_in_the_users_own_trace():
+    """No orphan: a parent the platform never receives hides the trace (otlp_parents.py)."""
+    import pytest
+    from otlp_parents import check_parents, orphan_of
+
+    msg = load()
+    assert check_parents(msg), "the generation's top-most span is a root"
+    with pytest.raises(AssertionError):
+        check_parents(orphan_of(msg))

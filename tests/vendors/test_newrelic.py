@@ -57,3 +57,14 @@ def test_golden_is_valid_and_within_new_relic_limits():
         check_limits(span.attributes)
     keys = {kv.key for kv in spans[1].attributes}
     assert {"gen_ai.request.model", "user.id", "session.id", "trace.metadata.order_id"} <= keys
+
+
+def test_every_parent_is_sent_or_in_the_users_own_trace():
+    """No orphan: a parent the platform never receives hides the trace (otlp_parents.py)."""
+    import pytest
+    from otlp_parents import check_parents, orphan_of
+
+    msg = load()
+    assert check_parents(msg), "the generation's top-most span is a root"
+    with pytest.raises(AssertionError):
+        check_parents(orphan_of(msg))

@@ -119,3 +119,12 @@ def test_what_ramp_reads(request_msg):
     # Custom metadata for attribution.
     assert gen["trace.metadata.department"] == ("string_value", "finance")
     assert gen["trace.metadata.cost_center"] == ("string_value", "CC-1234")
+
+
+def test_every_parent_is_sent_or_in_the_users_own_trace(request_msg):
+    """No orphan: a parent the platform never receives hides the trace (otlp_parents.py)."""
+    from otlp_parents import check_parents, orphan_of
+
+    assert check_parents(request_msg), "the generation's top-most span is a root"
+    with pytest.raises(AssertionError):
+        check_parents(orphan_of(request_msg))

@@ -155,3 +155,12 @@ def test_content_has_the_registry_message_shape(request_msg):
     assert call["name"] and "arguments" in call
     assert isinstance(json.loads(gen["gen_ai.tool.definitions"][1]), list)
     assert json.loads(gen["gen_ai.response.finish_reasons"][1]) == ["tool_calls"]
+
+
+def test_every_parent_is_sent_or_in_the_users_own_trace(request_msg):
+    """No orphan: a parent the platform never receives hides the trace (otlp_parents.py)."""
+    from otlp_parents import check_parents, orphan_of
+
+    assert check_parents(request_msg), "the generation's top-most span is a root"
+    with pytest.raises(AssertionError):
+        check_parents(orphan_of(request_msg))

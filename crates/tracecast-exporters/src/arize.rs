@@ -156,6 +156,12 @@ impl ArizeDialect {
 }
 
 impl OtlpDialect for ArizeDialect {
+    /// Only a parent that can name a span of the user's own OTLP trace (see
+    /// [`crate::otlp::carry_unsent_parent`] for any other).
+    fn parent_span_id(&self, view: &TraceView<'_>) -> Option<[u8; 8]> {
+        view.otlp_linkable_parent_span_id()
+    }
+
     fn attribute_key(&self, element: Element, key: &str) -> AttributeKey {
         if element == Element::Span(SpanRole::Generation)
             && matches!(
@@ -186,6 +192,7 @@ impl OtlpDialect for ArizeDialect {
         slot: SpanSlot,
         attrs: &mut Attributes<'a, '_>,
     ) {
+        crate::otlp::carry_unsent_parent(view, slot, attrs);
         match slot.role {
             SpanRole::Intermediate => {
                 attrs.string(oi::SPAN_KIND, "CHAIN");

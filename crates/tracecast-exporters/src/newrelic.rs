@@ -64,16 +64,23 @@ pub const LIMITS: ValueLimits = ValueLimits {
 pub struct NewRelicDialect;
 
 impl OtlpDialect for NewRelicDialect {
+    /// Only a parent that can name a span of the user's own OTLP trace (see
+    /// [`crate::otlp::carry_unsent_parent`] for any other).
+    fn parent_span_id(&self, view: &TraceView<'_>) -> Option<[u8; 8]> {
+        view.otlp_linkable_parent_span_id()
+    }
+
     fn resource_attributes<'a>(&self, _view: &TraceView<'a>, attrs: &mut Attributes<'a, '_>) {
         truncate_attributes(attrs, &LIMITS);
     }
 
     fn span_attributes<'a>(
         &self,
-        _view: &TraceView<'a>,
-        _slot: SpanSlot,
+        view: &TraceView<'a>,
+        slot: SpanSlot,
         attrs: &mut Attributes<'a, '_>,
     ) {
+        crate::otlp::carry_unsent_parent(view, slot, attrs);
         truncate_attributes(attrs, &LIMITS);
     }
 }

@@ -105,12 +105,19 @@ pub fn exporter(
 pub struct RampDialect;
 
 impl OtlpDialect for RampDialect {
+    /// Only a parent that can name a span of the user's own OTLP trace (see
+    /// [`crate::otlp::carry_unsent_parent`] for any other).
+    fn parent_span_id(&self, view: &TraceView<'_>) -> Option<[u8; 8]> {
+        view.otlp_linkable_parent_span_id()
+    }
+
     fn span_attributes<'a>(
         &self,
         view: &TraceView<'a>,
         slot: SpanSlot,
         attrs: &mut Attributes<'a, '_>,
     ) {
+        crate::otlp::carry_unsent_parent(view, slot, attrs);
         if slot.role != SpanRole::Generation {
             return;
         }

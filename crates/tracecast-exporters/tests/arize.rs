@@ -124,10 +124,16 @@ async fn posts_protobuf_with_arize_otel_headers_and_openinference_attributes() {
         gen_span.name, "Extract Order Details",
         "generation_name -> Span Name"
     );
+    // The parent cannot name a span of this trace (its id is derived from a name), so it is
+    // not the OTLP parent (Arize would show an orphan): the span is a root and carries it.
+    assert!(
+        inter.parent_span_id.is_empty(),
+        "an unsent parent leaves a root"
+    );
     assert_eq!(
-        hex::encode(&inter.parent_span_id),
+        s(&inter.attributes, "openrouter.trace.parent_span_id"),
         "00f067aa0ba902b7",
-        "parent_span_id -> Parent Span ID"
+        "parent_span_id -> openrouter.trace.parent_span_id"
     );
     assert_eq!(gen_span.parent_span_id, inter.span_id);
     assert_eq!(

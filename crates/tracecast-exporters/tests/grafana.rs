@@ -147,10 +147,16 @@ async fn posts_otlp_protobuf_with_basic_auth_to_the_gateway() {
         gen_span.name, "Extract Order Details",
         "generation_name -> Span Name"
     );
+    // The parent cannot name a span of this trace (its id is derived from a name): Tempo would
+    // show "root span not yet received", so the span is a root and carries the parent.
+    assert!(
+        inter.parent_span_id.is_empty(),
+        "an unsent parent leaves a root"
+    );
     assert_eq!(
-        hex::encode(&inter.parent_span_id),
+        s(&inter.attributes, "openrouter.trace.parent_span_id"),
         "00f067aa0ba902b7",
-        "parent_span_id -> Parent Span ID"
+        "parent_span_id -> openrouter.trace.parent_span_id"
     );
     assert_eq!(gen_span.parent_span_id, inter.span_id);
     assert_eq!(
@@ -207,6 +213,58 @@ async fn a_root_generation_is_named_by_trace_name() {
         s(&sp[0].attributes, "trace.metadata.environment"),
         "production"
     );
+}
+
+/// A parent in the user's own OpenTelemetry trace (16-hex span id, 32-hex trace id) links the
+/// generation under the user's span in Tempo; the same rule serves Arize, New Relic, Sentry
+/// and Ramp (`OtlpDialect::parent_span_id` in each, `carry_unsent_parent` for the rest).
+#[tokio::test]
+async fn an_own_otlp_parent_links_and_any_other_is_carried_on_a_root() {
+    let rx = Receiver::start().await;
+    let exporter = grafana(&rx.url("/otlp"), json!({}));
+    for (trace, linked) in [
+        (
+            json!({"trace_id": "0af7651916cd43dd8448eb211c80319c", "parent_span_id": "b7ad6b7169203331"}),
+            true,
+        ),
+        (
+            json!({"trace_id": "orders", "parent_span_id": "b7ad6b7169203331"}),
+            false,
+        ),
+        (
+            json!({"trace_id": "0af7651916cd43dd8448eb211c80319c", "parent_span_id": "step-3"}),
+            false,
+        ),
+    ] {
+        let mut v = secret_record();
+        v["trace"] = trace.clone();
+        let g = generation(v);
+        let p = exporter
+            .encode(&[TraceView::new(&g, TraceOptions::default())])
+            .unwrap();
+        assert_eq!(exporter.send(&p).await, Outcome::Delivered);
+        let decoded = decode_pb(&rx.next().await.body);
+        let top = spans(&decoded)[0].clone();
+        let carried = top
+            .attributes
+            .iter()
+            .any(|a| a.key == "openrouter.trace.parent_span_id");
+        if linked {
+            assert_eq!(
+                hex::encode(&top.parent_span_id),
+                "b7ad6b7169203331",
+                "{trace}"
+            );
+            assert!(!carried, "{trace}");
+        } else {
+            assert!(top.parent_span_id.is_empty(), "{trace}");
+            assert_eq!(
+                s(&top.attributes, "openrouter.trace.parent_span_id"),
+                trace["parent_span_id"].as_str().unwrap(),
+                "{trace}"
+            );
+        }
+    }
 }
 
 #[test]

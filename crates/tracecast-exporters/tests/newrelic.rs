@@ -89,8 +89,16 @@ async fn posts_protobuf_with_the_license_key_and_the_standard_mapping() {
     // span_name -> the intermediate span's name; generation_name -> the generation span's.
     assert_eq!(inter.name, "Extraction");
     assert_eq!(gen_span.name, "Extract Order Details");
-    // parent_span_id -> Parent Span ID of the top-most span; the generation is its child.
-    assert_eq!(hex::encode(&inter.parent_span_id), "00f067aa0ba902b7");
+    // parent_span_id: it cannot name a span of this trace (the trace id is derived from a
+    // name), so the top-most span is a root and carries it as an attribute.
+    assert!(
+        inter.parent_span_id.is_empty(),
+        "an unsent parent leaves a root"
+    );
+    assert_eq!(
+        s(&inter.attributes, "openrouter.trace.parent_span_id"),
+        "00f067aa0ba902b7"
+    );
     assert_eq!(gen_span.parent_span_id, inter.span_id);
     // trace_name -> on the top-most span.
     assert_eq!(

@@ -79,8 +79,13 @@ async fn delivers_otlp_json_to_the_base_url_with_the_bearer_key() {
     // trace_id -> Trace ID
     assert_eq!(mid.trace_id, sha("order_processing_001")[..16]);
     assert_eq!(gen_span.trace_id, mid.trace_id);
-    // parent_span_id -> Parent Span ID
-    assert_eq!(hex::encode(&mid.parent_span_id), "00f067aa0ba902b7");
+    // parent_span_id: it cannot name a span of this trace (the trace id is derived from a
+    // name), so the top-most span is a root and carries it as an attribute.
+    assert!(mid.parent_span_id.is_empty());
+    assert_eq!(
+        s(&mid.attributes, "openrouter.trace.parent_span_id"),
+        "00f067aa0ba902b7"
+    );
     // span_name -> Span Name (intermediate span)
     assert_eq!(mid.name, "Extraction");
     // generation_name -> Span Name (generation span)

@@ -88,11 +88,21 @@ async fn delivers_otlp_json_with_the_dsn_key_and_sentrys_attributes() {
     // trace_id -> Trace ID
     assert_eq!(mid.trace_id, sha("order_processing_001")[..16]);
     assert_eq!(gen_span.trace_id, mid.trace_id);
-    // parent_span_id -> Parent Span ID (the caller's span: not a root, so no segment name)
-    assert_eq!(hex::encode(&mid.parent_span_id), "00f067aa0ba902b7");
-    assert!(!has(&mid.attributes, "sentry.segment.name"));
-    // span_name -> Span Description (intermediate span)
-    assert_eq!(mid.name, "Extraction");
+    // parent_span_id: it cannot name a span of this trace (the trace id is derived from a
+    // name), so Sentry would wait for a segment that never comes: the top-most span is the
+    // root (segment, named by trace_name) and carries the parent as an attribute.
+    assert!(mid.parent_span_id.is_empty());
+    assert_eq!(
+        s(&mid.attributes, "openrouter.trace.parent_span_id"),
+        "00f067aa0ba902b7"
+    );
+    assert_eq!(
+        s(&mid.attributes, "sentry.segment.name"),
+        "Order Processing Pipeline"
+    );
+    // span_name -> Span Description (intermediate span); as the root (Sentry's segment) the
+    // span itself is named by trace_name, as in `a_root_span_is_named_after_the_trace`.
+    assert_eq!(mid.name, "Order Processing Pipeline");
     assert_eq!(s(&mid.attributes, "sentry.description"), "Extraction");
     // generation_name -> Span Description (generation span)
     assert_eq!(gen_span.parent_span_id, mid.span_id);
@@ -102,8 +112,7 @@ async fn delivers_otlp_json_with_the_dsn_key_and_sentrys_attributes() {
         "Extract Order Details"
     );
     assert_eq!(gen_span.span_id, sha(&g.id)[..8]);
-    // trace_name -> Transaction Name: carried here (the root is the caller's); see
-    // `a_root_span_is_named_after_the_trace` for the root case.
+    // trace_name -> Transaction Name, also carried as an attribute.
     assert_eq!(
         s(&mid.attributes, "openrouter.trace.name"),
         "Order Processing Pipeline"

@@ -40,6 +40,20 @@ impl SpanSlot {
     }
 }
 
+/// For a platform that stores spans but documents no place of its own for a foreign parent:
+/// puts the parent that was not sent as the OTLP parent ([`SpanSlot::unsent_parent`]) in
+/// `openrouter.trace.parent_span_id` on the top-most span, so the generation stays a root in
+/// the platform's trace list and the user's parent is still searchable.
+pub fn carry_unsent_parent<'a>(
+    view: &TraceView<'a>,
+    slot: SpanSlot,
+    attrs: &mut Attributes<'a, '_>,
+) {
+    if let Some(parent) = slot.unsent_parent(view) {
+        attrs.string(super::keys::OPENROUTER_TRACE_PARENT_SPAN_ID, parent);
+    }
+}
+
 /// A platform's flavour of OTLP: the hooks the shared encoder calls while it builds the
 /// spans of one generation. Every method has a default, and [`DefaultDialect`] (webhook,
 /// otel-collector) keeps them all.

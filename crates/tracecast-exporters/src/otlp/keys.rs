@@ -62,6 +62,9 @@ pub const EXCEPTION_MESSAGE: &str = "exception.message";
 
 // ---- openrouter.* (always sent) ----
 pub const OPENROUTER_TRACE_NAME: &str = "openrouter.trace.name";
+/// `trace.parent_span_id` as given, on the top-most span of a platform that was not sent it as
+/// the OTLP parent (it could not name a span of the user's trace there).
+pub const OPENROUTER_TRACE_PARENT_SPAN_ID: &str = "openrouter.trace.parent_span_id";
 pub const OPENROUTER_OBSERVATION_TYPE: &str = "openrouter.observation.type";
 pub const OPENROUTER_PROVIDER_NAME: &str = "openrouter.provider_name";
 pub const OPENROUTER_API_TYPE: &str = "openrouter.api_type";

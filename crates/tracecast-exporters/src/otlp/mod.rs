@@ -145,7 +145,7 @@ mod transport;
 pub use attributes::{Attr, AttrValue, AttributeKey, Attributes, Element, KeyRule, SpanRole};
 pub use dialect::{
     DefaultDialect, OtlpDialect, SCOPE_NAME, SERVICE_NAME, SERVICE_VERSION, SpanSlot,
-    default_span_name,
+    carry_unsent_parent, default_span_name,
 };
 pub use encode::{
     EMPTY_REQUEST_JSON, JsonFragments, OtlpEncoding, encode, export_request, generation_spans,

@@ -356,6 +356,12 @@ const DROPPED: &[&str] = &[
 ];
 
 impl OtlpDialect for SentryDialect {
+    /// Only a parent that can name a span of the user's own OTLP trace (see
+    /// [`crate::otlp::carry_unsent_parent`] for any other).
+    fn parent_span_id(&self, view: &TraceView<'_>) -> Option<[u8; 8]> {
+        view.otlp_linkable_parent_span_id()
+    }
+
     fn span_name<'a>(&self, view: &TraceView<'a>, slot: SpanSlot) -> Cow<'a, str> {
         Cow::Borrowed(if slot.is_root {
             view.trace_name()
@@ -383,8 +389,9 @@ impl OtlpDialect for SentryDialect {
         slot: SpanSlot,
         attrs: &mut Attributes<'a, '_>,
     ) {
+        crate::otlp::carry_unsent_parent(view, slot, attrs);
         attrs.string(SENTRY_DESCRIPTION, own_name(view, slot.role));
-        if view.otlp_parent_span_id().is_none() {
+        if view.otlp_linkable_parent_span_id().is_none() {
             // tracecast emits the root (Sentry's segment) of these spans: name it.
             attrs.string(SENTRY_SEGMENT_NAME, view.trace_name());
         }
