@@ -48,6 +48,11 @@ pub fn read(s: &SpanRef<'_>, d: &mut Draft) {
         }
         _ => {}
     }
+    d.set_opt(
+        "streamed",
+        a.bool("gen_ai.is_streaming")
+            .or_else(|| a.bool("llm.is_streaming")),
+    );
     let finish = a.first_str("gen_ai.response.finish_reasons");
     d.set_opt("finish_reason", finish);
     d.set_opt("user", a.str("user.id").or_else(|| a.str("enduser.id")));

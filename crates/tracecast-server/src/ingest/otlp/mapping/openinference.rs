@@ -17,7 +17,8 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     }
     let a = &s.attrs;
     let mut d = Draft::default();
-    d.set_opt("model", a.str("llm.model_name"));
+    // `llm.model_name` is the model that answered (the response's); the requested one is in
+    // the request body, read below, and wins.
     d.set_opt(
         "provider_name",
         a.str("llm.provider").or_else(|| a.str("llm.system")),
@@ -109,14 +110,17 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     } else if let Some(first) = messages(a, "llm.output_messages.").into_iter().next() {
         d.output = Some((first, None));
     }
-    if d.model().is_none() {
-        let from_body = d
-            .response
-            .get("model")
-            .or_else(|| d.request.get("model"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        d.set_opt("model", from_body);
+    d.set_opt("finish_reason", a.str("llm.finish_reason"));
+    let requested = d
+        .request
+        .get("model")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    d.set_opt("model", requested.as_deref().or(a.str("llm.model_name")));
+    if let Some(answered) = a.str("llm.model_name")
+        && requested.as_deref().is_some_and(|r| r != answered)
+    {
+        d.response.entry("model").or_insert(answered.into());
     }
     Some(Outcome::Llm(Ok(d)))
 }
