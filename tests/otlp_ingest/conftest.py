@@ -31,11 +31,13 @@ import upstream
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "tracecast"
 LISTEN_RE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+GRPC_RE = re.compile(r"OTLP/gRPC on (127\.0\.0\.1:\d+)")
 
 
 @dataclass
 class Server:
     base_url: str
+    grpc_endpoint: str
     management_key: str
     workspace_key: str
 
@@ -133,7 +135,11 @@ def server(webhook: Webhook) -> Server:
         pytest.fail(f"tracecast binary not found or not executable: {binary} (set TRACECAST_BIN)")
     data_dir = tempfile.mkdtemp(prefix="tracecast-otlp-ingest-")
     mgmt = "sk-tc-v1-" + secrets.token_hex(32)
-    env = dict(os.environ, TRACECAST_BOOTSTRAP_MANAGEMENT_KEY=mgmt)
+    env = dict(
+        os.environ,
+        TRACECAST_BOOTSTRAP_MANAGEMENT_KEY=mgmt,
+        TRACECAST_OTLP_GRPC_LISTEN="127.0.0.1:0",
+    )
     proc = subprocess.Popen(
         [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
         env=env,
@@ -145,9 +151,9 @@ def server(webhook: Webhook) -> Server:
     )
     q: "queue.Queue[Optional[str]]" = queue.Queue()
     threading.Thread(target=_drain, args=(proc.stderr, q), daemon=True).start()
-    base = None
+    base = grpc = None
     deadline = time.monotonic() + 30
-    while base is None and time.monotonic() < deadline:
+    while (base is None or grpc is None) and time.monotonic() < deadline:
         try:
             line = q.get(timeout=max(0.1, deadline - time.monotonic()))
         except queue.Empty:
@@ -157,7 +163,10 @@ def server(webhook: Webhook) -> Server:
         m = LISTEN_RE.search(line)
         if m:
             base = m.group(1)
-    if base is None:
+        m = GRPC_RE.search(line)
+        if m:
+            grpc = f"http://{m.group(1)}"
+    if base is None or grpc is None:
         proc.kill()
         proc.wait(timeout=10)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -172,7 +181,7 @@ def server(webhook: Webhook) -> Server:
         headers=auth,
     )
     assert r.status_code == 201, r.text
-    yield Server(base_url=base, management_key=mgmt, workspace_key=key)
+    yield Server(base_url=base, grpc_endpoint=grpc, management_key=mgmt, workspace_key=key)
     proc.terminate()
     try:
         proc.wait(timeout=10)

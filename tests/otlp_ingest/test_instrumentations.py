@@ -1,6 +1,6 @@
 """Real instrumentation, real exporter: the ``openai`` SDK, instrumented by each OpenTelemetry
 instrumentation, calls a fake upstream; the spans go to tracecast's ``POST /v1/traces`` with
-the standard OTLP/HTTP protobuf exporter; a webhook destination must receive each call as a
+the standard OTLP exporters (OTLP/HTTP protobuf, and OTLP/gRPC on the receiver's own port); a webhook destination must receive each call as a
 generation with the right model, messages, tokens and ids.
 """
 
@@ -33,7 +33,7 @@ def run_app(instrumentation: str, exporter: str, server, fake_upstream: str, tag
             str(HERE / "app.py"),
             "--instrumentation", instrumentation,
             "--exporter", exporter,
-            "--endpoint", server.base_url,
+            "--endpoint", server.grpc_endpoint if exporter == "grpc" else server.base_url,
             "--key", server.workspace_key,
             "--upstream", fake_upstream,
             "--tag", tag,
@@ -48,10 +48,13 @@ def run_app(instrumentation: str, exporter: str, server, fake_upstream: str, tag
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("exporter", ["http-proto", "grpc"])
 @pytest.mark.parametrize("instrumentation", sorted(CASES))
-def test_instrumented_call_arrives_as_a_generation(instrumentation, server, webhook, fake_upstream):
-    tag = f"{instrumentation}-http"
-    ids = run_app(instrumentation, "http-proto", server, fake_upstream, tag)
+def test_instrumented_call_arrives_as_a_generation(
+    instrumentation, exporter, server, webhook, fake_upstream
+):
+    tag = f"{instrumentation}-{exporter}"
+    ids = run_app(instrumentation, exporter, server, fake_upstream, tag)
 
     def is_ours(span):
         a = attrs(span)

@@ -562,3 +562,88 @@ async fn bad_input_gets_otlp_answers_and_nothing_is_written() {
     ids.sort();
     assert_eq!(ids, vec!["marker".to_string(), id4]);
 }
+
+#[tokio::test]
+async fn grpc_receiver_is_off_by_default_and_ingests_when_set() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+
+    assert_eq!(
+        tracecast_server::settings::Settings::default().otlp_grpc_listen,
+        None,
+        "off by default"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mgmt = tracecast_model::generate_key();
+    let settings = tracecast_server::settings::Settings {
+        listen: "127.0.0.1:0".into(),
+        otlp_grpc_listen: Some("127.0.0.1:0".into()),
+        data_dir: dir.path().to_path_buf(),
+        bootstrap_management_key: Some(mgmt.clone()),
+        ..Default::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tracecast_server::app::start(&settings, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::Client::new();
+    let hook = Receiver::start().await;
+    let r = http
+        .post(format!("{base}/api/v1/observability/destinations"))
+        .bearer_auth(&mgmt)
+        .json(&json!({"type": "webhook", "name": "hook", "config": {"url": hook.url}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let key: Value = http
+        .post(format!("{base}/api/v1/keys"))
+        .bearer_auth(&mgmt)
+        .json(&json!({"name": "grpc-app"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
+
+    let grpc = format!(
+        "http://{}",
+        running.otlp_grpc_addr.expect("the gRPC address")
+    );
+    let mut client = TraceServiceClient::connect(grpc).await.unwrap();
+
+    // No key: UNAUTHENTICATED.
+    let err = client
+        .export(export(vec![genai_span(6, "gpt-4o")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    // With the key: the LLM span is ingested, the HTTP span reported as skipped.
+    let mut req = tonic::Request::new(export(vec![http_span(), genai_span(6, "gpt-4o")]));
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let answer = client.export(req).await.unwrap().into_inner();
+    let p = answer.partial_success.unwrap();
+    assert_eq!(p.rejected_spans, 0);
+    assert!(
+        p.error_message.contains("not LLM calls"),
+        "{}",
+        p.error_message
+    );
+    hook.wait(10, "the gRPC generation", |r| r.generation_ids().len() == 1)
+        .await;
+    let spans = hook.spans();
+    let g = spans
+        .iter()
+        .find(|s| string_attr(s, "gen_ai.request.model").is_some())
+        .unwrap();
+    assert_eq!(g.trace_id, TRACE_ID.to_vec());
+    assert_eq!(int_attr(g, "gen_ai.usage.input_tokens"), Some(11));
+    drop(tx);
+    running.task.await.unwrap().unwrap();
+}

@@ -4,14 +4,10 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
 use super::decode::{self, Encoding};
-use super::mapping;
-use crate::api::generations::{IngestTarget, MAX_RECORDS, append};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -79,40 +75,7 @@ async fn export_inner(
         };
         ApiError::new(status, e.to_string())
     })?;
-    let target = IngestTarget::resolve(state, &caller, q).await?;
-    let batch = mapping::map_request(&request);
-    if batch.records.len() > MAX_RECORDS {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "At most {MAX_RECORDS} LLM spans per export ({} sent); export smaller batches",
-                batch.records.len()
-            ),
-        ));
-    }
-    let accepted = batch.records.len();
-    if accepted > 0 {
-        let records = batch
-            .records
-            .iter()
-            .map(|r| (r.generation.clone(), r.raw.as_slice()))
-            .collect();
-        append(state, &target, records, None).await?;
-    }
-    metrics::counter!("tracecast_otlp_spans_total", "outcome" => "accepted")
-        .increment(accepted as u64);
-    metrics::counter!("tracecast_otlp_spans_total", "outcome" => "rejected")
-        .increment(batch.rejected.len() as u64);
-    metrics::counter!("tracecast_otlp_spans_total", "outcome" => "skipped")
-        .increment(batch.skipped as u64);
-    Ok(ExportTraceServiceResponse {
-        partial_success: batch
-            .partial_success_message()
-            .map(|message| ExportTracePartialSuccess {
-                rejected_spans: batch.rejected.len() as i64,
-                error_message: message,
-            }),
-    })
+    super::export::ingest(state, &caller, q, &request).await
 }
 
 fn answer_response(encoding: Encoding, answer: ExportTraceServiceResponse) -> Response {

@@ -9,6 +9,8 @@
 //! encoding; 503 (retryable) when nothing could be made durable.
 
 mod decode;
+mod export;
+pub mod grpc;
 mod http;
 pub mod mapping;
 
