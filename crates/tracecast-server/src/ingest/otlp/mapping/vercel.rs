@@ -24,7 +24,12 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     }
     let mut d = Draft::default();
     d.set_opt("model", a.str("ai.model.id"));
-    d.set_opt("provider_name", a.str("ai.model.provider"));
+    // `openai.chat`, `anthropic.messages`: the provider, then the API the SDK used.
+    d.set_opt(
+        "provider_name",
+        a.str("ai.model.provider")
+            .map(|p| p.split('.').next().unwrap_or(p)),
+    );
     d.set("streamed", op.ends_with(".doStream"));
     d.set_opt("finish_reason", a.str("ai.response.finishReason"));
     d.set_opt("time_to_first_token", a.f64("ai.response.msToFirstChunk"));
