@@ -20,7 +20,7 @@ pub async fn ingest(
     request: &ExportTraceServiceRequest,
 ) -> Result<ExportTraceServiceResponse, ApiError> {
     let target = IngestTarget::resolve(state, caller, q).await?;
-    let batch = mapping::map_request(request);
+    let mut batch = mapping::map_request(request);
     if batch.records.len() > MAX_RECORDS {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -32,10 +32,13 @@ pub async fn ingest(
     }
     let accepted = batch.records.len();
     if accepted > 0 {
-        let records = batch
-            .records
-            .iter()
-            .map(|r| (r.generation.clone(), r.raw.as_slice()))
+        let (generations, raws): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.records)
+            .into_iter()
+            .map(|r| (r.generation, r.raw))
+            .unzip();
+        let records = generations
+            .into_iter()
+            .zip(raws.iter().map(Vec::as_slice))
             .collect();
         append(state, &target, records, None).await?;
     }

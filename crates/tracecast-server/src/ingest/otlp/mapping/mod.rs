@@ -319,23 +319,25 @@ pub fn map_request(req: &ExportTraceServiceRequest) -> MappedBatch {
                     resource: Attrs::new(resource_kvs),
                     siblings: &ss.spans,
                 };
-                let who = format!(
-                    "span {} ({:?})",
-                    hex::encode(&span.span_id),
-                    truncate_name(&span.name)
-                );
+                let who = || {
+                    format!(
+                        "span {} ({:?})",
+                        hex::encode(&span.span_id),
+                        truncate_name(&span.name)
+                    )
+                };
                 match map_span(&s) {
                     Outcome::NotLlm => batch.skipped += 1,
-                    Outcome::Llm(Err(e)) => batch.rejected.push(format!("{who}: {e}")),
+                    Outcome::Llm(Err(e)) => batch.rejected.push(format!("{}: {e}", who())),
                     Outcome::Llm(Ok(draft)) => match finish(&s, draft) {
-                        Err(e) => batch.rejected.push(format!("{who}: {e}")),
+                        Err(e) => batch.rejected.push(format!("{}: {e}", who())),
                         Ok(record) => {
                             let raw = serde_json::to_vec(&record).unwrap_or_default();
                             match Generation::from_json(record, &ctx) {
                                 Ok(generation) => {
                                     batch.records.push(MappedRecord { generation, raw })
                                 }
-                                Err(e) => batch.rejected.push(format!("{who}: {e}")),
+                                Err(e) => batch.rejected.push(format!("{}: {e}", who())),
                             }
                         }
                     },
