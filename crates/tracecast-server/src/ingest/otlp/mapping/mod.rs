@@ -489,3 +489,239 @@ pub fn tool_call(id: Option<&str>, name: &str, arguments: Option<Value>) -> Valu
     }
     call
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::span::Event;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use serde_json::{Value, json};
+
+    use super::map_request;
+
+    fn s(key: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+    fn i(key: &str, v: i64) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::IntValue(v)),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn span(attributes: Vec<KeyValue>, events: Vec<Event>) -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "llm".into(),
+            start_time_unix_nano: 1_788_000_000_000_000_000,
+            end_time_unix_nano: 1_788_000_001_000_000_000,
+            attributes,
+            events,
+            ..Default::default()
+        }
+    }
+
+    /// Maps one span; the stored record as JSON (None when skipped).
+    fn one(sp: Span) -> Option<Value> {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![sp],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let batch = map_request(&req);
+        assert!(batch.rejected.is_empty(), "{:?}", batch.rejected);
+        batch
+            .records
+            .first()
+            .map(|r| serde_json::to_value(&r.generation).unwrap())
+    }
+
+    #[test]
+    fn genai_event_based_form() {
+        let event = |name: &str, attrs: Vec<KeyValue>| Event {
+            name: name.into(),
+            attributes: attrs,
+            ..Default::default()
+        };
+        let g = one(span(
+            vec![
+                s("gen_ai.system", "openai"),
+                s("gen_ai.request.model", "gpt-4o"),
+                i("gen_ai.usage.prompt_tokens", 5),
+            ],
+            vec![
+                event("gen_ai.system.message", vec![s("content", "Be brief.")]),
+                event("gen_ai.user.message", vec![s("content", "Hi")]),
+                event(
+                    "gen_ai.choice",
+                    vec![
+                        s("message", r#"{"content":"Hello","role":"assistant"}"#),
+                        s("finish_reason", "stop"),
+                    ],
+                ),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            g["request"]["messages"],
+            json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+        );
+        assert_eq!(
+            g["response"]["choices"][0],
+            json!({"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hello"}})
+        );
+        assert_eq!(g["usage"]["prompt_tokens"], 5);
+        assert_eq!(g["provider_name"], "openai");
+    }
+
+    #[test]
+    fn openllmetry_indexed_form() {
+        let g = one(span(
+            vec![
+                s("llm.request.type", "chat"),
+                s("gen_ai.system", "OpenAI"),
+                s("gen_ai.request.model", "gpt-4o"),
+                s("gen_ai.prompt.0.role", "user"),
+                s("gen_ai.prompt.0.content", "What is 2+2?"),
+                s("gen_ai.completion.0.role", "assistant"),
+                s("gen_ai.completion.0.finish_reason", "tool_calls"),
+                s("gen_ai.completion.0.tool_calls.0.id", "call_9"),
+                s("gen_ai.completion.0.tool_calls.0.name", "add"),
+                s(
+                    "gen_ai.completion.0.tool_calls.0.arguments",
+                    r#"{"a":2,"b":2}"#,
+                ),
+                i("gen_ai.usage.prompt_tokens", 9),
+                i("gen_ai.usage.completion_tokens", 3),
+                i("llm.usage.total_tokens", 12),
+                s("traceloop.association.properties.user_id", "u-7"),
+                s("traceloop.association.properties.tenant", "acme"),
+                s("traceloop.workflow.name", "math"),
+            ],
+            vec![],
+        ))
+        .unwrap();
+        assert_eq!(
+            g["request"]["messages"],
+            json!([{"role": "user", "content": "What is 2+2?"}])
+        );
+        let choice = &g["response"]["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(
+            choice["message"]["tool_calls"],
+            json!([{"id": "call_9", "type": "function", "function": {"name": "add", "arguments": "{\"a\":2,\"b\":2}"}}])
+        );
+        assert_eq!(g["usage"]["total_tokens"], 12);
+        assert_eq!(g["user"], "u-7");
+        assert_eq!(g["trace"]["tenant"], "acme");
+        assert_eq!(g["trace"]["trace_name"], "math");
+    }
+
+    #[test]
+    fn openinference_messages_without_bodies() {
+        let g = one(span(
+            vec![
+                s("openinference.span.kind", "LLM"),
+                s("llm.model_name", "claude-sonnet-4"),
+                s("llm.provider", "anthropic"),
+                s("llm.input_messages.0.message.role", "user"),
+                s(
+                    "llm.input_messages.0.message.contents.0.message_content.type",
+                    "text",
+                ),
+                s(
+                    "llm.input_messages.0.message.contents.0.message_content.text",
+                    "Describe",
+                ),
+                s("llm.output_messages.0.message.role", "assistant"),
+                s("llm.output_messages.0.message.content", "A cat."),
+                i("llm.token_count.prompt", 30),
+                i("llm.token_count.completion", 4),
+                i("llm.token_count.prompt_details.cache_read", 10),
+                s("session.id", "sess-1"),
+                s("metadata", r#"{"env":"prod"}"#),
+            ],
+            vec![],
+        ))
+        .unwrap();
+        assert_eq!(g["model"], "claude-sonnet-4");
+        assert_eq!(
+            g["request"]["messages"],
+            json!([{"role": "user", "content": [{"type": "text", "text": "Describe"}]}])
+        );
+        assert_eq!(g["response"]["choices"][0]["message"]["content"], "A cat.");
+        assert_eq!(g["usage"]["prompt_tokens_details"]["cached_tokens"], 10);
+        assert_eq!(g["session_id"], "sess-1");
+        assert_eq!(g["trace"]["env"], "prod");
+    }
+
+    #[test]
+    fn wrappers_tools_and_agents_are_skipped() {
+        for attrs in [
+            vec![
+                s("ai.operationId", "ai.generateText"),
+                s("ai.model.id", "gpt-4o"),
+            ],
+            vec![
+                s("gen_ai.operation.name", "execute_tool"),
+                s("gen_ai.request.model", "gpt-4o"),
+            ],
+            vec![s("openinference.span.kind", "CHAIN")],
+            vec![s("llm.request.type", "rerank")],
+            vec![s("openrouter.observation.type", "span")],
+            vec![s("http.request.method", "POST")],
+        ] {
+            assert!(one(span(attrs.clone(), vec![])).is_none(), "{attrs:?}");
+        }
+    }
+
+    #[test]
+    fn vercel_provider_call() {
+        let g = one(span(
+            vec![
+                s("ai.operationId", "ai.streamText.doStream"),
+                s("ai.model.id", "gpt-4o-mini"),
+                s("ai.model.provider", "openai.chat"),
+                s(
+                    "ai.prompt.messages",
+                    r#"[{"role":"user","content":[{"type":"text","text":"Hi"}]}]"#,
+                ),
+                s("ai.response.text", "Hello"),
+                s("ai.response.finishReason", "stop"),
+                i("ai.usage.inputTokens", 3),
+                i("ai.usage.outputTokens", 1),
+                i("ai.usage.reasoningTokens", 0),
+                s("ai.telemetry.metadata.userId", "u-1"),
+            ],
+            vec![],
+        ))
+        .unwrap();
+        assert_eq!(g["streamed"], true);
+        assert_eq!(g["provider_name"], "openai");
+        assert_eq!(
+            g["request"]["messages"],
+            json!([{"role": "user", "content": "Hi"}])
+        );
+        assert_eq!(g["response"]["choices"][0]["message"]["content"], "Hello");
+        assert_eq!(
+            g["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            0
+        );
+        assert_eq!(g["user"], "u-1");
+    }
+}
