@@ -111,6 +111,8 @@ pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The OTLP/gRPC receiver's address, when `otlp_grpc_listen` is set.
+    pub otlp_grpc_addr: Option<SocketAddr>,
 }
 
 /// Binds `settings.listen`, bootstraps an empty store, and serves until `shutdown` resolves.
@@ -147,6 +149,14 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let mut delivery = settings.delivery.clone();
     delivery.egress = settings.egress.policy()?;
+    let grpc_listener = match &settings.otlp_grpc_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding otlp_grpc_listen {a}"))?,
+        ),
+        None => None,
+    };
     let engine = match &settings.queue_url {
         None => {
             let path = settings.data_dir.join("queue.db");
@@ -190,15 +200,48 @@ pub async fn start(
     };
     let app = crate::api::router(state.clone());
     let limits = settings.limits.clone();
+    // One shutdown signal for the HTTP server and the OTLP/gRPC receiver.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let mut otlp_grpc_addr = None;
+    let grpc = match grpc_listener {
+        Some(l) => {
+            otlp_grpc_addr = Some(l.local_addr()?);
+            let grpc_state = state.clone();
+            Some(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = crate::ingest::otlp::grpc::serve(l, grpc_state, stop).await {
+                    tracing::error!(error = %e, "the OTLP/gRPC receiver stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let task = tokio::spawn(async move {
         let served = serve(listener, app, &limits, shutdown).await;
+        if let Some(g) = grpc {
+            let _ = g.await;
+        }
         // In-flight HTTP requests are done; stop the workers and persist their cursors.
         engine.shutdown().await;
         served
     });
     say!("tracecast: listening on http://{addr}");
     tracing::info!(%addr, "listening");
-    Ok(Running { addr, state, task })
+    if let Some(g) = otlp_grpc_addr {
+        say!("tracecast: OTLP/gRPC on {g}");
+    }
+    Ok(Running {
+        addr,
+        state,
+        task,
+        otlp_grpc_addr,
+    })
 }
 
 /// The answer to a connection over `max_connections`.

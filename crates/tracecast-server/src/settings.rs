@@ -54,6 +54,9 @@ pub struct Settings {
     /// How long a node's destination leases outlive it (seconds): a dead node's destinations
     /// are taken over within this plus a third of it.
     pub lease_ttl_secs: u64,
+    /// Address of the OTLP/gRPC receiver (`TraceService/Export`), e.g. `0.0.0.0:4317`. Unset
+    /// (the default): no gRPC receiver; OTLP/HTTP is always on `listen` at `/v1/traces`.
+    pub otlp_grpc_listen: Option<String>,
     /// Delivery settings (`[delivery]` in the config file).
     pub delivery: EngineOptions,
     /// What destinations may connect to (`[egress]` in the config file,
@@ -168,6 +171,7 @@ impl Default for Settings {
             queue_replicas: 1,
             node_id: None,
             lease_ttl_secs: 10,
+            otlp_grpc_listen: None,
             delivery: EngineOptions::default(),
             egress: EgressSettings::default(),
             limits: Limits::default(),

@@ -292,27 +292,7 @@ async fn ingest_inner(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<IngestResponse>)> {
     let body = body.map_err(|e| crate::extract::body_error(e, MAX_BYTES))?;
-    let q = QueryParams::parse(q.as_deref());
-    let key = &caller.0;
-    let (workspace, default_identity) = if key.is_management() {
-        let ws_param = q.str("workspace_id").ok_or_else(|| {
-            ApiError::bad_request("workspace_id is required when ingesting with a management key")
-        })?;
-        (caller.workspace(state, Some(ws_param)).await?, None)
-    } else {
-        if let Some(w) = q.str("workspace_id")
-            && w != key.workspace_id.to_string()
-        {
-            let ws = caller.workspace(state, Some(w)).await?;
-            if ws.id != key.workspace_id {
-                return Err(ApiError::forbidden(
-                    "A workspace key can only ingest into its own workspace",
-                ));
-            }
-        }
-        let ws = caller.workspace(state, None).await?;
-        (ws, Some((key.hash.clone(), key.name.clone())))
-    };
+    let target = IngestTarget::resolve(state, &caller, q).await?;
     let ctx = IngestContext {
         session_header: headers
             .get("x-session-id")
@@ -322,10 +302,72 @@ async fn ingest_inner(
     };
     let values = parse_body(&headers, &body)?;
     let mut generations = Vec::with_capacity(values.len());
-    let mut key_names: HashMap<String, String> = HashMap::new();
     for (i, (v, raw)) in values.into_iter().enumerate() {
-        let mut g = Generation::from_json(v, &ctx)
+        let g = Generation::from_json(v, &ctx)
             .map_err(|e| ApiError::bad_request(format!("record {i}: {e}")))?;
+        generations.push((g, raw));
+    }
+    let result = append(state, &target, generations, ctx.session_header.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(IngestResponse { data: result })))
+}
+
+/// Where records go and whose they are: the workspace, and the key's identity when the caller
+/// holds a workspace key. Resolved from the credentials (and `?workspace_id=`), never the body.
+pub(crate) struct IngestTarget {
+    workspace_id: uuid::Uuid,
+    default_identity: Option<(String, String)>,
+}
+
+impl IngestTarget {
+    pub(crate) async fn resolve(
+        state: &AppState,
+        caller: &Caller,
+        q: Option<String>,
+    ) -> ApiResult<IngestTarget> {
+        let q = QueryParams::parse(q.as_deref());
+        let key = &caller.0;
+        let (workspace, default_identity) = if key.is_management() {
+            let ws_param = q.str("workspace_id").ok_or_else(|| {
+                ApiError::bad_request(
+                    "workspace_id is required when ingesting with a management key",
+                )
+            })?;
+            (caller.workspace(state, Some(ws_param)).await?, None)
+        } else {
+            if let Some(w) = q.str("workspace_id")
+                && w != key.workspace_id.to_string()
+            {
+                let ws = caller.workspace(state, Some(w)).await?;
+                if ws.id != key.workspace_id {
+                    return Err(ApiError::forbidden(
+                        "A workspace key can only ingest into its own workspace",
+                    ));
+                }
+            }
+            let ws = caller.workspace(state, None).await?;
+            (ws, Some((key.hash.clone(), key.name.clone())))
+        };
+        Ok(IngestTarget {
+            workspace_id: workspace.id,
+            default_identity,
+        })
+    }
+}
+
+/// Sets each record's identity and appends the records durably, all or nothing: the same path
+/// for every way in (`/api/v1/generations`, OTLP). Each record comes with its raw JSON, stored
+/// as sent.
+pub(crate) async fn append(
+    state: &AppState,
+    target: &IngestTarget,
+    parsed: Vec<(Generation, &[u8])>,
+    session_header: Option<&str>,
+) -> ApiResult<IngestResult> {
+    let workspace_id = target.workspace_id;
+    let default_identity = &target.default_identity;
+    let mut generations = Vec::with_capacity(parsed.len());
+    let mut key_names: HashMap<String, String> = HashMap::new();
+    for (i, (mut g, raw)) in parsed.into_iter().enumerate() {
         let identity = match (&default_identity, g.identity.api_key_hash.take()) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::bad_request(format!(
@@ -333,7 +375,7 @@ async fn ingest_inner(
                 )));
             }
             (Some((hash, name)), None) => Identity {
-                workspace_id: workspace.id.to_string(),
+                workspace_id: workspace_id.to_string(),
                 api_key_hash: Some(hash.clone()),
                 api_key_name: Some(name.clone()),
             },
@@ -346,11 +388,11 @@ async fn ingest_inner(
                             .store
                             .key_by_hash(&hash)
                             .await?
-                            .filter(|k| !k.is_management() && k.workspace_id == workspace.id)
+                            .filter(|k| !k.is_management() && k.workspace_id == workspace_id)
                             .ok_or_else(|| {
                                 ApiError::bad_request(format!(
                                     "record {i}: api_key_hash is not the hash of an API key in workspace {}",
-                                    workspace.id
+                                    workspace_id
                                 ))
                             })?;
                         key_names.insert(hash.clone(), k.name.clone());
@@ -358,13 +400,13 @@ async fn ingest_inner(
                     }
                 };
                 Identity {
-                    workspace_id: workspace.id.to_string(),
+                    workspace_id: workspace_id.to_string(),
                     api_key_hash: Some(hash),
                     api_key_name: Some(name),
                 }
             }
             (None, None) => Identity {
-                workspace_id: workspace.id.to_string(),
+                workspace_id: workspace_id.to_string(),
                 api_key_hash: None,
                 api_key_name: None,
             },
@@ -375,7 +417,7 @@ async fn ingest_inner(
     let ids: Vec<String> = generations.iter().map(|(g, _)| g.id.clone()).collect();
     let res = state
         .engine
-        .ingest(workspace.id, generations, ctx.session_header.as_deref())
+        .ingest(workspace_id, generations, session_header)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "ingest failed");
@@ -391,14 +433,9 @@ async fn ingest_inner(
         .map(|(id, _)| id)
         .collect();
     let accepted = accepted_ids.len();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(IngestResponse {
-            data: IngestResult {
-                accepted,
-                duplicates: res.accepted.len() - accepted,
-                ids: accepted_ids,
-            },
-        }),
-    ))
+    Ok(IngestResult {
+        accepted,
+        duplicates: res.accepted.len() - accepted,
+        ids: accepted_ids,
+    })
 }

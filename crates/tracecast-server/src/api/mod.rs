@@ -181,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
+        .merge(crate::ingest::otlp::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
