@@ -173,7 +173,8 @@ pub async fn start(
         metrics: crate::api::metrics::handle(),
         metrics_token: settings.metrics_token.as_deref().map(Into::into),
     };
-    let app = crate::api::router(state.clone());
+    let app = crate::api::router(state.clone())
+        .merge(crate::gateway::routes(state.clone(), &settings.gateway)?);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

@@ -55,6 +55,8 @@ pub struct Settings {
     pub lease_ttl_secs: u64,
     /// Delivery settings (`[delivery]` in the config file).
     pub delivery: EngineOptions,
+    /// The capturing gateway (`[gateway]`): upstreams and limits. See `docs/gateway.md`.
+    pub gateway: crate::gateway::upstream::GatewaySettings,
 }
 
 impl Default for Settings {
@@ -76,6 +78,7 @@ impl Default for Settings {
             node_id: None,
             lease_ttl_secs: 10,
             delivery: EngineOptions::default(),
+            gateway: Default::default(),
         }
     }
 }

@@ -1,0 +1,734 @@
+//! Forwarding a call to its upstream and the answer back to the client, unchanged.
+//!
+//! Faithfulness: the upstream's status, body and headers (content type, `x-request-id`,
+//! `x-ratelimit-*`, ...) reach the client as sent; only hop-by-hop headers and
+//! `content-length` (the body is re-framed) are dropped. Unknown request fields are forwarded
+//! untouched; the only rewrites are the model name (a `vendor/*` rule strips the prefix), the
+//! removal of OpenRouter-only fields for a non-OpenRouter upstream, and, for a stream the client
+//! did not ask usage for, `stream_options.include_usage = true` (the resulting usage-only chunk is
+//! held back from the client).
+//!
+//! Streaming: each upstream chunk is split into whole SSE events, which are forwarded at once;
+//! nothing waits for the end of the stream. When the client goes away, axum drops the response
+//! body, which drops the upstream response: the upstream connection is closed (the call is
+//! cancelled) and the generation is recorded as cancelled.
+
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::GatewayState;
+use super::capture::Captured;
+use super::error::GatewayError;
+use super::stream::{ChatAssembly, SseSplitter, is_usage_only_chunk};
+use super::upstream::UpstreamKind;
+use crate::auth::Caller;
+
+/// Request fields only OpenRouter understands; removed before a call goes to any other
+/// upstream (OpenRouter API reference, "Chat completion" request body; `usage` there is
+/// `{"include": true}`, which OpenAI rejects).
+const OPENROUTER_ONLY: &[&str] = &[
+    "provider",
+    "models",
+    "route",
+    "transforms",
+    "plugins",
+    "usage",
+    "session_id",
+    "trace",
+    "preset",
+    "debug",
+    "reasoning",
+];
+
+/// Client request headers never forwarded: hop-by-hop ones, those the proxy sets itself, and
+/// `accept-encoding` (the proxy reads the answer, so it must arrive uncompressed).
+const DROP_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "content-length",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "accept-encoding",
+    "cookie",
+    "x-session-id",
+];
+
+/// Upstream answer headers never passed back: hop-by-hop ones and the framing of the body.
+const DROP_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+/// The gateway's id of a call (also the generation id), returned to the client.
+pub const GENERATION_ID_HEADER: &str = "x-tracecast-generation-id";
+
+/// Which OpenAI-compatible endpoint a call is for.
+#[derive(Clone, Copy)]
+pub enum Endpoint {
+    ChatCompletions,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+        }
+    }
+    fn api_type(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "completions",
+        }
+    }
+}
+
+pub async fn chat_completions(State(gw): State<GatewayState>, req: Request) -> Response {
+    let result = forward(gw, req, Endpoint::ChatCompletions).await;
+    let resp = result.unwrap_or_else(IntoResponse::into_response);
+    metrics::counter!("tracecast_gateway_requests_total", "status" => resp.status().as_u16().to_string())
+        .increment(1);
+    resp
+}
+
+/// What a capture needs to know about the call, from before it is forwarded.
+struct CallInfo {
+    gw: GatewayState,
+    workspace: uuid::Uuid,
+    api_key_hash: String,
+    api_key_name: String,
+    id: String,
+    created_at: String,
+    start: Instant,
+    model: String,
+    endpoint: Endpoint,
+    streamed: bool,
+    provider_name: String,
+    request: Value,
+    session_id: Option<String>,
+    headers: Map<String, Value>,
+    /// When the request was sent to the upstream.
+    sent: Option<Instant>,
+}
+
+/// How a call ended.
+#[derive(Default)]
+struct Outcome {
+    response: Option<Value>,
+    usage: Option<Value>,
+    error: Option<(Value, String)>,
+    cancelled: bool,
+    first_token: Option<Instant>,
+    native_finish_reason: Option<String>,
+    provider: Option<String>,
+    upstream_id: Option<String>,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// OpenRouter's normalized finish reasons: `stop`, `length`, `tool_calls`, `content_filter`,
+/// `error`; other native reasons map onto them where their meaning is clear.
+fn normalize_finish_reason(native: &str) -> &str {
+    match native {
+        "end_turn" | "stop_sequence" | "eos" | "stop" => "stop",
+        "max_tokens" | "length" => "length",
+        "tool_calls" | "function_call" | "tool_use" => "tool_calls",
+        "content_filter" | "safety" => "content_filter",
+        other => other,
+    }
+}
+
+/// The usage fields the generation record knows, each only when it is a non-negative integer
+/// (an upstream's odd value must not make the record invalid).
+fn usage_of(u: &Value) -> Option<Value> {
+    let int = |v: Option<&Value>| v.and_then(Value::as_u64);
+    let mut out = Map::new();
+    for k in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        if let Some(n) = int(u.get(k)) {
+            out.insert(k.into(), n.into());
+        }
+    }
+    for (group, keys) in [
+        (
+            "prompt_tokens_details",
+            &["cached_tokens", "cache_write_tokens", "audio_tokens"][..],
+        ),
+        (
+            "completion_tokens_details",
+            &["reasoning_tokens", "audio_tokens", "image_tokens"][..],
+        ),
+    ] {
+        let mut d = Map::new();
+        for k in keys {
+            if let Some(n) = int(u.get(group).and_then(|g| g.get(*k))) {
+                d.insert((*k).into(), n.into());
+            }
+        }
+        if !d.is_empty() {
+            out.insert(group.into(), Value::Object(d));
+        }
+    }
+    if let Some(cd) = u.get("cost_details").and_then(Value::as_object) {
+        let d: Map<String, Value> = cd
+            .iter()
+            .filter(|(_, v)| v.as_f64().is_some_and(f64::is_finite))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !d.is_empty() {
+            out.insert("cost_details".into(), Value::Object(d));
+        }
+    }
+    (!out.is_empty()).then_some(Value::Object(out))
+}
+
+impl CallInfo {
+    fn finish(self, o: Outcome) {
+        let now = Instant::now();
+        let mut r = Map::new();
+        r.insert("id".into(), json!(self.id));
+        r.insert("model".into(), json!(self.model));
+        r.insert("created_at".into(), json!(self.created_at));
+        r.insert(
+            "provider_name".into(),
+            json!(o.provider.unwrap_or(self.provider_name)),
+        );
+        r.insert("api_type".into(), json!(self.endpoint.api_type()));
+        r.insert("streamed".into(), json!(self.streamed));
+        r.insert("cancelled".into(), json!(o.cancelled));
+        r.insert("latency".into(), json!(ms(now - self.start)));
+        if let Some(sent) = self.sent {
+            r.insert("generation_time".into(), json!(ms(now - sent)));
+        }
+        if let Some(ft) = o.first_token {
+            r.insert("time_to_first_token".into(), json!(ms(ft - self.start)));
+        }
+        if o.error.is_some() {
+            r.insert("finish_reason".into(), json!("error"));
+        } else if let Some(n) = &o.native_finish_reason {
+            r.insert("finish_reason".into(), json!(normalize_finish_reason(n)));
+        }
+        if let Some(n) = o.native_finish_reason {
+            r.insert("native_finish_reason".into(), json!(n));
+        }
+        if let Some(u) = &o.usage {
+            if let Some(cost) = u
+                .get("cost")
+                .and_then(Value::as_f64)
+                .filter(|c| c.is_finite())
+            {
+                r.insert("total_cost".into(), json!(cost));
+            }
+            if let Some(uc) = u
+                .get("cost_details")
+                .and_then(|d| d.get("upstream_inference_cost"))
+                .and_then(Value::as_f64)
+                .filter(|c| c.is_finite())
+            {
+                r.insert("upstream_inference_cost".into(), json!(uc));
+            }
+            if let Some(is_byok) = u.get("is_byok").and_then(Value::as_bool) {
+                r.insert("is_byok".into(), json!(is_byok));
+            }
+            if let Some(u) = usage_of(u) {
+                r.insert("usage".into(), u);
+            }
+        }
+        if let Some(s) = self.session_id {
+            r.insert("session_id".into(), json!(s));
+        }
+        r.insert("request".into(), self.request);
+        if let Some(resp) = o.response {
+            r.insert("response".into(), resp);
+        }
+        if let Some((code, message)) = o.error {
+            r.insert("error".into(), json!({"code": code, "message": message}));
+        }
+        r.insert("request_id".into(), json!(self.id));
+        if let Some(u) = o.upstream_id {
+            r.insert("upstream_id".into(), json!(u));
+        }
+        r.extend(self.headers);
+        self.gw.inner.capture.submit(Captured {
+            workspace: self.workspace,
+            api_key_hash: self.api_key_hash,
+            api_key_name: self.api_key_name,
+            record: Value::Object(r),
+        });
+    }
+}
+
+/// Records the call as cancelled when dropped before it finished: the client went away while
+/// the upstream was still answering.
+struct Guard(Option<CallInfo>);
+
+impl Guard {
+    fn finish(mut self, o: Outcome) {
+        if let Some(info) = self.0.take() {
+            info.finish(o);
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(info) = self.0.take() {
+            info.finish(Outcome {
+                cancelled: true,
+                error: Some((json!(499), "The client closed the connection".into())),
+                ..Outcome::default()
+            });
+        }
+    }
+}
+
+fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Cuts to `max` characters.
+fn cut(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<Response, Response> {
+    let start = Instant::now();
+    let created_at = tracecast_model::time::now_rfc3339();
+    let (mut parts, body) = req.into_parts();
+    let caller = Caller::from_request_parts(&mut parts, &gw.app)
+        .await
+        .map_err(|e| GatewayError::from(e).into_response())?;
+    let key = caller.0;
+    if key.is_management() {
+        return Err(GatewayError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "The gateway takes a workspace API key, not a management key",
+        )
+        .into_response());
+    }
+    let limit = gw.inner.max_request_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        GatewayError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("The request body is larger than {limit} bytes"),
+        )
+        .into_response()
+    })?;
+    let request: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|e| {
+        GatewayError::invalid("body", format!("The body must be a JSON object: {e}"))
+            .into_response()
+    })?;
+    let model = match request.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+        _ => {
+            return Err(
+                GatewayError::invalid("model", "model is required (a string)").into_response(),
+            );
+        }
+    };
+    let resolved = gw
+        .inner
+        .upstreams
+        .resolve(&model)
+        .ok_or_else(|| GatewayError::model_not_found(&model).into_response())?;
+    let upstream = resolved.upstream;
+    let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);
+
+    let mut outgoing = request.clone();
+    outgoing.insert("model".into(), json!(resolved.model));
+    if upstream.kind != UpstreamKind::Openrouter {
+        for k in OPENROUTER_ONLY {
+            outgoing.remove(*k);
+        }
+    }
+    let mut strip_usage = false;
+    if streamed {
+        let asked = request
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        if !asked {
+            strip_usage = true;
+            match outgoing.get_mut("stream_options") {
+                Some(Value::Object(o)) => {
+                    o.insert("include_usage".into(), json!(true));
+                }
+                _ => {
+                    outgoing.insert("stream_options".into(), json!({"include_usage": true}));
+                }
+            }
+        }
+    }
+
+    let session_id = request
+        .get("session_id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| header_str(&parts.headers, "x-session-id"))
+        .map(|s| cut(&s, tracecast_model::generation::MAX_SESSION_LEN));
+    let mut context = Map::new();
+    for (field, h) in [
+        ("http_referer", "http-referer"),
+        ("x_title", "x-title"),
+        ("user_agent", "user-agent"),
+        ("origin", "origin"),
+    ] {
+        if let Some(v) = header_str(&parts.headers, h) {
+            context.insert(field.into(), json!(v));
+        }
+    }
+    let id = format!("gen-tc-{}", uuid::Uuid::now_v7().simple());
+    let mut info = CallInfo {
+        gw: gw.clone(),
+        workspace: key.workspace_id,
+        api_key_hash: key.hash.clone(),
+        api_key_name: key.name.clone(),
+        id: id.clone(),
+        created_at,
+        start,
+        model,
+        endpoint,
+        streamed,
+        provider_name: upstream.provider_name.clone(),
+        request: Value::Object(request),
+        session_id,
+        headers: context,
+        sent: None,
+    };
+
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        if DROP_REQUEST_HEADERS.contains(&n) || n.starts_with("x-tracecast-") {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(k) = &upstream.api_key
+        && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {k}"))
+    {
+        v.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    let body = serde_json::to_vec(&outgoing).unwrap_or_default();
+    let url = format!("{}{}", upstream.base_url, endpoint.path());
+    let timeout = gw.inner.timeout;
+    info.sent = Some(Instant::now());
+    let guard = Guard(Some(info));
+    let send = gw.inner.http.post(url).headers(headers).body(body).send();
+    let resp = match tokio::time::timeout(timeout, send).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let err = GatewayError::bad_gateway(format!(
+                "The upstream could not be reached: {}",
+                transport_message(&e)
+            ));
+            guard.finish(Outcome {
+                error: Some((json!(502), err.message.clone())),
+                ..Outcome::default()
+            });
+            return Err(with_id(err.into_response(), &id));
+        }
+        Err(_) => {
+            let err = GatewayError::timeout();
+            guard.finish(Outcome {
+                error: Some((json!(504), err.message.clone())),
+                ..Outcome::default()
+            });
+            return Err(with_id(err.into_response(), &id));
+        }
+    };
+    let status = resp.status();
+    let mut out_headers = HeaderMap::new();
+    for (name, value) in resp.headers() {
+        if !DROP_RESPONSE_HEADERS.contains(&name.as_str()) {
+            out_headers.append(name.clone(), value.clone());
+        }
+    }
+    let is_sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+
+    if streamed && status.is_success() && is_sse {
+        let state = StreamState {
+            resp,
+            splitter: SseSplitter::default(),
+            assembly: ChatAssembly::default(),
+            first_token: None,
+            strip_usage,
+            timeout,
+            guard: Some(guard),
+        };
+        let body = Body::from_stream(futures_util::stream::unfold(state, next_chunk));
+        return Ok(with_id(build(status, out_headers, body), &id));
+    }
+
+    // A whole answer: read it (capped), pass it on unchanged, record it.
+    let bytes = match read_body(resp, gw.inner.max_response_bytes, timeout).await {
+        Ok(b) => b,
+        Err(err) => {
+            guard.finish(Outcome {
+                error: Some((json!(err.status.as_u16()), err.message.clone())),
+                ..Outcome::default()
+            });
+            return Err(with_id(err.into_response(), &id));
+        }
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let mut o = Outcome::default();
+    if status.is_success() {
+        if let Some(v) = &parsed {
+            o.usage = v.get("usage").filter(|u| u.is_object()).cloned();
+            o.native_finish_reason = v
+                .pointer("/choices/0/finish_reason")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            o.provider = v
+                .get("provider")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            o.upstream_id = v.get("id").and_then(Value::as_str).map(str::to_string);
+        }
+        if streamed {
+            // The client asked for a stream and the upstream answered whole: it is passed on
+            // as is, and recorded as it is.
+            o.first_token = Some(Instant::now());
+        }
+        o.response = parsed;
+    } else {
+        o.error = Some((
+            json!(status.as_u16()),
+            error_message(parsed.as_ref(), &bytes),
+        ));
+        o.response = parsed;
+    }
+    guard.finish(o);
+    Ok(with_id(build(status, out_headers, Body::from(bytes)), &id))
+}
+
+fn build(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+fn with_id(mut r: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        r.headers_mut()
+            .insert(HeaderName::from_static(GENERATION_ID_HEADER), v);
+    }
+    r
+}
+
+/// The message of an upstream error answer: OpenAI's `error.message`, else the text.
+fn error_message(parsed: Option<&Value>, bytes: &[u8]) -> String {
+    let from_json = parsed.and_then(|v| {
+        let e = v.get("error")?;
+        e.get("message")
+            .and_then(Value::as_str)
+            .or_else(|| e.as_str())
+            .map(str::to_string)
+    });
+    let msg = from_json.unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned());
+    let msg = cut(msg.trim(), 1000);
+    if msg.is_empty() {
+        "The upstream answered with an error and no body".into()
+    } else {
+        msg
+    }
+}
+
+/// A transport error's description without the URL (which could carry credentials).
+fn transport_message(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "connection failed".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_body() || e.is_decode() {
+        "the answer was cut off".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+/// Reads a whole answer, failing (502) past `max` bytes and (504) when a chunk takes longer than
+/// `timeout`. Like `tracecast_exporters::http::read_capped`, but the bytes are passed on to the
+/// client unchanged, so a cut-off or lossily decoded body is not an option.
+async fn read_body(
+    mut resp: reqwest::Response,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, GatewayError> {
+    let mut buf = Vec::new();
+    loop {
+        match tokio::time::timeout(timeout, resp.chunk()).await {
+            Err(_) => return Err(GatewayError::timeout()),
+            Ok(Err(e)) => {
+                return Err(GatewayError::bad_gateway(format!(
+                    "Reading the upstream's answer failed: {}",
+                    transport_message(&e)
+                )));
+            }
+            Ok(Ok(None)) => return Ok(Bytes::from(buf)),
+            Ok(Ok(Some(c))) => {
+                if buf.len() + c.len() > max {
+                    return Err(GatewayError::bad_gateway(format!(
+                        "The upstream's answer is larger than {max} bytes"
+                    )));
+                }
+                buf.extend_from_slice(&c);
+            }
+        }
+    }
+}
+
+struct StreamState {
+    resp: reqwest::Response,
+    splitter: SseSplitter,
+    assembly: ChatAssembly,
+    first_token: Option<Instant>,
+    strip_usage: bool,
+    timeout: Duration,
+    /// `None` once the call is recorded. Dropping the state before (the client went away)
+    /// drops the guard, which records a cancelled call with what was assembled so far.
+    guard: Option<Guard>,
+}
+
+impl StreamState {
+    /// Feeds one event to the assembly; returns whether it is forwarded to the client.
+    fn event(&mut self, data: Option<&str>) -> bool {
+        let Some(data) = data else { return true };
+        if data.trim() == "[DONE]" {
+            return true;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return true;
+        };
+        if self.assembly.push(&v) && self.first_token.is_none() {
+            self.first_token = Some(Instant::now());
+        }
+        !(self.strip_usage && is_usage_only_chunk(&v))
+    }
+
+    fn outcome(&self, error: Option<(Value, String)>, cancelled: bool) -> Outcome {
+        let a = &self.assembly;
+        let error = error.or_else(|| {
+            a.error.as_ref().map(|e| {
+                let msg = e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string());
+                (e.get("code").cloned().unwrap_or(Value::Null), msg)
+            })
+        });
+        Outcome {
+            response: Some(a.response()),
+            usage: a.usage.clone(),
+            error,
+            cancelled,
+            first_token: self.first_token,
+            native_finish_reason: a
+                .finish_reason()
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            provider: a.provider().map(str::to_string),
+            upstream_id: a.id().map(str::to_string),
+        }
+    }
+
+    fn record(&mut self, error: Option<(Value, String)>) {
+        let o = self.outcome(error, false);
+        if let Some(g) = self.guard.take() {
+            g.finish(o);
+        }
+    }
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        if let Some(mut g) = self.guard.take()
+            && let Some(info) = g.0.take()
+        {
+            // An error the upstream reported in the stream wins over the client's abort.
+            let abort = Some((json!(499), "The client closed the connection".to_string()));
+            let o = self.outcome(
+                self.assembly.error.is_none().then_some(abort).flatten(),
+                true,
+            );
+            info.finish(o);
+        }
+    }
+}
+
+async fn next_chunk(mut s: StreamState) -> Option<(Result<Bytes, std::io::Error>, StreamState)> {
+    s.guard.as_ref()?;
+    loop {
+        match tokio::time::timeout(s.timeout, s.resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                let events = s.splitter.push(&chunk);
+                let mut out = Vec::with_capacity(chunk.len());
+                for e in events {
+                    if s.event(e.data.as_deref()) {
+                        out.extend_from_slice(&e.raw);
+                    }
+                }
+                if !out.is_empty() {
+                    return Some((Ok(Bytes::from(out)), s));
+                }
+            }
+            Ok(Ok(None)) => {
+                let tail = s.splitter.finish();
+                let mut out = None;
+                if let Some(e) = tail
+                    && s.event(e.data.as_deref())
+                {
+                    out = Some(e.raw);
+                }
+                s.record(None);
+                return out.map(|b| (Ok(b), s));
+            }
+            Ok(Err(e)) => {
+                let msg = format!("The upstream's stream failed: {}", transport_message(&e));
+                s.record(Some((json!(502), msg.clone())));
+                return Some((Err(std::io::Error::other(msg)), s));
+            }
+            Err(_) => {
+                let msg = "The upstream's stream stalled past the timeout".to_string();
+                s.record(Some((json!(504), msg.clone())));
+                return Some((Err(std::io::Error::other(msg)), s));
+            }
+        }
+    }
+}
