@@ -13,6 +13,7 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/gateway_sdk/requirements.txt
 for req in tests/vendors/requirements-*.txt; do
   [ -e "$req" ] && "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
 done
@@ -43,6 +44,10 @@ TRACECAST_TEST_DATABASE_URL="$pg_url" cargo test --locked -p tracecast-server \
 step "official OpenRouter SDK against the real server"
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
   "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
+
+step "official OpenAI Python SDK through the gateway"
+TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
+  "$venv/bin/python" -m pytest tests/gateway_sdk -q -p no:cacheprovider
 
 step "vendor validators: exporters' golden payloads against the platforms' own models"
 if compgen -G "tests/vendors/test_*.py" >/dev/null; then
