@@ -69,6 +69,13 @@ COMPLETION = {
     },
 }
 
+EMBEDDINGS = {
+    "object": "list",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.125, -0.5, 0.25]}],
+    "model": "text-embedding-fake",
+    "usage": {"prompt_tokens": 2, "total_tokens": 2},
+}
+
 RATE_LIMITED = {
     "error": {
         "message": "Rate limit reached for requests",
@@ -190,6 +197,9 @@ def _handler(fake: Fake):
                 return
             with fake.lock:
                 fake.requests.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+            if self.path == "/v1/embeddings":
+                self._json(200, EMBEDDINGS)
+                return
             model = body.get("model")
             stream = body.get("stream") is True
             usage = (body.get("stream_options") or {}).get("include_usage") is True

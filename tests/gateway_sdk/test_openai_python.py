@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from conftest import COMPLETION, UPSTREAM_KEY, Fake, Gateway, wait_until
+from conftest import COMPLETION, EMBEDDINGS, UPSTREAM_KEY, Fake, Gateway, wait_until
 
 
 @pytest.fixture()
@@ -174,3 +174,13 @@ def test_client_abort_cancels_the_upstream(client: OpenAI, fake: Fake) -> None:
     span = fake.span(gen_id)
     assert span["openrouter.cancelled"] is True
     assert "t0 " in span["gen_ai.completion"]
+
+
+def test_embeddings(client: OpenAI, fake: Fake) -> None:
+    raw = client.embeddings.with_raw_response.create(model="fake/emb", input="hello world", encoding_format="float")
+    result = raw.parse()
+    assert result.data[0].embedding == EMBEDDINGS["data"][0]["embedding"]
+    assert result.usage.prompt_tokens == 2
+    span = fake.span(raw.headers["x-tracecast-generation-id"])
+    assert span["openrouter.api_type"] == "embeddings"
+    assert span["gen_ai.usage.input_tokens"] == 2

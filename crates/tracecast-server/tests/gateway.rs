@@ -189,6 +189,99 @@ async fn fake_handler(State(f): State<Fake>, headers: HeaderMap, body: Bytes) ->
     }
 }
 
+fn embeddings_answer() -> Value {
+    json!({
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": 0, "embedding": [0.125, -0.5, 0.25]},
+            {"object": "embedding", "index": 1, "embedding": [0.5, 0.75, -0.125]}
+        ],
+        "model": "text-embedding-fake",
+        "usage": {"prompt_tokens": 4, "total_tokens": 4}
+    })
+}
+
+fn models_answer() -> Value {
+    json!({"object": "list", "data": [{"id": "gpt-fake", "object": "model", "created": 1_700_000_000, "owned_by": "fake"}]})
+}
+
+async fn fake_embeddings(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    f.requests.lock().unwrap().push((headers, v));
+    let mut r = (StatusCode::OK, embeddings_answer().to_string()).into_response();
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+async fn fake_models(State(f): State<Fake>, headers: HeaderMap) -> Response {
+    f.requests.lock().unwrap().push((headers, Value::Null));
+    let mut r = (StatusCode::OK, models_answer().to_string()).into_response();
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+/// Legacy completions, streamed (`text_completion` chunks with `choices[].text`).
+async fn fake_completions(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    f.requests.lock().unwrap().push((headers, v.clone()));
+    let usage = v["stream_options"]["include_usage"] == true;
+    let text_chunk = |text: &str, finish: Value| {
+        let c = json!({"id": "cmpl-fake", "object": "text_completion", "created": 1_765_000_000, "model": "gpt-fake-instruct",
+                       "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    };
+    let mut events = vec![
+        text_chunk("Once upon", Value::Null),
+        text_chunk(" a time", json!("length")),
+    ];
+    if usage {
+        let u = json!({"id": "cmpl-fake", "object": "text_completion", "created": 1_765_000_000, "model": "gpt-fake-instruct",
+                       "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}});
+        events.push(format!("data: {u}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".into());
+    sse(futures_util::stream::iter(events))
+}
+
+/// The Responses API, streamed (typed events; `response.completed` carries the whole response).
+async fn fake_responses(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    f.requests.lock().unwrap().push((headers, v));
+    let done = json!({
+        "id": "resp_fake", "object": "response", "created_at": 1_765_000_000, "status": "completed",
+        "model": "gpt-fake-2025-01-01",
+        "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": "Bonjour", "annotations": []}]}],
+        "usage": {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 2},
+                  "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 3}, "total_tokens": 14}
+    });
+    let ev = |kind: &str, data: Value| format!("event: {kind}\ndata: {data}\n\n");
+    let events = vec![
+        ev(
+            "response.created",
+            json!({"type": "response.created", "sequence_number": 0,
+            "response": {"id": "resp_fake", "object": "response", "status": "in_progress", "output": []}}),
+        ),
+        ev(
+            "response.output_text.delta",
+            json!({"type": "response.output_text.delta", "sequence_number": 1,
+            "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Bon"}),
+        ),
+        ev(
+            "response.output_text.delta",
+            json!({"type": "response.output_text.delta", "sequence_number": 2,
+            "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "jour"}),
+        ),
+        ev(
+            "response.completed",
+            json!({"type": "response.completed", "sequence_number": 3, "response": done}),
+        ),
+    ];
+    sse(futures_util::stream::iter(events))
+}
+
 /// A stream fed by `f` through a channel; the producer ends (its sends fail) once the stream
 /// is dropped, and whatever it owns is dropped with it.
 fn async_stream<F, Fut>(f: F) -> impl futures_util::Stream<Item = String> + Send + 'static
@@ -218,6 +311,10 @@ impl Fake {
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(fake_handler))
+            .route("/v1/completions", axum::routing::post(fake_completions))
+            .route("/v1/responses", axum::routing::post(fake_responses))
+            .route("/v1/embeddings", axum::routing::post(fake_embeddings))
+            .route("/v1/models", axum::routing::get(fake_models))
             .with_state(f.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (f, format!("http://{addr}/v1"))
@@ -637,4 +734,126 @@ async fn client_abort_cancels_the_upstream_and_is_captured() {
     assert_eq!(bool_attr(&span, "openrouter.cancelled"), Some(true));
     let completion_attr = string_attr(&span, "gen_ai.completion").unwrap();
     assert!(completion_attr.contains("t0 "), "{completion_attr}");
+}
+
+#[tokio::test]
+async fn embeddings_are_forwarded_and_captured() {
+    let t = setup().await;
+    let r =
+        t.s.http
+            .post(format!("{}/api/v1/embeddings", t.s.base))
+            .bearer_auth(&t.key)
+            .json(&json!({"model": "fake/emb", "input": ["first text", "second text"]}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = gen_id(&r);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, embeddings_answer());
+    assert_eq!(t.fake.last().1["model"], "emb");
+    let span = t.span(&id).await;
+    assert_eq!(
+        string_attr(&span, "openrouter.api_type").as_deref(),
+        Some("embeddings")
+    );
+    assert_eq!(int_attr(&span, "gen_ai.usage.input_tokens"), Some(4));
+    assert_eq!(bool_attr(&span, "openrouter.streamed"), Some(false));
+}
+
+#[tokio::test]
+async fn legacy_completions_stream_is_assembled_and_injected_usage_removed() {
+    let t = setup().await;
+    let mut r =
+        t.s.http
+            .post(format!("{}/api/v1/completions", t.s.base))
+            .bearer_auth(&t.key)
+            .json(&json!({"model": "fake/instruct", "prompt": "Tell a story", "stream": true}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = gen_id(&r);
+    let mut seen = String::new();
+    while let Some(c) = next(&mut r).await {
+        seen.push_str(std::str::from_utf8(&c).unwrap());
+    }
+    assert_eq!(t.fake.last().1["stream_options"]["include_usage"], true);
+    assert!(!seen.contains("\"choices\":[]"), "{seen}");
+    assert!(
+        seen.contains(" a time") && seen.ends_with("data: [DONE]\n\n"),
+        "{seen}"
+    );
+    let span = t.span(&id).await;
+    assert_eq!(
+        string_attr(&span, "openrouter.api_type").as_deref(),
+        Some("completions")
+    );
+    assert_eq!(int_attr(&span, "gen_ai.usage.total_tokens"), Some(7));
+    let completion_attr = string_attr(&span, "gen_ai.completion").unwrap();
+    assert!(
+        completion_attr.contains("Once upon a time"),
+        "{completion_attr}"
+    );
+    assert_eq!(
+        string_attr(&span, "gen_ai.response.finish_reason").as_deref(),
+        Some("length")
+    );
+}
+
+#[tokio::test]
+async fn responses_stream_passes_through_and_its_final_response_is_captured() {
+    let t = setup().await;
+    let mut r = t
+        .s
+        .http
+        .post(format!("{}/api/v1/responses", t.s.base))
+        .bearer_auth(&t.key)
+        .json(&json!({"model": "fake/gpt", "input": "Say hello in French", "stream": true, "reasoning": {"effort": "low"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = gen_id(&r);
+    let mut seen = String::new();
+    while let Some(c) = next(&mut r).await {
+        seen.push_str(std::str::from_utf8(&c).unwrap());
+    }
+    assert!(seen.starts_with("event: response.created\n"), "{seen}");
+    assert_eq!(seen.matches("event: ").count(), 4, "{seen}");
+    let sent = t.fake.last().1;
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    assert_eq!(sent["reasoning"], json!({"effort": "low"}));
+    let span = t.span(&id).await;
+    assert_eq!(
+        string_attr(&span, "openrouter.api_type").as_deref(),
+        Some("responses")
+    );
+    assert_eq!(int_attr(&span, "gen_ai.usage.input_tokens"), Some(9));
+    assert_eq!(int_attr(&span, "gen_ai.usage.output_tokens"), Some(5));
+    assert_eq!(int_attr(&span, "gen_ai.usage.input_tokens.cached"), Some(2));
+    assert_eq!(
+        int_attr(&span, "gen_ai.usage.output_tokens.reasoning"),
+        Some(3)
+    );
+    assert_eq!(
+        string_attr(&span, "gen_ai.response.finish_reason").as_deref(),
+        Some("stop")
+    );
+    assert!(double_attr(&span, "openrouter.time_to_first_token_ms").is_some());
+    let completion_attr = string_attr(&span, "gen_ai.completion").unwrap();
+    assert!(completion_attr.contains("Bonjour"), "{completion_attr}");
+}
+
+#[tokio::test]
+async fn models_come_from_the_upstream_for_a_workspace_key() {
+    let t = setup().await;
+    let url = format!("{}/api/v1/models", t.s.base);
+    let r = t.s.http.get(&url).bearer_auth(&t.key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), models_answer());
+    let (h, _) = t.fake.last();
+    assert_eq!(h["authorization"], format!("Bearer {UPSTREAM_KEY}"));
+    let r = t.s.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::state::AppState;
 use capture::Capturer;
@@ -41,7 +41,8 @@ pub struct Gateway {
     pub capture: Capturer,
 }
 
-/// The gateway's routes (`/api/v1/chat/completions`), with their own state and body limit.
+/// The gateway's routes (`/api/v1/chat/completions`, `/completions`, `/responses`,
+/// `/embeddings`, `GET /models`), with their own state and body limit.
 /// Fails on invalid `[gateway]` settings. Starts the capture task.
 pub fn routes(app: AppState, settings: &GatewaySettings) -> anyhow::Result<Router> {
     let upstreams = Upstreams::from_settings(settings).context("[gateway] settings")?;
@@ -65,6 +66,10 @@ pub fn routes(app: AppState, settings: &GatewaySettings) -> anyhow::Result<Route
     };
     Ok(Router::new()
         .route("/api/v1/chat/completions", post(proxy::chat_completions))
+        .route("/api/v1/completions", post(proxy::completions))
+        .route("/api/v1/responses", post(proxy::responses))
+        .route("/api/v1/embeddings", post(proxy::embeddings))
+        .route("/api/v1/models", get(proxy::models))
         .layer(DefaultBodyLimit::disable())
         .with_state(state))
 }

@@ -24,7 +24,10 @@ use serde_json::{Map, Value, json};
 use super::GatewayState;
 use super::capture::Captured;
 use super::error::GatewayError;
-use super::stream::{ChatAssembly, SseSplitter, is_usage_only_chunk};
+use super::stream::{
+    Assembly, ChatAssembly, ResponsesAssembly, SseSplitter, is_usage_only_chunk,
+    native_finish_reason,
+};
 use super::upstream::UpstreamKind;
 use crate::auth::Caller;
 
@@ -81,30 +84,164 @@ const DROP_RESPONSE_HEADERS: &[&str] = &[
 pub const GENERATION_ID_HEADER: &str = "x-tracecast-generation-id";
 
 /// Which OpenAI-compatible endpoint a call is for.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     ChatCompletions,
+    Completions,
+    Responses,
+    Embeddings,
 }
 
 impl Endpoint {
     fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Responses => "/responses",
+            Endpoint::Embeddings => "/embeddings",
         }
     }
+    /// The generation's `api_type`.
     fn api_type(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions => "completions",
+            Endpoint::ChatCompletions | Endpoint::Completions => "completions",
+            Endpoint::Responses => "responses",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+    /// Whether its streams end with a usage chunk only on request (`include_usage`). The
+    /// Responses API always sends usage in `response.completed`.
+    fn usage_on_request(self) -> bool {
+        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
+    }
+    fn assembly(self) -> Assembly {
+        match self {
+            Endpoint::Responses => Assembly::Responses(ResponsesAssembly::default()),
+            _ => Assembly::Chat(ChatAssembly::default()),
         }
     }
 }
 
-pub async fn chat_completions(State(gw): State<GatewayState>, req: Request) -> Response {
-    let result = forward(gw, req, Endpoint::ChatCompletions).await;
-    let resp = result.unwrap_or_else(IntoResponse::into_response);
+fn counted(resp: Response) -> Response {
     metrics::counter!("tracecast_gateway_requests_total", "status" => resp.status().as_u16().to_string())
         .increment(1);
     resp
+}
+
+async fn serve(gw: GatewayState, req: Request, endpoint: Endpoint) -> Response {
+    counted(forward(gw, req, endpoint).await.unwrap_or_else(|e| e))
+}
+
+pub async fn chat_completions(State(gw): State<GatewayState>, req: Request) -> Response {
+    serve(gw, req, Endpoint::ChatCompletions).await
+}
+
+pub async fn completions(State(gw): State<GatewayState>, req: Request) -> Response {
+    serve(gw, req, Endpoint::Completions).await
+}
+
+pub async fn responses(State(gw): State<GatewayState>, req: Request) -> Response {
+    serve(gw, req, Endpoint::Responses).await
+}
+
+pub async fn embeddings(State(gw): State<GatewayState>, req: Request) -> Response {
+    serve(gw, req, Endpoint::Embeddings).await
+}
+
+/// `GET /api/v1/models`: the default upstream's list (else the first upstream's), unchanged.
+/// Not captured: it is no model call.
+pub async fn models(State(gw): State<GatewayState>, req: Request) -> Response {
+    counted(list_models(gw, req).await.unwrap_or_else(|e| e))
+}
+
+async fn list_models(gw: GatewayState, req: Request) -> Result<Response, Response> {
+    let (mut parts, _) = req.into_parts();
+    authenticate(&gw, &mut parts).await?;
+    let ups = &gw.inner.upstreams.0;
+    let upstream = ups
+        .iter()
+        .find(|u| u.default)
+        .or_else(|| ups.first())
+        .ok_or_else(|| {
+            GatewayError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "No upstream is configured",
+            )
+            .into_response()
+        })?;
+    let mut headers = forwarded_headers(&parts.headers);
+    set_credential(&mut headers, upstream.api_key.as_deref());
+    let url = format!("{}/models", upstream.base_url);
+    let timeout = gw.inner.timeout;
+    let send = gw.inner.http.get(url).headers(headers).send();
+    let resp = match tokio::time::timeout(timeout, send).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            return Err(GatewayError::bad_gateway(format!(
+                "The upstream could not be reached: {}",
+                transport_message(&e)
+            ))
+            .into_response());
+        }
+        Err(_) => return Err(GatewayError::timeout().into_response()),
+    };
+    let status = resp.status();
+    let out_headers = answer_headers(resp.headers());
+    let bytes = read_body(resp, gw.inner.max_response_bytes, timeout)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(build(status, out_headers, Body::from(bytes)))
+}
+
+/// The caller's workspace key; management keys are refused.
+async fn authenticate(
+    gw: &GatewayState,
+    parts: &mut axum::http::request::Parts,
+) -> Result<tracecast_model::ApiKey, Response> {
+    let caller = Caller::from_request_parts(parts, &gw.app)
+        .await
+        .map_err(|e| GatewayError::from(e).into_response())?;
+    if caller.0.is_management() {
+        return Err(GatewayError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "The gateway takes a workspace API key, not a management key",
+        )
+        .into_response());
+    }
+    Ok(caller.0)
+}
+
+fn forwarded_headers(from: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in from {
+        let n = name.as_str();
+        if DROP_REQUEST_HEADERS.contains(&n) || n.starts_with("x-tracecast-") {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    headers
+}
+
+fn set_credential(headers: &mut HeaderMap, key: Option<&str>) {
+    if let Some(k) = key
+        && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {k}"))
+    {
+        v.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, v);
+    }
+}
+
+fn answer_headers(from: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in from {
+        if !DROP_RESPONSE_HEADERS.contains(&name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// What a capture needs to know about the call, from before it is forwarded.
@@ -148,8 +285,8 @@ fn ms(d: Duration) -> f64 {
 /// `error`; other native reasons map onto them where their meaning is clear.
 fn normalize_finish_reason(native: &str) -> &str {
     match native {
-        "end_turn" | "stop_sequence" | "eos" | "stop" => "stop",
-        "max_tokens" | "length" => "length",
+        "end_turn" | "stop_sequence" | "eos" | "stop" | "completed" => "stop",
+        "max_tokens" | "length" | "max_output_tokens" => "length",
         "tool_calls" | "function_call" | "tool_use" => "tool_calls",
         "content_filter" | "safety" => "content_filter",
         other => other,
@@ -158,11 +295,17 @@ fn normalize_finish_reason(native: &str) -> &str {
 
 /// The usage fields the generation record knows, each only when it is a non-negative integer
 /// (an upstream's odd value must not make the record invalid).
+/// The Responses API names (`input_tokens`, `output_tokens`, `input_tokens_details`,
+/// `output_tokens_details`) are read as their chat equivalents.
 fn usage_of(u: &Value) -> Option<Value> {
     let int = |v: Option<&Value>| v.and_then(Value::as_u64);
     let mut out = Map::new();
-    for k in ["prompt_tokens", "completion_tokens", "total_tokens"] {
-        if let Some(n) = int(u.get(k)) {
+    for (k, alias) in [
+        ("prompt_tokens", "input_tokens"),
+        ("completion_tokens", "output_tokens"),
+        ("total_tokens", "total_tokens"),
+    ] {
+        if let Some(n) = int(u.get(k)).or_else(|| int(u.get(alias))) {
             out.insert(k.into(), n.into());
         }
     }
@@ -176,9 +319,15 @@ fn usage_of(u: &Value) -> Option<Value> {
             &["reasoning_tokens", "audio_tokens", "image_tokens"][..],
         ),
     ] {
+        let alias = if group == "prompt_tokens_details" {
+            "input_tokens_details"
+        } else {
+            "output_tokens_details"
+        };
         let mut d = Map::new();
         for k in keys {
-            if let Some(n) = int(u.get(group).and_then(|g| g.get(*k))) {
+            let from = |g: &str| int(u.get(g).and_then(|g| g.get(*k)));
+            if let Some(n) = from(group).or_else(|| from(alias)) {
                 d.insert((*k).into(), n.into());
             }
         }
@@ -316,18 +465,8 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
     let start = Instant::now();
     let created_at = tracecast_model::time::now_rfc3339();
     let (mut parts, body) = req.into_parts();
-    let caller = Caller::from_request_parts(&mut parts, &gw.app)
-        .await
-        .map_err(|e| GatewayError::from(e).into_response())?;
-    let key = caller.0;
-    if key.is_management() {
-        return Err(GatewayError::new(
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "The gateway takes a workspace API key, not a management key",
-        )
-        .into_response());
-    }
+    let key = authenticate(&gw, &mut parts).await?;
+
     let limit = gw.inner.max_request_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         GatewayError::new(
@@ -355,17 +494,21 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
         .resolve(&model)
         .ok_or_else(|| GatewayError::model_not_found(&model).into_response())?;
     let upstream = resolved.upstream;
-    let streamed = request.get("stream").and_then(Value::as_bool) == Some(true);
+    let streamed = endpoint != Endpoint::Embeddings
+        && request.get("stream").and_then(Value::as_bool) == Some(true);
 
     let mut outgoing = request.clone();
     outgoing.insert("model".into(), json!(resolved.model));
     if upstream.kind != UpstreamKind::Openrouter {
         for k in OPENROUTER_ONLY {
-            outgoing.remove(*k);
+            // `reasoning` is OpenAI's own field in the Responses API.
+            if !(endpoint == Endpoint::Responses && *k == "reasoning") {
+                outgoing.remove(*k);
+            }
         }
     }
     let mut strip_usage = false;
-    if streamed {
+    if streamed && endpoint.usage_on_request() {
         let asked = request
             .get("stream_options")
             .and_then(|o| o.get("include_usage"))
@@ -420,24 +563,12 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
         sent: None,
     };
 
-    let mut headers = HeaderMap::new();
-    for (name, value) in &parts.headers {
-        let n = name.as_str();
-        if DROP_REQUEST_HEADERS.contains(&n) || n.starts_with("x-tracecast-") {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
+    let mut headers = forwarded_headers(&parts.headers);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(k) = &upstream.api_key
-        && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {k}"))
-    {
-        v.set_sensitive(true);
-        headers.insert(header::AUTHORIZATION, v);
-    }
+    set_credential(&mut headers, upstream.api_key.as_deref());
     let body = serde_json::to_vec(&outgoing).unwrap_or_default();
     let url = format!("{}{}", upstream.base_url, endpoint.path());
     let timeout = gw.inner.timeout;
@@ -467,12 +598,8 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
         }
     };
     let status = resp.status();
-    let mut out_headers = HeaderMap::new();
-    for (name, value) in resp.headers() {
-        if !DROP_RESPONSE_HEADERS.contains(&name.as_str()) {
-            out_headers.append(name.clone(), value.clone());
-        }
-    }
+    let out_headers = answer_headers(resp.headers());
+
     let is_sse = resp
         .headers()
         .get(header::CONTENT_TYPE)
@@ -483,7 +610,7 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
         let state = StreamState {
             resp,
             splitter: SseSplitter::default(),
-            assembly: ChatAssembly::default(),
+            assembly: endpoint.assembly(),
             first_token: None,
             strip_usage,
             timeout,
@@ -508,23 +635,20 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
     let mut o = Outcome::default();
     if status.is_success() {
         if let Some(v) = &parsed {
-            o.usage = v.get("usage").filter(|u| u.is_object()).cloned();
-            o.native_finish_reason = v
-                .pointer("/choices/0/finish_reason")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            o.provider = v
-                .get("provider")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            o.upstream_id = v.get("id").and_then(Value::as_str).map(str::to_string);
+            o = Outcome::of_response(v);
         }
         if streamed {
             // The client asked for a stream and the upstream answered whole: it is passed on
             // as is, and recorded as it is.
             o.first_token = Some(Instant::now());
         }
-        o.response = parsed;
+        o.response = parsed.map(|v| {
+            if endpoint == Endpoint::Embeddings {
+                without_vectors(v)
+            } else {
+                v
+            }
+        });
     } else {
         o.error = Some((
             json!(status.as_u16()),
@@ -534,6 +658,40 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
     }
     guard.finish(o);
     Ok(with_id(build(status, out_headers, Body::from(bytes)), &id))
+}
+
+/// An embeddings answer without its vectors: a generation records the call, not thousands of
+/// floats per input.
+fn without_vectors(mut v: Value) -> Value {
+    if let Some(data) = v.get_mut("data").and_then(Value::as_array_mut) {
+        for item in data {
+            if let Some(o) = item.as_object_mut() {
+                o.remove("embedding");
+            }
+        }
+    }
+    v
+}
+
+impl Outcome {
+    /// What a successful answer (or an assembled stream) says about the call.
+    fn of_response(v: &Value) -> Outcome {
+        Outcome {
+            usage: v.get("usage").filter(|u| u.is_object()).cloned(),
+            native_finish_reason: native_finish_reason(v),
+            provider: v
+                .get("provider")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            upstream_id: v.get("id").and_then(Value::as_str).map(str::to_string),
+            ..Outcome::default()
+        }
+    }
+
+    fn with_response(mut self, r: Value) -> Outcome {
+        self.response = Some(r);
+        self
+    }
 }
 
 fn build(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
@@ -616,7 +774,7 @@ async fn read_body(
 struct StreamState {
     resp: reqwest::Response,
     splitter: SseSplitter,
-    assembly: ChatAssembly,
+    assembly: Assembly,
     first_token: Option<Instant>,
     strip_usage: bool,
     timeout: Duration,
@@ -642,9 +800,9 @@ impl StreamState {
     }
 
     fn outcome(&self, error: Option<(Value, String)>, cancelled: bool) -> Outcome {
-        let a = &self.assembly;
+        let response = self.assembly.response();
         let error = error.or_else(|| {
-            a.error.as_ref().map(|e| {
+            self.assembly.error().map(|e| {
                 let msg = e
                     .get("message")
                     .and_then(Value::as_str)
@@ -654,18 +812,12 @@ impl StreamState {
             })
         });
         Outcome {
-            response: Some(a.response()),
-            usage: a.usage.clone(),
             error,
             cancelled,
             first_token: self.first_token,
-            native_finish_reason: a
-                .finish_reason()
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            provider: a.provider().map(str::to_string),
-            upstream_id: a.id().map(str::to_string),
+            ..Outcome::of_response(&response)
         }
+        .with_response(response)
     }
 
     fn record(&mut self, error: Option<(Value, String)>) {
@@ -684,7 +836,7 @@ impl Drop for StreamState {
             // An error the upstream reported in the stream wins over the client's abort.
             let abort = Some((json!(499), "The client closed the connection".to_string()));
             let o = self.outcome(
-                self.assembly.error.is_none().then_some(abort).flatten(),
+                self.assembly.error().is_none().then_some(abort).flatten(),
                 true,
             );
             info.finish(o);
@@ -730,5 +882,33 @@ async fn next_chunk(mut s: StreamState) -> Option<(Result<Bytes, std::io::Error>
                 return Some((Err(std::io::Error::other(msg)), s));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_are_recorded_without_vectors() {
+        let v = json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}], "usage": {"prompt_tokens": 2, "total_tokens": 2}});
+        assert_eq!(
+            without_vectors(v),
+            json!({"object": "list", "data": [{"object": "embedding", "index": 0}], "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+        );
+    }
+
+    #[test]
+    fn responses_usage_reads_as_chat_usage() {
+        let u = json!({"input_tokens": 9, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 3}, "total_tokens": 14});
+        assert_eq!(
+            usage_of(&u).unwrap(),
+            json!({"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14, "prompt_tokens_details": {"cached_tokens": 2}, "completion_tokens_details": {"reasoning_tokens": 3}})
+        );
+        // Values the record would reject are left out rather than failing the capture.
+        assert_eq!(
+            usage_of(&json!({"prompt_tokens": -1, "completion_tokens": 1.5})),
+            None
+        );
     }
 }

@@ -142,6 +142,8 @@ struct Choice {
 /// Streamed chat completion chunks, assembled.
 #[derive(Default)]
 pub struct ChatAssembly {
+    /// Legacy completions (`choices[].text`) rather than chat deltas.
+    legacy: bool,
     id: Option<Value>,
     model: Option<Value>,
     created: Option<Value>,
@@ -199,6 +201,11 @@ impl ChatAssembly {
             }
             if let Some(fr) = c.get("native_finish_reason").filter(|f| !f.is_null()) {
                 choice.native_finish_reason = Some(fr.clone());
+            }
+            if append_str(&mut choice.content, c.get("text")) {
+                self.legacy = true;
+                choice.has_content = true;
+                output = true;
             }
             let Some(delta) = c.get("delta") else {
                 continue;
@@ -267,8 +274,11 @@ impl ChatAssembly {
         self.id.as_ref().and_then(Value::as_str)
     }
 
-    /// The assembled `chat.completion` object.
+    /// The assembled `chat.completion` (or, for legacy completions, `text_completion`) object.
     pub fn response(&self) -> Value {
+        if self.legacy {
+            return self.text_completion();
+        }
         let choices: Vec<Value> = self
             .choices
             .iter()
@@ -337,6 +347,134 @@ impl ChatAssembly {
     }
 }
 
+impl ChatAssembly {
+    fn text_completion(&self) -> Value {
+        let choices: Vec<Value> = self
+            .choices
+            .iter()
+            .map(|(i, c)| json!({"index": i, "text": c.content, "finish_reason": c.finish_reason}))
+            .collect();
+        let mut r = json!({
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let Some(u) = &self.usage {
+            r["usage"] = u.clone();
+        }
+        r
+    }
+}
+
+/// A streamed Responses API call (OpenAI API reference, "Streaming events" of the Responses
+/// API): `response.*.delta` events carry output; `response.completed` / `response.incomplete` /
+/// `response.failed` carry the whole final `response` object, usage included; an `error` event
+/// reports a failure.
+#[derive(Default)]
+pub struct ResponsesAssembly {
+    response: Option<Value>,
+    /// Text of `response.output_text.delta` events, for a stream cut short before the end.
+    text: String,
+    pub error: Option<Value>,
+}
+
+impl ResponsesAssembly {
+    pub fn push(&mut self, v: &Value) -> bool {
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+        if let Some(r) = v.get("response").filter(|r| r.is_object()) {
+            self.response = Some(r.clone());
+        }
+        if kind == "error" {
+            self.error = Some(v.clone());
+        }
+        if kind == "response.failed"
+            && let Some(e) = v.pointer("/response/error").filter(|e| !e.is_null())
+        {
+            self.error = Some(e.clone());
+        }
+        if kind == "response.output_text.delta" {
+            append_str(&mut self.text, v.get("delta"));
+        }
+        kind.starts_with("response.") && kind.ends_with(".delta")
+    }
+
+    pub fn response(&self) -> Value {
+        match &self.response {
+            Some(r) if r.get("status").and_then(Value::as_str) != Some("in_progress") => r.clone(),
+            other => {
+                // Cut short: what was streamed so far, as the output text.
+                let mut r = other
+                    .clone()
+                    .unwrap_or_else(|| json!({"object": "response"}));
+                r["output_text"] = json!(self.text);
+                r
+            }
+        }
+    }
+}
+
+/// What is assembled from a stream, by API.
+pub enum Assembly {
+    Chat(ChatAssembly),
+    Responses(ResponsesAssembly),
+}
+
+impl Assembly {
+    /// Adds one event's data; returns whether it carried output.
+    pub fn push(&mut self, v: &Value) -> bool {
+        match self {
+            Assembly::Chat(a) => a.push(v),
+            Assembly::Responses(a) => a.push(v),
+        }
+    }
+
+    pub fn response(&self) -> Value {
+        match self {
+            Assembly::Chat(a) => a.response(),
+            Assembly::Responses(a) => a.response(),
+        }
+    }
+
+    pub fn error(&self) -> Option<&Value> {
+        match self {
+            Assembly::Chat(a) => a.error.as_ref(),
+            Assembly::Responses(a) => a.error.as_ref(),
+        }
+    }
+}
+
+/// The first choice's finish reason of a chat or completions answer, or the outcome of a
+/// Responses API answer: `completed` (`tool_calls` when it called a function), or the
+/// `incomplete_details.reason` of an incomplete one (`max_output_tokens`, `content_filter`).
+pub fn native_finish_reason(resp: &Value) -> Option<String> {
+    if let Some(fr) = resp
+        .pointer("/choices/0/finish_reason")
+        .and_then(Value::as_str)
+    {
+        return Some(fr.to_string());
+    }
+    match resp.get("status").and_then(Value::as_str)? {
+        "completed" => {
+            let called = resp
+                .get("output")
+                .and_then(Value::as_array)
+                .is_some_and(|o| {
+                    o.iter()
+                        .any(|i| i.get("type").and_then(Value::as_str) == Some("function_call"))
+                });
+            Some(if called { "tool_calls" } else { "completed" }.to_string())
+        }
+        "incomplete" => resp
+            .pointer("/incomplete_details/reason")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| Some("incomplete".into())),
+        other => Some(other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,5 +534,37 @@ mod tests {
         assert_eq!(r["usage"]["total_tokens"], 12);
         assert_eq!(r["id"], "c1");
         assert_eq!(r["model"], "m");
+        assert_eq!(native_finish_reason(&r).as_deref(), Some("tool_calls"));
+    }
+
+    #[test]
+    fn legacy_completion_chunks_assemble_text() {
+        let mut a = ChatAssembly::default();
+        assert!(a.push(&json!({"id":"cmpl-1","object":"text_completion","model":"m","choices":[{"index":0,"text":"Hel","finish_reason":null}]})));
+        assert!(a.push(
+            &json!({"id":"cmpl-1","choices":[{"index":0,"text":"lo","finish_reason":"length"}]})
+        ));
+        let r = a.response();
+        assert_eq!(r["object"], "text_completion");
+        assert_eq!(r["choices"][0]["text"], "Hello");
+        assert_eq!(r["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn responses_events_keep_the_final_response() {
+        let mut a = ResponsesAssembly::default();
+        assert!(!a.push(&json!({"type":"response.created","response":{"id":"resp_1","status":"in_progress","output":[]}})));
+        assert!(a.push(&json!({"type":"response.output_text.delta","delta":"Hi"})));
+        assert_eq!(a.response()["output_text"], "Hi");
+        let done = json!({"id":"resp_1","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Hi"}]}],"usage":{"input_tokens":3,"output_tokens":1,"total_tokens":4}});
+        assert!(!a.push(&json!({"type":"response.completed","response":done})));
+        assert_eq!(a.response(), done);
+        assert_eq!(native_finish_reason(&done).as_deref(), Some("completed"));
+        let cut =
+            json!({"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"}});
+        assert_eq!(
+            native_finish_reason(&cut).as_deref(),
+            Some("max_output_tokens")
+        );
     }
 }
