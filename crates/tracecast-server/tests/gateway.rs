@@ -333,6 +333,7 @@ impl Fake {
 struct Setup {
     s: TestServer,
     fake: Fake,
+    fake_url: String,
     hook: Receiver,
     key: String,
     hash: String,
@@ -359,13 +360,14 @@ async fn setup() -> Setup {
         "webhook",
         "hook",
         json!({"url": hook.url}),
-        json!({"broadcast_generation_identity": true, "broadcast_generation_request_context": true}),
+        json!({"broadcast_generation_identity": true, "broadcast_generation_request_context": true, "broadcast_generation_cost": true}),
     )
     .await;
     let (key, hash) = s.workspace_key(None).await;
     Setup {
         s,
         fake,
+        fake_url: url,
         hook,
         key,
         hash,
@@ -373,6 +375,10 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
+    fn fake_base(&self) -> String {
+        self.fake_url.trim_end_matches("/v1").to_string()
+    }
+
     fn call(&self, body: Value) -> reqwest::RequestBuilder {
         self.s
             .http
@@ -856,4 +862,176 @@ async fn models_come_from_the_upstream_for_a_workspace_key() {
     assert_eq!(h["authorization"], format!("Bearer {UPSTREAM_KEY}"));
     let r = t.s.http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
+}
+
+const UPSTREAMS: &str = "/api/v1/gateway/upstreams";
+const WS_UPSTREAM_KEY: &str = "sk-workspace-upstream-key-5678";
+
+/// Every file of the data dir, concatenated (the SQLite database and its WAL).
+fn data_dir_bytes(s: &TestServer) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(s.data_dir()).unwrap().flatten() {
+        if e.path().is_file() {
+            out.extend(std::fs::read(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn workspace_upstreams_are_managed_through_the_api_sealed_masked_and_isolated() {
+    let t = setup().await;
+    let fake_url = format!("{}/v1", t.fake_base());
+    let r = t
+        .s
+        .post(
+            UPSTREAMS,
+            json!({"name": "ws-fake", "base_url": fake_url, "api_key": WS_UPSTREAM_KEY, "models": ["ws/*"], "provider_name": "WsFake"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["data"]["api_key"], "sk-w...5678");
+    assert_eq!(r.body["data"]["models"], json!(["ws/*"]));
+    let list = t.s.get(UPSTREAMS).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body["data"][0]["id"], id.as_str());
+    assert!(!list.text.contains(WS_UPSTREAM_KEY));
+    // Sealed at rest: the credential is nowhere in the database files.
+    let needle = WS_UPSTREAM_KEY.as_bytes();
+    assert!(
+        !data_dir_bytes(&t.s)
+            .windows(needle.len())
+            .any(|w| w == needle),
+        "the upstream credential is stored in clear"
+    );
+
+    // The workspace's calls reach it, with its credential and the prefix stripped.
+    let r = t
+        .call(json!({"model": "ws/ok", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let gid = gen_id(&r);
+    let (h, body) = t.fake.last();
+    assert_eq!(h["authorization"], format!("Bearer {WS_UPSTREAM_KEY}"));
+    assert_eq!(body["model"], "ok");
+    let span = t.span(&gid).await;
+    assert_eq!(
+        string_attr(&span, "openrouter.provider_name").as_deref(),
+        Some("WsFake")
+    );
+
+    // Another workspace's key does not see it.
+    let w =
+        t.s.post(
+            "/api/v1/workspaces",
+            json!({"name": "Other", "slug": "other"}),
+        )
+        .await;
+    assert_eq!(w.status, 201, "{}", w.text);
+    let (other_key, _) =
+        t.s.workspace_key(Some(w.body["data"]["id"].as_str().unwrap()))
+            .await;
+    let r =
+        t.s.http
+            .post(format!("{}{COMPLETIONS}", t.s.base))
+            .bearer_auth(&other_key)
+            .json(&json!({"model": "ws/ok", "messages": []}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Validation names the field; a workspace key may not manage upstreams.
+    let r =
+        t.s.post(UPSTREAMS, json!({"name": "x", "base_url": "ftp://nope"}))
+            .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("base_url"),
+        "{}",
+        r.text
+    );
+    let r =
+        t.s.post(
+            UPSTREAMS,
+            json!({"name": "x", "base_url": fake_url, "colour": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r =
+        t.s.send(reqwest::Method::GET, UPSTREAMS, Some(&t.key), None)
+            .await;
+    assert_eq!(r.status, 403);
+
+    // PATCH: a new URL needs the credential again; a masked one sent back keeps it.
+    let path = format!("{UPSTREAMS}/{id}");
+    let r =
+        t.s.patch(&path, json!({"base_url": "http://127.0.0.1:9/v1"}))
+            .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r =
+        t.s.patch(
+            &path,
+            json!({"models": ["ws2/*"], "api_key": "sk-w...5678"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = t
+        .call(json!({"model": "ws2/ok", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        t.fake.last().0["authorization"],
+        format!("Bearer {WS_UPSTREAM_KEY}")
+    );
+    let r = t
+        .call(json!({"model": "ws/ok", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the old rule is gone at once");
+
+    let r = t.s.delete(&path).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = t
+        .call(json!({"model": "ws2/ok", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(t.s.get(&path).await.status, 404);
+}
+
+#[tokio::test]
+async fn pass_through_sends_the_callers_own_upstream_key() {
+    let t = setup().await;
+    let own = "sk-caller-own-upstream-key-0000";
+    let r = t
+        .call(json!({"model": "fake/ok", "messages": [{"role": "user", "content": "hi"}]}))
+        .header("x-tracecast-upstream-key", own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let gid = gen_id(&r);
+    let (h, _) = t.fake.last();
+    assert_eq!(h["authorization"], format!("Bearer {own}"));
+    assert!(h.get("x-tracecast-upstream-key").is_none());
+    let span = t.span(&gid).await;
+    assert_eq!(bool_attr(&span, "openrouter.is_byok"), Some(true));
+    let delivered: Vec<u8> = t
+        .hook
+        .requests()
+        .iter()
+        .flat_map(|r| r.body.to_vec())
+        .collect();
+    assert!(!String::from_utf8_lossy(&delivered).contains(own));
 }

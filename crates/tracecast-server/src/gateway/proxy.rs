@@ -80,6 +80,20 @@ const DROP_RESPONSE_HEADERS: &[&str] = &[
     "content-length",
 ];
 
+/// The caller's own upstream credential (pass-through mode): sent to the upstream as the
+/// bearer instead of the configured `api_key`; never stored or logged.
+pub const PASSTHROUGH_HEADER: &str = "x-tracecast-upstream-key";
+
+fn store_unavailable(e: &tracecast_store::StoreError) -> Response {
+    tracing::error!(error = %e, "reading the workspace's gateway upstreams failed");
+    GatewayError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "api_error",
+        "The store is unavailable; try again",
+    )
+    .into_response()
+}
+
 /// The gateway's id of a call (also the generation id), returned to the client.
 pub const GENERATION_ID_HEADER: &str = "x-tracecast-generation-id";
 
@@ -156,12 +170,17 @@ pub async fn models(State(gw): State<GatewayState>, req: Request) -> Response {
 
 async fn list_models(gw: GatewayState, req: Request) -> Result<Response, Response> {
     let (mut parts, _) = req.into_parts();
-    authenticate(&gw, &mut parts).await?;
-    let ups = &gw.inner.upstreams.0;
-    let upstream = ups
+    let key = authenticate(&gw, &mut parts).await?;
+    let ws = gw
+        .inner
+        .workspace_upstreams(&gw.app, key.workspace_id)
+        .await
+        .map_err(|e| store_unavailable(&e))?;
+    let lists = [&ws.0, &gw.inner.upstreams.0];
+    let upstream = lists
         .iter()
-        .find(|u| u.default)
-        .or_else(|| ups.first())
+        .find_map(|l| l.iter().find(|u| u.default))
+        .or_else(|| lists.iter().find_map(|l| l.first()))
         .ok_or_else(|| {
             GatewayError::new(
                 StatusCode::NOT_FOUND,
@@ -171,7 +190,11 @@ async fn list_models(gw: GatewayState, req: Request) -> Result<Response, Respons
             .into_response()
         })?;
     let mut headers = forwarded_headers(&parts.headers);
-    set_credential(&mut headers, upstream.api_key.as_deref());
+    let passthrough = header_str(&parts.headers, PASSTHROUGH_HEADER);
+    set_credential(
+        &mut headers,
+        passthrough.as_deref().or(upstream.api_key.as_deref()),
+    );
     let url = format!("{}/models", upstream.base_url);
     let timeout = gw.inner.timeout;
     let send = gw.inner.http.get(url).headers(headers).send();
@@ -262,6 +285,8 @@ struct CallInfo {
     headers: Map<String, Value>,
     /// When the request was sent to the upstream.
     sent: Option<Instant>,
+    /// The caller sent its own upstream key (pass-through mode).
+    byok: bool,
 }
 
 /// How a call ended.
@@ -400,6 +425,9 @@ impl CallInfo {
                 r.insert("usage".into(), u);
             }
         }
+        if self.byok {
+            r.insert("is_byok".into(), json!(true));
+        }
         if let Some(s) = self.session_id {
             r.insert("session_id".into(), json!(s));
         }
@@ -488,10 +516,12 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
             );
         }
     };
-    let resolved = gw
+    let ws = gw
         .inner
-        .upstreams
-        .resolve(&model)
+        .workspace_upstreams(&gw.app, key.workspace_id)
+        .await
+        .map_err(|e| store_unavailable(&e))?;
+    let resolved = super::upstream::resolve(&[&ws, &gw.inner.upstreams], &model)
         .ok_or_else(|| GatewayError::model_not_found(&model).into_response())?;
     let upstream = resolved.upstream;
     let streamed = endpoint != Endpoint::Embeddings
@@ -561,6 +591,7 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
         session_id,
         headers: context,
         sent: None,
+        byok: false,
     };
 
     let mut headers = forwarded_headers(&parts.headers);
@@ -568,7 +599,12 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    set_credential(&mut headers, upstream.api_key.as_deref());
+    let passthrough = header_str(&parts.headers, PASSTHROUGH_HEADER);
+    info.byok = passthrough.is_some();
+    set_credential(
+        &mut headers,
+        passthrough.as_deref().or(upstream.api_key.as_deref()),
+    );
     let body = serde_json::to_vec(&outgoing).unwrap_or_default();
     let url = format!("{}{}", upstream.base_url, endpoint.path());
     let timeout = gw.inner.timeout;

@@ -9,6 +9,8 @@
 //! - `"gpt-4o*"`: every model that starts with `gpt-4o`, forwarded unchanged.
 //! - `"gpt-4o-mini"`: exactly that model, forwarded unchanged.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -158,7 +160,7 @@ impl Rule {
 
 /// The upstreams, in order.
 #[derive(Default)]
-pub struct Upstreams(pub Vec<Upstream>);
+pub struct Upstreams(pub Vec<Arc<Upstream>>);
 
 /// Names and URLs only: never the credentials.
 impl std::fmt::Debug for Upstreams {
@@ -170,8 +172,8 @@ impl std::fmt::Debug for Upstreams {
 }
 
 /// The upstream chosen for a call and the model name it receives.
-pub struct Resolved<'a> {
-    pub upstream: &'a Upstream,
+pub struct Resolved {
+    pub upstream: Arc<Upstream>,
     pub model: String,
 }
 
@@ -189,74 +191,93 @@ impl Upstreams {
         if s.max_response_bytes == 0 {
             return Err(UpstreamError::Zero("max_response_bytes"));
         }
-        let mut out: Vec<Upstream> = Vec::with_capacity(s.upstreams.len());
+        let mut out: Vec<Arc<Upstream>> = Vec::with_capacity(s.upstreams.len());
         for (i, u) in s.upstreams.iter().enumerate() {
-            if u.name.trim().is_empty() {
-                return Err(UpstreamError::EmptyName(i));
-            }
-            let url = url::Url::parse(u.base_url.trim())
-                .map_err(|e| UpstreamError::BadUrl(i, e.to_string()))?;
-            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(UpstreamError::BadUrl(
-                    i,
-                    "scheme must be http or https".into(),
-                ));
-            }
-            if u.api_key
-                .as_deref()
-                .is_some_and(|k| k.chars().any(char::is_control))
-            {
-                return Err(UpstreamError::BadKey(i));
-            }
-            let rules = u
-                .models
-                .iter()
-                .enumerate()
-                .map(|(j, r)| Rule::parse(r).ok_or(UpstreamError::BadRule(i, j)))
-                .collect::<Result<Vec<_>, _>>()?;
+            let u = Upstream::from_settings(i, u)?;
             if u.default
                 && let Some(d) = out.iter().find(|o| o.default)
             {
                 return Err(UpstreamError::TwoDefaults(d.name.clone(), u.name.clone()));
             }
-            let kind = u.kind.unwrap_or_else(|| {
-                if url
-                    .host_str()
-                    .is_some_and(|h| h == "openrouter.ai" || h.ends_with(".openrouter.ai"))
-                {
-                    UpstreamKind::Openrouter
-                } else {
-                    UpstreamKind::Openai
-                }
-            });
-            out.push(Upstream {
-                name: u.name.clone(),
-                base_url: u.base_url.trim().trim_end_matches('/').to_string(),
-                api_key: u.api_key.clone().filter(|k| !k.is_empty()),
-                rules,
-                default: u.default,
-                kind,
-                provider_name: u.provider_name.clone().unwrap_or_else(|| u.name.clone()),
-            });
+            out.push(Arc::new(u));
         }
         Ok(Upstreams(out))
     }
 
     /// The first upstream with a rule matching `model`, else the default upstream.
-    pub fn resolve(&self, model: &str) -> Option<Resolved<'_>> {
-        for u in &self.0 {
+    pub fn resolve(&self, model: &str) -> Option<Resolved> {
+        resolve(&[self], model)
+    }
+}
+
+/// Resolution over several lists (a workspace's own upstreams, then the global ones): every
+/// rule of every list in order first, then the first list's default, then the next's.
+pub fn resolve(lists: &[&Upstreams], model: &str) -> Option<Resolved> {
+    for list in lists {
+        for u in &list.0 {
             for r in &u.rules {
                 if let Some(m) = r.apply(model) {
                     return Some(Resolved {
-                        upstream: u,
+                        upstream: u.clone(),
                         model: m.to_string(),
                     });
                 }
             }
         }
-        self.0.iter().find(|u| u.default).map(|u| Resolved {
-            upstream: u,
+    }
+    lists
+        .iter()
+        .find_map(|l| l.0.iter().find(|u| u.default))
+        .map(|u| Resolved {
+            upstream: u.clone(),
             model: model.to_string(),
+        })
+}
+
+impl Upstream {
+    /// Validates one upstream; `i` is its index in the list (named in errors).
+    pub fn from_settings(i: usize, u: &UpstreamSettings) -> Result<Upstream, UpstreamError> {
+        if u.name.trim().is_empty() {
+            return Err(UpstreamError::EmptyName(i));
+        }
+        let url = url::Url::parse(u.base_url.trim())
+            .map_err(|e| UpstreamError::BadUrl(i, e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(UpstreamError::BadUrl(
+                i,
+                "scheme must be http or https".into(),
+            ));
+        }
+        if u.api_key
+            .as_deref()
+            .is_some_and(|k| k.chars().any(char::is_control))
+        {
+            return Err(UpstreamError::BadKey(i));
+        }
+        let rules = u
+            .models
+            .iter()
+            .enumerate()
+            .map(|(j, r)| Rule::parse(r).ok_or(UpstreamError::BadRule(i, j)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let kind = u.kind.unwrap_or_else(|| {
+            if url
+                .host_str()
+                .is_some_and(|h| h == "openrouter.ai" || h.ends_with(".openrouter.ai"))
+            {
+                UpstreamKind::Openrouter
+            } else {
+                UpstreamKind::Openai
+            }
+        });
+        Ok(Upstream {
+            name: u.name.clone(),
+            base_url: u.base_url.trim().trim_end_matches('/').to_string(),
+            api_key: u.api_key.clone().filter(|k| !k.is_empty()),
+            rules,
+            default: u.default,
+            kind,
+            provider_name: u.provider_name.clone().unwrap_or_else(|| u.name.clone()),
         })
     }
 }
@@ -293,6 +314,7 @@ mod tests {
         ]))
         .unwrap();
         let r = u.resolve("openai/gpt-4o").unwrap();
+        assert_eq!(r.upstream.name, "openai");
         assert_eq!(
             (r.upstream.name.as_str(), r.model.as_str()),
             ("openai", "gpt-4o")
@@ -356,5 +378,44 @@ mod tests {
             e.to_string(),
             "gateway.upstreams[0].models[1] must not be empty or \"*\" (use default = true)"
         );
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    fn list(ups: &[(&str, &[&str], bool)]) -> Upstreams {
+        Upstreams(
+            ups.iter()
+                .enumerate()
+                .map(|(i, (name, models, default))| {
+                    let s = UpstreamSettings {
+                        name: name.to_string(),
+                        base_url: format!("https://{name}.example/v1"),
+                        api_key: None,
+                        models: models.iter().map(|m| m.to_string()).collect(),
+                        default: *default,
+                        kind: None,
+                        provider_name: None,
+                    };
+                    Arc::new(Upstream::from_settings(i, &s).unwrap())
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn workspace_rules_then_global_rules_then_workspace_default_then_global_default() {
+        let global = list(&[("g-openai", &["openai/*"], false), ("g-default", &[], true)]);
+        let ws = list(&[("w-local", &["llama*"], false)]);
+        let name = |m: &str, lists: &[&Upstreams]| resolve(lists, m).unwrap().upstream.name.clone();
+        assert_eq!(name("llama3", &[&ws, &global]), "w-local");
+        assert_eq!(name("openai/gpt-4o", &[&ws, &global]), "g-openai");
+        assert_eq!(name("other", &[&ws, &global]), "g-default");
+        let ws_default = list(&[("w-default", &[], true)]);
+        // A rule anywhere beats any default; the workspace's default beats the global one.
+        assert_eq!(name("openai/gpt-4o", &[&ws_default, &global]), "g-openai");
+        assert_eq!(name("other", &[&ws_default, &global]), "w-default");
     }
 }
