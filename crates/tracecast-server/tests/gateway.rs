@@ -126,6 +126,12 @@ async fn fake_handler(State(f): State<Fake>, headers: HeaderMap, body: Bytes) ->
             h.insert("x-ratelimit-reset-requests", "7s".parse().unwrap());
             r
         }
+        // Priced by the table: no `usage.cost` in the answer.
+        "gpt-4o" => {
+            let mut c = completion();
+            c["usage"].as_object_mut().unwrap().remove("cost");
+            (StatusCode::OK, [("content-type", "application/json")], c.to_string()).into_response()
+        }
         "ok" if !stream => {
             let mut r = (StatusCode::OK, completion().to_string()).into_response();
             let h = r.headers_mut();
@@ -1034,4 +1040,22 @@ async fn pass_through_sends_the_callers_own_upstream_key() {
         .flat_map(|r| r.body.to_vec())
         .collect();
     assert!(!String::from_utf8_lossy(&delivered).contains(own));
+}
+
+#[tokio::test]
+async fn cost_comes_from_the_price_table_when_the_upstream_reports_none() {
+    let t = setup().await;
+    let r = t
+        .call(json!({"model": "fake/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = gen_id(&r);
+    let span = t.span(&id).await;
+    // LiteLLM 1.108.5 gpt-4o: input $2.50/M, cached input $1.25/M, output $10/M.
+    // 13 uncached + 8 cached prompt tokens, 6 completion tokens.
+    let expected = 13.0 * 2.5e-6 + 8.0 * 1.25e-6 + 6.0 * 1e-5;
+    let cost = double_attr(&span, "gen_ai.usage.cost").expect("a cost");
+    assert!((cost - expected).abs() < 1e-12, "{cost} != {expected}");
 }

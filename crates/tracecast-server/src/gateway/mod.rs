@@ -10,6 +10,7 @@
 pub mod api;
 pub mod capture;
 pub mod error;
+pub mod pricing;
 pub mod proxy;
 pub mod stream;
 pub mod upstream;
@@ -49,6 +50,7 @@ pub struct Gateway {
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
     pub capture: Capturer,
+    pub prices: pricing::Prices,
 }
 
 /// The gateway's routes (`/api/v1/chat/completions`, `/completions`, `/responses`,
@@ -56,6 +58,7 @@ pub struct Gateway {
 /// Fails on invalid `[gateway]` settings. Starts the capture task.
 pub fn routes(app: AppState, settings: &GatewaySettings) -> anyhow::Result<Router> {
     let upstreams = Upstreams::from_settings(settings).context("[gateway] settings")?;
+    let prices = pricing::Prices::load(settings.prices_file.as_deref())?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         // Redirects are the client's business: pass them on, do not follow them.
@@ -72,6 +75,7 @@ pub fn routes(app: AppState, settings: &GatewaySettings) -> anyhow::Result<Route
             max_request_bytes: settings.max_request_bytes,
             max_response_bytes: settings.max_response_bytes,
             capture,
+            prices,
             workspace_cache: Mutex::new(HashMap::new()),
         }),
     };

@@ -277,6 +277,8 @@ struct CallInfo {
     created_at: String,
     start: Instant,
     model: String,
+    /// The model name the upstream received.
+    upstream_model: String,
     endpoint: Endpoint,
     streamed: bool,
     provider_name: String,
@@ -374,6 +376,17 @@ fn usage_of(u: &Value) -> Option<Value> {
 }
 
 impl CallInfo {
+    /// The cost from the price table: looked up by the model the upstream received, the model
+    /// the client asked for, then the model the answer names.
+    fn price(&self, response: Option<&Value>, usage: &Value) -> Option<(f64, Value)> {
+        let answered = response
+            .and_then(|r| r.get("model"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let names = [self.upstream_model.as_str(), self.model.as_str(), answered];
+        self.gw.inner.prices.lookup(&names)?.cost(usage)
+    }
+
     fn finish(self, o: Outcome) {
         let now = Instant::now();
         let mut r = Map::new();
@@ -382,7 +395,11 @@ impl CallInfo {
         r.insert("created_at".into(), json!(self.created_at));
         r.insert(
             "provider_name".into(),
-            json!(o.provider.unwrap_or(self.provider_name)),
+            json!(
+                o.provider
+                    .clone()
+                    .unwrap_or_else(|| self.provider_name.clone())
+            ),
         );
         r.insert("api_type".into(), json!(self.endpoint.api_type()));
         r.insert("streamed".into(), json!(self.streamed));
@@ -421,7 +438,15 @@ impl CallInfo {
             if let Some(is_byok) = u.get("is_byok").and_then(Value::as_bool) {
                 r.insert("is_byok".into(), json!(is_byok));
             }
-            if let Some(u) = usage_of(u) {
+            if let Some(mut u) = usage_of(u) {
+                if !r.contains_key("total_cost")
+                    && let Some((total, details)) = self.price(o.response.as_ref(), &u)
+                {
+                    r.insert("total_cost".into(), json!(total));
+                    if let Some(m) = u.as_object_mut() {
+                        m.entry("cost_details").or_insert(details);
+                    }
+                }
                 r.insert("usage".into(), u);
             }
         }
@@ -584,6 +609,7 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
         created_at,
         start,
         model,
+        upstream_model: resolved.model.clone(),
         endpoint,
         streamed,
         provider_name: upstream.provider_name.clone(),

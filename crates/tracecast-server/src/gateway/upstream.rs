@@ -30,6 +30,8 @@ pub struct GatewaySettings {
     /// Captured generations waiting to be queued; when full, a capture is dropped and counted
     /// (`tracecast_gateway_capture_dropped_total`), the call is never slowed.
     pub capture_queue: usize,
+    /// Prices added to or replacing the default price table (see `pricing`).
+    pub prices_file: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewaySettings {
@@ -40,6 +42,7 @@ impl Default for GatewaySettings {
             max_request_bytes: 32 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
             capture_queue: 4096,
+            prices_file: None,
         }
     }
 }
