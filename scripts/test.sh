@@ -45,7 +45,9 @@ step "official OpenRouter SDK against the real server"
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
   "$venv/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
 
-step "official OpenAI Python SDK through the gateway"
+step "official OpenAI Python and Node SDKs and @openrouter/sdk through the gateway"
+# openai 7.60.0 and @openrouter/sdk 1.3.19, pinned by the lock file; needs Node.js 20+.
+npm ci --prefix tests/gateway_sdk/node --no-audit --no-fund --loglevel=error
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
   "$venv/bin/python" -m pytest tests/gateway_sdk -q -p no:cacheprovider
 

@@ -52,6 +52,7 @@ COMPLETION = {
     "object": "chat.completion",
     "created": 1765000000,
     "model": "gpt-fake-2025-01-01",
+    "system_fingerprint": "fp_fake",
     "choices": [
         {
             "index": 0,
@@ -92,6 +93,7 @@ def chunk(delta: Dict[str, Any], finish: Optional[str] = None, with_usage: bool 
         "object": "chat.completion.chunk",
         "created": 1765000000,
         "model": "gpt-fake-2025-01-01",
+        "system_fingerprint": "fp_fake",
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
     if with_usage:
@@ -105,6 +107,7 @@ def usage_chunk() -> bytes:
         "object": "chat.completion.chunk",
         "created": 1765000000,
         "model": "gpt-fake-2025-01-01",
+        "system_fingerprint": "fp_fake",
         "choices": [],
         "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
     }

@@ -665,6 +665,8 @@ async fn stream_first_chunk_arrives_before_upstream_finishes_and_injected_usage_
         !seen.contains("prompt_tokens"),
         "usage chunk forwarded: {seen}"
     );
+    // Nor the `"usage": null` the upstream adds to every chunk once usage is asked for.
+    assert!(!seen.contains("\"usage\""), "usage field forwarded: {seen}");
 
     let span = t.span(&id).await;
     assert_eq!(bool_attr(&span, "openrouter.streamed"), Some(true));

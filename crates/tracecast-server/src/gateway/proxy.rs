@@ -847,18 +847,36 @@ struct StreamState {
 
 impl StreamState {
     /// Feeds one event to the assembly; returns whether it is forwarded to the client.
-    fn event(&mut self, data: Option<&str>) -> bool {
-        let Some(data) = data else { return true };
+    /// Feeds one event to the assembly; returns what is forwarded to the client (`None`: the
+    /// event is held back). When tracecast asked for usage on the client's behalf, the
+    /// usage-only chunk is held back and the `"usage": null` the upstream then adds to every
+    /// other chunk is removed (re-serialising that chunk), so the client gets what it asked for.
+    fn event(&mut self, e: super::stream::Event) -> Option<Bytes> {
+        let Some(data) = e.data.as_deref() else {
+            return Some(e.raw);
+        };
         if data.trim() == "[DONE]" {
-            return true;
+            return Some(e.raw);
         }
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
-            return true;
+        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+            return Some(e.raw);
         };
         if self.assembly.push(&v) && self.first_token.is_none() {
             self.first_token = Some(Instant::now());
         }
-        !(self.strip_usage && is_usage_only_chunk(&v))
+        if !self.strip_usage {
+            return Some(e.raw);
+        }
+        if is_usage_only_chunk(&v) {
+            return None;
+        }
+        match v.as_object_mut() {
+            Some(o) if o.get("usage").is_some_and(Value::is_null) => {
+                o.remove("usage");
+                Some(Bytes::from(format!("data: {v}\n\n")))
+            }
+            _ => Some(e.raw),
+        }
     }
 
     fn outcome(&self, error: Option<(Value, String)>, cancelled: bool) -> Outcome {
@@ -914,8 +932,8 @@ async fn next_chunk(mut s: StreamState) -> Option<(Result<Bytes, std::io::Error>
                 let events = s.splitter.push(&chunk);
                 let mut out = Vec::with_capacity(chunk.len());
                 for e in events {
-                    if s.event(e.data.as_deref()) {
-                        out.extend_from_slice(&e.raw);
+                    if let Some(b) = s.event(e) {
+                        out.extend_from_slice(&b);
                     }
                 }
                 if !out.is_empty() {
@@ -923,13 +941,7 @@ async fn next_chunk(mut s: StreamState) -> Option<(Result<Bytes, std::io::Error>
                 }
             }
             Ok(Ok(None)) => {
-                let tail = s.splitter.finish();
-                let mut out = None;
-                if let Some(e) = tail
-                    && s.event(e.data.as_deref())
-                {
-                    out = Some(e.raw);
-                }
+                let out = s.splitter.finish().and_then(|e| s.event(e));
                 s.record(None);
                 return out.map(|b| (Ok(b), s));
             }
