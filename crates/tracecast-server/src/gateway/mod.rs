@@ -94,6 +94,9 @@ pub fn routes(app: AppState, settings: &GatewaySettings) -> anyhow::Result<Route
             get(api::get).patch(api::update).delete(api::delete),
         )
         .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // A handler panic answers 500 instead of dropping the connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state))
 }
 

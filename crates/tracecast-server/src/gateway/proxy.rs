@@ -65,6 +65,7 @@ const DROP_REQUEST_HEADERS: &[&str] = &[
     "upgrade",
     "accept-encoding",
     "cookie",
+    "expect",
     "x-session-id",
 ];
 
