@@ -141,6 +141,11 @@ async fn fake_handler(State(f): State<Fake>, headers: HeaderMap, body: Bytes) ->
             h.insert("openai-processing-ms", "42".parse().unwrap());
             r
         }
+        // Never answers (until the client gives up).
+        "silent" => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
         "held" => {
             let f2 = f.clone();
             sse(async_stream(move |tx| async move {
@@ -346,6 +351,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(extra: impl FnOnce(&mut tracecast_server::settings::Settings)) -> Setup {
     let (fake, url) = Fake::start().await;
     let s = TestServer::start_with(|st| {
         fast(st);
@@ -358,6 +367,7 @@ async fn setup() -> Setup {
             kind: None,
             provider_name: Some("FakeAI".into()),
         }];
+        extra(st);
     })
     .await;
     let hook = Receiver::start().await;
@@ -1060,4 +1070,50 @@ async fn cost_comes_from_the_price_table_when_the_upstream_reports_none() {
     let expected = 13.0 * 2.5e-6 + 8.0 * 1.25e-6 + 6.0 * 1e-5;
     let cost = double_attr(&span, "gen_ai.usage.cost").expect("a cost");
     assert!((cost - expected).abs() < 1e-12, "{cost} != {expected}");
+}
+
+#[tokio::test]
+async fn unreachable_and_silent_upstreams_answer_502_and_504_and_are_captured() {
+    let t = setup_with(|st| {
+        st.gateway.timeout_secs = 1;
+        // A port nothing listens on: bound, then closed.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        st.gateway.upstreams.push(UpstreamSettings {
+            name: "dead".into(),
+            base_url: format!("http://{addr}/v1"),
+            api_key: None,
+            models: vec!["dead/*".into()],
+            default: false,
+            kind: None,
+            provider_name: None,
+        });
+    })
+    .await;
+    for (model, status, code) in [
+        ("dead/x", 502, "upstream_error"),
+        ("fake/silent", 504, "upstream_timeout"),
+    ] {
+        let r = t
+            .call(json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{model}");
+        let id = gen_id(&r);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert_eq!(v["error"]["type"], "api_error", "{v}");
+        let span = t.span(&id).await;
+        assert_eq!(
+            span.status.as_ref().unwrap().code,
+            2,
+            "{model}: ERROR status"
+        );
+        assert_eq!(
+            string_attr(&span, "gen_ai.response.finish_reason").as_deref(),
+            Some("error")
+        );
+    }
 }
