@@ -14,6 +14,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/otlp_ingest/requirements.txt
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/gateway_sdk/requirements.txt
 for req in tests/vendors/requirements-*.txt; do
   [ -e "$req" ] && "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
 done
@@ -52,6 +53,12 @@ TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
 step "OTLP ingest: real openai instrumentations exporting to the real server"
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
   "$venv/bin/python" -m pytest tests/otlp_ingest -q -p no:cacheprovider
+
+step "official OpenAI Python and Node SDKs and @openrouter/sdk through the gateway"
+# openai 7.60.0 and @openrouter/sdk 1.3.19, pinned by the lock file; needs Node.js 20+.
+npm ci --prefix tests/gateway_sdk/node --no-audit --no-fund --loglevel=error
+TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
+  "$venv/bin/python" -m pytest tests/gateway_sdk -q -p no:cacheprovider
 
 step "vendor validators: exporters' golden payloads against the platforms' own models"
 if compgen -G "tests/vendors/test_*.py" >/dev/null; then

@@ -18,6 +18,7 @@ pub mod app;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod ingest;
 pub mod permissions;
 pub mod provision;

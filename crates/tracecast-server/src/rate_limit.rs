@@ -1,6 +1,7 @@
 //! Request rate limits (`[limits]` in the settings): token buckets per API key and per tenant,
-//! one set for ingest (`POST /api/v1/generations`) and one for the management API. A request
-//! over a limit gets 429 with `Retry-After` (whole seconds).
+//! one set for the ways in (`POST /api/v1/generations`, OTLP's `/v1/traces` and the gateway's
+//! calls) and one for the management API. A request over a limit gets 429 with `Retry-After`
+//! (whole seconds).
 //!
 //! Buckets are kept only for authenticated keys and their tenants, so their number is bounded
 //! by the keys that exist; full buckets (idle callers) are dropped from time to time.
@@ -21,12 +22,19 @@ pub enum RateClass {
 }
 
 impl RateClass {
-    /// The class of a request path (the full path, `/api/v1/...`).
+    /// The class of a request path (the full path, `/api/v1/...`): the ways generations come
+    /// in are `Ingest`, everything else the management API.
     pub fn of_path(path: &str) -> RateClass {
-        if path == "/api/v1/generations" {
-            RateClass::Ingest
-        } else {
-            RateClass::Api
+        match path {
+            "/api/v1/generations"
+            | "/v1/traces"
+            | "/api/v1/chat/completions"
+            | "/api/v1/completions"
+            | "/api/v1/responses"
+            | "/api/v1/embeddings"
+            | "/api/v1/models"
+            | "/opentelemetry.proto.collector.trace.v1.TraceService/Export" => RateClass::Ingest,
+            _ => RateClass::Api,
         }
     }
 }

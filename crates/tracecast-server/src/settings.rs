@@ -66,6 +66,8 @@ pub struct Settings {
     /// limits and per-tenant caps. See `docs/deploy.md`, "Limits".
     #[serde(default)]
     pub limits: Limits,
+    /// The capturing gateway (`[gateway]`): upstreams and limits. See `docs/gateway.md`.
+    pub gateway: crate::gateway::upstream::GatewaySettings,
 }
 
 /// `[limits]`: what one client or tenant may use. Every value is configurable; a rate of 0
@@ -83,7 +85,8 @@ pub struct Limits {
     pub body_timeout_secs: u64,
     /// Seconds a request may take from its headers to its answer; then 408.
     pub request_timeout_secs: u64,
-    /// Ingest (`POST /api/v1/generations`) requests per second per API key (0: off).
+    /// Requests per second per API key on the ways in (`POST /api/v1/generations`, OTLP's
+    /// `/v1/traces`, the gateway's calls), 0: off.
     pub ingest_rate_per_key: f64,
     /// Ingest requests a key may send at once above its rate.
     pub ingest_burst_per_key: u32,
@@ -109,14 +112,14 @@ impl Default for Limits {
             header_read_timeout_secs: 30,
             body_timeout_secs: 30,
             request_timeout_secs: 120,
-            ingest_rate_per_key: 1000.0,
-            ingest_burst_per_key: 2000,
-            ingest_rate_per_tenant: 2000.0,
-            ingest_burst_per_tenant: 4000,
-            api_rate_per_key: 50.0,
-            api_burst_per_key: 200,
-            api_rate_per_tenant: 100.0,
-            api_burst_per_tenant: 400,
+            ingest_rate_per_key: 10000.0,
+            ingest_burst_per_key: 20000,
+            ingest_rate_per_tenant: 20000.0,
+            ingest_burst_per_tenant: 40000,
+            api_rate_per_key: 500.0,
+            api_burst_per_key: 1000,
+            api_rate_per_tenant: 1000.0,
+            api_burst_per_tenant: 2000,
             max_workspaces_per_tenant: 1000,
             max_destinations_per_tenant: 5000,
         }
@@ -175,6 +178,7 @@ impl Default for Settings {
             delivery: EngineOptions::default(),
             egress: EgressSettings::default(),
             limits: Limits::default(),
+            gateway: Default::default(),
         }
     }
 }

@@ -57,6 +57,17 @@ pub struct PageRequest {
     pub limit: u64,
 }
 
+/// An upstream of the capturing gateway, owned by a workspace. `config` is the upstream's
+/// document (base URL, credential, model rules); the server validates it, the store seals it.
+#[derive(Debug, Clone)]
+pub struct GatewayUpstream {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub config: serde_json::Map<String, serde_json::Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Readiness: the database answers.
@@ -155,7 +166,16 @@ pub trait Store: Send + Sync + 'static {
         since: &str,
     ) -> Result<Vec<(Destination, bool, bool)>>;
 
-    /// Re-seals every stored config whose key is not the keyring's primary key. Returns how
-    /// many were re-sealed.
+    /// Re-seals every stored config (destinations and gateway upstreams) whose key is not the
+    /// keyring's primary key. Returns how many were re-sealed.
     async fn reencrypt_all(&self) -> Result<u64>;
+
+    // ---- gateway upstreams ----
+    async fn insert_gateway_upstream(&self, u: &GatewayUpstream) -> Result<()>;
+    /// The workspace's live upstreams, oldest first (the order their rules are tried in).
+    async fn gateway_upstreams(&self, workspace: Uuid) -> Result<Vec<GatewayUpstream>>;
+    /// Replaces the config of a live upstream of `u.workspace_id`; `NotFound` otherwise.
+    async fn update_gateway_upstream(&self, u: &GatewayUpstream) -> Result<()>;
+    /// Soft-deletes a live upstream of `workspace`; `NotFound` otherwise.
+    async fn delete_gateway_upstream(&self, workspace: Uuid, id: Uuid, at: &str) -> Result<()>;
 }

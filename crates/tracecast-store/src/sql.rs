@@ -23,7 +23,7 @@ use tracecast_model::{
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
-use crate::{Page, PageRequest, Result, Store, StoreError};
+use crate::{GatewayUpstream, Page, PageRequest, Result, Store, StoreError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1012,7 +1012,98 @@ impl Store for SqlStore {
     }
 
     async fn reencrypt_all(&self) -> Result<u64> {
-        let rows = sqlx::query("SELECT id, config_enc FROM destinations")
+        let mut n = 0;
+        for table in ["destinations", "gateway_upstreams"] {
+            n += self.reencrypt_table(table).await?;
+        }
+        Ok(n)
+    }
+
+    async fn insert_gateway_upstream(&self, u: &GatewayUpstream) -> Result<()> {
+        let sealed = self.seal_config(u.id, &u.config);
+        let mut tx = self.pool.begin().await?;
+        lock_live_workspace(&mut tx, u.workspace_id).await?;
+        sqlx::query(
+            "INSERT INTO gateway_upstreams (id, workspace_id, config_enc, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(u.id.to_string())
+        .bind(u.workspace_id.to_string())
+        .bind(sealed)
+        .bind(u.created_at.clone())
+        .bind(u.updated_at.clone())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn gateway_upstreams(&self, workspace: Uuid) -> Result<Vec<GatewayUpstream>> {
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, config_enc, created_at, updated_at FROM gateway_upstreams \
+             WHERE workspace_id = $1 AND deleted_at IS NULL ORDER BY created_at, id",
+        )
+        .bind(workspace.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id = uuid_col(row, "id")?;
+                let sealed: String = row.try_get("config_enc")?;
+                let plain = self.keyring.open(&sealed, id.as_bytes())?;
+                let config = serde_json::from_slice(&plain).map_err(|e| {
+                    StoreError::Corrupt(format!("gateway upstream {id}: config: {e}"))
+                })?;
+                Ok(GatewayUpstream {
+                    id,
+                    workspace_id: uuid_col(row, "workspace_id")?,
+                    config,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn update_gateway_upstream(&self, u: &GatewayUpstream) -> Result<()> {
+        let sealed = self.seal_config(u.id, &u.config);
+        let r = sqlx::query(
+            "UPDATE gateway_upstreams SET config_enc = $3, updated_at = $4 \
+             WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(u.id.to_string())
+        .bind(u.workspace_id.to_string())
+        .bind(sealed)
+        .bind(u.updated_at.clone())
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_gateway_upstream(&self, workspace: Uuid, id: Uuid, at: &str) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE gateway_upstreams SET deleted_at = $3 \
+             WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(workspace.to_string())
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+impl SqlStore {
+    /// Re-seals the `config_enc` of every row of `table` not sealed with the primary key.
+    async fn reencrypt_table(&self, table: &str) -> Result<u64> {
+        let rows = sqlx::query(&format!("SELECT id, config_enc FROM {table}"))
             .fetch_all(&self.pool)
             .await?;
         let mut n = 0;
@@ -1026,9 +1117,9 @@ impl Store for SqlStore {
             let resealed = self.keyring.seal(&plain, id.as_bytes());
             // Only if unchanged meanwhile (another node re-sealing, an update): counts what
             // this call re-sealed.
-            let r = sqlx::query(
-                "UPDATE destinations SET config_enc = $2 WHERE id = $1 AND config_enc = $3",
-            )
+            let r = sqlx::query(&format!(
+                "UPDATE {table} SET config_enc = $2 WHERE id = $1 AND config_enc = $3"
+            ))
             .bind(id.to_string())
             .bind(resealed)
             .bind(sealed)
