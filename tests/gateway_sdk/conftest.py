@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import secrets
+import sys
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,8 +29,8 @@ import httpx
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "tracecast"
-LISTEN_RE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+sys.path.insert(0, str(REPO_ROOT / "tests" / "harness"))
+import tracecast_process  # noqa: E402  (tests/harness: the real binary as a subprocess)
 UPSTREAM_KEY = "sk-upstream-" + secrets.token_hex(12)
 
 os.environ.pop("OPENAI_API_KEY", None)
@@ -277,20 +275,10 @@ class Gateway:
     mgmt_key: str
 
 
-def _drain(stream, q: "queue.Queue[Optional[str]]", sink: List[str]) -> None:
-    for line in stream:
-        sink.append(line)
-        q.put(line)
-    q.put(None)
-
-
 @pytest.fixture(scope="session")
 def gateway(fake: Fake) -> Gateway:
-    binary = os.environ.get("TRACECAST_BIN", str(DEFAULT_BIN))
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        pytest.fail(f"tracecast binary not found or not executable: {binary} (set TRACECAST_BIN)")
-    data_dir = tempfile.mkdtemp(prefix="tracecast-gateway-sdk-")
-    config = Path(data_dir) / "tracecast.toml"
+    config_dir = tempfile.mkdtemp(prefix="tracecast-gateway-sdk-config-")
+    config = Path(config_dir) / "tracecast.toml"
     config.write_text(
         "[delivery]\nlinger_ms = 20\n\n"
         "[[gateway.upstreams]]\n"
@@ -301,36 +289,16 @@ def gateway(fake: Fake) -> Gateway:
         'provider_name = "FakeAI"\n'
     )
     mgmt = "sk-tc-v1-" + secrets.token_hex(32)
-    env = dict(os.environ)
-    env["TRACECAST_BOOTSTRAP_MANAGEMENT_KEY"] = mgmt
-    proc = subprocess.Popen(
-        [binary, "serve", "--config", str(config), "--listen", "127.0.0.1:0", "--data-dir", str(Path(data_dir) / "data")],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    lines: List[str] = []
-    q: "queue.Queue[Optional[str]]" = queue.Queue()
-    threading.Thread(target=_drain, args=(proc.stderr, q, lines), daemon=True).start()
-    base = None
-    deadline = time.monotonic() + 30
-    while base is None and time.monotonic() < deadline:
-        try:
-            line = q.get(timeout=max(0.1, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        m = LISTEN_RE.search(line)
-        if m:
-            base = m.group(1)
-    if base is None:
-        proc.kill()
-        proc.wait(timeout=10)
-        pytest.fail("tracecast did not start:\n" + "".join(lines[-40:]))
+    try:
+        tc = tracecast_process.start(
+            "tracecast-gateway-sdk-",
+            args=["--config", str(config)],
+            env={"TRACECAST_BOOTSTRAP_MANAGEMENT_KEY": mgmt},
+        )
+    except RuntimeError as e:
+        shutil.rmtree(config_dir, ignore_errors=True)
+        pytest.fail(str(e))
+    base = tc.base_url
     api = base + "/api/v1"
     auth = {"Authorization": f"Bearer {mgmt}"}
     r = httpx.post(
@@ -349,10 +317,5 @@ def gateway(fake: Fake) -> Gateway:
     assert r.status_code == 201, r.text
     gw = Gateway(base_url=api, key=r.json()["key"], key_hash=r.json()["data"]["hash"], mgmt_key=mgmt)
     yield gw
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    shutil.rmtree(data_dir, ignore_errors=True)
+    tc.stop()
+    shutil.rmtree(config_dir, ignore_errors=True)

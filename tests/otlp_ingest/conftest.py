@@ -9,29 +9,22 @@ Environment:
 from __future__ import annotations
 
 import json
-import os
-import queue
-import re
 import secrets
-import shutil
-import subprocess
-import tempfile
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import httpx
 import pytest
 
 import upstream
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "tracecast"
-LISTEN_RE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
-GRPC_RE = re.compile(r"OTLP/gRPC on (127\.0\.0\.1:\d+)")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+import tracecast_process  # noqa: E402  (tests/harness: the real binary as a subprocess)
 
 
 @dataclass
@@ -40,12 +33,6 @@ class Server:
     grpc_endpoint: str
     management_key: str
     workspace_key: str
-
-
-def _drain(stream, q: "queue.Queue[Optional[str]]") -> None:
-    for line in stream:
-        q.put(line)
-    q.put(None)
 
 
 @dataclass
@@ -130,47 +117,16 @@ def fake_upstream() -> str:
 
 @pytest.fixture(scope="session")
 def server(webhook: Webhook) -> Server:
-    binary = os.environ.get("TRACECAST_BIN", str(DEFAULT_BIN))
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        pytest.fail(f"tracecast binary not found or not executable: {binary} (set TRACECAST_BIN)")
-    data_dir = tempfile.mkdtemp(prefix="tracecast-otlp-ingest-")
     mgmt = "sk-tc-v1-" + secrets.token_hex(32)
-    env = dict(
-        os.environ,
-        TRACECAST_BOOTSTRAP_MANAGEMENT_KEY=mgmt,
-        TRACECAST_OTLP_GRPC_LISTEN="127.0.0.1:0",
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    q: "queue.Queue[Optional[str]]" = queue.Queue()
-    threading.Thread(target=_drain, args=(proc.stderr, q), daemon=True).start()
-    base = grpc = None
-    deadline = time.monotonic() + 30
-    while (base is None or grpc is None) and time.monotonic() < deadline:
-        try:
-            line = q.get(timeout=max(0.1, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        m = LISTEN_RE.search(line)
-        if m:
-            base = m.group(1)
-        m = GRPC_RE.search(line)
-        if m:
-            grpc = f"http://{m.group(1)}"
-    if base is None or grpc is None:
-        proc.kill()
-        proc.wait(timeout=10)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        pytest.fail("tracecast did not start")
+    try:
+        tc = tracecast_process.start(
+            "tracecast-otlp-ingest-",
+            env={"TRACECAST_BOOTSTRAP_MANAGEMENT_KEY": mgmt, "TRACECAST_OTLP_GRPC_LISTEN": "127.0.0.1:0"},
+            want_grpc=True,
+        )
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    base, grpc = tc.base_url, f"http://{tc.grpc_addr}"
     auth = {"authorization": f"Bearer {mgmt}"}
     r = httpx.post(f"{base}/api/v1/keys", json={"name": "otlp-app"}, headers=auth)
     assert r.status_code == 201, r.text
@@ -182,10 +138,4 @@ def server(webhook: Webhook) -> Server:
     )
     assert r.status_code == 201, r.text
     yield Server(base_url=base, grpc_endpoint=grpc, management_key=mgmt, workspace_key=key)
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    shutil.rmtree(data_dir, ignore_errors=True)
+    tc.stop()

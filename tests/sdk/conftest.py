@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import secrets
-import shutil
+import sys
 import subprocess
-import tempfile
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +33,9 @@ from openrouter import OpenRouter
 from openrouter.utils import RetryConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "tracecast"
 STARTUP_DEADLINE_S = 30.0
-LISTEN_RE = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+sys.path.insert(0, str(REPO_ROOT / "tests" / "harness"))
+import tracecast_process  # noqa: E402  (tests/harness: the real binary as a subprocess)
 
 # The SDK falls back to OPENROUTER_API_KEY when a client has no key; make sure an
 # ambient key can never turn an "unauthenticated" test into an authenticated one.
@@ -141,80 +138,28 @@ class Server:
         return "".join(self.stderr_lines[-n:])
 
 
-def _drain(stream, q: "queue.Queue[Optional[str]]", sink: List[str]) -> None:
-    for line in iter(stream.readline, ""):
-        sink.append(line)
-        q.put(line)
-    q.put(None)
-
-
 @pytest.fixture(scope="session")
 def server() -> Server:
-    binary = os.environ.get("TRACECAST_BIN", str(DEFAULT_BIN))
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        pytest.fail(f"tracecast binary not found or not executable: {binary} (set TRACECAST_BIN)")
-    data_dir = tempfile.mkdtemp(prefix="tracecast-sdk-")
     bootstrap_key = "sk-tc-v1-" + secrets.token_hex(32)
     register_secret(bootstrap_key)
-    env = dict(os.environ)
-    env["TRACECAST_BOOTSTRAP_MANAGEMENT_KEY"] = bootstrap_key
-    proc = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    lines: List[str] = []
-    q: "queue.Queue[Optional[str]]" = queue.Queue()
-    t = threading.Thread(target=_drain, args=(proc.stderr, q, lines), daemon=True)
-    t.start()
-
-    base_url = None
-    deadline = time.monotonic() + STARTUP_DEADLINE_S
-    while base_url is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            line = q.get(timeout=remaining)
-        except queue.Empty:
-            break
-        if line is None:  # stderr closed: process exited
-            break
-        m = LISTEN_RE.search(line)
-        if m:
-            base_url = m.group(1)
-    if base_url is None:
-        proc.kill()
-        proc.wait(timeout=10)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        pytest.fail(
-            "tracecast did not report 'listening on http://127.0.0.1:<port>' within "
-            f"{STARTUP_DEADLINE_S}s (exit code {proc.returncode}). stderr:\n" + "".join(lines[-60:])
-        )
-
-    srv = Server(
-        bin=binary,
-        data_dir=data_dir,
-        base_url=base_url,
-        api_base=base_url + "/api/v1",
-        bootstrap_key=bootstrap_key,
-        proc=proc,
-        stderr_lines=lines,
-    )
-    yield srv
-
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    t.join(timeout=5)
-    shutil.rmtree(data_dir, ignore_errors=True)
+        tc = tracecast_process.start(
+            "tracecast-sdk-",
+            env={"TRACECAST_BOOTSTRAP_MANAGEMENT_KEY": bootstrap_key},
+            deadline_s=STARTUP_DEADLINE_S,
+        )
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield Server(
+        bin=tracecast_process.binary(),
+        data_dir=tc.data_dir,
+        base_url=tc.base_url,
+        api_base=tc.base_url + "/api/v1",
+        bootstrap_key=bootstrap_key,
+        proc=tc.proc,
+        stderr_lines=tc.lines,
+    )
+    tc.stop()
 
 
 # --------------------------------------------------------------------------------------

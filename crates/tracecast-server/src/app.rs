@@ -309,7 +309,6 @@ async fn serve(
             let _ = stream.try_write(TOO_MANY_CONNECTIONS);
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let conn = builder
             .serve_connection(
                 TokioIo::new(stream),

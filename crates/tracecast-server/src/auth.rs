@@ -17,6 +17,7 @@ use crate::state::AppState;
 pub const UNKNOWN_WORKSPACE: &str = "workspace_id does not name a workspace of this account";
 
 /// The authenticated caller.
+#[derive(Clone)]
 pub struct Caller(pub ApiKey);
 
 impl FromRequestParts<AppState> for Caller {
@@ -26,6 +27,60 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Already authenticated (and counted by the rate limits) by [`refuse_before_body`].
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        Caller::authenticate(parts, state).await
+    }
+}
+
+/// At most this much of a refused request's body is read before the answer.
+const DRAIN_MAX: usize = 64 * 1024;
+/// At most this long is spent reading it.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Authenticates a request that carries a body before any handler runs, and refuses it (401,
+/// 429) only after reading its body (at most [`DRAIN_MAX`] bytes, within [`DRAIN_TIME`]).
+/// hyper keeps a connection alive only when the request body was read to its end; a refusal
+/// answered with the body unread closes the connection, and a client that has already sent its
+/// next request on it (SDKs keep connections alive) fails with "server disconnected". A
+/// request that passes carries its [`Caller`] to the handler. OTLP's `/v1/traces` answers in
+/// its own format and authenticates in its handler.
+pub async fn refuse_before_body(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    use axum::response::IntoResponse;
+    let has_body = req.headers().contains_key(TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    if !has_body || !req.uri().path().starts_with("/api/v1/") {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    match Caller::authenticate(&mut parts, &state).await {
+        Ok(caller) => {
+            parts.extensions.insert(caller);
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Err(refused) => {
+            let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_MAX)).await;
+            refused.into_response()
+        }
+    }
+}
+
+impl Caller {
+    /// Checks the bearer key (and the rate limits of its class) of a request.
+    async fn authenticate(parts: &mut Parts, state: &AppState) -> ApiResult<Caller> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -81,9 +136,7 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         Ok(Caller(key))
     }
-}
 
-impl Caller {
     /// Fails with 403 unless the caller holds a management key.
     pub fn management(&self) -> ApiResult<&ApiKey> {
         if self.0.is_management() {

@@ -273,3 +273,47 @@ async fn hostile_input_never_yields_5xx() {
     // The destination survived all of it unchanged.
     assert_eq!(s.get(&format!("{DEST}/{id}")).await.body, created.body);
 }
+
+/// A refused request keeps its keep-alive connection usable: the server reads the body before
+/// answering 401, so the client's next request on the same connection is answered. Before, the
+/// 401 went out while the body was still on its way, hyper closed the connection (the body was
+/// unread), and SDKs that had already sent their next request on it failed with "server
+/// disconnected" (seen in the official SDK suite).
+#[tokio::test]
+async fn a_refused_request_with_a_late_body_leaves_the_connection_usable() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = br#"{"name":"x","type":"webhook","config":{"url":"http://127.0.0.1:9/"}}"#;
+    let head = format!(
+        "POST /api/v1/observability/destinations HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer sk-tc-v1-not-a-key\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // The body arrives after the headers, as from a client that writes them separately.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    conn.write_all(body).await.unwrap();
+    conn.write_all(format!("GET /health HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Both answers arrive on this connection (or the read ends early and the test fails).
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&seen).matches("HTTP/1.1 ").count() < 2 {
+        let n = tokio::time::timeout_at(deadline, conn.read(&mut buf))
+            .await
+            .expect("both answers within 10 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the server closed the connection after the 401: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    assert!(text.contains("HTTP/1.1 200"), "{text}");
+}
