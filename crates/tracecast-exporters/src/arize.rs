@@ -75,13 +75,13 @@ use tracecast_model::trace::TraceView;
 
 use crate::attribute_limits::{Unit, ValueLimits, truncate_attributes};
 use crate::config::{optional_str, required_str};
+use crate::endpoint::traces_url;
 use crate::http::headers_with_credentials;
 use crate::otlp::keys as k;
 use crate::otlp::{
     AttributeKey, Attributes, Element, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanRole,
     SpanSlot,
 };
-use crate::otlp_endpoint::traces_url;
 use crate::sized_otlp::SizedExporter;
 use crate::{BatchLimits, ExportContext, ExportError, Exporter};
 

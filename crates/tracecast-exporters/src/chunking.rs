@@ -28,42 +28,72 @@ pub(crate) struct Chunk<'a> {
     pub json: &'a [u8],
 }
 
+/// One request's worth of consecutive items, as [`group_by_size`] forms them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Group {
+    /// The items, by index.
+    pub items: std::ops::Range<usize>,
+    /// A single item that alone exceeds the limit.
+    pub oversized: bool,
+}
+
+/// Greedy, in-order grouping of items of `sizes` bytes into requests of at most `max` bytes,
+/// where a request costs `frame` bytes plus its items plus `sep` bytes between two items. An
+/// item that alone exceeds `max` is a group of its own, marked `oversized`. Shared by every
+/// exporter that splits a batch into requests under a platform's size limit.
+pub(crate) fn group_by_size(sizes: &[usize], max: usize, frame: usize, sep: usize) -> Vec<Group> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut len = frame;
+    for (i, &size) in sizes.iter().enumerate() {
+        let extra = size + if i > start { sep } else { 0 };
+        if i > start && len + extra > max {
+            out.push(Group {
+                items: start..i,
+                oversized: false,
+            });
+            start = i;
+            len = frame;
+        }
+        len += if i > start { size + sep } else { size };
+        if i == start && frame + size > max {
+            out.push(Group {
+                items: i..i + 1,
+                oversized: true,
+            });
+            start = i + 1;
+            len = frame;
+        }
+    }
+    if start < sizes.len() {
+        out.push(Group {
+            items: start..sizes.len(),
+            oversized: false,
+        });
+    }
+    out
+}
+
 /// Packs per-trace encodings into chunks. `events[i]` is trace `i`'s encoded events (one or
 /// more JSON values joined with `,`); `wrap(list)` must produce the request JSON for the list
 /// `list` (a comma-separated sequence of events). A chunk's request stays within `max_request`
-/// bytes unless a single trace alone exceeds it (callers truncate events first, so it cannot).
+/// bytes unless a single trace alone exceeds it (callers truncate events first, so it cannot;
+/// such a trace is sent alone).
 pub(crate) fn pack(
     events: &[Vec<u8>],
     max_request: usize,
     overhead: usize,
     wrap: impl Fn(&[u8]) -> Vec<u8>,
 ) -> Bytes {
-    let mut out = Vec::with_capacity(events.iter().map(Vec::len).sum::<usize>() + 256);
-    let mut list: Vec<u8> = Vec::new();
-    let mut items = 0usize;
-    let flush = |out: &mut Vec<u8>, list: &mut Vec<u8>, items: &mut usize| {
-        if *items == 0 {
-            return;
-        }
-        out.extend_from_slice(items.to_string().as_bytes());
+    let sizes: Vec<usize> = events.iter().map(Vec::len).collect();
+    let mut out = Vec::with_capacity(sizes.iter().sum::<usize>() + 256);
+    for g in group_by_size(&sizes, max_request, overhead, 1) {
+        let list = events[g.items.clone()].join(&b","[..]);
+        out.extend_from_slice(g.items.len().to_string().as_bytes());
         out.push(b'\t');
-        out.extend_from_slice(&wrap(list));
+        out.extend_from_slice(&wrap(&list));
         out.push(b'\n');
-        list.clear();
-        *items = 0;
-    };
-    for ev in events {
-        let extra = ev.len() + usize::from(items > 0);
-        if items > 0 && overhead + list.len() + extra > max_request {
-            flush(&mut out, &mut list, &mut items);
-        }
-        if items > 0 {
-            list.push(b',');
-        }
-        list.extend_from_slice(ev);
-        items += 1;
     }
-    flush(&mut out, &mut list, &mut items);
     Bytes::from(out)
 }
 
@@ -168,6 +198,28 @@ mod tests {
         assert_eq!(c[2].json, br#"[{"e":4}]"#);
         assert!(chunks(b"x{}\n").is_err());
         assert!(chunks(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn grouping_by_size() {
+        let g = |sizes: &[usize], max, frame, sep| {
+            group_by_size(sizes, max, frame, sep)
+                .into_iter()
+                .map(|g| (g.items, g.oversized))
+                .collect::<Vec<_>>()
+        };
+        // 40 + 40 fit in 100; 200 alone is oversized; 10 starts a new group.
+        assert_eq!(
+            g(&[40, 40, 200, 10], 100, 0, 0),
+            vec![(0..2, false), (2..3, true), (3..4, false)]
+        );
+        // Frame and separators count: 10 + 40 + 1 + 40 = 91 fits, a third item does not.
+        assert_eq!(
+            g(&[40, 40, 40], 91, 10, 1),
+            vec![(0..2, false), (2..3, false)]
+        );
+        assert_eq!(g(&[40, 40], 90, 10, 1), vec![(0..1, false), (1..2, false)]);
+        assert!(g(&[], 10, 0, 0).is_empty());
     }
 
     #[test]

@@ -43,9 +43,9 @@ use tracecast_model::trace::TraceView;
 
 use crate::attribute_limits::{Unit, ValueLimits, truncate_attributes};
 use crate::config::{optional_str, required_str};
+use crate::endpoint::traces_url;
 use crate::http::{basic_auth, secret_value};
 use crate::otlp::{Attributes, OtlpDialect, OtlpExporter, OtlpHttp, Probe, SpanSlot};
-use crate::otlp_endpoint::traces_url;
 use crate::sized_otlp::SizedExporter;
 use crate::{BatchLimits, ExportContext, ExportError, Exporter};
 

@@ -31,7 +31,6 @@ pub mod newrelic;
 pub mod opik;
 pub mod otel_collector;
 pub mod otlp;
-pub mod otlp_endpoint;
 pub mod posthog;
 pub mod raindrop;
 pub mod ramp;

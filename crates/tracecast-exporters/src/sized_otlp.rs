@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracecast_model::trace::TraceView;
 
+use crate::chunking::group_by_size;
 use crate::otlp::{OtlpDialect, OtlpExporter};
 use crate::{
     BatchLimits, ConnectionCheck, ExportError, Exporter, FragmentEncoder, ItemOutcome, Outcome,
@@ -133,40 +134,27 @@ fn piece((body, items): (Result<Vec<u8>, usize>, usize), content_type: &'static 
     }
 }
 
-/// Greedy packing: `(Ok(body), items)` per request, `(Err(size), 1)` per item that alone
-/// exceeds `max` (`frame` bytes of framing per request and `sep` per item are counted).
+/// Greedy packing ([`group_by_size`]): `(Ok(body), items)` per request, `(Err(size), 1)` per
+/// item that alone exceeds `max` (`frame` bytes of framing per request and `sep` between items
+/// are counted).
 fn pack(
     items: Vec<Vec<u8>>,
     max: usize,
     (frame, sep): (usize, usize),
     join: impl Fn(&[Vec<u8>]) -> Vec<u8>,
 ) -> Vec<(Result<Vec<u8>, usize>, usize)> {
-    let mut out = Vec::new();
-    let mut cur: Vec<Vec<u8>> = Vec::new();
-    let mut cur_len = frame;
-    for item in items {
-        let len = item.len() + sep;
-        if len + frame > max {
-            if !cur.is_empty() {
-                out.push((Ok(join(&cur)), cur.len()));
-                cur.clear();
-                cur_len = frame;
+    let sizes: Vec<usize> = items.iter().map(Vec::len).collect();
+    group_by_size(&sizes, max, frame, sep)
+        .into_iter()
+        .map(|g| {
+            let n = g.items.len();
+            if g.oversized {
+                (Err(sizes[g.items.start]), n)
+            } else {
+                (Ok(join(&items[g.items])), n)
             }
-            out.push((Err(item.len()), 1));
-            continue;
-        }
-        if cur_len + len > max && !cur.is_empty() {
-            out.push((Ok(join(&cur)), cur.len()));
-            cur.clear();
-            cur_len = frame;
-        }
-        cur_len += len;
-        cur.push(item);
-    }
-    if !cur.is_empty() {
-        out.push((Ok(join(&cur)), cur.len()));
-    }
-    out
+        })
+        .collect()
 }
 
 #[async_trait]
