@@ -72,10 +72,28 @@ pub async fn refuse_before_body(
                 .await
         }
         Err(refused) => {
-            let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_MAX)).await;
+            drain(body, DRAIN_MAX).await;
             refused.into_response()
         }
     }
+}
+
+/// Reads and discards a refused request's body, at most `max` bytes and for at most
+/// [`DRAIN_TIME`], so that hyper can keep the connection alive (see [`refuse_before_body`]).
+/// A longer or slower body is left unread: the connection is then closed after the answer.
+pub async fn drain(body: axum::body::Body, max: usize) {
+    use futures_util::StreamExt;
+    let mut data = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while read <= max {
+            match data.next().await {
+                Some(Ok(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 impl Caller {

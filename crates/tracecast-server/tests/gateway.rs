@@ -1117,3 +1117,84 @@ async fn unreachable_and_silent_upstreams_answer_502_and_504_and_are_captured() 
         );
     }
 }
+
+/// Writes `requests` on one connection (in a task, so a server that reads slowly cannot block
+/// the test) and reads until `answers` HTTP answers have arrived, within 20 s. Returns what was
+/// read; fails if the server closes the connection first.
+async fn answers_on_one_connection(base: &str, requests: Vec<u8>, answers: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = conn.into_split();
+    let writer = tokio::spawn(async move {
+        // A server that closes the connection may make this fail; the reader then says why.
+        let _ = wr.write_all(&requests).await;
+        wr
+    });
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut buf = vec![0u8; 64 * 1024];
+    while String::from_utf8_lossy(&seen).matches("HTTP/1.1 ").count() < answers {
+        let n = match tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => panic!(
+                "the connection failed ({e}) after: {}",
+                String::from_utf8_lossy(&seen)
+            ),
+            Err(_) => panic!(
+                "not {answers} answers within 20 s: {}",
+                String::from_utf8_lossy(&seen)
+            ),
+        };
+        assert!(
+            n > 0,
+            "the server closed the connection after: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(writer);
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// A refused gateway call (bad key: 401; management key: 403) is answered only after its body
+/// was read, so the keep-alive connection stays usable for the client's next request. Before,
+/// the gateway answered 401 with a large body unread, hyper closed the connection, and an SDK
+/// that had already sent its next call on it failed with "server disconnected".
+#[tokio::test]
+async fn a_refused_gateway_call_with_a_large_body_leaves_the_connection_usable() {
+    let t = setup().await;
+    let addr = t.s.base.trim_start_matches("http://").to_owned();
+    // A 1 MiB prompt: far more than one read of the server takes, so it is still on its way
+    // when the refusal is decided. The management route reads at most 64 KiB of a refused body
+    // (as the rest of the management API does): 60 KiB there.
+    let body_of = |n: usize| {
+        json!({"model": "fake/ok", "messages": [{"role": "user", "content": "x".repeat(n)}]})
+            .to_string()
+    };
+    for (path, key, status, body) in [
+        (COMPLETIONS, "sk-tc-v1-not-a-key", "401", body_of(1 << 20)),
+        ("/api/v1/embeddings", t.s.mgmt_key.as_str(), "403", body_of(1 << 20)),
+        (UPSTREAMS, "sk-tc-v1-not-a-key", "401", body_of(60 << 10)),
+    ] {
+        let mut reqs = format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reqs.extend_from_slice(body.as_bytes());
+        // The next call on the same connection, with the right key.
+        let ok = json!({"model": "fake/ok", "messages": []}).to_string();
+        reqs.extend_from_slice(
+            format!(
+                "POST {COMPLETIONS} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ok}",
+                t.key,
+                ok.len()
+            )
+            .as_bytes(),
+        );
+        let text = answers_on_one_connection(&t.s.base, reqs, 2).await;
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{path}: {text}");
+        assert!(text.contains("HTTP/1.1 200"), "{path}: {text}");
+    }
+}

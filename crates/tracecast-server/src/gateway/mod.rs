@@ -79,12 +79,10 @@ pub fn routes(app: AppState, settings: &GatewaySettings) -> anyhow::Result<Route
             workspace_cache: Mutex::new(HashMap::new()),
         }),
     };
-    Ok(Router::new()
-        .route("/api/v1/chat/completions", post(proxy::chat_completions))
-        .route("/api/v1/completions", post(proxy::completions))
-        .route("/api/v1/responses", post(proxy::responses))
-        .route("/api/v1/embeddings", post(proxy::embeddings))
-        .route("/api/v1/models", get(proxy::models))
+    // Management routes: like the rest of the management API, a refusal (401, 429) is answered
+    // after the body is read (`auth::refuse_before_body`). The call routes do the same in their
+    // handler, where the refusal takes OpenAI's error shape.
+    let management = Router::new()
         .route(
             "/api/v1/gateway/upstreams",
             get(api::list).post(api::create),
@@ -93,6 +91,17 @@ pub fn routes(app: AppState, settings: &GatewaySettings) -> anyhow::Result<Route
             "/api/v1/gateway/upstreams/{id}",
             get(api::get).patch(api::update).delete(api::delete),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.app.clone(),
+            crate::auth::refuse_before_body,
+        ));
+    Ok(Router::new()
+        .route("/api/v1/chat/completions", post(proxy::chat_completions))
+        .route("/api/v1/completions", post(proxy::completions))
+        .route("/api/v1/responses", post(proxy::responses))
+        .route("/api/v1/embeddings", post(proxy::embeddings))
+        .route("/api/v1/models", get(proxy::models))
+        .merge(management)
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         // A handler panic answers 500 instead of dropping the connection.

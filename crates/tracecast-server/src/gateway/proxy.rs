@@ -519,9 +519,16 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
     let start = Instant::now();
     let created_at = tracecast_model::time::now_rfc3339();
     let (mut parts, body) = req.into_parts();
-    let key = authenticate(&gw, &mut parts).await?;
-
     let limit = gw.inner.max_request_bytes;
+    let key = match authenticate(&gw, &mut parts).await {
+        Ok(k) => k,
+        Err(refused) => {
+            // Answered after the body is read, so the keep-alive connection stays usable.
+            crate::auth::drain(body, limit).await;
+            return Err(refused);
+        }
+    };
+
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         GatewayError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
