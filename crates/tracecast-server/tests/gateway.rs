@@ -1198,3 +1198,109 @@ async fn a_refused_gateway_call_with_a_large_body_leaves_the_connection_usable()
         assert!(text.contains("HTTP/1.1 200"), "{path}: {text}");
     }
 }
+
+/// The property names of an OpenAPI schema (following `$ref` and `allOf`).
+fn schema_properties(doc: &Value, schema: &Value) -> Vec<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return schema_properties(doc, &doc["components"]["schemas"][name]);
+    }
+    let mut out: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        out.extend(schema_properties(doc, part));
+    }
+    out
+}
+
+/// The served OpenAPI document lists the gateway's calls and the upstream management routes,
+/// with the schemas the answers really have.
+#[tokio::test]
+async fn openapi_lists_the_gateway_routes_with_their_schemas() {
+    let t = setup().await;
+    let doc = t.s.get("/api/v1/openapi.json").await;
+    assert_eq!(doc.status, 200);
+    let doc = doc.body;
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        ("/api/v1/chat/completions", &["post"][..]),
+        ("/api/v1/completions", &["post"]),
+        ("/api/v1/responses", &["post"]),
+        ("/api/v1/embeddings", &["post"]),
+        ("/api/v1/models", &["get"]),
+        (UPSTREAMS, &["get", "post"]),
+        ("/api/v1/gateway/upstreams/{id}", &["get", "patch", "delete"]),
+    ] {
+        for m in methods {
+            let op = &paths[path][m];
+            assert!(op.is_object(), "openapi lacks {m} {path}");
+            assert!(op["security"].is_array(), "{m} {path} has no security");
+        }
+    }
+    // A call's body is a free-form JSON object; tracecast's own errors are OpenAI's shape.
+    let chat = &paths["/api/v1/chat/completions"]["post"];
+    let body = &chat["requestBody"]["content"]["application/json"]["schema"];
+    assert!(
+        schema_properties(&doc, body).contains(&"model".to_string()),
+        "{body}"
+    );
+    let err = &chat["responses"]["401"]["content"]["application/json"]["schema"];
+    let err_props = schema_properties(&doc, err);
+    assert_eq!(err_props, ["error"], "{err}");
+    let detail = schema_properties(
+        &doc,
+        &doc["components"]["schemas"]["OpenAiError"],
+    );
+    for f in ["message", "type", "param", "code"] {
+        assert!(detail.contains(&f.to_string()), "OpenAiError lacks {f}");
+    }
+    assert!(chat["responses"]["200"]["content"]["text/event-stream"].is_object(), "{chat}");
+
+    // The upstream schemas hold every field an answer has.
+    let r = t
+        .s
+        .post(
+            UPSTREAMS,
+            json!({"name": "doc", "base_url": "http://127.0.0.1:9/v1", "api_key": WS_UPSTREAM_KEY, "models": ["doc/*"], "kind": "openai", "provider_name": "Doc"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let created = &paths[UPSTREAMS]["post"]["responses"]["201"]["content"]["application/json"]["schema"];
+    let data = schema_properties(&doc, created);
+    assert_eq!(data, ["data"], "{created}");
+    let view = schema_properties(&doc, &doc["components"]["schemas"]["GatewayUpstream"]);
+    for k in r.body["data"].as_object().unwrap().keys() {
+        assert!(view.contains(k), "GatewayUpstream lacks {k}: {view:?}");
+    }
+    let create = &paths[UPSTREAMS]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let create = schema_properties(&doc, create);
+    for k in ["workspace_id", "name", "base_url", "api_key", "models", "default", "kind", "provider_name"] {
+        assert!(create.contains(&k.to_string()), "the create body lacks {k}: {create:?}");
+    }
+    let models = &paths["/api/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    let mut props = schema_properties(&doc, models);
+    props.sort();
+    assert_eq!(props, ["data", "object"], "{models}");
+}
+
+/// Over its key's rate limit a call gets OpenAI's rate-limit answer: 429 with `retry-after`
+/// (which the SDKs wait for before retrying) and `"code": "rate_limit_exceeded"`.
+#[tokio::test]
+async fn a_call_over_the_rate_limit_gets_openai_429_with_retry_after() {
+    let t = setup_with(|st| {
+        st.limits.ingest_rate_per_key = 0.01;
+        st.limits.ingest_burst_per_key = 1;
+    })
+    .await;
+    let body = json!({"model": "fake/ok", "messages": []});
+    assert_eq!(t.call(body.clone()).send().await.unwrap().status(), 200);
+    let r = t.call(body).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1, "{retry}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
+    assert_eq!(v["error"]["type"], "requests", "{v}");
+}

@@ -111,7 +111,9 @@ impl Modify for BearerAuth {
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::gateway::openapi::GatewayDoc::openapi());
+    Json(doc)
 }
 
 async fn not_found() -> ApiError {

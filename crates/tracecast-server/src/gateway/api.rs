@@ -13,6 +13,8 @@ use tracecast_store::GatewayUpstream;
 use uuid::Uuid;
 
 use super::GatewayState;
+use super::openapi::{CreateUpstream, UpdateUpstream, UpstreamList, UpstreamResponse};
+use crate::api::{Deleted, ErrorBody, RequestErrors};
 use super::upstream::{Upstream, UpstreamSettings};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -99,6 +101,12 @@ fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found())
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/gateway/upstreams", tag = "Gateway upstreams",
+    params(("workspace_id" = Option<String>, Query, description = "Workspace id or slug; default: the key's workspace")),
+    responses((status = 200, body = UpstreamList), RequestErrors),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(gw): State<GatewayState>,
     Authed(caller): Authed,
@@ -112,6 +120,16 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/gateway/upstreams", tag = "Gateway upstreams",
+    request_body = CreateUpstream,
+    responses(
+        (status = 201, body = UpstreamResponse),
+        RequestErrors,
+        (status = 409, body = ErrorBody, description = "A second default, or more than 50 upstreams in the workspace"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn create(
     State(gw): State<GatewayState>,
     Authed(caller): Authed,
@@ -171,6 +189,12 @@ async fn find(
     Ok((found, all))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/gateway/upstreams/{id}", tag = "Gateway upstreams",
+    params(("id" = Uuid, Path, description = "The upstream id"), ("workspace_id" = Option<String>, Query, description = "Workspace id or slug; default: the key's workspace")),
+    responses((status = 200, body = UpstreamResponse), RequestErrors),
+    security(("bearer" = []))
+)]
 pub async fn get(
     State(gw): State<GatewayState>,
     Authed(caller): Authed,
@@ -183,6 +207,17 @@ pub async fn get(
     Ok(Json(json!({"data": view(&u)})))
 }
 
+#[utoipa::path(
+    patch, path = "/api/v1/gateway/upstreams/{id}", tag = "Gateway upstreams",
+    params(("id" = Uuid, Path, description = "The upstream id"), ("workspace_id" = Option<String>, Query, description = "Workspace id or slug; default: the key's workspace")),
+    request_body = UpdateUpstream,
+    responses(
+        (status = 200, body = UpstreamResponse),
+        RequestErrors,
+        (status = 409, body = ErrorBody, description = "A second default in the workspace"),
+    ),
+    security(("bearer" = []))
+)]
 /// Only the fields sent change; `null` clears an optional field. A masked `api_key` sent back
 /// keeps the stored one. Changing `base_url` needs the `api_key` sent again (the credential
 /// must not follow a new URL silently).
@@ -229,6 +264,12 @@ pub async fn update(
     Ok(Json(json!({"data": view(&stored)})))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/gateway/upstreams/{id}", tag = "Gateway upstreams",
+    params(("id" = Uuid, Path, description = "The upstream id"), ("workspace_id" = Option<String>, Query, description = "Workspace id or slug; default: the key's workspace")),
+    responses((status = 200, body = Deleted), RequestErrors),
+    security(("bearer" = []))
+)]
 pub async fn delete(
     State(gw): State<GatewayState>,
     Authed(caller): Authed,

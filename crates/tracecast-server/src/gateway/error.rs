@@ -7,7 +7,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -19,6 +20,8 @@ pub struct GatewayError {
     pub kind: &'static str,
     pub param: Option<&'static str>,
     pub code: Option<&'static str>,
+    /// Seconds for a `retry-after` header (429).
+    pub retry_after: Option<u64>,
 }
 
 impl GatewayError {
@@ -29,6 +32,7 @@ impl GatewayError {
             kind,
             param: None,
             code: None,
+            retry_after: None,
         }
     }
     pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
@@ -71,24 +75,56 @@ impl From<ApiError> for GatewayError {
         let (kind, code) = match e.status {
             StatusCode::UNAUTHORIZED => ("authentication_error", Some("invalid_api_key")),
             StatusCode::FORBIDDEN => ("permission_error", None),
+            // OpenAI's own rate-limit answer: `"type": "requests"`, `"code": "rate_limit_exceeded"`.
+            StatusCode::TOO_MANY_REQUESTS => ("requests", Some("rate_limit_exceeded")),
             StatusCode::SERVICE_UNAVAILABLE => ("api_error", None),
             _ => ("invalid_request_error", None),
         };
         GatewayError {
             code,
+            retry_after: e.retry_after,
             ..Self::new(e.status, kind, e.message)
         }
     }
 }
 
+/// The body of tracecast's own gateway errors: `{"error": {...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiErrorBody {
+    pub error: OpenAiError,
+}
+
+/// OpenAI's error object.
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiError {
+    pub message: String,
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `requests` (rate
+    /// limit), `api_error`.
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: &'static str,
+    /// The request field at fault (`model`, `body`), else null.
+    pub param: Option<&'static str>,
+    /// `invalid_api_key`, `model_not_found`, `rate_limit_exceeded`, `upstream_error`,
+    /// `upstream_timeout`, else null.
+    pub code: Option<&'static str>,
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {
-            "message": self.message,
-            "type": self.kind,
-            "param": self.param,
-            "code": self.code,
-        }});
-        (self.status, Json(body)).into_response()
+        let body = OpenAiErrorBody {
+            error: OpenAiError {
+                message: self.message,
+                kind: self.kind,
+                param: self.param,
+                code: self.code,
+            },
+        };
+        let mut res = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        res
     }
 }

@@ -5,11 +5,13 @@
 //! - [`proxy`]: forwarding, faithfully, streamed or whole;
 //! - [`stream`]: SSE event splitting and chat chunk assembly;
 //! - [`capture`]: the bounded, non-blocking hand-off to the ingest path;
-//! - [`error`]: tracecast's own errors in OpenAI's shape.
+//! - [`error`]: tracecast's own errors in OpenAI's shape;
+//! - [`openapi`]: the gateway's part of the OpenAPI document.
 
 pub mod api;
 pub mod capture;
 pub mod error;
+pub mod openapi;
 pub mod pricing;
 pub mod proxy;
 pub mod stream;

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
+use super::openapi::{CallErrors, CallRequest, ModelList, UpstreamAnswer};
 use super::capture::Captured;
 use super::error::GatewayError;
 use super::stream::{
@@ -147,22 +148,74 @@ async fn serve(gw: GatewayState, req: Request, endpoint: Endpoint) -> Response {
     counted(forward(gw, req, endpoint).await.unwrap_or_else(|e| e))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/chat/completions", tag = "Gateway",
+    request_body(content = CallRequest, description = "The upstream API's request; fields tracecast does not read are forwarded untouched"),
+    responses(
+        (status = 200, description = "The upstream's answer, unchanged: a `chat.completion`, or with `\"stream\": true` a stream of `chat.completion.chunk` events. Any other status of the upstream, with its body, is passed on the same way",
+         content((UpstreamAnswer = "application/json"), (String = "text/event-stream")),
+         headers(("x-tracecast-generation-id" = String, description = "The id of the captured generation"))),
+        CallErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub async fn chat_completions(State(gw): State<GatewayState>, req: Request) -> Response {
     serve(gw, req, Endpoint::ChatCompletions).await
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/completions", tag = "Gateway",
+    request_body(content = CallRequest, description = "The upstream API's request; fields tracecast does not read are forwarded untouched"),
+    responses(
+        (status = 200, description = "The upstream's answer, unchanged: a `text_completion`, or streamed events. Any other status of the upstream, with its body, is passed on the same way",
+         content((UpstreamAnswer = "application/json"), (String = "text/event-stream")),
+         headers(("x-tracecast-generation-id" = String, description = "The id of the captured generation"))),
+        CallErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub async fn completions(State(gw): State<GatewayState>, req: Request) -> Response {
     serve(gw, req, Endpoint::Completions).await
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/responses", tag = "Gateway",
+    request_body(content = CallRequest, description = "The upstream API's request; fields tracecast does not read are forwarded untouched"),
+    responses(
+        (status = 200, description = "The upstream's answer, unchanged: a `response`, or with `\"stream\": true` the Responses API's typed events. Any other status of the upstream, with its body, is passed on the same way",
+         content((UpstreamAnswer = "application/json"), (String = "text/event-stream")),
+         headers(("x-tracecast-generation-id" = String, description = "The id of the captured generation"))),
+        CallErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub async fn responses(State(gw): State<GatewayState>, req: Request) -> Response {
     serve(gw, req, Endpoint::Responses).await
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/embeddings", tag = "Gateway",
+    request_body(content = CallRequest, description = "The upstream API's request; fields tracecast does not read are forwarded untouched"),
+    responses(
+        (status = 200, description = "The upstream's answer, unchanged: a `list` of embeddings. Any other status of the upstream, with its body, is passed on the same way",
+         content((UpstreamAnswer = "application/json")),
+         headers(("x-tracecast-generation-id" = String, description = "The id of the captured generation"))),
+        CallErrors,
+    ),
+    security(("bearer" = []))
+)]
 pub async fn embeddings(State(gw): State<GatewayState>, req: Request) -> Response {
     serve(gw, req, Endpoint::Embeddings).await
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/models", tag = "Gateway",
+    responses(
+        (status = 200, body = ModelList, description = "The models of every upstream the workspace's calls can reach"),
+        CallErrors,
+    ),
+    security(("bearer" = []))
+)]
 /// `GET /api/v1/models`: the default upstream's list (else the first upstream's), unchanged.
 /// Not captured: it is no model call.
 pub async fn models(State(gw): State<GatewayState>, req: Request) -> Response {

@@ -47,7 +47,8 @@ impl Default for GatewaySettings {
     }
 }
 
-/// One upstream: an OpenAI-compatible API.
+/// One upstream: an OpenAI-compatible API. Described in the OpenAPI document as
+/// `openapi::UpstreamFields`.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSettings {
@@ -56,10 +57,12 @@ pub struct UpstreamSettings {
     /// Base URL of the OpenAI-compatible API, ending before `/chat/completions`
     /// (`https://api.openai.com/v1`, `https://openrouter.ai/api/v1`, `http://localhost:11434/v1`).
     pub base_url: String,
-    /// Bearer credential sent to the upstream (none for a local server without auth).
+    /// Bearer credential sent to the upstream (none for a local server without auth). Masked
+    /// in every answer of the API.
     #[serde(default)]
     pub api_key: Option<String>,
-    /// Model rules (see the module documentation).
+    /// Model rules, in order: `vendor/*` (prefix stripped when forwarding), `prefix*`, or an
+    /// exact name (resolution rules: docs/gateway.md).
     #[serde(default)]
     pub models: Vec<String>,
     /// Takes every model no rule matches.
@@ -91,7 +94,7 @@ impl std::fmt::Debug for UpstreamSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamKind {
     Openrouter,
