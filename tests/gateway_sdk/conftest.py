@@ -75,6 +75,14 @@ EMBEDDINGS = {
     "usage": {"prompt_tokens": 2, "total_tokens": 2},
 }
 
+MODELS = {
+    "object": "list",
+    "data": [
+        {"id": "gpt-fake", "object": "model", "created": 1700000000, "owned_by": "fake"},
+        {"id": "text-embedding-fake", "object": "model", "created": 1700000001, "owned_by": "fake"},
+    ],
+}
+
 RATE_LIMITED = {
     "error": {
         "message": "Rate limit reached for requests",
@@ -182,6 +190,12 @@ def _handler(fake: Fake):
         def _send(self, data: bytes) -> None:
             self.wfile.write(data)
             self.wfile.flush()
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/v1/models":
+                self._json(200, MODELS)
+            else:
+                self._json(404, {"error": {"message": "no such path", "type": "invalid_request_error", "param": None, "code": None}})
 
         def do_POST(self) -> None:  # noqa: N802
             n = int(self.headers.get("content-length") or 0)

@@ -184,3 +184,11 @@ def test_embeddings(client: OpenAI, fake: Fake) -> None:
     span = fake.span(raw.headers["x-tracecast-generation-id"])
     assert span["openrouter.api_type"] == "embeddings"
     assert span["gen_ai.usage.input_tokens"] == 2
+
+
+def test_models_are_listed_under_the_names_calls_use(client: OpenAI) -> None:
+    # The fake upstream serves `fake/*`: its models are listed with that prefix, which is what
+    # a call must send as `model`.
+    models = list(client.models.list())
+    assert [m.id for m in models] == ["fake/gpt-fake", "fake/text-embedding-fake"]
+    assert models[0].owned_by == "fake"

@@ -869,17 +869,152 @@ async fn responses_stream_passes_through_and_its_final_response_is_captured() {
     assert!(completion_attr.contains("Bonjour"), "{completion_attr}");
 }
 
+/// A second upstream that only lists models: answers `GET /v1/models` with `models` and keeps
+/// the `authorization` header of each request.
+async fn models_upstream(models: Value) -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/models",
+        axum::routing::get(move |headers: HeaderMap| {
+            let seen = s2.clone();
+            let models = models.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                seen.lock().unwrap().push(auth);
+                axum::Json(json!({"object": "list", "data": models}))
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), seen)
+}
+
+/// An address that accepts connections and never answers.
+async fn silent_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            held.push(c);
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+fn upstream(name: &str, base_url: &str, models: &[&str], default: bool) -> UpstreamSettings {
+    UpstreamSettings {
+        name: name.into(),
+        base_url: base_url.into(),
+        api_key: None,
+        models: models.iter().map(|m| m.to_string()).collect(),
+        default,
+        kind: None,
+        provider_name: None,
+    }
+}
+
+/// `GET /models` lists the union of every upstream's models, each under the name a call must
+/// use (the prefix of a `vendor/*` rule re-added, a model another upstream's rule takes left
+/// out, no name twice); an unreachable and a silent upstream are left out without failing the
+/// list, and only when every upstream fails is the answer a 502.
 #[tokio::test]
-async fn models_come_from_the_upstream_for_a_workspace_key() {
-    let t = setup().await;
+async fn models_are_the_union_of_the_upstreams_under_the_names_calls_use() {
+    let (other_url, other_auth) = models_upstream(json!([
+        {"id": "m-a", "object": "model", "created": 1, "owned_by": "other", "context_length": 8192},
+        {"id": "shared", "object": "model", "created": 2, "owned_by": "other"},
+        // `fake/*` sends this name to the first upstream: not listed as the other's.
+        {"id": "fake/gpt-fake", "object": "model", "created": 3, "owned_by": "other"},
+        {"id": "m-a", "object": "model", "created": 1, "owned_by": "other"},
+        {"no": "id"}
+    ]))
+    .await;
+    let silent = silent_upstream().await;
+    let t = setup_with(|st| {
+        st.gateway.timeout_secs = 1;
+        st.gateway.upstreams.extend([
+            upstream("broken", "http://127.0.0.1:9/v1", &["broken/*"], false),
+            upstream("silent", &silent, &["silent/*"], false),
+            upstream("other", &other_url, &[], true),
+        ]);
+    })
+    .await;
+    // The workspace's own upstream (the same fake under another namespace) comes first.
+    let r =
+        t.s.post(
+            UPSTREAMS,
+            json!({"name": "ws", "base_url": t.fake_url, "api_key": WS_UPSTREAM_KEY, "models": ["ws/*"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
     let url = format!("{}/api/v1/models", t.s.base);
-    let r = t.s.http.get(&url).bearer_auth(&t.key).send().await.unwrap();
+    let started = std::time::Instant::now();
+    let r =
+        t.s.http
+            .get(&url)
+            .bearer_auth(&t.key)
+            .header("x-tracecast-upstream-key", "sk-callers-own")
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), models_answer());
-    let (h, _) = t.fake.last();
-    assert_eq!(h["authorization"], format!("Bearer {UPSTREAM_KEY}"));
+    // The silent upstream is waited for once (1 s timeout), concurrently with the others.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "list");
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["ws/gpt-fake", "fake/gpt-fake", "m-a", "shared"], "{v}");
+    // Each entry is the upstream's, only its id renamed.
+    assert_eq!(
+        v["data"][2],
+        json!({"id": "m-a", "object": "model", "created": 1, "owned_by": "other", "context_length": 8192})
+    );
+    assert_eq!(v["data"][1]["owned_by"], "fake");
+    // Each upstream got its own key; the caller's goes only to the one that has none.
+    let auths: Vec<String> = t
+        .fake
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(h, _)| h["authorization"].to_str().unwrap().to_string())
+        .collect();
+    assert!(auths.contains(&format!("Bearer {UPSTREAM_KEY}")), "{auths:?}");
+    assert!(auths.contains(&format!("Bearer {WS_UPSTREAM_KEY}")), "{auths:?}");
+    assert!(!auths.iter().any(|a| a.contains("sk-callers-own")), "{auths:?}");
+    assert_eq!(*other_auth.lock().unwrap(), ["Bearer sk-callers-own"]);
+
     let r = t.s.http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
+
+    // Every upstream failing is an error, not an empty list.
+    let s = TestServer::start_with(|st| {
+        st.gateway.upstreams = vec![upstream("broken", "http://127.0.0.1:9/v1", &[], true)];
+    })
+    .await;
+    let (key, _) = s.workspace_key(None).await;
+    let r =
+        s.http
+            .get(format!("{}/api/v1/models", s.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_error", "{v}");
 }
 
 const UPSTREAMS: &str = "/api/v1/gateway/upstreams";

@@ -4,6 +4,7 @@
 //! - [`upstream`]: the `[gateway]` settings and which upstream serves a model;
 //! - [`proxy`]: forwarding, faithfully, streamed or whole;
 //! - [`stream`]: SSE event splitting and chat chunk assembly;
+//! - [`models`]: `GET /models`, the union of the upstreams' lists;
 //! - [`capture`]: the bounded, non-blocking hand-off to the ingest path;
 //! - [`error`]: tracecast's own errors in OpenAI's shape;
 //! - [`openapi`]: the gateway's part of the OpenAPI document.
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod capture;
 pub mod error;
+pub mod models;
 pub mod openapi;
 pub mod pricing;
 pub mod proxy;
@@ -102,7 +104,7 @@ pub fn routes(app: AppState, settings: &GatewaySettings) -> anyhow::Result<Route
         .route("/api/v1/completions", post(proxy::completions))
         .route("/api/v1/responses", post(proxy::responses))
         .route("/api/v1/embeddings", post(proxy::embeddings))
-        .route("/api/v1/models", get(proxy::models))
+        .route("/api/v1/models", get(models::models))
         .merge(management)
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -17,7 +17,7 @@ use super::upstream::UpstreamKind;
 #[openapi(
     paths(
         super::proxy::chat_completions, super::proxy::completions, super::proxy::responses,
-        super::proxy::embeddings, super::proxy::models,
+        super::proxy::embeddings, super::models::models,
         super::api::list, super::api::create, super::api::get, super::api::update, super::api::delete,
     ),
     components(schemas(OpenAiErrorBody, OpenAiError, UpstreamFields, UpstreamKind)),

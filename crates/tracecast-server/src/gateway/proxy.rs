@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
-use super::openapi::{CallErrors, CallRequest, ModelList, UpstreamAnswer};
+use super::openapi::{CallErrors, CallRequest, UpstreamAnswer};
 use super::capture::Captured;
 use super::error::GatewayError;
 use super::stream::{
@@ -86,7 +86,7 @@ const DROP_RESPONSE_HEADERS: &[&str] = &[
 /// bearer instead of the configured `api_key`; never stored or logged.
 pub const PASSTHROUGH_HEADER: &str = "x-tracecast-upstream-key";
 
-fn store_unavailable(e: &tracecast_store::StoreError) -> Response {
+pub(super) fn store_unavailable(e: &tracecast_store::StoreError) -> Response {
     tracing::error!(error = %e, "reading the workspace's gateway upstreams failed");
     GatewayError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -138,7 +138,7 @@ impl Endpoint {
     }
 }
 
-fn counted(resp: Response) -> Response {
+pub(super) fn counted(resp: Response) -> Response {
     metrics::counter!("tracecast_gateway_requests_total", "status" => resp.status().as_u16().to_string())
         .increment(1);
     resp
@@ -208,71 +208,8 @@ pub async fn embeddings(State(gw): State<GatewayState>, req: Request) -> Respons
     serve(gw, req, Endpoint::Embeddings).await
 }
 
-#[utoipa::path(
-    get, path = "/api/v1/models", tag = "Gateway",
-    responses(
-        (status = 200, body = ModelList, description = "The models of every upstream the workspace's calls can reach"),
-        CallErrors,
-    ),
-    security(("bearer" = []))
-)]
-/// `GET /api/v1/models`: the default upstream's list (else the first upstream's), unchanged.
-/// Not captured: it is no model call.
-pub async fn models(State(gw): State<GatewayState>, req: Request) -> Response {
-    counted(list_models(gw, req).await.unwrap_or_else(|e| e))
-}
-
-async fn list_models(gw: GatewayState, req: Request) -> Result<Response, Response> {
-    let (mut parts, _) = req.into_parts();
-    let key = authenticate(&gw, &mut parts).await?;
-    let ws = gw
-        .inner
-        .workspace_upstreams(&gw.app, key.workspace_id)
-        .await
-        .map_err(|e| store_unavailable(&e))?;
-    let lists = [&ws.0, &gw.inner.upstreams.0];
-    let upstream = lists
-        .iter()
-        .find_map(|l| l.iter().find(|u| u.default))
-        .or_else(|| lists.iter().find_map(|l| l.first()))
-        .ok_or_else(|| {
-            GatewayError::new(
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                "No upstream is configured",
-            )
-            .into_response()
-        })?;
-    let mut headers = forwarded_headers(&parts.headers);
-    let passthrough = header_str(&parts.headers, PASSTHROUGH_HEADER);
-    set_credential(
-        &mut headers,
-        passthrough.as_deref().or(upstream.api_key.as_deref()),
-    );
-    let url = format!("{}/models", upstream.base_url);
-    let timeout = gw.inner.timeout;
-    let send = gw.inner.http.get(url).headers(headers).send();
-    let resp = match tokio::time::timeout(timeout, send).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            return Err(GatewayError::bad_gateway(format!(
-                "The upstream could not be reached: {}",
-                transport_message(&e)
-            ))
-            .into_response());
-        }
-        Err(_) => return Err(GatewayError::timeout().into_response()),
-    };
-    let status = resp.status();
-    let out_headers = answer_headers(resp.headers());
-    let bytes = read_body(resp, gw.inner.max_response_bytes, timeout)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    Ok(build(status, out_headers, Body::from(bytes)))
-}
-
 /// The caller's workspace key; management keys are refused.
-async fn authenticate(
+pub(super) async fn authenticate(
     gw: &GatewayState,
     parts: &mut axum::http::request::Parts,
 ) -> Result<tracecast_model::ApiKey, Response> {
@@ -290,7 +227,7 @@ async fn authenticate(
     Ok(caller.0)
 }
 
-fn forwarded_headers(from: &HeaderMap) -> HeaderMap {
+pub(super) fn forwarded_headers(from: &HeaderMap) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in from {
         let n = name.as_str();
@@ -302,7 +239,7 @@ fn forwarded_headers(from: &HeaderMap) -> HeaderMap {
     headers
 }
 
-fn set_credential(headers: &mut HeaderMap, key: Option<&str>) {
+pub(super) fn set_credential(headers: &mut HeaderMap, key: Option<&str>) {
     if let Some(k) = key
         && let Ok(mut v) = HeaderValue::from_str(&format!("Bearer {k}"))
     {
@@ -555,7 +492,7 @@ impl Drop for Guard {
     }
 }
 
-fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -851,7 +788,7 @@ fn error_message(parsed: Option<&Value>, bytes: &[u8]) -> String {
 }
 
 /// A transport error's description without the URL (which could carry credentials).
-fn transport_message(e: &reqwest::Error) -> String {
+pub(super) fn transport_message(e: &reqwest::Error) -> String {
     if e.is_connect() {
         "connection failed".into()
     } else if e.is_timeout() {
@@ -866,7 +803,7 @@ fn transport_message(e: &reqwest::Error) -> String {
 /// Reads a whole answer, failing (502) past `max` bytes and (504) when a chunk takes longer than
 /// `timeout`. Like `tracecast_exporters::http::read_capped`, but the bytes are passed on to the
 /// client unchanged, so a cut-off or lossily decoded body is not an option.
-async fn read_body(
+pub(super) async fn read_body(
     mut resp: reqwest::Response,
     max: usize,
     timeout: Duration,
