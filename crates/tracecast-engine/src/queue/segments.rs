@@ -25,7 +25,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -124,6 +124,9 @@ struct Active {
 pub(super) struct Segments {
     dir: PathBuf,
     segment_bytes: u64,
+    /// `fdatasync` every append (the default). Off, an append is in the page cache when it
+    /// returns: a process crash loses nothing, a power loss may.
+    sync: bool,
     segments: Mutex<Vec<Segment>>,
     active: Mutex<Option<Active>>,
 }
@@ -142,8 +145,16 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Segments {
     /// Opens a workspace's segments (creating the directory), cutting a torn end off the newest
     /// one. Returns them with the last record's header, if any.
-    pub fn open(dir: PathBuf, segment_bytes: u64) -> io::Result<(Segments, Option<Header>)> {
-        std::fs::create_dir_all(&dir)?;
+    pub fn open(
+        dir: PathBuf,
+        segment_bytes: u64,
+        sync: bool,
+    ) -> io::Result<(Segments, Option<Header>)> {
+        // Prompts and responses: readable by tracecast's user only, like `queue.db`.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
         let mut firsts: Vec<(u64, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
@@ -185,6 +196,7 @@ impl Segments {
             Segments {
                 dir,
                 segment_bytes,
+                sync,
                 segments: Mutex::new(segments),
                 active: Mutex::new(None),
             },
@@ -214,6 +226,7 @@ impl Segments {
                 .create(true)
                 .truncate(true)
                 .write(true)
+                .mode(0o600)
                 .open(&path)?;
             sync_dir(&self.dir)?;
             self.segments.lock().expect("poisoned").push(Segment {
@@ -231,10 +244,13 @@ impl Segments {
             *active = Some(Active { file, len: s.len });
         }
         let a = active.as_mut().expect("opened above");
-        let written = a
-            .file
-            .write_all_at(data, a.len)
-            .and_then(|()| a.file.sync_data());
+        let written = a.file.write_all_at(data, a.len).and_then(|()| {
+            if self.sync {
+                a.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = written {
             // Whatever part was written must not stay (the next append would follow it). If
             // even that fails, reopen the file on the next append.
@@ -445,7 +461,7 @@ mod tests {
     #[test]
     fn append_read_roll_reopen_and_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let (s, last) = Segments::open(dir.path().join("1"), 200).unwrap();
+        let (s, last) = Segments::open(dir.path().join("1"), 200, true).unwrap();
         assert!(last.is_none());
         let mut end = 0;
         for chunk in 0..10u64 {
@@ -478,7 +494,7 @@ mod tests {
         );
 
         drop(s);
-        let (s, last) = Segments::open(dir.path().join("1"), 200).unwrap();
+        let (s, last) = Segments::open(dir.path().join("1"), 200, true).unwrap();
         assert_eq!(last.unwrap().seq, 50);
         let (data, offs, _) = batch(51, 1, end);
         s.append(51, &data, &offs).unwrap();
@@ -489,7 +505,7 @@ mod tests {
     fn a_torn_or_damaged_end_of_the_newest_segment_is_cut() {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path().join("1");
-        let (s, _) = Segments::open(ws.clone(), 1 << 20).unwrap();
+        let (s, _) = Segments::open(ws.clone(), 1 << 20, true).unwrap();
         let (data, offs, end) = batch(1, 3, 0);
         s.append(1, &data, &offs).unwrap();
         drop(s);
@@ -497,7 +513,7 @@ mod tests {
         // A record cut short, as a crash during the write leaves it.
         let (more, _, _) = batch(4, 1, end);
         append_raw(&seg, &more[..more.len() - 2]).unwrap();
-        let (s, last) = Segments::open(ws.clone(), 1 << 20).unwrap();
+        let (s, last) = Segments::open(ws.clone(), 1 << 20, true).unwrap();
         assert_eq!(last.unwrap().seq, 3);
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), data.len() as u64);
         s.append(4, &more, &[0]).unwrap();
@@ -509,7 +525,7 @@ mod tests {
         let i = HEADER + 2;
         bytes[i] ^= 0xff;
         std::fs::write(&seg, &bytes).unwrap();
-        let (s, last) = Segments::open(ws.clone(), 1 << 20).unwrap();
+        let (s, last) = Segments::open(ws.clone(), 1 << 20, true).unwrap();
         // In the newest segment the damaged record ends the log (nothing after it is trusted).
         assert!(last.is_none());
         assert!(s.read(1, 10).unwrap().is_empty());

@@ -76,8 +76,8 @@ pub struct SqliteQueueOptions {
     /// Memory for recent records kept parsed for readers (default 48 MiB). A parsed generation
     /// takes about [`PARSED_OVERHEAD`] times its serialised size; the budget counts that.
     pub tail_bytes: usize,
-    /// fsync every commit (`synchronous = FULL`). Off trades power-loss safety for speed; a
-    /// process crash loses nothing either way.
+    /// fsync every commit (`fdatasync` of the segments, `synchronous = FULL`). Off trades
+    /// power-loss safety for speed; a process crash loses nothing either way.
     pub sync_full: bool,
     /// How long an accepted id is remembered for de-duplication (default 24 h).
     pub dedup_window: Duration,
@@ -128,6 +128,7 @@ struct Shared {
     /// Where the workspaces' segment directories are.
     log_dir: PathBuf,
     segment_bytes: u64,
+    sync_full: bool,
     tail_total: AtomicUsize,
     tail_budget: usize,
     /// Live destinations by workspace (registered, not forgotten): truncation never passes one,
@@ -146,7 +147,11 @@ impl Shared {
 
     /// Opens (recovering) the segments of a workspace that has its key.
     fn open_segments(&self, key: i64) -> Result<(Arc<Segments>, Option<segments::Header>)> {
-        let (segs, last) = Segments::open(self.log_dir.join(key.to_string()), self.segment_bytes)?;
+        let (segs, last) = Segments::open(
+            self.log_dir.join(key.to_string()),
+            self.segment_bytes,
+            self.sync_full,
+        )?;
         Ok((Arc::new(segs), last))
     }
 }
@@ -282,6 +287,7 @@ impl SqliteQueue {
             workspaces: Mutex::new(HashMap::new()),
             log_dir: opts.path.with_file_name(format!("{file_name}-log")),
             segment_bytes: opts.segment_bytes.max(1),
+            sync_full: opts.sync_full,
             tail_total: AtomicUsize::new(0),
             tail_budget: opts.tail_bytes,
             live: Mutex::new(HashMap::new()),
