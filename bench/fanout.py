@@ -11,6 +11,12 @@ countsink in the same invocation.
     bench/fanout.py                      # B0 baseline, B1, B2 with defaults (60 s each)
     bench/fanout.py --duration 30 --only B1
     bench/fanout.py --duration 20 --only B1 --cluster 2   # distributed mode, 2 nodes
+    bench/fanout.py --duration 20 --only B1 --no-build \
+        --baseline-bin /work/wt/bin/tracecast-1f1175e --rounds 3  # A/B, interleaved rounds
+
+With --baseline-bin, each scenario runs `--rounds` times with each binary, alternating (ABBA
+order: base, current, current, base, ...), so that the load of a shared box falls on both
+alike; a summary line per scenario gives the medians and the ratio current / baseline.
 
 With --cluster N, tracecast runs as N nodes on a fresh PostgreSQL database (TRACECAST_BENCH_PG,
 default postgres://postgres@127.0.0.1:5432) and a fresh prefix on NATS JetStream
@@ -132,7 +138,8 @@ class Sinks:
 class Tracecast:
     """tracecast in embedded mode (cluster=0), or as `cluster` nodes on PostgreSQL + NATS."""
 
-    def __init__(self, cluster=0, extra_env=None):
+    def __init__(self, cluster=0, extra_env=None, binary=None):
+        binary = binary or TRACECAST
         self.dir = tempfile.mkdtemp(prefix="tracecast-bench-")
         env = dict(os.environ, TRACECAST_BOOTSTRAP_MANAGEMENT_KEY=KEY, TRACECAST_LOG="warn")
         self.db = None
@@ -141,7 +148,7 @@ class Tracecast:
             pg = os.environ.get("TRACECAST_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
             self.pg, self.db = pg, f"tcbench_{tag}"
             subprocess.run(["psql", f"{pg}/postgres", "-qc", f"CREATE DATABASE {self.db}"], check=True)
-            keys = subprocess.run([TRACECAST, "encryption", "generate-key"], capture_output=True, text=True, check=True).stdout.strip()
+            keys = subprocess.run([binary, "encryption", "generate-key"], capture_output=True, text=True, check=True).stdout.strip()
             env.update(TRACECAST_DATABASE_URL=f"{pg}/{self.db}",
                        TRACECAST_QUEUE_URL=os.environ.get("TRACECAST_BENCH_NATS", "nats://127.0.0.1:4222"),
                        TRACECAST_QUEUE_PREFIX=f"bench{tag}", TRACECAST_ENCRYPTION_KEYS=keys)
@@ -150,7 +157,7 @@ class Tracecast:
         self.procs, self.logs = [], []
         for i, port in enumerate(self.ports):
             log_f = open(os.path.join(self.dir, f"tracecast-{i}.log"), "wb")
-            cmd = [TRACECAST, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(self.dir, f"data-{i}")]
+            cmd = [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(self.dir, f"data-{i}")]
             if cluster:
                 cmd += ["--node-id", f"bench-{i}"]
             self.procs.append(subprocess.Popen(cmd, env=env, stdout=log_f, stderr=log_f))
@@ -239,9 +246,9 @@ def load_all(tc, args):
     return merged
 
 
-def scenario(name, args, fail=None):
+def scenario(name, args, fail=None, binary=None):
     sinks = Sinks(fail=fail, fail_secs=int(args.duration + 3600) if fail is not None else 0)
-    tc = Tracecast(cluster=args.cluster)
+    tc = Tracecast(cluster=args.cluster, binary=binary)
     npid = nats_pid() if args.cluster else None
     try:
         rss = []
@@ -267,10 +274,13 @@ def scenario(name, args, fail=None):
         drained_at = time.time() - t0
         result = {
             "scenario": name + (f" cluster x{args.cluster}" if args.cluster else ""),
+            "binary": binary or TRACECAST,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "duration_s": round(load_s, 1),
             "loadgen": lg,
             "accepted_per_s": round(accepted / load_s),
             "tracecast_cpu_cores_during_load": round(cpu_load, 2),
+            "tracecast_cpu_us_per_record": round(cpu_load * load_s / accepted * 1e6, 1) if accepted else None,
             "tracecast_peak_rss_mib": round(total(lambda p: proc_kb(p, "VmHWM"), tc.pids()) / 1024, 1),
 "tracecast_cpu_cores_per_node": node_cpu,
             "nats_server_cpu_cores_during_load": round(nats_cpu, 2) if nats_cpu is not None else None,
@@ -339,6 +349,38 @@ def baseline(args):
         sinks.stop()
 
 
+def summary(name, results):
+    """Medians per binary over the interleaved rounds, and current / baseline."""
+    import statistics
+
+    def med(label, f):
+        vals = [f(r) for r in results if r["label"] == label and f(r) is not None]
+        return round(statistics.median(vals), 1) if vals else None
+
+    def p99(r):
+        lat = [d["latency_ms"]["p99"] for d in r["destinations"] if not d["failing"] and d.get("latency_ms")]
+        return max(lat) if lat else None
+
+    def delivered(r):
+        return min(d["delivered_per_s_during_load"] for d in r["destinations"] if not d["failing"])
+
+    out = {"summary": name, "rounds": sum(1 for r in results if r["label"] == "current")}
+    for label in ("baseline", "current"):
+        out[label] = {
+            "accepted_per_s": [r["accepted_per_s"] for r in results if r["label"] == label],
+            "median_accepted_per_s": med(label, lambda r: r["accepted_per_s"]),
+            "median_delivered_per_s_slowest": med(label, delivered),
+            "median_p99_latency_ms": med(label, p99),
+            "median_peak_rss_mib": med(label, lambda r: r["tracecast_peak_rss_mib"]),
+            "median_cpu_us_per_record": med(label, lambda r: r["tracecast_cpu_us_per_record"]),
+        }
+    b, c = out["baseline"]["median_accepted_per_s"], out["current"]["median_accepted_per_s"]
+    out["ratio_accepted"] = round(c / b, 3) if b and c else None
+    b, c = out["baseline"]["median_delivered_per_s_slowest"], out["current"]["median_delivered_per_s_slowest"]
+    out["ratio_delivered"] = round(c / b, 3) if b and c else None
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=60)
@@ -349,15 +391,42 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--cluster", type=int, default=0, metavar="N",
                     help="run tracecast as N nodes on PostgreSQL + NATS JetStream (0: embedded)")
+    ap.add_argument("--bin", default=TRACECAST, help="the tracecast binary to measure (default: the release build)")
+    ap.add_argument("--baseline-bin", metavar="PATH",
+                    help="an older tracecast binary to run interleaved with --bin, round by round")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="runs per binary and scenario (default 1, or 3 with --baseline-bin)")
     args = ap.parse_args()
     if not args.no_build:
         build()
-    runs = {"B0": lambda: baseline(args), "B1": lambda: scenario("B1", args), "B2": lambda: scenario("B2 (sink 3 answers 503)", args, fail=2)}
-    for name, run in runs.items():
+    rounds = args.rounds or (3 if args.baseline_bin else 1)
+    # ABBA order: the two binaries take turns being first, so slow drift of the box's load
+    # (other processes, page cache, thermal) falls on both alike.
+    order = []
+    for r in range(rounds):
+        pair = [("current", args.bin)]
+        if args.baseline_bin:
+            pair = [("baseline", args.baseline_bin), ("current", args.bin)]
+            if r % 2:
+                pair.reverse()
+        order += pair
+    scenarios = {"B1": lambda b: scenario("B1", args, binary=b),
+                 "B2": lambda b: scenario("B2 (sink 3 answers 503)", args, fail=2, binary=b)}
+    if not args.only or args.only == "B0":
+        log("== B0")
+        print(json.dumps(baseline(args)), flush=True)
+    for name, run in scenarios.items():
         if args.only and name != args.only:
             continue
-        log(f"== {name}")
-        print(json.dumps(run()), flush=True)
+        results = []
+        for i, (label, binary) in enumerate(order):
+            log(f"== {name} {label} ({i + 1}/{len(order)}): {binary}")
+            result = run(binary)
+            result["label"] = label
+            results.append(result)
+            print(json.dumps(result), flush=True)
+        if args.baseline_bin or rounds > 1:
+            print(json.dumps(summary(name, results)), flush=True)
 
 
 if __name__ == "__main__":

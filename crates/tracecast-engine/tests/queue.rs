@@ -99,3 +99,94 @@ async fn dead_letters_list_replay_and_expire() {
     let q = open(dir.path(), 1 << 20);
     support::dead_letters_list_replay_and_expire(&q).await;
 }
+
+/// The segment files of the first workspace that appended.
+fn first_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let ws_dir = dir.join("queue-log").join("1");
+    let mut files: Vec<_> = std::fs::read_dir(ws_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.pop().unwrap()
+}
+
+#[tokio::test]
+async fn an_unclean_stop_keeps_records_and_their_dedup_and_cuts_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Uuid::now_v7();
+    {
+        let q = open(dir.path(), 1 << 20);
+        q.append(ws, records(&ids("u", 50))).await.unwrap();
+        // Dropped without `close`: the dedup index was never flushed (as in a crash).
+    }
+    // A write cut short by the crash: half a record at the end of the newest segment.
+    let seg = first_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[7u8; 40]).unwrap();
+    }
+    let q = open(dir.path(), 1 << 20);
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        len,
+        "the torn end is cut"
+    );
+    assert_eq!(q.head(ws), 50);
+    let again = q.append(ws, records(&ids("u", 52))).await.unwrap();
+    assert_eq!(again.accepted, [vec![false; 50], vec![true; 2]].concat());
+    let all = q.read(ws, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 52);
+    assert_eq!(all[51].generation.id, "u-51");
+    q.close().await;
+}
+
+#[tokio::test]
+async fn records_in_the_old_log_table_move_into_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Uuid::now_v7();
+    {
+        // A queue file as the previous version left it: records as rows of `log`.
+        let q = open(dir.path(), 1 << 20);
+        q.close().await;
+        let c = rusqlite::Connection::open(dir.path().join("queue.db")).unwrap();
+        c.execute(
+            "INSERT INTO workspaces (ws, workspace_id, head, bytes) VALUES (1, ?1, 3, 0)",
+            [ws.to_string()],
+        )
+        .unwrap();
+        let mut end = 0i64;
+        for (seq, r) in (1..=3).zip(records(&ids("old", 3))) {
+            end += r.body.len() as i64;
+            c.execute(
+                "INSERT INTO log (id, received_at, end_bytes, body) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![(1i64 << 40) | seq, 1000 + seq, end, r.body],
+            )
+            .unwrap();
+        }
+        c.execute("UPDATE workspaces SET bytes = ?1", [end])
+            .unwrap();
+    }
+    let q = open(dir.path(), 1 << 20);
+    let all = q.read(ws, 0, 10).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.seq, r.received_at_ms))
+            .collect::<Vec<_>>(),
+        [(1, 1001), (2, 1002), (3, 1003)]
+    );
+    assert_eq!(all[2].generation.id, "old-2");
+    assert_eq!(q.backlog(ws, 1).await.unwrap().records, 2);
+    // Re-indexed for dedup, and the log goes on after them.
+    let r = q.append(ws, records(&ids("old", 4))).await.unwrap();
+    assert_eq!(r.accepted, [false, false, false, true]);
+    assert_eq!(q.read(ws, 3, 10).await.unwrap()[0].seq, 4);
+    q.close().await;
+    let c = rusqlite::Connection::open(dir.path().join("queue.db")).unwrap();
+    let left: i64 = c
+        .query_row("SELECT COUNT(*) FROM log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -176,25 +176,6 @@ pub struct Generation {
     pub identity: Identity,
 }
 
-/// Input fields that may be null; `null` means absent.
-const NULLABLE_STRINGS: &[&str] = &[
-    "provider_name",
-    "api_type",
-    "finish_reason",
-    "native_finish_reason",
-    "user",
-    "session_id",
-    "external_user",
-    "http_referer",
-    "x_title",
-    "user_agent",
-    "origin",
-    "request_id",
-    "upstream_id",
-    "router",
-    "preset_id",
-];
-
 /// Top-level keys accepted besides the record fields: the rest of OpenRouter's
 /// `GenerationResponse` data, which tracecast reads where useful and otherwise ignores.
 const OPENROUTER_EXTRAS: &[&str] = &[
@@ -229,15 +210,15 @@ pub struct IngestContext {
 impl Generation {
     /// Parses, validates and completes one ingest record. Errors name the field (the caller
     /// prefixes the record's index).
-    pub fn from_json(mut v: Value, ctx: &IngestContext) -> Result<Generation, ValidationError> {
-        let obj = v
-            .as_object_mut()
-            .ok_or_else(|| ValidationError::new("record must be a JSON object"))?;
-        for key in NULLABLE_STRINGS {
-            if obj.get(*key).is_some_and(Value::is_null) {
-                obj.remove(*key);
-            }
-        }
+    ///
+    /// The record's values are moved into the generation, not deserialised a second time:
+    /// `request`, `response` and `trace` (most of a record's bytes) are taken over as the maps
+    /// the JSON parser built. Only small typed fields (`usage`, `error`, `data_region`) and
+    /// values of the wrong type go through serde, which words the errors.
+    pub fn from_json(v: Value, ctx: &IngestContext) -> Result<Generation, ValidationError> {
+        let Value::Object(obj) = v else {
+            return Err(ValidationError::new("record must be a JSON object"));
+        };
         let known = |k: &str| FIELDS.contains(&k) || OPENROUTER_EXTRAS.contains(&k);
         if let Some(unknown) = obj.keys().find(|k| !known(k)) {
             let hint = match unknown.as_str() {
@@ -248,43 +229,69 @@ impl Generation {
                 "{unknown} is not a known field{hint}"
             )));
         }
-        let tokens_prompt = obj.get("tokens_prompt").and_then(Value::as_u64);
-        let tokens_completion = obj.get("tokens_completion").and_then(Value::as_u64);
-        let native_cached = obj.get("native_tokens_cached").and_then(Value::as_u64);
-        let native_reasoning = obj.get("native_tokens_reasoning").and_then(Value::as_u64);
-        // OpenRouter's generation object has `usage` as a number (credits); the record's `usage`
-        // is the OpenAI-style object, so a number is dropped and the token counts are used.
-        if obj
-            .get("usage")
-            .is_some_and(|u| u.is_number() || u.is_null())
-        {
-            obj.remove("usage");
-        }
-        for k in OPENROUTER_EXTRAS {
-            if *k != "api_key_hash" {
-                obj.remove(*k);
-            }
-        }
-        let api_key_hash = match obj.remove("api_key_hash") {
+        let api_key_hash = match obj.get("api_key_hash") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
+            Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(ValidationError::new("api_key_hash must be a string")),
         };
-        if obj.contains_key("identity") {
-            return Err(ValidationError::new(
-                "identity is set by tracecast and cannot be sent",
-            ));
-        }
-        let de = serde_path_to_error::deserialize::<_, Generation>(v);
-        let mut g = de.map_err(|e| {
-            let path = e.path().to_string();
-            let msg = e.inner().to_string();
-            if path == "." {
-                ValidationError::new(msg)
-            } else {
-                ValidationError::new(format!("{path}: {msg}"))
+        let mut g = Generation::default();
+        let (mut id, mut model, mut created_at) = (None, None, None);
+        let (mut tokens_prompt, mut tokens_completion) = (None, None);
+        let (mut native_cached, mut native_reasoning) = (None, None);
+        // In key order, as serde's derived visitor would report the first bad field.
+        for (key, value) in obj {
+            let k = key.as_str();
+            match k {
+                "id" => id = Some(string(k, value)?),
+                "model" => model = Some(string(k, value)?),
+                "created_at" => created_at = Some(string(k, value)?),
+                "provider_name" => g.provider_name = opt_string(k, value)?,
+                "api_type" => g.api_type = opt_string(k, value)?,
+                "streamed" => g.streamed = opt_bool(k, value)?,
+                "cancelled" => g.cancelled = opt_bool(k, value)?,
+                "finish_reason" => g.finish_reason = opt_string(k, value)?,
+                "native_finish_reason" => g.native_finish_reason = opt_string(k, value)?,
+                "latency" => g.latency = opt_f64(k, value)?,
+                "generation_time" => g.generation_time = opt_f64(k, value)?,
+                "moderation_latency" => g.moderation_latency = opt_f64(k, value)?,
+                "time_to_first_token" => g.time_to_first_token = opt_f64(k, value)?,
+                // OpenRouter's generation object has `usage` as a number (credits); the
+                // record's `usage` is the OpenAI-style object, so a number is dropped and the
+                // token counts are used.
+                "usage" if value.is_number() || value.is_null() => {}
+                "usage" => g.usage = field(k, value)?,
+                "total_cost" => g.total_cost = opt_f64(k, value)?,
+                "upstream_inference_cost" => g.upstream_inference_cost = opt_f64(k, value)?,
+                "cache_discount" => g.cache_discount = opt_f64(k, value)?,
+                "is_byok" => g.is_byok = opt_bool(k, value)?,
+                "user" => g.user = opt_string(k, value)?,
+                "session_id" => g.session_id = opt_string(k, value)?,
+                "trace" => g.trace = opt_map(k, value)?,
+                "external_user" => g.external_user = opt_string(k, value)?,
+                "request" => g.request = opt_map(k, value)?,
+                "response" => g.response = opt_map(k, value)?,
+                "error" => g.error = field(k, value)?,
+                "http_referer" => g.http_referer = opt_string(k, value)?,
+                "x_title" => g.x_title = opt_string(k, value)?,
+                "user_agent" => g.user_agent = opt_string(k, value)?,
+                "origin" => g.origin = opt_string(k, value)?,
+                "request_id" => g.request_id = opt_string(k, value)?,
+                "upstream_id" => g.upstream_id = opt_string(k, value)?,
+                "router" => g.router = opt_string(k, value)?,
+                "preset_id" => g.preset_id = opt_string(k, value)?,
+                "data_region" => g.data_region = field(k, value)?,
+                "tokens_prompt" => tokens_prompt = value.as_u64(),
+                "tokens_completion" => tokens_completion = value.as_u64(),
+                "native_tokens_cached" => native_cached = value.as_u64(),
+                "native_tokens_reasoning" => native_reasoning = value.as_u64(),
+                // The rest of OpenRouter's generation object (and `api_key_hash`, read above).
+                _ => {}
             }
-        })?;
+        }
+        let missing = |name: &str| ValidationError::new(format!("missing field `{name}`"));
+        g.id = id.ok_or_else(|| missing("id"))?;
+        g.model = model.ok_or_else(|| missing("model"))?;
+        g.created_at = created_at.ok_or_else(|| missing("created_at"))?;
         g.identity.api_key_hash = api_key_hash;
         g.validate()?;
         g.complete(
@@ -466,6 +473,59 @@ impl Generation {
     }
 }
 
+/// A record field through serde (its errors name `key` and the path inside it).
+fn field<T: serde::de::DeserializeOwned>(key: &str, v: Value) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().to_string();
+        ValidationError::new(match path.as_str() {
+            "." => format!("{key}: {msg}"),
+            p if p.starts_with('[') => format!("{key}{p}: {msg}"),
+            p => format!("{key}.{p}: {msg}"),
+        })
+    })
+}
+
+fn string(key: &str, v: Value) -> Result<String, ValidationError> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => field(key, other),
+    }
+}
+
+fn opt_string(key: &str, v: Value) -> Result<Option<String>, ValidationError> {
+    match v {
+        Value::String(s) => Ok(Some(s)),
+        Value::Null => Ok(None),
+        other => field(key, other),
+    }
+}
+
+fn opt_bool(key: &str, v: Value) -> Result<Option<bool>, ValidationError> {
+    match v {
+        Value::Bool(b) => Ok(Some(b)),
+        Value::Null => Ok(None),
+        other => field(key, other),
+    }
+}
+
+fn opt_f64(key: &str, v: Value) -> Result<Option<f64>, ValidationError> {
+    match v {
+        Value::Number(n) => Ok(n.as_f64()),
+        Value::Null => Ok(None),
+        other => field(key, other),
+    }
+}
+
+/// An object field, taken over as parsed.
+fn opt_map(key: &str, v: Value) -> Result<Option<Map<String, Value>>, ValidationError> {
+    match v {
+        Value::Object(m) => Ok(Some(m)),
+        Value::Null => Ok(None),
+        other => field(key, other),
+    }
+}
+
 /// `trace` keys that shape the hierarchy rather than being custom metadata.
 pub const RESERVED_TRACE_KEYS: &[&str] = &[
     "trace_id",
@@ -570,6 +630,163 @@ mod tests {
             Some(2)
         );
         assert_eq!(g.region(), Region::Europe);
+    }
+
+    /// The first implementation of `from_json` (every field through serde, after removing
+    /// nulls and extras), kept as the reference the one-pass version must agree with.
+    fn reference(mut v: Value, ctx: &IngestContext) -> Result<Generation, ValidationError> {
+        const NULLABLE_STRINGS: &[&str] = &[
+            "provider_name",
+            "api_type",
+            "finish_reason",
+            "native_finish_reason",
+            "user",
+            "session_id",
+            "external_user",
+            "http_referer",
+            "x_title",
+            "user_agent",
+            "origin",
+            "request_id",
+            "upstream_id",
+            "router",
+            "preset_id",
+        ];
+        let obj = v
+            .as_object_mut()
+            .ok_or_else(|| ValidationError::new("record must be a JSON object"))?;
+        for key in NULLABLE_STRINGS {
+            if obj.get(*key).is_some_and(Value::is_null) {
+                obj.remove(*key);
+            }
+        }
+        let known = |k: &str| FIELDS.contains(&k) || OPENROUTER_EXTRAS.contains(&k);
+        if let Some(unknown) = obj.keys().find(|k| !known(k)) {
+            let hint = match unknown.as_str() {
+                "metadata" | "tags" | "name" => "; put custom metadata in `trace`",
+                _ => "",
+            };
+            return Err(ValidationError::new(format!(
+                "{unknown} is not a known field{hint}"
+            )));
+        }
+        let tokens_prompt = obj.get("tokens_prompt").and_then(Value::as_u64);
+        let tokens_completion = obj.get("tokens_completion").and_then(Value::as_u64);
+        let native_cached = obj.get("native_tokens_cached").and_then(Value::as_u64);
+        let native_reasoning = obj.get("native_tokens_reasoning").and_then(Value::as_u64);
+        if obj
+            .get("usage")
+            .is_some_and(|u| u.is_number() || u.is_null())
+        {
+            obj.remove("usage");
+        }
+        for k in OPENROUTER_EXTRAS {
+            if *k != "api_key_hash" {
+                obj.remove(*k);
+            }
+        }
+        let api_key_hash = match obj.remove("api_key_hash") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(ValidationError::new("api_key_hash must be a string")),
+        };
+        let mut g = serde_path_to_error::deserialize::<_, Generation>(v).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.inner().to_string();
+            if path == "." {
+                ValidationError::new(msg)
+            } else {
+                ValidationError::new(format!("{path}: {msg}"))
+            }
+        })?;
+        g.identity.api_key_hash = api_key_hash;
+        g.validate()?;
+        g.complete(
+            ctx,
+            tokens_prompt,
+            tokens_completion,
+            native_cached,
+            native_reasoning,
+        );
+        Ok(g)
+    }
+
+    #[test]
+    fn one_pass_parse_agrees_with_the_serde_reference() {
+        let base: Value = serde_json::from_str(
+            r#"{
+            "id": "gen-1", "model": "openai/gpt-4o", "created_at": "2026-01-01T00:00:00Z",
+            "provider_name": "OpenAI", "api_type": "completions", "streamed": true,
+            "cancelled": false, "finish_reason": "stop", "native_finish_reason": "stop",
+            "latency": 1200, "generation_time": 1000.5, "moderation_latency": 0,
+            "time_to_first_token": 80, "total_cost": 0.0012, "upstream_inference_cost": 0.001,
+            "cache_discount": -0.5, "is_byok": false, "user": "u1", "session_id": "s1",
+            "trace": {"trace_id": "t1", "env": "prod"}, "external_user": "x",
+            "request": {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:x"}}]}], "temperature": 0.2},
+            "response": {"choices": [{"message": {"role": "assistant", "content": "hello"}}], "usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+            "error": {"code": 429, "message": "slow down"},
+            "http_referer": "https://a.test", "x_title": "App", "user_agent": "ua",
+            "origin": "https://o.test", "request_id": "r", "upstream_id": "up", "router": "auto",
+            "preset_id": "p", "data_region": "eu",
+            "app_id": 3, "num_fetches": null, "tokens_prompt": 10, "tokens_completion": 5,
+            "native_tokens_cached": 1, "native_tokens_reasoning": 2,
+            "usage": {"prompt_tokens": 7, "completion_tokens": 1, "cost_details": {"x": 1}}
+        }"#,
+        )
+        .unwrap();
+        let mut cases = vec![base.clone(), json!([1]), json!("x"), json!(null)];
+        let keys: Vec<String> = base.as_object().unwrap().keys().cloned().collect();
+        let odd = [
+            json!(null),
+            json!(5),
+            json!(-1),
+            json!(1.5),
+            json!("s"),
+            json!(true),
+            json!([1, "a"]),
+            json!({"a": 1}),
+            json!({"prompt_tokens": -1}),
+            json!(["x", {"y": -1}]),
+            json!({"code": "e"}),
+            json!(u64::MAX),
+        ];
+        for k in &keys {
+            let mut without = base.clone();
+            without.as_object_mut().unwrap().remove(k);
+            cases.push(without);
+            for v in &odd {
+                let mut c = base.clone();
+                c[k] = v.clone();
+                cases.push(c);
+            }
+        }
+        for extra in [
+            "api_key_hash",
+            "identity",
+            "tags",
+            "metadata",
+            "zzz",
+            "workspace_id",
+        ] {
+            for v in [json!(null), json!("a".repeat(64)), json!(1)] {
+                let mut c = base.clone();
+                c[extra] = v;
+                cases.push(c);
+            }
+        }
+        cases.push(json!({"model": "m"}));
+        cases.push(json!({"id": 1, "model": 2}));
+        cases.push(json!({"id": "g", "model": "m", "created_at": "2026-01-01T00:00:00Z", "usage": 0.2, "tokens_prompt": 4}));
+        let ctx = IngestContext {
+            session_header: Some("hdr".into()),
+        };
+        for c in cases {
+            let (new, old) = (
+                Generation::from_json(c.clone(), &ctx),
+                reference(c.clone(), &ctx),
+            );
+            assert_eq!(new, old, "input {c}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod nats;
 mod nats_lease;
+mod segments;
 mod sqlite;
 
 use std::sync::Arc;

@@ -1,25 +1,28 @@
-//! The embedded queue: one SQLite file (`queue.db`) in the data directory.
+//! The embedded queue: one SQLite file (`queue.db`) in the data directory for the queue's
+//! state, and append-only segment files (`queue-log/`, see [`super::segments`]) for the records.
 //!
 //! Layout:
-//! - `log(id, received_at, end_bytes, body)`: every accepted generation once. `id` packs the
-//!   workspace's small integer key and the record's seq (`ws << 40 | seq`), so a workspace's log is
-//!   one contiguous rowid range and needs no secondary index. `end_bytes` is the workspace's
-//!   cumulative byte count, for byte-based backlog caps.
-//! - `workspaces(ws, workspace_id, head, bytes)`: each workspace's key, head seq and byte total.
+//! - `queue-log/<ws>/*.seg`: every accepted generation once, with its seq, receive time and the
+//!   workspace's cumulative byte count (for byte-based backlog caps), checksummed.
+//! - `workspaces(ws, workspace_id, head, bytes, dedup_mark, truncated)`: each workspace's small
+//!   integer key (its directory under `queue-log/`), head seq and byte total as of the last
+//!   dedup flush (the segments have the latest), and the seq up to which its log is truncated.
+//! - `log`: where records were kept before the segment files; opening moves any left there
+//!   into segments.
 //! - `dedup_0`, `dedup_1`: 64-bit keys of accepted ids. New keys go into the current table; a
 //!   key counts as seen if either table has it; every `dedup_window` the older table is emptied
 //!   and becomes current, so an id is remembered for at least one window.
 //! - `cursors`, `counters`, `dead_letters`.
 //!
-//! One writer thread owns the write connection and commits appends in groups: concurrent ingest
-//! requests share one transaction and one fsync (group commit). With `synchronous = FULL` an
-//! append that has returned survives a crash or power loss. Cursor and counter commits are
-//! batched into the next transaction (at most ~100 ms later). Reads are served from an in-memory
-//! tail of recent records when possible, else from a separate read connection.
+//! One writer thread owns the write connection and the segments' files and appends in groups:
+//! concurrent ingest requests share one write and one `fdatasync` per workspace (group commit).
+//! An append that has returned survives a crash or power loss. Cursor and counter commits are
+//! batched into a SQLite transaction at most every ~100 ms (`synchronous = FULL`). Reads are
+//! served from an in-memory tail of recent records when possible, else from the segments.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,7 @@ use tokio::sync::{oneshot, watch};
 use tracecast_model::generation::Generation;
 use uuid::Uuid;
 
+use super::segments::{self, Segments};
 use super::{
     AppendResult, Backlog, Counters, Cursor, DeadLetter, DeadLetterSummary, NewRecord, Queue,
     QueueError, Record, Result,
@@ -72,11 +76,14 @@ pub struct SqliteQueueOptions {
     /// Memory for recent records kept parsed for readers (default 48 MiB). A parsed generation
     /// takes about [`PARSED_OVERHEAD`] times its serialised size; the budget counts that.
     pub tail_bytes: usize,
-    /// fsync every commit (`synchronous = FULL`). Off trades power-loss safety for speed; a
-    /// process crash loses nothing either way.
+    /// fsync every commit (`fdatasync` of the segments, `synchronous = FULL`). Off trades
+    /// power-loss safety for speed; a process crash loses nothing either way.
     pub sync_full: bool,
     /// How long an accepted id is remembered for de-duplication (default 24 h).
     pub dedup_window: Duration,
+    /// Size past which a workspace's segment file rolls to a new one (default 64 MiB).
+    /// Truncation deletes whole segments.
+    pub segment_bytes: u64,
 }
 
 impl SqliteQueueOptions {
@@ -86,6 +93,7 @@ impl SqliteQueueOptions {
             tail_bytes: 48 * 1024 * 1024,
             sync_full: true,
             dedup_window: Duration::from_secs(24 * 3600),
+            segment_bytes: 64 << 20,
         }
     }
 }
@@ -96,16 +104,31 @@ struct Tail {
 }
 
 struct WsState {
-    /// The workspace's small integer key in `log` ids; `UNASSIGNED` until its first append.
+    /// The workspace's small integer key (its segments' directory); `UNASSIGNED` until its
+    /// first append.
     key: AtomicI64,
     head: watch::Sender<u64>,
     /// Cumulative bytes at head.
     bytes: Mutex<u64>,
     tail: Mutex<Tail>,
+    /// The workspace's segments, once it has a key.
+    segments: Mutex<Option<Arc<Segments>>>,
+    /// Records up to this seq are truncated (done for every destination).
+    truncated: AtomicU64,
+}
+
+impl WsState {
+    fn segments(&self) -> Option<Arc<Segments>> {
+        self.segments.lock().expect("poisoned").clone()
+    }
 }
 
 struct Shared {
     workspaces: Mutex<HashMap<Uuid, Arc<WsState>>>,
+    /// Where the workspaces' segment directories are.
+    log_dir: PathBuf,
+    segment_bytes: u64,
+    sync_full: bool,
     tail_total: AtomicUsize,
     tail_budget: usize,
     /// Live destinations by workspace (registered, not forgotten): truncation never passes one,
@@ -120,6 +143,16 @@ impl Shared {
             .expect("poisoned")
             .get(&workspace)
             .cloned()
+    }
+
+    /// Opens (recovering) the segments of a workspace that has its key.
+    fn open_segments(&self, key: i64) -> Result<(Arc<Segments>, Option<segments::Header>)> {
+        let (segs, last) = Segments::open(
+            self.log_dir.join(key.to_string()),
+            self.segment_bytes,
+            self.sync_full,
+        )?;
+        Ok((Arc::new(segs), last))
     }
 }
 
@@ -192,7 +225,7 @@ fn open_conn(
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, end_bytes INTEGER NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS workspaces (ws INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL UNIQUE, head INTEGER NOT NULL, bytes INTEGER NOT NULL, dedup_mark INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS workspaces (ws INTEGER PRIMARY KEY, workspace_id TEXT NOT NULL UNIQUE, head INTEGER NOT NULL, bytes INTEGER NOT NULL, dedup_mark INTEGER NOT NULL DEFAULT 0, truncated INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS dedup_0 (key INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS dedup_1 (key INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS dedup_meta (one INTEGER PRIMARY KEY CHECK (one = 1), current INTEGER NOT NULL, started_at INTEGER NOT NULL);
@@ -226,7 +259,16 @@ impl SqliteQueue {
             "INSERT OR IGNORE INTO dedup_meta (one, current, started_at) VALUES (1, 0, ?1)",
             params![now_ms()],
         )?;
-        reindex_dedup(&writer)?;
+        let has_truncated: bool = writer.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('workspaces') WHERE name = 'truncated'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
+        if !has_truncated {
+            writer.execute_batch(
+                "ALTER TABLE workspaces ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         let readers = Arc::new(ReaderPool {
             path: opts.path.clone(),
             sync_full: opts.sync_full,
@@ -236,31 +278,52 @@ impl SqliteQueue {
                 READER_CACHE_KIB,
             )?]),
         });
+        let file_name = opts
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "queue".into());
         let shared = Arc::new(Shared {
             workspaces: Mutex::new(HashMap::new()),
+            log_dir: opts.path.with_file_name(format!("{file_name}-log")),
+            segment_bytes: opts.segment_bytes.max(1),
+            sync_full: opts.sync_full,
             tail_total: AtomicUsize::new(0),
             tail_budget: opts.tail_bytes,
             live: Mutex::new(HashMap::new()),
         });
         {
-            let mut stmt =
-                writer.prepare("SELECT ws, workspace_id, head, bytes FROM workspaces")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })?;
+            let rows: Vec<(i64, String, i64, i64, i64)> = {
+                let mut stmt = writer
+                    .prepare("SELECT ws, workspace_id, head, bytes, truncated FROM workspaces")?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
             let mut map = shared.workspaces.lock().expect("poisoned");
-            for row in rows {
-                let (key, id, head, bytes) = row?;
+            for (key, id, head, bytes, truncated) in rows {
                 let id = Uuid::parse_str(&id)
                     .map_err(|_| QueueError::Corrupt(format!("workspace id {id}")))?;
-                map.insert(id, new_ws(key, head as u64, bytes as u64));
+                let (segs, last) = shared.open_segments(key)?;
+                let mut head = head as u64;
+                let mut bytes = bytes as u64;
+                // The segments hold every acknowledged record; the row is as of the last
+                // dedup flush or truncation.
+                if let Some(last) = last
+                    && last.seq >= head
+                {
+                    head = last.seq;
+                    bytes = last.end_bytes;
+                }
+                let ws = new_ws(key, head, bytes);
+                *ws.segments.lock().expect("poisoned") = Some(segs);
+                ws.truncated.store(truncated as u64, Ordering::Relaxed);
+                map.insert(id, ws);
             }
         }
+        migrate_log_table(&writer, &shared)?;
+        reindex_dedup(&writer, &shared)?;
         let checkpointer = open_conn(&opts.path, opts.sync_full, 1024)?;
         let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = stop_checkpoints.clone();
@@ -282,6 +345,11 @@ impl SqliteQueue {
         let (tx, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let window_ms = opts.dedup_window.as_millis() as i64;
+        let (dedup_current, dedup_started): (i64, i64) = writer.query_row(
+            "SELECT current, started_at FROM dedup_meta WHERE one = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let (reaper, reap_rx) = mpsc::channel::<Vec<Record>>();
         std::thread::Builder::new()
             .name("tracecast-queue-reaper".into())
@@ -298,6 +366,8 @@ impl SqliteQueue {
                     recent_marks: HashMap::new(),
                     last_dedup_flush: Instant::now(),
                     uncommitted: Vec::new(),
+                    dedup_current,
+                    dedup_started,
                 }
                 .run(rx)
             })?;
@@ -343,45 +413,117 @@ impl SqliteQueue {
 
 /// After a crash, records accepted after the last dedup flush are in the log but not in the
 /// dedup index: index them again so their ids stay de-duplicated.
-fn reindex_dedup(conn: &Connection) -> Result<()> {
-    let stale: Vec<(i64, String, i64, i64)> = {
-        let mut stmt = conn.prepare(
-            "SELECT ws, workspace_id, dedup_mark, head FROM workspaces WHERE dedup_mark < head",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+fn reindex_dedup(conn: &Connection, shared: &Shared) -> Result<()> {
+    let stale: Vec<(i64, String, i64)> = {
+        let mut stmt = conn.prepare("SELECT ws, workspace_id, dedup_mark FROM workspaces")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    if stale.is_empty() {
-        return Ok(());
-    }
     let current: i64 = conn.query_row("SELECT current FROM dedup_meta WHERE one = 1", [], |r| {
         r.get(0)
     })?;
     let tx = conn.unchecked_transaction()?;
     let mut n = 0u64;
-    for (ws, workspace_id, mark, head) in stale {
+    for (key, workspace_id, mark) in stale {
         let workspace = Uuid::parse_str(&workspace_id)
             .map_err(|_| QueueError::Corrupt(format!("workspace id {workspace_id}")))?;
-        let mut sel = tx.prepare("SELECT body FROM log WHERE id > ?1 AND id <= ?2")?;
-        let bodies = sel.query_map(
-            params![row_id(ws, mark as u64), row_id(ws, head as u64)],
-            |r| r.get::<_, Vec<u8>>(0),
-        )?;
+        let Some(ws) = shared.ws(workspace) else {
+            continue;
+        };
+        let head = *ws.head.borrow();
+        if mark as u64 >= head {
+            continue;
+        }
+        let Some(segs) = ws.segments() else { continue };
         let mut ins = tx.prepare_cached(&format!(
             "INSERT OR IGNORE INTO dedup_{current} (key) VALUES (?1)"
         ))?;
-        for body in bodies {
-            let g = super::parse_log_body(&body?)?;
-            ins.execute(params![dedup_key(workspace, &g.id)])?;
-            n += 1;
+        let mut from = mark as u64 + 1;
+        while from <= head {
+            let chunk = segs.read(from, 1000)?;
+            let Some(last) = chunk.last() else { break };
+            from = last.header.seq + 1;
+            for r in &chunk {
+                let g = super::parse_log_body(&r.body)?;
+                ins.execute(params![dedup_key(workspace, &g.id)])?;
+                n += 1;
+            }
         }
         tx.execute(
-            "UPDATE workspaces SET dedup_mark = head WHERE ws = ?1",
-            params![ws],
+            "UPDATE workspaces SET dedup_mark = ?2, head = ?2, bytes = ?3 WHERE ws = ?1",
+            params![key, head as i64, *ws.bytes.lock().expect("poisoned") as i64],
         )?;
     }
     tx.commit()?;
-    tracing::info!(records = n, "re-indexed dedup keys after an unclean stop");
+    if n > 0 {
+        tracing::info!(records = n, "re-indexed dedup keys after an unclean stop");
+    }
+    Ok(())
+}
+
+/// Moves records left in the `log` table (where the queue kept them before the segment files)
+/// into segments, then empties the table.
+fn migrate_log_table(conn: &Connection, shared: &Shared) -> Result<()> {
+    let any: Option<i64> = conn
+        .query_row("SELECT id FROM log LIMIT 1", [], |r| r.get(0))
+        .optional()?;
+    if any.is_none() {
+        return Ok(());
+    }
+    let workspaces: Vec<Arc<WsState>> = shared
+        .workspaces
+        .lock()
+        .expect("poisoned")
+        .values()
+        .cloned()
+        .collect();
+    let mut moved = 0u64;
+    for ws in workspaces {
+        let key = ws.key.load(Ordering::Acquire);
+        let Some(segs) = ws.segments() else { continue };
+        // Records already in segments (a migration interrupted after its writes) are skipped.
+        let after = segs
+            .last_seq()
+            .unwrap_or_else(|| ws.truncated.load(Ordering::Relaxed));
+        let mut stmt = conn.prepare(
+            "SELECT id, received_at, end_bytes, body FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id",
+        )?;
+        let mut rows = stmt.query(params![row_id(key, after), row_id(key, SEQ_MASK as u64)])?;
+        let (mut data, mut offsets, mut first, mut last) = (Vec::new(), Vec::new(), None, None);
+        let mut last_end = 0u64;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let seq = (id & SEQ_MASK) as u64;
+            if last.is_some_and(|l: u64| l + 1 != seq) || data.len() > 16 << 20 {
+                if let Some(f) = first.take() {
+                    segs.append(f, &data, &offsets)?;
+                }
+                data.clear();
+                offsets.clear();
+            }
+            let body = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+            first.get_or_insert(seq);
+            offsets.push(data.len() as u32);
+            last_end = r.get::<_, i64>(2)? as u64;
+            segments::encode(&mut data, seq, r.get(1)?, last_end, body);
+            last = Some(seq);
+            moved += 1;
+        }
+        if let Some(f) = first {
+            segs.append(f, &data, &offsets)?;
+        }
+        if let Some(l) = last
+            && l >= *ws.head.borrow()
+        {
+            ws.head.send_replace(l);
+            *ws.bytes.lock().expect("poisoned") = last_end;
+        }
+    }
+    conn.execute("DELETE FROM log", [])?;
+    tracing::info!(
+        records = moved,
+        "moved the queue's records into segment files"
+    );
     Ok(())
 }
 
@@ -394,6 +536,8 @@ fn new_ws(key: i64, head: u64, bytes: u64) -> Arc<WsState> {
             records: VecDeque::new(),
             bytes: 0,
         }),
+        segments: Mutex::new(None),
+        truncated: AtomicU64::new(0),
     })
 }
 
@@ -419,6 +563,9 @@ struct Writer {
     last_dedup_flush: Instant,
     /// Keys added to `recent` by the transaction in progress (removed if it fails).
     uncommitted: Vec<i64>,
+    /// The dedup table new keys go to (0 or 1), and since when (Unix ms).
+    dedup_current: i64,
+    dedup_started: i64,
 }
 
 struct PendingAppend {
@@ -530,29 +677,228 @@ impl Writer {
         commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
     ) {
         let appends = self.refuse_exhausted(appends);
-        let result = self.write(&appends, commits);
-        match result {
-            Ok((results, new_tails)) => {
-                for ((a, accepted), tail) in appends.into_iter().zip(results).zip(new_tails) {
-                    if let Some((ws, records, head)) = tail {
-                        self.publish(&ws, records, head);
-                    }
-                    let _ = a.reply.send(Ok(AppendResult { accepted }));
-                }
+        // The queue's state first (keys of new workspaces, the dedup window, cursors): a
+        // workspace's key is durable before its first record is.
+        if let Err(e) = self.write_state(&appends, commits) {
+            tracing::error!(error = %e, "queue write failed");
+            let msg = e.to_string();
+            for a in appends {
+                let _ = a
+                    .reply
+                    .send(Err(QueueError::Corrupt(format!("append failed: {msg}"))));
             }
-            Err(e) => {
-                for k in self.uncommitted.drain(..) {
-                    self.recent.remove(&k);
+            return;
+        }
+        if appends.is_empty() {
+            return;
+        }
+        // Then the records: per workspace, one write and one fdatasync.
+        let mut by_ws: Vec<(Uuid, Vec<PendingAppend>)> = Vec::new();
+        for a in appends {
+            match by_ws.iter_mut().find(|(w, _)| *w == a.workspace) {
+                Some((_, v)) => v.push(a),
+                None => by_ws.push((a.workspace, vec![a])),
+            }
+        }
+        let now = now_ms();
+        for (workspace, group) in by_ws {
+            match self.append_records(workspace, &group, now) {
+                Ok((ws, accepted, published, head)) => {
+                    self.publish(&ws, published, head);
+                    for (a, accepted) in group.into_iter().zip(accepted) {
+                        let _ = a.reply.send(Ok(AppendResult { accepted }));
+                    }
                 }
-                tracing::error!(error = %e, "queue write failed");
-                let msg = e.to_string();
-                for a in appends {
-                    let _ = a
-                        .reply
-                        .send(Err(QueueError::Corrupt(format!("append failed: {msg}"))));
+                Err(e) => {
+                    for k in self.uncommitted.drain(..) {
+                        self.recent.remove(&k);
+                    }
+                    tracing::error!(error = %e, %workspace, "queue append failed");
+                    let msg = e.to_string();
+                    for a in group {
+                        let _ = a
+                            .reply
+                            .send(Err(QueueError::Corrupt(format!("append failed: {msg}"))));
+                    }
                 }
             }
         }
+    }
+
+    /// Dedup-checks a workspace's appends, writes the new records to its segments and syncs
+    /// them. Returns what to publish: the state, per append which records were accepted, the
+    /// records for the tail, and the new head.
+    #[allow(clippy::type_complexity)]
+    fn append_records(
+        &mut self,
+        workspace: Uuid,
+        group: &[PendingAppend],
+        now: i64,
+    ) -> Result<(Arc<WsState>, Vec<Vec<bool>>, Vec<Record>, u64)> {
+        self.uncommitted.clear();
+        let ws = self
+            .shared
+            .ws(workspace)
+            .ok_or_else(|| QueueError::Corrupt(format!("workspace {workspace} has no state")))?;
+        let segs = ws
+            .segments()
+            .ok_or_else(|| QueueError::Corrupt(format!("workspace {workspace} has no log")))?;
+        let mut head = *ws.head.borrow();
+        let mut bytes = *ws.bytes.lock().expect("poisoned");
+        let first_seq = head + 1;
+        let size: usize = group
+            .iter()
+            .flat_map(|a| &a.records)
+            .map(|r| r.body.len() + segments::HEADER)
+            .sum();
+        let mut data = Vec::with_capacity(size);
+        let mut offsets = Vec::new();
+        let mut results = Vec::with_capacity(group.len());
+        let mut published = Vec::new();
+        {
+            // One read transaction for the group's lookups in the dedup index.
+            let tx = self.conn.transaction()?;
+            let current = self.dedup_current;
+            let mut sel_cur =
+                tx.prepare_cached(&format!("SELECT 1 FROM dedup_{current} WHERE key = ?1"))?;
+            let mut sel_prev = tx.prepare_cached(&format!(
+                "SELECT 1 FROM dedup_{} WHERE key = ?1",
+                1 - current
+            ))?;
+            for a in group {
+                let mut accepted = Vec::with_capacity(a.records.len());
+                for r in &a.records {
+                    let key = dedup_key(workspace, &r.generation.id);
+                    let seen = self.recent.contains(&key)
+                        || sel_cur
+                            .query_row(params![key], |_| Ok(()))
+                            .optional()?
+                            .is_some()
+                        || sel_prev
+                            .query_row(params![key], |_| Ok(()))
+                            .optional()?
+                            .is_some();
+                    accepted.push(!seen);
+                    if seen {
+                        continue;
+                    }
+                    self.recent.insert(key);
+                    self.uncommitted.push(key);
+                    head += 1;
+                    bytes += r.body.len() as u64;
+                    offsets.push(data.len() as u32);
+                    segments::encode(&mut data, head, now, bytes, &r.body);
+                    published.push(Record::new(
+                        head,
+                        now,
+                        r.body.len() as u32,
+                        r.generation.clone(),
+                    ));
+                }
+                results.push(accepted);
+            }
+        }
+        if !data.is_empty() {
+            segs.append(first_seq, &data, &offsets)?;
+        }
+        *ws.bytes.lock().expect("poisoned") = bytes;
+        self.recent_marks
+            .insert(ws.key.load(Ordering::Acquire), head);
+        self.uncommitted.clear();
+        Ok((ws, results, published, head))
+    }
+
+    /// One SQLite transaction for what changed besides records: keys of workspaces appending
+    /// for the first time (their segments are opened once it commits), the dedup window's
+    /// turn, and cursor and counter commits. Nothing to do: no transaction.
+    fn write_state(
+        &mut self,
+        appends: &[PendingAppend],
+        commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let rotate = now - self.dedup_started >= self.window_ms;
+        let unkeyed = |w: &Uuid| {
+            self.shared
+                .ws(*w)
+                .is_none_or(|ws| ws.key.load(Ordering::Acquire) == UNASSIGNED)
+        };
+        let new_workspaces = appends.iter().any(|a| unkeyed(&a.workspace))
+            || commits.values().any(|(w, _, _)| unkeyed(w));
+        if !rotate && !new_workspaces && commits.is_empty() {
+            return Ok(());
+        }
+        // Workspaces that get their key in this transaction: reset if it fails anywhere.
+        let mut new_keys: Vec<Arc<WsState>> = Vec::new();
+        let result = self.write_state_tx(appends, commits, rotate, now, &mut new_keys);
+        match result {
+            Ok(current) => {
+                if rotate {
+                    self.dedup_current = current;
+                    self.dedup_started = now;
+                }
+                for ws in new_keys {
+                    let (segs, _) = self.shared.open_segments(ws.key.load(Ordering::Acquire))?;
+                    *ws.segments.lock().expect("poisoned") = Some(segs);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for ws in new_keys {
+                    ws.key.store(UNASSIGNED, Ordering::Release);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn write_state_tx(
+        &mut self,
+        appends: &[PendingAppend],
+        commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
+        rotate: bool,
+        now: i64,
+        new_keys: &mut Vec<Arc<WsState>>,
+    ) -> Result<i64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut current = self.dedup_current;
+        if rotate {
+            let next = 1 - current;
+            tx.execute(&format!("DELETE FROM dedup_{next}"), [])?;
+            tx.execute(
+                "UPDATE dedup_meta SET current = ?1, started_at = ?2 WHERE one = 1",
+                params![next, now],
+            )?;
+            current = next;
+        }
+        for a in appends {
+            Self::keyed_ws(&self.shared, &tx, a.workspace, new_keys)?;
+        }
+        {
+            let mut cur = tx.prepare_cached(
+                "INSERT INTO cursors (destination_id, ws, seq) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (destination_id) DO UPDATE SET ws = excluded.ws, seq = excluded.seq",
+            )?;
+            let mut cnt = tx.prepare_cached(
+                "INSERT INTO counters (destination_id, data) VALUES (?1, ?2) \
+                 ON CONFLICT (destination_id) DO UPDATE SET data = excluded.data",
+            )?;
+            for (dest, (workspace, cursor, counters)) in commits {
+                // A cursor is always written, even before the workspace's first record: a
+                // workspace without a key gets one here. (Dropping the cursor of a destination
+                // created before its workspace's first append let truncation delete that
+                // append before the destination read it.)
+                let ws = Self::keyed_ws(&self.shared, &tx, *workspace, new_keys)?;
+                let key = ws.key.load(Ordering::Acquire);
+                cur.execute(params![dest.to_string(), key, cursor.seq as i64])?;
+                let data = serde_json::to_string(counters).expect("counters serialise");
+                cnt.execute(params![dest.to_string(), data])?;
+            }
+        }
+        tx.commit()?;
+        Ok(current)
     }
 
     /// Answers, with [`QueueError::Exhausted`], the appends that would not fit the id layout:
@@ -620,155 +966,7 @@ impl Writer {
         kept
     }
 
-    #[allow(clippy::type_complexity)]
-    fn write(
-        &mut self,
-        appends: &[PendingAppend],
-        commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
-    ) -> Result<(
-        Vec<Vec<bool>>,
-        Vec<Option<(Arc<WsState>, Vec<Record>, u64)>>,
-    )> {
-        // Workspaces that get their key in this transaction: reset if it fails anywhere.
-        let mut new_keys: Vec<Arc<WsState>> = Vec::new();
-        let result = self.write_tx(appends, commits, &mut new_keys);
-        if result.is_err() {
-            for ws in new_keys {
-                ws.key.store(UNASSIGNED, Ordering::Release);
-            }
-        }
-        result
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn write_tx(
-        &mut self,
-        appends: &[PendingAppend],
-        commits: &HashMap<Uuid, (Uuid, Cursor, Counters)>,
-        new_keys: &mut Vec<Arc<WsState>>,
-    ) -> Result<(
-        Vec<Vec<bool>>,
-        Vec<Option<(Arc<WsState>, Vec<Record>, u64)>>,
-    )> {
-        let now = now_ms();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let (current, started): (i64, i64) = tx.query_row(
-            "SELECT current, started_at FROM dedup_meta WHERE one = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let current = if now - started >= self.window_ms {
-            let next = 1 - current;
-            tx.execute(&format!("DELETE FROM dedup_{next}"), [])?;
-            tx.execute(
-                "UPDATE dedup_meta SET current = ?1, started_at = ?2 WHERE one = 1",
-                params![next, now],
-            )?;
-            next
-        } else {
-            current
-        };
-        let mut results = Vec::with_capacity(appends.len());
-        let mut tails = Vec::with_capacity(appends.len());
-        self.uncommitted.clear();
-        // Per-workspace heads as they advance inside this transaction.
-        let mut heads: HashMap<Uuid, (Arc<WsState>, u64, u64)> = HashMap::new();
-        {
-            let mut sel_cur =
-                tx.prepare_cached(&format!("SELECT 1 FROM dedup_{current} WHERE key = ?1"))?;
-            let mut sel_prev = tx.prepare_cached(&format!(
-                "SELECT 1 FROM dedup_{} WHERE key = ?1",
-                1 - current
-            ))?;
-            let mut ins_log = tx.prepare_cached(
-                "INSERT INTO log (id, received_at, end_bytes, body) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for a in appends {
-                let ws = Self::keyed_ws(&self.shared, &tx, a.workspace, new_keys)?;
-                let entry = heads.entry(a.workspace).or_insert_with(|| {
-                    let head = *ws.head.borrow();
-                    let bytes = *ws.bytes.lock().expect("poisoned");
-                    (ws.clone(), head, bytes)
-                });
-                let mut accepted = Vec::with_capacity(a.records.len());
-                let mut published = Vec::new();
-                for r in &a.records {
-                    let key = dedup_key(a.workspace, &r.generation.id);
-                    let seen = self.recent.contains(&key)
-                        || sel_cur
-                            .query_row(params![key], |_| Ok(()))
-                            .optional()?
-                            .is_some()
-                        || sel_prev
-                            .query_row(params![key], |_| Ok(()))
-                            .optional()?
-                            .is_some();
-                    accepted.push(!seen);
-                    if seen {
-                        continue;
-                    }
-                    self.recent.insert(key);
-                    self.uncommitted.push(key);
-                    entry.1 += 1;
-                    entry.2 += r.body.len() as u64;
-                    ins_log.execute(params![
-                        row_id(ws.key.load(Ordering::Acquire), entry.1),
-                        now,
-                        entry.2 as i64,
-                        &r.body
-                    ])?;
-                    published.push(Record::new(
-                        entry.1,
-                        now,
-                        r.body.len() as u32,
-                        r.generation.clone(),
-                    ));
-                }
-                results.push(accepted);
-                tails.push(Some((ws.clone(), published, entry.1)));
-            }
-            let mut upd =
-                tx.prepare_cached("UPDATE workspaces SET head = ?2, bytes = ?3 WHERE ws = ?1")?;
-            for (ws, head, bytes) in heads.values() {
-                upd.execute(params![
-                    ws.key.load(Ordering::Acquire),
-                    *head as i64,
-                    *bytes as i64
-                ])?;
-            }
-            let mut cur = tx.prepare_cached(
-                "INSERT INTO cursors (destination_id, ws, seq) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (destination_id) DO UPDATE SET ws = excluded.ws, seq = excluded.seq",
-            )?;
-            let mut cnt = tx.prepare_cached(
-                "INSERT INTO counters (destination_id, data) VALUES (?1, ?2) \
-                 ON CONFLICT (destination_id) DO UPDATE SET data = excluded.data",
-            )?;
-            for (dest, (workspace, cursor, counters)) in commits {
-                // A cursor is always written, even before the workspace's first record: a
-                // workspace without a key gets one here. (Dropping the cursor of a destination
-                // created before its workspace's first append let truncation delete that
-                // append before the destination read it.)
-                let ws = Self::keyed_ws(&self.shared, &tx, *workspace, new_keys)?;
-                let key = ws.key.load(Ordering::Acquire);
-                cur.execute(params![dest.to_string(), key, cursor.seq as i64])?;
-                let data = serde_json::to_string(counters).expect("counters serialise");
-                cnt.execute(params![dest.to_string(), data])?;
-            }
-        }
-        tx.commit()?;
-        for (ws, head, bytes) in heads.values() {
-            *ws.bytes.lock().expect("poisoned") = *bytes;
-            self.recent_marks
-                .insert(ws.key.load(Ordering::Acquire), *head);
-        }
-        self.uncommitted.clear();
-        Ok((results, tails))
-    }
-
-    /// The workspace's state, with its key in `log` ids assigned (and its row written in `tx`)
+    /// The workspace's state, with its key assigned (and its row written in `tx`)
     /// if it had none; a newly keyed workspace is pushed to `new_keys`, to be reset if the
     /// transaction rolls back.
     fn keyed_ws(
@@ -857,10 +1055,27 @@ impl Writer {
             for k in &keys {
                 ins.execute(params![k])?;
             }
-            let mut mark =
-                tx.prepare_cached("UPDATE workspaces SET dedup_mark = ?2 WHERE ws = ?1")?;
+            // The head and byte count go along (the segments have the latest; these are what
+            // a workspace whose segments are all truncated starts from).
+            let mut mark = tx.prepare_cached(
+                "UPDATE workspaces SET dedup_mark = ?2, head = MAX(head, ?2), bytes = MAX(bytes, ?3) WHERE ws = ?1",
+            )?;
+            let bytes: HashMap<i64, u64> = self
+                .shared
+                .workspaces
+                .lock()
+                .expect("poisoned")
+                .values()
+                .map(|w| {
+                    (
+                        w.key.load(Ordering::Acquire),
+                        *w.bytes.lock().expect("poisoned"),
+                    )
+                })
+                .collect();
             for (ws, head) in &self.recent_marks {
-                mark.execute(params![ws, *head as i64])?;
+                let b = bytes.get(ws).copied().unwrap_or(0);
+                mark.execute(params![ws, *head as i64, b as i64])?;
             }
         }
         tx.commit()?;
@@ -896,7 +1111,8 @@ impl Writer {
         Ok(None)
     }
 
-    /// Deletes each workspace's records that every cursor has passed.
+    /// Truncates each workspace's log up to the slowest cursor: readers no longer see those
+    /// records, and the segments that hold only such records are deleted.
     fn truncate(&mut self) -> Result<()> {
         let workspaces: Vec<(Uuid, Arc<WsState>)> = self
             .shared
@@ -909,6 +1125,7 @@ impl Writer {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut truncated = Vec::new();
         for (workspace, ws) in workspaces {
             let key = ws.key.load(Ordering::Acquire);
             if key == UNASSIGNED {
@@ -938,15 +1155,28 @@ impl Writer {
                 .unwrap_or(head)
                 .min(head)
                 .min(indexed as u64);
-            if upto == 0 {
+            if upto <= ws.truncated.load(Ordering::Acquire) {
                 continue;
             }
             tx.execute(
-                "DELETE FROM log WHERE id > ?1 AND id <= ?2",
-                params![row_id(key, 0), row_id(key, upto)],
+                "UPDATE workspaces SET truncated = ?2, head = MAX(head, ?3), bytes = MAX(bytes, ?4) WHERE ws = ?1",
+                params![
+                    key,
+                    upto as i64,
+                    head as i64,
+                    *ws.bytes.lock().expect("poisoned") as i64
+                ],
             )?;
+            truncated.push((ws, upto));
         }
         tx.commit()?;
+        // Readers stop seeing the records first; then whole segments go.
+        for (ws, upto) in truncated {
+            ws.truncated.store(upto, Ordering::Release);
+            if let Some(segs) = ws.segments() {
+                segs.delete_upto(upto)?;
+            }
+        }
         Ok(())
     }
 }
@@ -1002,25 +1232,24 @@ impl Queue for SqliteQueue {
                 return Ok(tail.records.iter().skip(start).take(max).cloned().collect());
             }
         }
-        let key = ws.key.load(Ordering::Acquire);
-        if key == UNASSIGNED {
+        let Some(segs) = ws.segments() else {
             return Ok(Vec::new());
-        }
-        self.with_reader(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, received_at, body FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![row_id(key, after), row_id(key, SEQ_MASK as u64), max as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
-            })?;
+        };
+        let from = after.max(ws.truncated.load(Ordering::Acquire)) + 1;
+        tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            for row in rows {
-                let (id, received_at_ms, body) = row?;
-                out.push(Record::new((id & SEQ_MASK) as u64, received_at_ms, body.len() as u32, Arc::new(super::parse_log_body(&body)?)));
+            for r in segs.read(from, max)? {
+                out.push(Record::new(
+                    r.header.seq,
+                    r.header.received_at_ms,
+                    r.body.len() as u32,
+                    Arc::new(super::parse_log_body(&r.body)?),
+                ));
             }
             Ok(out)
         })
         .await
+        .map_err(|_| QueueError::Closed)?
     }
 
     async fn backlog(&self, workspace: Uuid, after: u64) -> Result<Backlog> {
@@ -1028,29 +1257,29 @@ impl Queue for SqliteQueue {
             return Ok(Backlog::default());
         };
         let head = *ws.head.borrow();
-        let key = ws.key.load(Ordering::Acquire);
-        if head <= after || key == UNASSIGNED {
+        let Some(segs) = ws.segments() else {
+            return Ok(Backlog::default());
+        };
+        if head <= after {
             return Ok(Backlog::default());
         }
         let total_bytes = *ws.bytes.lock().expect("poisoned");
-        self.with_reader(move |conn| {
-            let first: Option<(i64, i64, i64)> = conn
-                .query_row(
-                    "SELECT received_at, end_bytes, length(body) FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT 1",
-                    params![row_id(key, after), row_id(key, SEQ_MASK as u64)],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            Ok(match first {
-                Some((received_at, end_bytes, len)) => Backlog {
-                    records: head - after,
-                    bytes: total_bytes.saturating_sub((end_bytes - len) as u64),
-                    oldest_received_at_ms: Some(received_at),
-                },
-                None => Backlog { records: head - after, bytes: 0, oldest_received_at_ms: None },
-            })
+        let from = after.max(ws.truncated.load(Ordering::Acquire)) + 1;
+        let first = tokio::task::spawn_blocking(move || segs.header_from(from))
+            .await
+            .map_err(|_| QueueError::Closed)??;
+        Ok(match first {
+            Some(h) => Backlog {
+                records: head - after,
+                bytes: total_bytes.saturating_sub(h.end_bytes - h.len as u64),
+                oldest_received_at_ms: Some(h.received_at_ms),
+            },
+            None => Backlog {
+                records: head - after,
+                bytes: 0,
+                oldest_received_at_ms: None,
+            },
         })
-        .await
     }
 
     async fn cap_point(
@@ -1069,54 +1298,43 @@ impl Queue for SqliteQueue {
         if head > after && head - after > max_records {
             point = Some(head - max_records);
         }
-        let key = ws.key.load(Ordering::Acquire);
-        if key == UNASSIGNED {
+        let Some(segs) = ws.segments() else {
             return Ok(point);
-        }
+        };
         // The byte cap: the first record whose end_bytes leaves at most max_bytes after it.
         if total_bytes > max_bytes {
-            let threshold = (total_bytes - max_bytes) as i64;
+            let threshold = total_bytes - max_bytes;
             let after_now = point.unwrap_or(after);
             // end_bytes grows with seq, so the first record past the threshold is found by
-            // binary search over seq: ~20 indexed lookups, where a scan would read the whole
+            // binary search over seq: ~20 header reads, where a scan would read the whole
             // backlog (a gigabyte at the cap) every time the cap is checked.
-            let by_bytes: Option<i64> = self
-                .with_reader(move |conn| {
-                    let mut probe = conn.prepare_cached(
-                        "SELECT id, end_bytes, length(body) FROM log WHERE id >= ?1 AND id <= ?2 ORDER BY id LIMIT 1",
-                    )?;
-                    let last = row_id(key, head);
-                    let (mut lo, mut hi) = (after_now + 1, head);
-                    let mut found = None;
-                    while lo <= hi {
-                        let mid = lo + (hi - lo) / 2;
-                        let row: Option<(i64, i64, i64)> = probe
-                            .query_row(params![row_id(key, mid), last], |r| {
-                                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                            })
-                            .optional()?;
-                        match row {
-                            Some((id, end_bytes, len)) if end_bytes >= threshold => {
-                                // Only if the bytes before this record are under the
-                                // threshold: else the backlog already fits.
-                                found = (end_bytes - len < threshold).then_some(id);
-                                if mid == 0 {
-                                    break;
-                                }
-                                hi = mid - 1;
+            let by_bytes: Option<u64> = tokio::task::spawn_blocking(move || {
+                let (mut lo, mut hi) = (after_now + 1, head);
+                let mut found = None;
+                while lo <= hi {
+                    let mid = lo + (hi - lo) / 2;
+                    match segs.header_from(mid)? {
+                        Some(h) if h.seq <= head && h.end_bytes >= threshold => {
+                            // Only if the bytes before this record are under the threshold:
+                            // else the backlog already fits.
+                            found = (h.end_bytes - (h.len as u64) < threshold).then_some(h.seq);
+                            if mid == 0 {
+                                break;
                             }
-                            Some((id, _, _)) => lo = (id & SEQ_MASK) as u64 + 1,
-                            None => break,
+                            hi = mid - 1;
                         }
+                        Some(h) if h.seq <= head => lo = h.seq + 1,
+                        _ => break,
                     }
-                    Ok(found)
-                })
-                .await?;
-            if let Some(id) = by_bytes {
-                let seq = (id & SEQ_MASK) as u64;
-                if seq > after_now {
-                    point = Some(seq);
                 }
+                Ok::<_, QueueError>(found)
+            })
+            .await
+            .map_err(|_| QueueError::Closed)??;
+            if let Some(seq) = by_bytes
+                && seq > after_now
+            {
+                point = Some(seq);
             }
         }
         Ok(point)
