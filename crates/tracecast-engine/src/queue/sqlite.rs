@@ -4,7 +4,7 @@
 //! - `log(id, received_at, end_bytes, body)`: every accepted generation once. `id` packs the
 //!   workspace's small integer key and the record's seq (`ws << 40 | seq`), so a workspace's log is
 //!   one contiguous rowid range and needs no secondary index. `end_bytes` is the workspace's
-//!   cumulative byte count, for byte-based backlog caps.
+//!   cumulative byte count, for the outage budget (bytes kept, where to drop past it).
 //! - `workspaces(ws, workspace_id, head, bytes)`: each workspace's key, head seq and byte total.
 //! - `dedup_0`, `dedup_1`: 64-bit keys of accepted ids. New keys go into the current table; a
 //!   key counts as seen if either table has it; every `dedup_window` the older table is emptied
@@ -31,8 +31,8 @@ use tracecast_model::generation::Generation;
 use uuid::Uuid;
 
 use super::{
-    AppendResult, Backlog, Counters, Cursor, DeadLetter, DeadLetterSummary, NewRecord, Queue,
-    QueueError, Record, Result,
+    AppendResult, Backlog, Counters, Cursor, DeadLetter, DeadLetterSummary, LogUsage, NewRecord,
+    Queue, QueueError, Record, Result, Storage,
 };
 
 const SEQ_BITS: u32 = 40;
@@ -1051,6 +1051,81 @@ impl Queue for SqliteQueue {
             })
         })
         .await
+    }
+
+    async fn log_usage(&self) -> Result<Vec<(Uuid, LogUsage)>> {
+        let workspaces: Vec<(Uuid, i64, u64, u64)> = self
+            .shared
+            .workspaces
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .filter_map(|(id, ws)| {
+                let key = ws.key.load(Ordering::Acquire);
+                (key != UNASSIGNED).then(|| {
+                    (
+                        *id,
+                        key,
+                        *ws.head.borrow(),
+                        *ws.bytes.lock().expect("poisoned"),
+                    )
+                })
+            })
+            .collect();
+        self.with_reader(move |conn| {
+            let mut first = conn.prepare_cached(
+                "SELECT id, end_bytes, length(body) FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT 1",
+            )?;
+            let mut out = Vec::with_capacity(workspaces.len());
+            for (id, key, head, total_bytes) in workspaces {
+                let row: Option<(i64, i64, i64)> = first
+                    .query_row(params![row_id(key, 0), row_id(key, SEQ_MASK as u64)], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()?;
+                // The bytes from the first record kept to the head (`end_bytes` is cumulative).
+                let usage = match row {
+                    Some((row, end_bytes, len)) => LogUsage {
+                        head,
+                        records: (head + 1).saturating_sub((row & SEQ_MASK) as u64),
+                        bytes: total_bytes.saturating_sub((end_bytes - len).max(0) as u64),
+                    },
+                    None => LogUsage { head, records: 0, bytes: 0 },
+                };
+                out.push((id, usage));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn storage(&self) -> Result<Option<Storage>> {
+        let path = self.readers.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            let fs = rustix::fs::statvfs(&dir).map_err(std::io::Error::from)?;
+            let block = fs.f_frsize.max(1);
+            // The database and its write-ahead log: pages freed by truncation stay in the file
+            // and are reused, so the file is part of the room the log has.
+            let mut queue_bytes = 0;
+            for suffix in ["", "-wal"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                if let Ok(m) = std::fs::metadata(&p) {
+                    queue_bytes += m.len();
+                }
+            }
+            Ok(Some(Storage {
+                total: fs.f_blocks.saturating_mul(block),
+                available: fs.f_bavail.saturating_mul(block),
+                queue_bytes,
+            }))
+        })
+        .await
+        .map_err(|_| QueueError::Closed)?
     }
 
     async fn cap_point(
