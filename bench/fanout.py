@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tracecast fan-out benchmark (B1, B2).
+"""tracecast fan-out benchmark (B1, B2, B3).
 
 Starts tracecast (release build, embedded mode, fresh data dir) and three countsink receivers on
 loopback, creates two webhook destinations and one otel-collector destination, drives loadgen
@@ -17,6 +17,15 @@ countsink in the same invocation.
 With --baseline-bin, each scenario runs `--rounds` times with each binary, alternating (ABBA
 order: base, current, current, base, ...), so that the load of a shared box falls on both
 alike; a summary line per scenario gives the medians and the ratio current / baseline.
+    bench/fanout.py --only B3            # sink 3 down 600 s at 5,000/s, then back
+    bench/fanout.py --only B3 --outage 60 --rate 2000     # a shorter outage
+
+B3 (a long outage, default settings): the same three destinations; the third answers 503 for
+--outage seconds while the clients send --rate records/s (500-record batches, paced once a
+second); then it answers again while the load goes on, until it has caught up with everything
+accepted before its recovery. Reported: what the outage budget kept and dropped (0 is the
+target), the drain rate against the ingest rate (target >= 3x), and whether the healthy
+destinations kept up during the outage (delivered counts and latency).
 
 With --cluster N, tracecast runs as N nodes on a fresh PostgreSQL database (TRACECAST_BENCH_PG,
 default postgres://postgres@127.0.0.1:5432) and a fresh prefix on NATS JetStream
@@ -138,7 +147,7 @@ class Sinks:
 class Tracecast:
     """tracecast in embedded mode (cluster=0), or as `cluster` nodes on PostgreSQL + NATS."""
 
-    def __init__(self, cluster=0, extra_env=None, binary=None):
+    def __init__(self, cluster=0, extra_env=None, binary=None, compression=None):
         binary = binary or TRACECAST
         self.dir = tempfile.mkdtemp(prefix="tracecast-bench-")
         env = dict(os.environ, TRACECAST_BOOTSTRAP_MANAGEMENT_KEY=KEY, TRACECAST_LOG="warn")
@@ -171,6 +180,8 @@ class Tracecast:
             ("webhook", {"url": f"http://127.0.0.1:{SINK_PORTS[1]}/hook"}),
             ("otel-collector", {"endpoint": f"http://127.0.0.1:{SINK_PORTS[2]}/v1/traces"}),
         ]):
+            if compression:
+                cfg["compression"] = compression
             d = http("POST", base, {"type": ty, "name": f"bench-{i}", "config": cfg})
             self.destinations.append(d["data"]["id"])
 
@@ -201,6 +212,133 @@ def loadgen(url, duration, concurrency, batch, auth=f"Bearer {KEY}"):
          "--duration", str(duration), "--auth", auth, "--progress", "0"],
         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def paced_load(url, rate, batch, stop, out, auth=f"Bearer {KEY}"):
+    """Sends `rate` records/s in `batch`-record requests until `stop` is set: each second one
+    loadgen run of rate/batch requests (2 clients), started on a fixed schedule (a run that
+    overruns its second delays the next one; the actual rate is reported)."""
+    per_run = max(1, round(rate / batch))
+    next_at = time.time()
+    while not stop.is_set():
+        r = subprocess.run(
+            [LOADGEN, "--url", url, "--concurrency", "2", "--batch", str(batch), "--batches", str(per_run),
+             "--auth", auth, "--progress", "0"], capture_output=True, text=True, check=True)
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        out["accepted"] += res.get("records_ok", 0)
+        for k, v in res.get("status", {}).items():
+            out["status"][k] = out["status"].get(k, 0) + v
+        next_at += per_run * batch / rate
+        stop.wait(max(0.0, next_at - time.time()))
+
+
+def outage(args, binary=None):
+    """B3: sink 3 down for args.outage seconds at args.rate records/s, then back."""
+    fail = 2
+    sinks = Sinks(fail=fail, fail_secs=int(args.outage + 3600))
+    tc = Tracecast(cluster=args.cluster, binary=binary, compression=args.compression)
+    url = f"http://127.0.0.1:{tc.ports[0]}/api/v1/generations?workspace_id=default"
+    try:
+        rss, stop_rss = [], threading.Event()
+        t_rss = threading.Thread(target=sample_rss, args=(tc.proc.pid, stop_rss, rss))
+        t_rss.start()
+        load = {"accepted": 0, "status": {}}
+        stop_load = threading.Event()
+        t_load = threading.Thread(target=paced_load, args=(url, args.rate, args.batch, stop_load, load))
+        cpu0 = total(cpu_s, tc.pids())
+        t0 = time.time()
+        t_load.start()
+        samples = []
+        worst = {"bytes": 0, "budget_used": 0.0, "secs_until_drop_min": None}
+        while time.time() - t0 < args.outage:
+            time.sleep(min(10, max(0.0, args.outage - (time.time() - t0))))
+            st = tc.status(fail)
+            q = st["queue"]
+            samples.append({"t_s": round(time.time() - t0), "accepted": load["accepted"], "depth": q["depth"],
+                            "bytes": q["bytes"], "budget_bytes": q.get("budget_bytes"),
+                            "budget_used": q.get("budget_used"), "secs_until_drop": q.get("secs_until_drop"),
+                            "dropped": st["counts"]["dropped"]})
+            worst["bytes"] = max(worst["bytes"], q["bytes"])
+            worst["budget_used"] = max(worst["budget_used"], q.get("budget_used") or 0.0)
+            sud = q.get("secs_until_drop")
+            if sud is not None and (worst["secs_until_drop_min"] is None or sud < worst["secs_until_drop_min"]):
+                worst["secs_until_drop_min"] = round(sud)
+            log(f"  t={samples[-1]['t_s']}s accepted={load['accepted']} backlog={q['depth']} "
+                f"({q['bytes'] / 1e9:.2f} GB of {((q.get('budget_bytes') or 0) / 1e9):.1f} GB) dropped={st['counts']['dropped']}")
+        outage_s = time.time() - t0
+        accepted_at_recovery = load["accepted"]
+        cpu_outage = (total(cpu_s, tc.pids()) - cpu0) / outage_s
+        rss_outage = round(total(lambda p: proc_kb(p, "VmHWM"), tc.pids()) / 1024, 1)
+        healthy = [sinks.stats(i) for i in range(3) if i != fail]
+        status_at_recovery = tc.status(fail)
+        # Recovery, with the load going on: time until the failing sink has everything accepted
+        # up to the recovery (less what the budget dropped).
+        sinks.fail(fail, 0)
+        r0 = time.time()
+        dropped = status_at_recovery["counts"]["dropped"]
+        target = accepted_at_recovery - dropped
+        first_at = done_at = None
+        start_events = sinks.stats(fail)["events"]
+        drained = 0
+        drain_timeout = max(args.drain_timeout, args.outage)
+        while time.time() - r0 < drain_timeout:
+            got = sinks.stats(fail)["events"]
+            drained = got - start_events
+            if first_at is None and got > start_events:
+                first_at = time.time()
+            if got >= target:
+                done_at = time.time()
+                break
+            time.sleep(0.1)
+        ingest_during_drain = load["accepted"] - accepted_at_recovery
+        stop_load.set()
+        t_load.join()
+        end = done_at or time.time()
+        draining = end - (first_at or r0)
+        elapsed = time.time() - t0
+        # Everything accepted reaches the healthy sinks, and the rest reaches the recovered one.
+        deadline = time.time() + drain_timeout
+        while time.time() < deadline and any(sinks.stats(i)["events"] < load["accepted"] - (dropped if i == fail else 0) for i in range(3)):
+            time.sleep(0.2)
+        stop_rss.set()
+        t_rss.join()
+        final = tc.status(fail)
+        ingest_rate = accepted_at_recovery / outage_s
+        return {
+            "scenario": f"B3 (sink 3 down {args.outage:.0f} s at {args.rate}/s)" + (f" cluster x{args.cluster}" if args.cluster else ""),
+            "outage_s": round(outage_s, 1),
+            "accepted_during_outage": accepted_at_recovery,
+            "ingest_per_s": round(ingest_rate),
+            "ingest_status": load["status"],
+            "tracecast_cpu_cores_during_outage": round(cpu_outage, 2),
+            "tracecast_peak_rss_mib_outage": rss_outage,
+            "tracecast_peak_rss_mib": round(total(lambda p: proc_kb(p, "VmHWM"), tc.pids()) / 1024, 1),
+            "failing_backlog_at_recovery": {"records": status_at_recovery["queue"]["depth"],
+                                            "bytes": status_at_recovery["queue"]["bytes"],
+                                            "budget_bytes": status_at_recovery["queue"].get("budget_bytes"),
+                                            "budget_used": status_at_recovery["queue"].get("budget_used"),
+                                            "secs_until_drop": status_at_recovery["queue"].get("secs_until_drop")},
+            "worst_during_outage": worst,
+            "dropped": final["counts"]["dropped"],
+            "healthy_during_outage": [{"sink": i + 1, "delivered": h["events"], "latency_ms": h.get("latency_ms")}
+                                      for i, h in zip([i for i in range(3) if i != fail], healthy)],
+            "recovery": {
+                "backlog": target - (start_events),
+                "complete": done_at is not None,
+                "first_delivery_after_s": round(first_at - r0, 1) if first_at else None,
+                "seconds": round(end - r0, 1),
+                "drain_per_s": round(drained / draining) if draining > 0 else None,
+                "drain_over_ingest": round(drained / draining / ingest_rate, 2) if draining > 0 and ingest_rate else None,
+                "ingest_per_s_during_drain": round(ingest_during_drain / (end - r0)) if end > r0 else None,
+            },
+            "delivered_total": [sinks.stats(i)["events"] for i in range(3)],
+            "accepted_total": load["accepted"],
+            "elapsed_s": round(elapsed, 1),
+            "samples": samples,
+        }
+    finally:
+        tc.stop()
+        sinks.stop()
 
 
 def sample_rss(pid, stop, out):
@@ -248,7 +386,7 @@ def load_all(tc, args):
 
 def scenario(name, args, fail=None, binary=None):
     sinks = Sinks(fail=fail, fail_secs=int(args.duration + 3600) if fail is not None else 0)
-    tc = Tracecast(cluster=args.cluster, binary=binary)
+    tc = Tracecast(cluster=args.cluster, binary=binary, compression=args.compression)
     npid = nats_pid() if args.cluster else None
     try:
         rss = []
@@ -294,6 +432,7 @@ def scenario(name, args, fail=None, binary=None):
                 "failing": i == fail,
                 "delivered_per_s_during_load": round(during[i] / load_s),
                 "delivered_total": st["events"] - before[i],
+                "bytes_received": st["bytes"],
                 "latency_ms": st.get("latency_ms"),
             })
         if fail is not None:
@@ -387,7 +526,11 @@ def main():
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--drain-timeout", type=float, default=240)
-    ap.add_argument("--only", choices=["B0", "B1", "B2"])
+    ap.add_argument("--only", choices=["B0", "B1", "B2", "B3"])
+    ap.add_argument("--compression", choices=["gzip", "none"],
+                    help="set every destination's `compression` (default: each type's own: gzip for otel-collector, none for webhook)")
+    ap.add_argument("--outage", type=float, default=600, help="B3: seconds sink 3 is down")
+    ap.add_argument("--rate", type=int, default=5000, help="B3: records/s sent during the outage and the drain")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--cluster", type=int, default=0, metavar="N",
                     help="run tracecast as N nodes on PostgreSQL + NATS JetStream (0: embedded)")
@@ -411,12 +554,14 @@ def main():
                 pair.reverse()
         order += pair
     scenarios = {"B1": lambda b: scenario("B1", args, binary=b),
-                 "B2": lambda b: scenario("B2 (sink 3 answers 503)", args, fail=2, binary=b)}
+                 "B2": lambda b: scenario("B2 (sink 3 answers 503)", args, fail=2, binary=b),
+                 "B3": lambda b: outage(args, binary=b)}
     if not args.only or args.only == "B0":
         log("== B0")
         print(json.dumps(baseline(args)), flush=True)
     for name, run in scenarios.items():
-        if args.only and name != args.only:
+        # B3 takes 10 minutes and more: only when asked for.
+        if (args.only and name != args.only) or (not args.only and name == "B3"):
             continue
         results = []
         for i, (label, binary) in enumerate(order):

@@ -6,7 +6,9 @@
 //! contiguous prefix of completed units, so a batch stuck in retries holds the cursor (and the
 //! log) back but never the other batches, and a restart resumes at the cursor: at-least-once.
 //! At most `concurrency` batches are in flight, retries included, so a dead destination holds a
-//! bounded amount of memory while its backlog waits on disk.
+//! bounded amount of memory while its backlog waits on disk, up to its outage budget
+//! ([`crate::budget`]): past it, the oldest pending records (the waiting batches first) are
+//! dropped and counted.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +22,7 @@ use tracecast_model::destination::Destination;
 use tracecast_model::trace::{TraceOptions, TraceView};
 use uuid::Uuid;
 
+use crate::budget::Budget;
 use crate::options::EngineOptions;
 use crate::queue::{Counters, Cursor, DeadLetter, PausedState, Queue, Record, RetryState};
 use crate::route::{CompiledRoute, Decision};
@@ -193,6 +196,14 @@ impl Progress {
     }
 }
 
+/// A log batch in flight (sent, or waiting out a retry).
+struct Sending {
+    task: tokio::task::AbortHandle,
+    /// The seq of its first record.
+    first: u64,
+    records: usize,
+}
+
 struct Worker {
     rt: Arc<Runtime>,
     queue: Arc<dyn Queue>,
@@ -203,6 +214,9 @@ struct Worker {
     batch_bytes: usize,
     batch_since: Option<Instant>,
     inflight: JoinSet<Option<u64>>,
+    /// The log batches in flight by unit, for the budget to drop them (see [`Worker::drop_through`]).
+    sending: BTreeMap<u64, Sending>,
+    budget: Arc<Budget>,
     replaying: bool,
     replay_pending: bool,
     last_commit: Instant,
@@ -221,6 +235,7 @@ pub(crate) async fn run(
     rt: Arc<Runtime>,
     queue: Arc<dyn Queue>,
     opts: Arc<EngineOptions>,
+    budget: Arc<Budget>,
     start: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -235,6 +250,8 @@ pub(crate) async fn run(
         batch_bytes: 0,
         batch_since: None,
         inflight: JoinSet::new(),
+        sending: BTreeMap::new(),
+        budget,
         replaying: false,
         replay_pending: true,
         last_commit: Instant::now(),
@@ -407,6 +424,7 @@ impl Worker {
         );
         self.rt.count(|c| c.dropped += n);
         metrics::counter!("tracecast_delivery_records_total", "type" => self.rt.type_label, "outcome" => "dropped").increment(n);
+        metrics::counter!("tracecast_delivery_dropped_total", "destination" => self.rt.id.to_string(), "type" => self.rt.type_label).increment(n);
         self.read_pos = to;
         if self.batch.is_empty() {
             self.progress.add(to, true);
@@ -426,7 +444,8 @@ impl Worker {
         let unit = self.read_pos;
         self.progress.add(unit, false);
         let carried = self.carried();
-        self.inflight.spawn(deliver(
+        let (first, records) = (items[0].seq, items.len());
+        let task = self.inflight.spawn(deliver(
             self.rt.clone(),
             self.queue.clone(),
             self.opts.clone(),
@@ -435,6 +454,14 @@ impl Worker {
             Some(unit),
             carried,
         ));
+        self.sending.insert(
+            unit,
+            Sending {
+                task,
+                first,
+                records,
+            },
+        );
     }
 
     /// The carried-over retry state for the next batch: the first `concurrency` batches after
@@ -451,7 +478,10 @@ impl Worker {
 
     fn finished(&mut self, done: Result<Option<u64>, tokio::task::JoinError>) {
         match done {
-            Ok(Some(unit)) => self.progress.complete(unit),
+            Ok(Some(unit)) => {
+                self.sending.remove(&unit);
+                self.progress.complete(unit);
+            }
             Ok(None) => {
                 self.replaying = false;
                 self.replay_pending = true;
@@ -500,6 +530,7 @@ impl Worker {
     /// Drops everything queued and not in flight (destination disabled or deleted).
     fn discard_all(&mut self) {
         self.inflight.abort_all();
+        self.sending.clear();
         let head = self.queue.head(self.rt.workspace);
         let from = self.progress.cursor;
         if head > from {
@@ -514,32 +545,88 @@ impl Worker {
         self.read_pos = self.progress.cursor;
     }
 
-    /// The backlog cap: past it, the oldest unread records are dropped and counted.
+    /// The outage budget ([`crate::budget`]) and `max_backlog_records`: past them, the oldest
+    /// pending records are dropped and counted. Checked about once a second.
     async fn enforce_cap(&mut self) {
         if self.last_cap_check.elapsed() < Duration::from_secs(1) {
             return;
         }
         self.last_cap_check = Instant::now();
+        let max_bytes = self.budget.allowance(self.rt.workspace);
+        let max_records = self.opts.max_backlog_records;
+        if max_bytes.is_none() && max_records.is_none() {
+            return;
+        }
+        // Measured from the cursor, not the read position: the batches waiting out retries hold
+        // the log back from there, and they are the oldest records.
+        let from = self.progress.cursor;
         let point = self
             .queue
             .cap_point(
                 self.rt.workspace,
-                self.read_pos,
-                self.opts.max_backlog_records,
-                self.opts.max_backlog_bytes,
+                from,
+                max_records.unwrap_or(u64::MAX),
+                max_bytes.unwrap_or(u64::MAX),
             )
             .await;
-        if let Ok(Some(p)) = point
-            && p > self.read_pos
-            && self.batch.is_empty()
-        {
-            let n = p - self.read_pos;
-            tracing::warn!(destination = %self.rt.id, dropped = n, "backlog cap reached: dropping the oldest records");
-            self.rt.count(|c| c.dropped += n);
-            metrics::counter!("tracecast_delivery_records_total", "type" => self.rt.type_label, "outcome" => "dropped").increment(n);
-            self.read_pos = p;
-            self.progress.add(p, true);
+        match point {
+            Ok(Some(p)) if p > from => self.drop_through(p, max_bytes),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(destination = %self.rt.id, error = %e, "checking the backlog against its budget failed")
+            }
         }
+    }
+
+    /// Drops every pending record up to seq `through`, the oldest first: the batches in flight
+    /// that start there (whole: they are stuck in retries, or the budget would not be reached;
+    /// one being sent at this very moment may still arrive), the batch being filled, and the
+    /// records not read yet. Each one is counted in `dropped`. The cursor then moves past them
+    /// and the log is truncated: without dropping the waiting batches, the cursor would stay
+    /// behind them and the log would keep growing past the budget.
+    fn drop_through(&mut self, mut through: u64, budget: Option<u64>) {
+        let mut dropped = 0u64;
+        let stuck: Vec<u64> = self
+            .sending
+            .iter()
+            .filter(|(_, b)| b.first <= through)
+            .map(|(unit, _)| *unit)
+            .collect();
+        for unit in stuck {
+            let b = self.sending.remove(&unit).expect("listed above");
+            b.task.abort();
+            dropped += b.records as u64;
+            self.progress.complete(unit);
+            through = through.max(unit);
+        }
+        if self.batch.first().is_some_and(|r| r.seq <= through) {
+            dropped += self.batch.len() as u64;
+            self.batch.clear();
+            self.batch_bytes = 0;
+            self.batch_since = None;
+            through = through.max(self.read_pos);
+        }
+        if through > self.read_pos {
+            dropped += through - self.read_pos;
+            self.read_pos = through;
+        }
+        if self.batch.is_empty() {
+            self.progress.add(self.read_pos, true);
+        }
+        if dropped == 0 {
+            return;
+        }
+        tracing::warn!(
+            destination = %self.rt.id,
+            dropped,
+            budget_bytes = budget,
+            "the backlog passed its outage budget: dropped its oldest records"
+        );
+        self.rt.count(|c| c.dropped += dropped);
+        let ty = self.rt.type_label;
+        metrics::counter!("tracecast_delivery_records_total", "type" => ty, "outcome" => "dropped")
+            .increment(dropped);
+        metrics::counter!("tracecast_delivery_dropped_total", "destination" => self.rt.id.to_string(), "type" => ty).increment(dropped);
     }
 
     fn commit(&mut self, force: bool) {

@@ -29,6 +29,7 @@ use tracecast_model::trace::TraceOptions;
 use tracecast_store::Store;
 use uuid::Uuid;
 
+use crate::budget::{Budget, DestinationView, Tracker};
 use crate::cluster::{Cluster, ClusterOptions, lease_key, preferred};
 use crate::delivery::{self, DestConfig, Pause, Runtime, now_ms};
 use crate::options::EngineOptions;
@@ -50,6 +51,8 @@ pub struct Engine {
     queue: Arc<dyn Queue>,
     ctx: ExportContext,
     opts: Arc<EngineOptions>,
+    /// The outage budget as last measured ([`crate::budget`]).
+    budget: Arc<Budget>,
     workers: Mutex<HashMap<Uuid, Handle>>,
     /// Every live destination as last read from the store, with its workspace switch.
     known: Mutex<HashMap<Uuid, (Destination, bool)>>,
@@ -105,10 +108,20 @@ pub struct Counts {
 pub struct QueueStatus {
     /// Records accepted and not yet done (delivered, filtered, dead-lettered or dropped).
     pub depth: u64,
+    /// Their stored bytes: the log this destination's backlog keeps on disk.
     pub bytes: u64,
     /// Age of the oldest pending record in seconds.
     pub oldest_pending_age_secs: Option<f64>,
     pub dead_letters: u64,
+    /// The outage budget of this backlog: how many bytes it may reach before its oldest
+    /// records are dropped (`null`: no budget, see docs/delivery.md).
+    pub budget_bytes: Option<u64>,
+    /// `bytes` as a share of `budget_bytes` (a warning is logged from 0.8).
+    pub budget_used: Option<f64>,
+    /// If records keep arriving at the current rate and none is delivered, about how long
+    /// until the oldest pending one is dropped (`null` with nothing pending, no budget, or no
+    /// ingest).
+    pub secs_until_drop: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +145,8 @@ const CHANGE_MARGIN_MS: i64 = 10_000;
 /// How often the periodic refresh reloads every destination rather than the changed ones: the
 /// safety net for a change an incremental reload could not see.
 const FULL_RELOAD_EVERY: Duration = Duration::from_secs(60);
+/// How often the log is measured against the outage budget.
+const BUDGET_EVERY: Duration = Duration::from_secs(2);
 
 fn ms_to_rfc3339(ms: i64) -> String {
     let dt = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).unwrap_or_default();
@@ -205,6 +220,7 @@ impl Engine {
             queue,
             ctx,
             opts: Arc::new(opts),
+            budget: Arc::default(),
             workers: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             cluster,
@@ -249,7 +265,46 @@ impl Engine {
             }
         });
         engine.background.lock().expect("poisoned").push(refresher);
+        // The outage budget, measured before the first worker checks it and then every
+        // BUDGET_EVERY.
+        let mut tracker = Tracker::default();
+        engine.measure_budget(&mut tracker).await;
+        let weak = Arc::downgrade(&engine);
+        let mut stop = engine.shutdown.subscribe();
+        let budget = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(BUDGET_EVERY) => {}
+                    _ = stop.changed() => return,
+                }
+                let Some(engine) = weak.upgrade() else { return };
+                engine.measure_budget(&mut tracker).await;
+            }
+        });
+        engine.background.lock().expect("poisoned").push(budget);
         Ok(engine)
+    }
+
+    /// Measures the log against the outage budget (see [`Tracker::tick`]).
+    async fn measure_budget(&self, tracker: &mut Tracker) {
+        let destinations: Vec<DestinationView> = self
+            .workers
+            .lock()
+            .expect("poisoned")
+            .values()
+            .map(|h| DestinationView {
+                id: h.rt.id,
+                workspace: h.rt.workspace,
+                type_label: h.rt.type_label,
+                cursor: h.rt.cursor.load(Ordering::Relaxed),
+            })
+            .collect();
+        if let Err(e) = tracker
+            .tick(&self.queue, &self.opts, &self.budget, &destinations)
+            .await
+        {
+            tracing::warn!(error = %e, "measuring the log against the outage budget failed");
+        }
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -262,7 +317,7 @@ impl Engine {
 
     fn build_config(&self, d: Destination, workspace_enabled: bool, deleted: bool) -> DestConfig {
         let exporter = tracecast_exporters::build(d.ty, &d.config, &self.ctx).map_err(|e| match e {
-            ExportError::Unsupported(t) => format!("tracecast cannot deliver to {t} destinations yet; records are kept until it can (up to the backlog cap)"),
+            ExportError::Unsupported(t) => format!("tracecast cannot deliver to {t} destinations yet; records are kept until it can (up to the outage budget)"),
             other => other.to_string(),
         });
         DestConfig {
@@ -450,6 +505,7 @@ impl Engine {
             rt.clone(),
             self.queue.clone(),
             self.opts.clone(),
+            self.budget.clone(),
             start,
             stop_rx,
         ));
@@ -710,6 +766,8 @@ impl Engine {
             (State::Active, None)
         };
         let now = now_ms();
+        let budget = self.budget.snapshot();
+        let budget_bytes = budget.allowance(d.workspace_id);
         Ok(DestinationStatus {
             state,
             reason,
@@ -721,6 +779,17 @@ impl Engine {
                     .oldest_received_at_ms
                     .map(|t| ((now - t).max(0)) as f64 / 1000.0),
                 dead_letters: dead,
+                budget_bytes,
+                budget_used: budget_bytes.map(|b| match b {
+                    0 if backlog.bytes == 0 => 0.0,
+                    0 => 1.0,
+                    b => backlog.bytes as f64 / b as f64,
+                }),
+                secs_until_drop: if backlog.records == 0 {
+                    None
+                } else {
+                    budget.secs_until_drop(d.workspace_id, backlog.bytes)
+                },
             },
             last_success_at: counters.last_success_at_ms.map(ms_to_rfc3339),
             last_error: counters.last_error_at_ms.map(|at| LastError {

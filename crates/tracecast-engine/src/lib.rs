@@ -5,9 +5,12 @@
 //!   allowlist, filter rules, deterministic sampling).
 //! - [`delivery`]: one worker per destination: batching, retries with backoff, dead letters,
 //!   pausing on rejected credentials.
+//! - [`budget`]: the outage budget: how much log the backlogs may keep on disk, warnings before
+//!   it is reached, and drops past it.
 //! - [`engine`]: the workers kept in step with the store; ingest, status, replay, tests.
 //! - [`cluster`]: many nodes on one NATS JetStream queue, each destination delivered by one.
 
+pub mod budget;
 pub mod cluster;
 mod delivery;
 pub mod engine;

@@ -508,6 +508,10 @@ pub fn exporter(
 
     let http = OtlpHttp::new(ctx, Method::POST, &url, headers)
         .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?
+        .with_compression(crate::compression::Compression::for_destination(
+            tracecast_model::DestinationType::Arize,
+            config,
+        ))
         .with_partial_success(true);
     let probe = Probe {
         credentials: "the space key / API key pair",

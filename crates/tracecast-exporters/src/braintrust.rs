@@ -363,6 +363,10 @@ pub fn exporter(
     )?;
     let http = OtlpHttp::new(ctx, Method::POST, traces_url.as_str(), otlp_headers)
         .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?
+        .with_compression(crate::compression::Compression::for_destination(
+            tracecast_model::DestinationType::Braintrust,
+            config,
+        ))
         .with_partial_success(true);
     let probe = Probe {
         credentials: "the API key",

@@ -114,6 +114,10 @@ pub fn exporter(
 
     let http = OtlpHttp::new(ctx, Method::POST, &url, headers)
         .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?
+        .with_compression(crate::compression::Compression::for_destination(
+            tracecast_model::DestinationType::Grafana,
+            config,
+        ))
         .with_partial_success(true);
     let probe = Probe {
         credentials: "the instance ID / API token pair (the token needs the traces:write scope)",

@@ -255,15 +255,18 @@ pub async fn fetch(req: reqwest::RequestBuilder, max_body: usize) -> Result<Answ
     })
 }
 
-/// Sends `body` and classifies the answer with [`classify`].
+/// Sends `body` (compressed as `compression` says, see [`crate::compression`]) and classifies
+/// the answer with [`classify`].
 pub async fn send(
     client: &reqwest::Client,
     method: Method,
     url: &str,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: bytes::Bytes,
+    compression: crate::compression::Compression,
     timeout: Duration,
 ) -> Outcome {
+    let body = compression.apply(body, &mut headers);
     let resp = client
         .request(method, url)
         .headers(headers)

@@ -626,6 +626,10 @@ pub fn exporter(
         headers.clone(),
     )
     .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?
+    .with_compression(crate::compression::Compression::for_destination(
+        tracecast_model::DestinationType::Langfuse,
+        config,
+    ))
     .with_partial_success(true);
     let probe = Probe {
         credentials: "the public/secret key pair",

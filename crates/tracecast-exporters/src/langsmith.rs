@@ -282,6 +282,10 @@ pub fn exporter(
     }
     let http = OtlpHttp::new(ctx, Method::POST, url.as_str(), headers)
         .map_err(|e| ExportError::Config(format!("endpoint: {e}")))?
+        .with_compression(crate::compression::Compression::for_destination(
+            tracecast_model::DestinationType::Langsmith,
+            config,
+        ))
         .with_partial_success(true);
     let probe = Probe {
         credentials: "the API key",

@@ -15,6 +15,7 @@ pub mod bigquery;
 pub mod braintrust;
 mod chunking;
 pub mod clickhouse;
+pub mod compression;
 pub mod config;
 mod content;
 pub mod datadog;

@@ -113,7 +113,11 @@ pub fn exporter(
     headers.insert(HeaderName::from_static(API_KEY_HEADER), key);
 
     let http = OtlpHttp::new(ctx, Method::POST, &url, headers)
-        .map_err(|e| ExportError::Config(format!("endpoint: {e}")))?;
+        .map_err(|e| ExportError::Config(format!("endpoint: {e}")))?
+        .with_compression(crate::compression::Compression::for_destination(
+            tracecast_model::DestinationType::Newrelic,
+            config,
+        ));
     let probe = Probe {
         credentials: "the license key (use an Ingest - License key for this account and region)",
         ..Probe::new("New Relic")

@@ -23,6 +23,10 @@ pub fn exporter(
     let headers = crate::config::custom_headers(config)?;
     let http = OtlpHttp::new(ctx, Method::POST, endpoint, headers)
         .map_err(|e| ExportError::Config(format!("endpoint: {e}")))?
+        .with_compression(crate::compression::Compression::for_destination(
+            tracecast_model::DestinationType::OtelCollector,
+            config,
+        ))
         .with_partial_success(true);
     let probe = Probe {
         hint_404: Some(

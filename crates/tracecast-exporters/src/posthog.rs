@@ -100,6 +100,8 @@ pub struct PosthogExporter {
     flags_url: Url,
     decide_url: Url,
     headers: HeaderMap,
+    /// gzip by default: see [`crate::compression`].
+    compression: crate::compression::Compression,
     /// The project key as a JSON string (it goes into the body, not a header).
     api_key_json: String,
 }
@@ -134,6 +136,10 @@ impl PosthogExporter {
             flags_url: parse("/flags/?v=2")?,
             decide_url: parse("/decide/?v=3")?,
             headers,
+            compression: crate::compression::Compression::for_destination(
+                tracecast_model::DestinationType::Posthog,
+                config,
+            ),
             api_key_json: Value::String(api_key.to_string()).to_string(),
         })
     }
@@ -522,6 +528,7 @@ impl Exporter for PosthogExporter {
                 self.batch_url.as_str(),
                 self.headers.clone(),
                 body.into(),
+                self.compression,
                 self.timeout,
             )
             .await;

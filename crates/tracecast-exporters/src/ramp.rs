@@ -88,6 +88,10 @@ pub fn exporter(
     let headers = headers_with_credentials(config, &[(AUTHORIZATION, &auth, "apiKey")])?;
     let http = OtlpHttp::new(ctx, Method::POST, base_url, headers)
         .map_err(|e| ExportError::Config(format!("baseUrl: {e}")))?
+        .with_compression(crate::compression::Compression::for_destination(
+            tracecast_model::DestinationType::Ramp,
+            config,
+        ))
         .with_partial_success(true);
     let probe = Probe {
         credentials: "the API key",

@@ -35,7 +35,11 @@ pub fn exporter(
     };
     let headers = crate::config::custom_headers(config)?;
     let http = OtlpHttp::new(ctx, method, url, headers)
-        .map_err(|e| ExportError::Config(format!("url: {e}")))?;
+        .map_err(|e| ExportError::Config(format!("url: {e}")))?
+        .with_compression(crate::compression::Compression::for_destination(
+            tracecast_model::DestinationType::Webhook,
+            config,
+        ));
     let probe = Probe {
         extra_headers: vec![(
             HeaderName::from_static(TEST_HEADER),

@@ -96,6 +96,9 @@ impl DestinationType {
     pub fn schema(self) -> &'static [FieldSpec] {
         use FieldKind::*;
         const HEADERS: FieldSpec = FieldSpec::optional("headers", Headers);
+        // tracecast extension: gzip request bodies or not; absent, the type's default
+        // (`tracecast_exporters::compression`).
+        const COMPRESSION: FieldSpec = FieldSpec::optional("compression", Enum(&["gzip", "none"]));
         match self {
             Self::Arize => {
                 const S: &[FieldSpec] = &[
@@ -104,6 +107,7 @@ impl DestinationType {
                     FieldSpec::required("modelId", Text),
                     FieldSpec::with_default("baseUrl", Url, "https://otlp.arize.com"),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -123,6 +127,7 @@ impl DestinationType {
                     FieldSpec::required("projectId", Text),
                     FieldSpec::with_default("baseUrl", Url, "https://api.braintrust.dev"),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -144,6 +149,7 @@ impl DestinationType {
                     FieldSpec::required("mlApp", Text),
                     FieldSpec::with_default("url", Url, "https://api.datadoghq.com"),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -157,6 +163,7 @@ impl DestinationType {
                         "https://otlp-gateway-prod-us-west-0.grafana.net",
                     ),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -166,6 +173,7 @@ impl DestinationType {
                     FieldSpec::secret("secretKey"),
                     FieldSpec::with_default("baseUrl", Url, "https://us.cloud.langfuse.com"),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -176,6 +184,7 @@ impl DestinationType {
                     FieldSpec::with_default("project", Text, "main"),
                     FieldSpec::optional("workspaceId", Text),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -185,6 +194,7 @@ impl DestinationType {
                     FieldSpec::with_default("region", Enum(&["us", "eu"]), "us")
                         .credential_target(),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -198,7 +208,8 @@ impl DestinationType {
                 S
             }
             Self::OtelCollector => {
-                const S: &[FieldSpec] = &[FieldSpec::required("endpoint", Url), HEADERS];
+                const S: &[FieldSpec] =
+                    &[FieldSpec::required("endpoint", Url), HEADERS, COMPRESSION];
                 S
             }
             Self::Posthog => {
@@ -206,6 +217,7 @@ impl DestinationType {
                     FieldSpec::secret("apiKey"),
                     FieldSpec::with_default("endpoint", Url, "https://us.i.posthog.com"),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -226,6 +238,7 @@ impl DestinationType {
                         "https://api.ramp.com/developer/v1/ai-usage/openrouter",
                     ),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -263,6 +276,7 @@ impl DestinationType {
                         ..FieldSpec::required("dsn", Pattern(SENTRY_DSN))
                     },
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -286,6 +300,7 @@ impl DestinationType {
                     FieldSpec::required("project", Text),
                     FieldSpec::with_default("baseUrl", Url, "https://trace.wandb.ai"),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }
@@ -294,6 +309,7 @@ impl DestinationType {
                     FieldSpec::required("url", Url),
                     FieldSpec::with_default("method", Enum(&["POST", "PUT"]), "POST"),
                     HEADERS,
+                    COMPRESSION,
                 ];
                 S
             }

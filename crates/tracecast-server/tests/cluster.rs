@@ -153,7 +153,12 @@ impl Sink {
     }
 }
 
-async fn receive(State(sink): State<Sink>, body: Bytes) -> Response {
+async fn receive(
+    State(sink): State<Sink>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = common::receiver::inflate(&headers, &body);
     let at = Instant::now();
     let retry_after = sink.inner.lock().unwrap().retry_after;
     if let Some(secs) = retry_after {

@@ -87,7 +87,12 @@ impl Sink {
     }
 }
 
-async fn receive(State(sink): State<Sink>, body: Bytes) -> StatusCode {
+async fn receive(
+    State(sink): State<Sink>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let body = common::receiver::inflate(&headers, &body);
     loop {
         let stalled = {
             let s = sink.inner.lock().unwrap();

@@ -124,9 +124,10 @@ async fn datadog_delivers_honours_retry_after_and_pauses_on_a_refused_key() {
     );
     assert_eq!(st["counts"]["dead_lettered"], 0);
 
-    // A new key resumes delivery with nothing lost.
-    rec.set_mode(Mode::Ok);
+    // A new key resumes delivery with nothing lost. (The receiver accepts again only once the
+    // new key is saved: else the pause's probe, sent with the old key, could get through first.)
     patch_config(&s, &id, json!({"apiKey": "dd-new-key-5678"})).await;
+    rec.set_mode(Mode::Ok);
     rec.wait(15, "all five", |r| delivered(r).len() == 5).await;
     let got = delivered(&rec);
     for (gen_id, key) in &got[3..] {

@@ -4,7 +4,9 @@
 //! Ingest appends each generation once, whatever the number of destinations; a destination's
 //! backlog is the part of its workspace's log after its cursor. Routing happens when a
 //! destination reads, so new filter or sampling settings apply to records already queued.
-//! Records before the smallest cursor of a workspace are deleted.
+//! Records before the smallest cursor of a workspace are deleted. What the logs keep is measured
+//! with [`Queue::log_usage`] and [`Queue::storage`] against the outage budget
+//! ([`crate::budget`]), and [`Queue::cap_point`] finds how much of a backlog to drop past it.
 //!
 //! [`SqliteQueue`] is the embedded implementation; [`NatsQueue`] the distributed one (NATS
 //! JetStream, shared by many nodes), with [`Leases`] for destination ownership.
@@ -175,6 +177,28 @@ pub struct Backlog {
     pub oldest_received_at_ms: Option<i64>,
 }
 
+/// How much of a workspace's log is kept (see [`Queue::log_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogUsage {
+    /// The last seq appended.
+    pub head: u64,
+    /// Records still in the log (not yet truncated).
+    pub records: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+}
+
+/// The storage a queue's log lives on (see [`Queue::storage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Storage {
+    /// Its size in bytes.
+    pub total: u64,
+    /// Bytes free for the queue to use.
+    pub available: u64,
+    /// Bytes the queue's files take now (the log and everything stored with it).
+    pub queue_bytes: u64,
+}
+
 /// A dead letter as stored.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -293,6 +317,13 @@ pub trait Queue: Send + Sync + 'static {
         max_records: u64,
         max_bytes: u64,
     ) -> Result<Option<u64>>;
+
+    /// What each workspace's log keeps now, for every workspace the queue holds a log of.
+    async fn log_usage(&self) -> Result<Vec<(Uuid, LogUsage)>>;
+
+    /// The storage the log lives on; `None` when its size is not known (a JetStream account
+    /// without a storage limit).
+    async fn storage(&self) -> Result<Option<Storage>>;
 
     /// A destination's committed cursor, if it has one.
     async fn cursor(&self, destination: Uuid) -> Result<Option<Cursor>>;

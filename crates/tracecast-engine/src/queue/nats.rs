@@ -67,8 +67,8 @@ use uuid::Uuid;
 
 use super::sqlite::PARSED_OVERHEAD;
 use super::{
-    AppendResult, Backlog, Counters, Cursor, DeadLetter, NewRecord, Queue, QueueError, Record,
-    Result,
+    AppendResult, Backlog, Counters, Cursor, DeadLetter, LogUsage, NewRecord, Queue, QueueError,
+    Record, Result, Storage,
 };
 
 const RECEIVED_AT: &str = "Tc-Received-At";
@@ -1487,6 +1487,53 @@ impl Queue for NatsQueue {
             bytes,
             oldest_received_at_ms: oldest,
         })
+    }
+
+    async fn log_usage(&self) -> Result<Vec<(Uuid, LogUsage)>> {
+        // One listing answers for every workspace log (stream info with state, 256 a page),
+        // including those created by other nodes since this one connected.
+        let start = format!("{}_LOG_", self.inner.upper);
+        let mut streams = self.inner.js.streams();
+        let mut out = Vec::new();
+        while let Some(info) = streams.next().await {
+            let info = info.map_err(nats_err("listing streams"))?;
+            if let Some(ws) = info
+                .config
+                .name
+                .strip_prefix(&start)
+                .and_then(|id| Uuid::parse_str(id).ok())
+            {
+                out.push((
+                    ws,
+                    LogUsage {
+                        head: info.state.last_sequence,
+                        records: info.state.messages,
+                        bytes: info.state.bytes,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn storage(&self) -> Result<Option<Storage>> {
+        // The account's JetStream file storage limit, when it has one; the server's own limit
+        // (`max_file_store`) is not visible to clients.
+        let account = self
+            .inner
+            .js
+            .query_account()
+            .await
+            .map_err(nats_err("reading the JetStream account"))?;
+        Ok(account
+            .limits
+            .max_storage
+            .filter(|m| *m > 0)
+            .map(|max| Storage {
+                total: max as u64,
+                available: (max as u64).saturating_sub(account.storage),
+                queue_bytes: account.storage,
+            }))
     }
 
     async fn cap_point(

@@ -386,6 +386,29 @@ impl Segments {
     }
 }
 
+/// The bytes every segment file under `log_dir` (all workspaces) takes; 0 if it does not exist.
+pub(super) fn dir_bytes(log_dir: &Path) -> io::Result<u64> {
+    let mut total = 0;
+    let workspaces = match std::fs::read_dir(log_dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for ws in workspaces {
+        let ws = ws?;
+        if !ws.file_type()?.is_dir() {
+            continue;
+        }
+        for seg in std::fs::read_dir(ws.path())? {
+            // A segment deleted by truncation between the listing and the stat is not counted.
+            if let Ok(m) = seg?.metadata() {
+                total += m.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Reads a segment's records: their offsets, the length of its whole records, the last
 /// record's header. A bad record in the newest segment ends it there (a torn write); in an
 /// older one it is corruption.

@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - `queue-log/<ws>/*.seg`: every accepted generation once, with its seq, receive time and the
-//!   workspace's cumulative byte count (for byte-based backlog caps), checksummed.
+//!   workspace's cumulative byte count (for the outage budget: bytes kept, where to drop past it), checksummed.
 //! - `workspaces(ws, workspace_id, head, bytes, dedup_mark, truncated)`: each workspace's small
 //!   integer key (its directory under `queue-log/`), head seq and byte total as of the last
 //!   dedup flush (the segments have the latest), and the seq up to which its log is truncated.
@@ -35,8 +35,8 @@ use uuid::Uuid;
 
 use super::segments::{self, Segments};
 use super::{
-    AppendResult, Backlog, Counters, Cursor, DeadLetter, DeadLetterSummary, NewRecord, Queue,
-    QueueError, Record, Result,
+    AppendResult, Backlog, Counters, Cursor, DeadLetter, DeadLetterSummary, LogUsage, NewRecord,
+    Queue, QueueError, Record, Result, Storage,
 };
 
 const SEQ_BITS: u32 = 40;
@@ -1280,6 +1280,71 @@ impl Queue for SqliteQueue {
                 oldest_received_at_ms: None,
             },
         })
+    }
+
+    async fn log_usage(&self) -> Result<Vec<(Uuid, LogUsage)>> {
+        let workspaces: Vec<(Uuid, Arc<WsState>)> = self
+            .shared
+            .workspaces
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|(id, ws)| (*id, ws.clone()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(workspaces.len());
+            for (id, ws) in workspaces {
+                let Some(segs) = ws.segments() else {
+                    continue;
+                };
+                let head = *ws.head.borrow();
+                let total_bytes = *ws.bytes.lock().expect("poisoned");
+                let from = ws.truncated.load(Ordering::Acquire) + 1;
+                // The bytes from the first record kept to the head (`end_bytes` is cumulative).
+                let usage = match segs.header_from(from)? {
+                    Some(h) if h.seq <= head => LogUsage {
+                        head,
+                        records: (head + 1).saturating_sub(h.seq),
+                        bytes: total_bytes.saturating_sub(h.end_bytes - h.len as u64),
+                    },
+                    _ => LogUsage { head, records: 0, bytes: 0 },
+                };
+                out.push((id, usage));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|_| QueueError::Closed)?
+    }
+
+    async fn storage(&self) -> Result<Option<Storage>> {
+        let path = self.readers.path.clone();
+        let log_dir = self.shared.log_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            let fs = rustix::fs::statvfs(&dir).map_err(std::io::Error::from)?;
+            let block = fs.f_frsize.max(1);
+            // The state database with its write-ahead log, and every workspace's segments.
+            let mut queue_bytes = 0;
+            for suffix in ["", "-wal"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                if let Ok(m) = std::fs::metadata(&p) {
+                    queue_bytes += m.len();
+                }
+            }
+            queue_bytes += segments::dir_bytes(&log_dir)?;
+            Ok(Some(Storage {
+                total: fs.f_blocks.saturating_mul(block),
+                available: fs.f_bavail.saturating_mul(block),
+                queue_bytes,
+            }))
+        })
+        .await
+        .map_err(|_| QueueError::Closed)?
     }
 
     async fn cap_point(

@@ -117,6 +117,8 @@ pub struct DatadogExporter {
     spans_url: Url,
     validate_url: Url,
     headers: HeaderMap,
+    /// Off by default: see [`crate::compression`].
+    compression: crate::compression::Compression,
     ml_app: String,
     /// The current time in ns since the Unix epoch (a parameter for tests).
     now: fn() -> u64,
@@ -154,6 +156,10 @@ impl DatadogExporter {
             spans_url: parse(SPANS_PATH)?,
             validate_url: parse(VALIDATE_PATH)?,
             headers,
+            compression: crate::compression::Compression::for_destination(
+                tracecast_model::DestinationType::Datadog,
+                config,
+            ),
             prefix: format!(
                 r#"{{"data":{{"type":"span","attributes":{{"ml_app":{},"tags":[{}],"spans":["#,
                 Value::String(ml_app.clone()),
@@ -791,6 +797,7 @@ impl Exporter for DatadogExporter {
                 self.spans_url.as_str(),
                 headers.clone(),
                 bytes::Bytes::copy_from_slice(c.json),
+                self.compression,
                 self.timeout,
             )
             .await;

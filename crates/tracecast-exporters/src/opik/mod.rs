@@ -239,6 +239,7 @@ impl OpikExporter {
             url.as_str(),
             self.headers.clone(),
             body,
+            crate::compression::Compression::None,
             self.timeout,
         )
         .await

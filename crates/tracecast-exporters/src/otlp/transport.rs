@@ -8,6 +8,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
 use super::encode::OtlpEncoding;
+use crate::compression::Compression;
 use crate::http::{classify, transport_error};
 use crate::{ExportContext, ExportError, Outcome, Payload};
 
@@ -24,6 +25,7 @@ pub struct OtlpHttp {
     url: Url,
     headers: HeaderMap,
     read_partial_success: bool,
+    compression: Compression,
 }
 
 /// The answer to a request sent by [`OtlpHttp::send_raw`] (body cut at 64 KiB).
@@ -50,7 +52,19 @@ impl OtlpHttp {
             url,
             headers,
             read_partial_success: false,
+            compression: Compression::None,
         })
+    }
+
+    /// Compresses every request body, connection tests included (so a test proves the
+    /// endpoint takes the encoding); see [`crate::compression`].
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.compression
     }
 
     /// Reads successful answers as `ExportTraceServiceResponse` and logs a partial success
@@ -72,6 +86,7 @@ impl OtlpHttp {
     fn request(&self, body: Bytes, content_type: &'static str) -> reqwest::RequestBuilder {
         let mut headers = self.headers.clone();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let body = self.compression.apply(body, &mut headers);
         self.client
             .request(self.method.clone(), self.url.clone())
             .headers(headers)

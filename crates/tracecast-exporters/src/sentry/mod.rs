@@ -210,7 +210,11 @@ pub fn exporter(
         &[(HeaderName::from_static(AUTH_HEADER), &auth, "dsn")],
     )?;
     let http = OtlpHttp::new(ctx, Method::POST, &endpoint, headers)
-        .map_err(|e| ExportError::Config(format!("otlpEndpoint: {e}")))?;
+        .map_err(|e| ExportError::Config(format!("otlpEndpoint: {e}")))?
+        .with_compression(crate::compression::Compression::for_destination(
+            tracecast_model::DestinationType::Sentry,
+            config,
+        ));
     let project_hint = match endpoint_project(http.url()) {
         Some(p) if p != dsn.project_id => Some(format!(
             "the DSN is for project {} but otlpEndpoint is for project {p}: copy both from the same project's Client Keys (DSN) page",

@@ -1,5 +1,6 @@
-//! A receiver without a body size limit that records every body and answers with queued
-//! statuses (and `Retry-After`), then `default_status`: for requests split under a size cap.
+//! A receiver without a body size limit that records every body (inflated when gzipped) and
+//! answers with queued statuses (and `Retry-After`), then `default_status`: for requests split
+//! under a size cap.
 
 use std::sync::Arc;
 
@@ -24,9 +25,10 @@ impl BigReceiver {
         );
         async fn handle(
             State((bodies, answers, default_status)): State<Shared>,
+            headers: axum::http::HeaderMap,
             body: bytes::Bytes,
         ) -> axum::response::Response {
-            bodies.lock().unwrap().push(body);
+            bodies.lock().unwrap().push(super::inflate(&headers, body));
             let (status, retry_after) = answers
                 .lock()
                 .unwrap()

@@ -217,13 +217,35 @@ pub fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
 
 // ---- a real HTTP receiver ----
 
-/// One request as the receiver saw it.
+/// One request as the receiver saw it. A gzipped body (`Content-Encoding: gzip`) is inflated,
+/// as a real receiver does; `wire_len` is its size as sent.
 #[derive(Debug, Clone)]
 pub struct Captured {
     pub method: Method,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub wire_len: usize,
+}
+
+/// `body` inflated when `headers` say it is gzipped (panics on a bad gzip body: the exporter
+/// sent something no receiver could read).
+pub fn inflate(headers: &HeaderMap, body: Bytes) -> Bytes {
+    use std::io::Read;
+    match headers.get("content-encoding").map(|v| v.as_bytes()) {
+        None => body,
+        Some(b"gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut out)
+                .expect("a valid gzip body");
+            out.into()
+        }
+        Some(other) => panic!(
+            "unexpected Content-Encoding {:?}",
+            String::from_utf8_lossy(other)
+        ),
+    }
 }
 
 impl Captured {
@@ -282,11 +304,14 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let wire_len = body.len();
+    let body = inflate(&headers, body);
     let _ = shared.tx.send(Captured {
         method,
         path: uri.path().to_string(),
         headers,
         body,
+        wire_len,
     });
     let reply = shared
         .replies

@@ -42,7 +42,7 @@ pub struct StatusResponse {
 
 #[utoipa::path(
     get, path = "/api/v1/observability/destinations/{id}/status", tag = "Observability",
-    description = "tracecast extension. Counts (received, filtered, sampled_out, delivered, failed_attempts, dead_lettered, dropped, discarded), queue depth and the age of the oldest pending record, the last success, the last error, and the state: `active`, `paused` (credentials rejected, or the type cannot deliver) or `disabled`.",
+    description = "tracecast extension. Counts (received, filtered, sampled_out, delivered, failed_attempts, dead_lettered, dropped, discarded); the queue: depth, bytes, the age of the oldest pending record, dead letters, and the outage budget (`budget_bytes`: how large the backlog may grow before its oldest records are dropped, `budget_used`, and `secs_until_drop` at the current ingest rate if nothing more is delivered); the last success, the last error, and the state: `active`, `paused` (credentials rejected, or the type cannot deliver) or `disabled`.",
     params(("id" = Uuid, Path, description = "The destination id")),
     responses((status = 200, body = StatusResponse), ItemErrors),
     security(("bearer" = []))

@@ -22,6 +22,8 @@ pub enum Mode {
     Stall,
 }
 
+/// A request as the receiver saw it; a gzipped body (`Content-Encoding: gzip`) is inflated,
+/// as a real receiver does (the header stays, for tests that check it).
 #[derive(Clone, Debug)]
 pub struct Captured {
     pub method: Method,
@@ -73,7 +75,7 @@ async fn handle(
         r.inner.lock().unwrap().requests.push(Captured {
             method: method.clone(),
             headers: headers.clone(),
-            body: body.clone(),
+            body: inflate(&headers, &body),
             at: Instant::now(),
             answered: status,
         });
@@ -92,6 +94,25 @@ async fn handle(
                 .insert("retry-after", s.to_string().parse().unwrap());
         }
         return resp;
+    }
+}
+
+/// `body` inflated when `headers` say it is gzipped.
+pub fn inflate(headers: &HeaderMap, body: &Bytes) -> Bytes {
+    use std::io::Read;
+    match headers.get("content-encoding").map(|v| v.as_bytes()) {
+        None => body.clone(),
+        Some(b"gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut out)
+                .expect("a valid gzip body");
+            out.into()
+        }
+        Some(other) => panic!(
+            "unexpected Content-Encoding {:?}",
+            String::from_utf8_lossy(other)
+        ),
     }
 }
 
