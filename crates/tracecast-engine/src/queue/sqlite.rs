@@ -334,6 +334,36 @@ impl SqliteQueue {
     }
 
     /// Waits until every commit sent so far is persisted (tests and shutdown).
+    /// Up to `max` records of the log on disk with `after < seq <= upto`, in order.
+    async fn read_log(
+        &self,
+        ws: &WsState,
+        after: u64,
+        upto: u64,
+        max: usize,
+    ) -> Result<Vec<Record>> {
+        let key = ws.key.load(Ordering::Acquire);
+        if key == UNASSIGNED || upto <= after {
+            return Ok(Vec::new());
+        }
+        let upto = upto.min(SEQ_MASK as u64);
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, received_at, body FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![row_id(key, after), row_id(key, upto), max as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, received_at_ms, body) = row?;
+                out.push(Record::new((id & SEQ_MASK) as u64, received_at_ms, body.len() as u32, Arc::new(super::parse_log_body(&body)?)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     pub async fn flush(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.send(Cmd::Flush(tx))?;
@@ -1002,25 +1032,37 @@ impl Queue for SqliteQueue {
                 return Ok(tail.records.iter().skip(start).take(max).cloned().collect());
             }
         }
-        let key = ws.key.load(Ordering::Acquire);
-        if key == UNASSIGNED {
+        self.read_log(&ws, after, u64::MAX, max).await
+    }
+
+    // The log is truncated once every cursor has passed a record, but the in-memory tail keeps
+    // the newest records until its budget evicts them: the newest held records are the log's
+    // part before the tail, then the tail.
+    async fn recent(&self, workspace: Uuid, max: usize) -> Result<Vec<Record>> {
+        let Some(ws) = self.shared.ws(workspace) else {
             return Ok(Vec::new());
+        };
+        let after = (*ws.head.borrow()).saturating_sub(max as u64);
+        let (tail, tail_front) = {
+            let tail = ws.tail.lock().expect("poisoned");
+            let front = tail.records.front().map(|r| r.seq);
+            let newest: Vec<Record> = tail
+                .records
+                .iter()
+                .filter(|r| r.seq > after)
+                .cloned()
+                .collect();
+            (newest, front)
+        };
+        if tail_front.is_some_and(|f| f <= after + 1) {
+            return Ok(tail);
         }
-        self.with_reader(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, received_at, body FROM log WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(params![row_id(key, after), row_id(key, SEQ_MASK as u64), max as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, received_at_ms, body) = row?;
-                out.push(Record::new((id & SEQ_MASK) as u64, received_at_ms, body.len() as u32, Arc::new(super::parse_log_body(&body)?)));
-            }
-            Ok(out)
-        })
-        .await
+        let before_tail = tail_front.map_or(u64::MAX, |f| f - 1);
+        let mut out = self.read_log(&ws, after, before_tail, max).await?;
+        out.extend(tail);
+        let extra = out.len().saturating_sub(max);
+        out.drain(..extra);
+        Ok(out)
     }
 
     async fn backlog(&self, workspace: Uuid, after: u64) -> Result<Backlog> {
