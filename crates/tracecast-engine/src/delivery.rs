@@ -23,6 +23,7 @@ use tracecast_model::trace::{TraceOptions, TraceView};
 use uuid::Uuid;
 
 use crate::budget::Budget;
+use crate::history::{History, Tally};
 use crate::options::EngineOptions;
 use crate::queue::{Counters, Cursor, DeadLetter, PausedState, Queue, Record, RetryState};
 use crate::route::{CompiledRoute, Decision};
@@ -69,6 +70,8 @@ pub(crate) struct Runtime {
     pub recovered: Notify,
     /// Committed cursor.
     pub cursor: AtomicU64,
+    /// Recent activity per minute and recent errors (the dashboard's charts).
+    pub history: Arc<History>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -80,15 +83,25 @@ pub(crate) fn now_ms() -> i64 {
 
 impl Runtime {
     fn count(&self, f: impl FnOnce(&mut Counters)) {
-        f(&mut self.counters.lock().expect("poisoned"));
+        let (before, after) = {
+            let mut c = self.counters.lock().expect("poisoned");
+            let before = Tally::of(&c);
+            f(&mut c);
+            (before, Tally::of(&c))
+        };
+        if before != after {
+            self.history.record(now_ms(), before, after);
+        }
     }
 
     fn record_error(&self, status: Option<u16>, message: &str) {
+        let now = now_ms();
         self.count(|c| {
-            c.last_error_at_ms = Some(now_ms());
+            c.last_error_at_ms = Some(now);
             c.last_error_status = status;
             c.last_error_message = Some(message.to_string());
         });
+        self.history.error(now, status, message);
     }
 
     fn set_pause(&self, status: Option<u16>, message: String) {

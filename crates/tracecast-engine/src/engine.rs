@@ -32,6 +32,7 @@ use uuid::Uuid;
 use crate::budget::{Budget, DestinationView, Tracker};
 use crate::cluster::{Cluster, ClusterOptions, lease_key, preferred};
 use crate::delivery::{self, DestConfig, Pause, Runtime, now_ms};
+use crate::history::{History, HistorySnapshot};
 use crate::options::EngineOptions;
 use crate::queue::{
     AppendResult, Counters, DeadLetterSummary, NatsQueue, NewRecord, Queue, QueueError,
@@ -54,6 +55,9 @@ pub struct Engine {
     /// The outage budget as last measured ([`crate::budget`]).
     budget: Arc<Budget>,
     workers: Mutex<HashMap<Uuid, Handle>>,
+    /// Recent activity of the destinations this node delivers (or delivered since it started),
+    /// kept across worker restarts; dropped when the destination is deleted.
+    histories: Mutex<HashMap<Uuid, Arc<History>>>,
     /// Every live destination as last read from the store, with its workspace switch.
     known: Mutex<HashMap<Uuid, (Destination, bool)>>,
     cluster: Option<Cluster>,
@@ -222,6 +226,7 @@ impl Engine {
             opts: Arc::new(opts),
             budget: Arc::default(),
             workers: Mutex::new(HashMap::new()),
+            histories: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             cluster,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -495,6 +500,13 @@ impl Engine {
             replay: tokio::sync::Notify::new(),
             recovered: tokio::sync::Notify::new(),
             cursor: AtomicU64::new(start),
+            history: self
+                .histories
+                .lock()
+                .expect("poisoned")
+                .entry(id)
+                .or_default()
+                .clone(),
         });
         // Persist the starting point before the worker starts (and before the API answers
         // the create), so records arriving before its first commit are never truncated away.
@@ -657,6 +669,7 @@ impl Engine {
     }
 
     async fn stop_deleted(&self, id: Uuid) {
+        self.histories.lock().expect("poisoned").remove(&id);
         let handle = self.workers.lock().expect("poisoned").remove(&id);
         if let Some(h) = handle {
             let cur = h.cfg_tx.borrow().clone();
@@ -799,6 +812,39 @@ impl Engine {
             }),
             owner,
         })
+    }
+
+    /// A destination's recent activity per minute and its recent errors, as recorded on this
+    /// node since it started delivering the destination; `None` when this node has not
+    /// delivered it (in a cluster, another node does).
+    pub fn history(&self, destination: Uuid) -> Option<HistorySnapshot> {
+        let h = self
+            .histories
+            .lock()
+            .expect("poisoned")
+            .get(&destination)
+            .cloned()?;
+        Some(h.snapshot(now_ms()))
+    }
+
+    /// Whether this node runs the destination's worker now.
+    pub fn delivers(&self, destination: Uuid) -> bool {
+        self.workers
+            .lock()
+            .expect("poisoned")
+            .contains_key(&destination)
+    }
+
+    /// Up to `max` of the most recent generations of a workspace's log that the queue still
+    /// holds (its in-memory tail, else the part of the log not yet truncated), oldest first.
+    /// The dashboard's filter preview evaluates routing rules against them.
+    pub async fn recent_generations(
+        &self,
+        workspace: Uuid,
+        max: usize,
+    ) -> Result<Vec<Arc<Generation>>, EngineError> {
+        let records = self.queue.recent(workspace, max).await?;
+        Ok(records.into_iter().map(|r| r.generation).collect())
     }
 
     /// A page of a destination's dead letters, without the generations' bodies.

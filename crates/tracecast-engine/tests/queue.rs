@@ -190,3 +190,71 @@ async fn records_in_the_old_log_table_move_into_segments() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+/// `recent` (the dashboard's filter preview) returns the newest records the queue still holds:
+/// the part of the log not yet truncated, then the in-memory tail. Once every cursor has
+/// passed them the log is truncated, but the tail keeps the newest records, which a plain
+/// `read` from `head - n` no longer reaches when the tail does not go back that far.
+#[tokio::test]
+async fn recent_records_outlive_the_log_in_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    // How much tail memory one record takes.
+    let size = {
+        let q = open(dir.path(), 1 << 20);
+        let probe = Uuid::now_v7();
+        q.append(probe, records(&ids("probe", 1))).await.unwrap();
+        let r = q.read(probe, 0, 1).await.unwrap();
+        q.close().await;
+        r[0].size as usize * tracecast_engine::queue::PARSED_OVERHEAD
+    };
+    let q = open(dir.path(), size * 60 + size / 2);
+    let ws = Uuid::now_v7();
+    let d = Uuid::now_v7();
+    q.register(d, ws, Cursor { seq: 0 }, Counters::default())
+        .await
+        .unwrap();
+    for chunk in 0..3 {
+        q.append(ws, records(&ids(&format!("r{chunk}"), 50)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(q.head(ws), 150);
+    // Nothing truncated yet: the last 100 come from disk and the tail.
+    let recent = q.recent(ws, 100).await.unwrap();
+    let seqs: Vec<u64> = recent.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (51..=150).collect::<Vec<u64>>());
+    assert_eq!(recent[99].generation.id, "r2-49");
+
+    // Every record done: truncation (about once a second) empties the log on disk.
+    q.commit(d, ws, Cursor { seq: 150 }, Counters::default());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let disk = open(dir.path(), 0);
+        let left = disk.read(ws, 0, 1000).await.unwrap().len();
+        disk.close().await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} records still on disk"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recent = q.recent(ws, 100).await.unwrap();
+    let seqs: Vec<u64> = recent.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (91..=150).collect::<Vec<u64>>(),
+        "the 60 records of the tail"
+    );
+    assert!(
+        q.read(ws, 50, 100).await.unwrap().is_empty(),
+        "a read from head - 100 goes to the truncated log"
+    );
+    // Fewer asked for than the tail holds: the newest ones.
+    let last = q.recent(ws, 10).await.unwrap();
+    assert_eq!(last.first().map(|r| r.seq), Some(141));
+    assert_eq!(last.last().map(|r| r.seq), Some(150));
+    q.close().await;
+}

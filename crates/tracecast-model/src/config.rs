@@ -92,20 +92,51 @@ impl DestinationType {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
+    /// The platform's name as people write it (OpenRouter's dashboard names).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Arize => "Arize AX",
+            Self::Bigquery => "Google BigQuery",
+            Self::Braintrust => "Braintrust",
+            Self::Clickhouse => "ClickHouse",
+            Self::Datadog => "Datadog",
+            Self::Grafana => "Grafana Cloud",
+            Self::Langfuse => "Langfuse",
+            Self::Langsmith => "LangSmith",
+            Self::Newrelic => "New Relic",
+            Self::Opik => "Comet Opik",
+            Self::OtelCollector => "OpenTelemetry Collector",
+            Self::Posthog => "PostHog",
+            Self::Raindrop => "Raindrop",
+            Self::Ramp => "Ramp",
+            Self::S3 => "S3 / S3-compatible",
+            Self::Sentry => "Sentry",
+            Self::Snowflake => "Snowflake",
+            Self::Weave => "W&B Weave",
+            Self::Webhook => "Webhook",
+        }
+    }
+
     /// The field table of this type's `config`.
     pub fn schema(self) -> &'static [FieldSpec] {
         use FieldKind::*;
-        const HEADERS: FieldSpec = FieldSpec::optional("headers", Headers);
+        const HEADERS: FieldSpec = FieldSpec::optional("headers", Headers).help(
+            "Extra HTTP headers sent with every request, the connection test included. Values are kept secret.",
+        );
         // tracecast extension: gzip request bodies or not; absent, the type's default
         // (`tracecast_exporters::compression`).
-        const COMPRESSION: FieldSpec = FieldSpec::optional("compression", Enum(&["gzip", "none"]));
+        const COMPRESSION: FieldSpec = FieldSpec::optional("compression", Enum(&["gzip", "none"]))
+            .help("Compress request bodies with gzip, or send them as they are. Left empty, the platform's default (gzip where it accepts it).");
         match self {
             Self::Arize => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("apiKey"),
-                    FieldSpec::secret("spaceKey"),
-                    FieldSpec::required("modelId", Text),
-                    FieldSpec::with_default("baseUrl", Url, "https://otlp.arize.com"),
+                    FieldSpec::secret("apiKey").help("The Arize AX API key."),
+                    FieldSpec::secret("spaceKey")
+                        .help("The space key (space ID) from the space's settings."),
+                    FieldSpec::required("modelId", Text)
+                        .help("The project name traces are logged under."),
+                    FieldSpec::with_default("baseUrl", Url, "https://otlp.arize.com")
+                        .help("Arize's OTLP endpoint."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -113,19 +144,26 @@ impl DestinationType {
             }
             Self::Bigquery => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::required("projectId", Pattern(GCP_PROJECT)),
-                    FieldSpec::secret("serviceAccountKey"),
-                    FieldSpec::with_default("dataset", Pattern(BIGQUERY_DATASET), "openrouter"),
-                    FieldSpec::with_default("table", Pattern(BIGQUERY_TABLE), "openrouter_traces"),
+                    FieldSpec::required("projectId", Pattern(GCP_PROJECT))
+                        .help("The Google Cloud project ID that holds the dataset (the lower-case ID, not the project's name)."),
+                    FieldSpec::secret("serviceAccountKey")
+                        .help("The complete contents of the service account's JSON key file.")
+                        .multiline(),
+                    FieldSpec::with_default("dataset", Pattern(BIGQUERY_DATASET), "openrouter")
+                        .help("The dataset ID."),
+                    FieldSpec::with_default("table", Pattern(BIGQUERY_TABLE), "openrouter_traces")
+                        .help("The table ID. Create the table first (setup instructions below)."),
                     HEADERS,
                 ];
                 S
             }
             Self::Braintrust => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("apiKey"),
-                    FieldSpec::required("projectId", Text),
-                    FieldSpec::with_default("baseUrl", Url, "https://api.braintrust.dev"),
+                    FieldSpec::secret("apiKey").help("A Braintrust API key."),
+                    FieldSpec::required("projectId", Text)
+                        .help("The ID of the project whose logs receive the spans."),
+                    FieldSpec::with_default("baseUrl", Url, "https://api.braintrust.dev")
+                        .help("The API base URL: https://api-eu.braintrust.dev in the EU, or a self-hosted data plane."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -133,21 +171,28 @@ impl DestinationType {
             }
             Self::Clickhouse => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::required("host", Url),
-                    FieldSpec::required("database", Identifier),
-                    FieldSpec::required("username", Text),
-                    FieldSpec::secret("password"),
-                    FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES"),
-                    FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false),
+                    FieldSpec::required("host", Url)
+                        .help("The HTTP(S) endpoint, such as https://clickhouse.example.com:8443 (plain HTTP: port 8123)."),
+                    FieldSpec::required("database", Identifier)
+                        .help("The database of the table, such as default."),
+                    FieldSpec::required("username", Text).help("The ClickHouse user."),
+                    FieldSpec::secret("password").help("The user's password."),
+                    FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES")
+                        .help("The table name. Create the table first (setup instructions below)."),
+                    FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false)
+                        .help("Schema v2: also write cache-write tokens (the table needs the CACHE_WRITE_TOKENS column)."),
                     HEADERS,
                 ];
                 S
             }
             Self::Datadog => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("apiKey"),
-                    FieldSpec::required("mlApp", Text),
-                    FieldSpec::with_default("url", Url, "https://api.datadoghq.com"),
+                    FieldSpec::secret("apiKey")
+                        .help("A Datadog API key (Organization Settings > API Keys)."),
+                    FieldSpec::required("mlApp", Text)
+                        .help("The LLM Observability ML application name."),
+                    FieldSpec::with_default("url", Url, "https://api.datadoghq.com")
+                        .help("Your Datadog site's API URL, such as https://api.datadoghq.eu."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -155,12 +200,17 @@ impl DestinationType {
             }
             Self::Grafana => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("apiKey"),
-                    FieldSpec::required("instanceId", Pattern(GRAFANA_INSTANCE)),
+                    FieldSpec::secret("apiKey")
+                        .help("A Grafana Cloud access-policy token with the traces:write scope."),
+                    FieldSpec::required("instanceId", Pattern(GRAFANA_INSTANCE))
+                        .help("The numeric instance ID from the stack's OpenTelemetry card."),
                     FieldSpec::with_default(
                         "baseUrl",
                         Url,
                         "https://otlp-gateway-prod-us-west-0.grafana.net",
+                    )
+                    .help(
+                        "The stack's OTLP gateway, https://otlp-gateway-prod-<region>.grafana.net.",
                     ),
                     HEADERS,
                     COMPRESSION,
@@ -169,9 +219,10 @@ impl DestinationType {
             }
             Self::Langfuse => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("publicKey"),
-                    FieldSpec::secret("secretKey"),
-                    FieldSpec::with_default("baseUrl", Url, "https://us.cloud.langfuse.com"),
+                    FieldSpec::secret("publicKey").help("The project's public key (pk-lf-...)."),
+                    FieldSpec::secret("secretKey").help("The project's secret key (sk-lf-...)."),
+                    FieldSpec::with_default("baseUrl", Url, "https://us.cloud.langfuse.com")
+                        .help("The Langfuse host: https://cloud.langfuse.com (EU), https://us.cloud.langfuse.com (US) or your own."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -179,10 +230,13 @@ impl DestinationType {
             }
             Self::Langsmith => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("apiKey"),
-                    FieldSpec::with_default("endpoint", Url, "https://api.smith.langchain.com"),
-                    FieldSpec::with_default("project", Text, "main"),
-                    FieldSpec::optional("workspaceId", Text),
+                    FieldSpec::secret("apiKey").help("A LangSmith API key."),
+                    FieldSpec::with_default("endpoint", Url, "https://api.smith.langchain.com")
+                        .help("The LangSmith API URL of your region or self-hosted instance."),
+                    FieldSpec::with_default("project", Text, "main")
+                        .help("The project the runs land in (created on first use)."),
+                    FieldSpec::optional("workspaceId", Text)
+                        .help("The workspace ID, for API keys that reach several workspaces."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -190,9 +244,10 @@ impl DestinationType {
             }
             Self::Newrelic => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("licenseKey"),
+                    FieldSpec::secret("licenseKey").help("An Ingest - License key of the account."),
                     FieldSpec::with_default("region", Enum(&["us", "eu"]), "us")
-                        .credential_target(),
+                        .credential_target()
+                        .help("The account's data center."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -200,22 +255,31 @@ impl DestinationType {
             }
             Self::Opik => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("apiKey"),
-                    FieldSpec::required("workspace", Text),
-                    FieldSpec::required("projectName", Text),
+                    FieldSpec::secret("apiKey").help("Your Comet API key (Settings > API Keys)."),
+                    FieldSpec::required("workspace", Text).help("The Comet workspace name."),
+                    FieldSpec::required("projectName", Text).help(
+                        "The Opik project traces are logged to (created on the first trace).",
+                    ),
                     HEADERS,
                 ];
                 S
             }
             Self::OtelCollector => {
-                const S: &[FieldSpec] =
-                    &[FieldSpec::required("endpoint", Url), HEADERS, COMPRESSION];
+                const S: &[FieldSpec] = &[
+                    FieldSpec::required("endpoint", Url).help(
+                        "The collector's full OTLP/HTTP traces URL, usually ending in /v1/traces.",
+                    ),
+                    HEADERS,
+                    COMPRESSION,
+                ];
                 S
             }
             Self::Posthog => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("apiKey"),
-                    FieldSpec::with_default("endpoint", Url, "https://us.i.posthog.com"),
+                    FieldSpec::secret("apiKey").help("The project API key (phc_...)."),
+                    FieldSpec::with_default("endpoint", Url, "https://us.i.posthog.com").help(
+                        "The ingestion host: https://eu.i.posthog.com for EU Cloud, or your own.",
+                    ),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -223,20 +287,24 @@ impl DestinationType {
             }
             Self::Raindrop => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("writeKey"),
-                    FieldSpec::with_default("baseUrl", Url, "https://api.raindrop.ai"),
+                    FieldSpec::secret("writeKey")
+                        .help("The project's write key (Raindrop Settings)."),
+                    FieldSpec::with_default("baseUrl", Url, "https://api.raindrop.ai")
+                        .help("Change only for a custom endpoint."),
                     HEADERS,
                 ];
                 S
             }
             Self::Ramp => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("apiKey"),
+                    FieldSpec::secret("apiKey")
+                        .help("The key from Generate API Key on Ramp's OpenRouter integration."),
                     FieldSpec::with_default(
                         "baseUrl",
                         Url,
                         "https://api.ramp.com/developer/v1/ai-usage/openrouter",
-                    ),
+                    )
+                    .help("Change only if Ramp tells you to."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -244,37 +312,54 @@ impl DestinationType {
             }
             Self::S3 => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::required("bucketName", Text),
+                    FieldSpec::required("bucketName", Text)
+                        .help("The bucket, which must exist."),
                     FieldSpec::with_default(
                         "authMode",
                         Enum(&["access_keys", "iam_role"]),
                         "access_keys",
+                    )
+                    .help("access_keys: the key pair below; iam_role: tracecast assumes the role below."),
+                    FieldSpec::optional_secret("accessKeyId")
+                        .help("Access key ID (needed with access_keys)."),
+                    FieldSpec::optional_secret("secretAccessKey")
+                        .help("Secret access key (needed with access_keys)."),
+                    FieldSpec::optional_secret("sessionToken")
+                        .help("Session token of temporary credentials."),
+                    FieldSpec::optional("roleArn", Pattern(ROLE_ARN))
+                        .help("The role to assume (needed with iam_role)."),
+                    FieldSpec::optional("externalId", Text).server_issued().help(
+                        "Issued by tracecast, one per workspace: put it in the role's trust policy.",
                     ),
-                    FieldSpec::optional_secret("accessKeyId"),
-                    FieldSpec::optional_secret("secretAccessKey"),
-                    FieldSpec::optional_secret("sessionToken"),
-                    FieldSpec::optional("roleArn", Pattern(ROLE_ARN)),
-                    FieldSpec::optional("externalId", Text),
-                    FieldSpec::optional("region", Pattern(AWS_REGION)).credential_target(),
-                    FieldSpec::optional("endpoint", Url),
+                    FieldSpec::optional("region", Pattern(AWS_REGION))
+                        .credential_target()
+                        .help("The region requests are signed for, such as eu-west-1; auto for R2 and GCS."),
+                    FieldSpec::optional("endpoint", Url)
+                        .help("Base URL of an S3-compatible service (needed for cloudflare_r2 and other)."),
                     FieldSpec::optional(
                         "provider",
                         Enum(&["aws", "cloudflare_r2", "gcs", "other"]),
                     )
-                    .credential_target(),
-                    FieldSpec::with_default("prefix", Text, "openrouter-traces"),
-                    FieldSpec::with_default("pathTemplate", PathTemplate, "{prefix}/{date}"),
+                    .credential_target()
+                    .help("Inferred from the endpoint when unset."),
+                    FieldSpec::with_default("prefix", Text, "openrouter-traces")
+                        .help("The value of {prefix} in the path template."),
+                    FieldSpec::with_default("pathTemplate", PathTemplate, "{prefix}/{date}")
+                        .help("Where objects go; variables {prefix}, {date}, {year}, {month}, {day}, {apiKeyName}."),
                     HEADERS,
                 ];
                 S
             }
             Self::Sentry => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::required("otlpEndpoint", Url),
+                    FieldSpec::required("otlpEndpoint", Url).help(
+                        "The project's OTLP traces endpoint (Client Keys (DSN) > OpenTelemetry).",
+                    ),
                     FieldSpec {
                         secret: true,
                         ..FieldSpec::required("dsn", Pattern(SENTRY_DSN))
-                    },
+                    }
+                    .help("The project's DSN, https://<key>@o123.ingest.sentry.io/456."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -282,23 +367,32 @@ impl DestinationType {
             }
             Self::Snowflake => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::required("account", Pattern(SNOWFLAKE_ACCOUNT)).credential_target(),
-                    FieldSpec::secret("token"),
-                    FieldSpec::with_default("database", Identifier, "SNOWFLAKE_LEARNING_DB"),
-                    FieldSpec::with_default("schema", Identifier, "PUBLIC"),
-                    FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES"),
-                    FieldSpec::with_default("warehouse", Identifier, "COMPUTE_WH"),
-                    FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false),
+                    FieldSpec::required("account", Pattern(SNOWFLAKE_ACCOUNT))
+                        .credential_target()
+                        .help("The account identifier, such as xy12345.us-east-1 or myorg-myaccount."),
+                    FieldSpec::secret("token").help("A programmatic access token."),
+                    FieldSpec::with_default("database", Identifier, "SNOWFLAKE_LEARNING_DB")
+                        .help("The database of the table."),
+                    FieldSpec::with_default("schema", Identifier, "PUBLIC")
+                        .help("The schema of the table."),
+                    FieldSpec::with_default("table", Identifier, "OPENROUTER_TRACES")
+                        .help("The table name. Create the table first (setup instructions below)."),
+                    FieldSpec::with_default("warehouse", Identifier, "COMPUTE_WH")
+                        .help("The warehouse that runs the inserts."),
+                    FieldSpec::with_bool_default("shouldIncludeCacheWriteTokens", false)
+                        .help("Schema v2: also write cache-write tokens (the table needs the CACHE_WRITE_TOKENS column)."),
                     HEADERS,
                 ];
                 S
             }
             Self::Weave => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::secret("apiKey"),
-                    FieldSpec::required("entity", Text),
-                    FieldSpec::required("project", Text),
-                    FieldSpec::with_default("baseUrl", Url, "https://trace.wandb.ai"),
+                    FieldSpec::secret("apiKey").help("Your W&B API key (User Settings)."),
+                    FieldSpec::required("entity", Text).help("Your W&B user or team name."),
+                    FieldSpec::required("project", Text)
+                        .help("The Weave project calls are logged to."),
+                    FieldSpec::with_default("baseUrl", Url, "https://trace.wandb.ai")
+                        .help("The Weave trace server; dedicated W&B: https://<host>/traces."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -306,8 +400,11 @@ impl DestinationType {
             }
             Self::Webhook => {
                 const S: &[FieldSpec] = &[
-                    FieldSpec::required("url", Url),
-                    FieldSpec::with_default("method", Enum(&["POST", "PUT"]), "POST"),
+                    FieldSpec::required("url", Url).help(
+                        "Where to send the traces (OTLP/JSON). Put credentials in the headers.",
+                    ),
+                    FieldSpec::with_default("method", Enum(&["POST", "PUT"]), "POST")
+                        .help("The HTTP method."),
                     HEADERS,
                     COMPRESSION,
                 ];
@@ -421,6 +518,12 @@ pub struct FieldSpec {
     /// region, a provider). Every [`FieldKind::Url`] field is a credential target without it;
     /// see [`FieldSpec::is_credential_target`].
     pub target: bool,
+    /// One sentence for the person filling the field in (the dashboard's forms show it).
+    pub help: &'static str,
+    /// The value is usually several lines (a key file): forms offer a text area.
+    pub multiline: bool,
+    /// The server sets the value itself ([`S3_EXTERNAL_ID`]); forms show it read-only.
+    pub server_issued: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -438,6 +541,27 @@ impl FieldSpec {
             default: None,
             secret: false,
             target: false,
+            help: "",
+            multiline: false,
+            server_issued: false,
+        }
+    }
+    /// Adds the field's help text.
+    const fn help(self, help: &'static str) -> Self {
+        FieldSpec { help, ..self }
+    }
+    /// Marks the field as multi-line (see [`FieldSpec::multiline`]).
+    const fn multiline(self) -> Self {
+        FieldSpec {
+            multiline: true,
+            ..self
+        }
+    }
+    /// Marks the field as set by the server (see [`FieldSpec::server_issued`]).
+    const fn server_issued(self) -> Self {
+        FieldSpec {
+            server_issued: true,
+            ..self
         }
     }
     /// Marks the field as deciding where the credentials go (see [`FieldSpec::target`]).
@@ -1032,6 +1156,18 @@ fn secrets_of(ty: DestinationType, cfg: &Map<String, Value>) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_field_of_every_type_has_help_text() {
+        for t in DestinationType::ALL {
+            assert!(!t.display_name().is_empty());
+            for f in t.schema() {
+                let help = f.help.trim();
+                assert!(!help.is_empty(), "{t}.{} has no help text", f.name);
+                assert!(help.ends_with('.'), "{t}.{}: {help:?}", f.name);
+            }
+        }
+    }
 
     #[test]
     fn every_type_round_trips_its_name() {

@@ -83,6 +83,9 @@ pub fn validate(settings: &Settings) -> anyhow::Result<()> {
     if let Some(t) = &settings.metrics_token {
         crate::api::metrics::check_token_setting(t)?;
     }
+    if settings.dashboard.session_hours == 0 || settings.dashboard.session_hours > 24 * 366 {
+        anyhow::bail!("dashboard.session_hours must be between 1 and 8784 (a year)");
+    }
     if !valid_name(&settings.queue_prefix) {
         anyhow::bail!("queue_prefix must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
     }
@@ -198,8 +201,11 @@ pub async fn start(
         limits: Arc::new(settings.limits.clone()),
         rate_limiter: Arc::new(RateLimiter::new(&settings.limits)),
     };
-    let app = crate::api::router(state.clone())
+    let mut app = crate::api::router(state.clone())
         .merge(crate::gateway::routes(state.clone(), &settings.gateway)?);
+    if settings.dashboard.enabled {
+        app = app.merge(crate::dashboard::routes(state.clone(), &settings.dashboard));
+    }
     let limits = settings.limits.clone();
     // One shutdown signal for the HTTP server and the OTLP/gRPC receiver.
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -233,6 +239,16 @@ pub async fn start(
         served
     });
     say!("tracecast: listening on http://{addr}");
+    if settings.dashboard.enabled {
+        // An unspecified address (0.0.0.0) is not one a browser should be sent to.
+        let mut shown = addr;
+        if shown.ip().is_unspecified() {
+            shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        say!(
+            "tracecast: dashboard at http://{shown}/ (sign in with a management key; `tracecast keys create --management --name me` makes a new one)"
+        );
+    }
     tracing::info!(%addr, "listening");
     if let Some(g) = otlp_grpc_addr {
         say!("tracecast: OTLP/gRPC on {g}");

@@ -114,10 +114,21 @@ impl Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("Authentication header must be 'Bearer <key>'")
             })?;
-        let presented = hash_key(token);
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(parts.uri.path(), |u| u.0.path())
+            .to_string();
+        Self::for_key_hash(state, &hash_key(token), &path).await
+    }
+
+    /// The caller holding the key with this hash, with the same checks (exists, enabled, not
+    /// expired) and rate limits as a bearer key on `path`. The dashboard authenticates its
+    /// sessions' keys through here.
+    pub async fn for_key_hash(state: &AppState, presented: &str, path: &str) -> ApiResult<Caller> {
         let key = state
             .store
-            .key_by_hash(&presented)
+            .key_by_hash(presented)
             .await?
             .filter(|k| bool::from(k.hash.as_bytes().ct_eq(presented.as_bytes())))
             .ok_or_else(|| ApiError::unauthorized("Invalid API key"))?;
@@ -129,10 +140,6 @@ impl Caller {
         {
             return Err(ApiError::unauthorized("API key has expired"));
         }
-        let path = parts
-            .extensions
-            .get::<axum::extract::OriginalUri>()
-            .map_or(parts.uri.path(), |u| u.0.path());
         let class = RateClass::of_path(path);
         state
             .rate_limiter

@@ -16,6 +16,7 @@ macro_rules! say {
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod gateway;

@@ -68,6 +68,34 @@ pub struct Settings {
     pub limits: Limits,
     /// The capturing gateway (`[gateway]`): upstreams and limits. See `docs/gateway.md`.
     pub gateway: crate::gateway::upstream::GatewaySettings,
+    /// The web dashboard (`[dashboard]`). See `docs/dashboard.md`.
+    #[serde(default)]
+    pub dashboard: DashboardSettings,
+}
+
+/// `[dashboard]`: the web dashboard served at `/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DashboardSettings {
+    /// Serve the dashboard (default true). Off: `/` and the dashboard's pages answer 404.
+    pub enabled: bool,
+    /// How long a sign-in lasts, in hours (default 12); then the dashboard asks for the key
+    /// again.
+    pub session_hours: u64,
+    /// Always mark the session cookie `Secure`. Without it the cookie is `Secure` when the
+    /// request came over HTTPS through a proxy (`X-Forwarded-Proto: https` or `Forwarded:
+    /// proto=https`).
+    pub secure_cookies: bool,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        DashboardSettings {
+            enabled: true,
+            session_hours: 12,
+            secure_cookies: false,
+        }
+    }
 }
 
 /// `[limits]`: what one client or tenant may use. Every value is configurable; a rate of 0
@@ -179,6 +207,7 @@ impl Default for Settings {
             egress: EgressSettings::default(),
             limits: Limits::default(),
             gateway: Default::default(),
+            dashboard: DashboardSettings::default(),
         }
     }
 }

@@ -57,6 +57,20 @@ pub struct PageRequest {
     pub limit: u64,
 }
 
+/// A signed-in dashboard session. The browser holds the random session id; the store keeps only
+/// its SHA-256 (`id_hash`), the management key it was opened with, and when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardSession {
+    /// Hex SHA-256 of the session id.
+    pub id_hash: String,
+    /// Hash of the management key the session was opened with.
+    pub key_hash: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC: the session is refused from then on.
+    pub expires_at: String,
+}
+
 /// An upstream of the capturing gateway, owned by a workspace. `config` is the upstream's
 /// document (base URL, credential, model rules); the server validates it, the store seals it.
 #[derive(Debug, Clone)]
@@ -169,6 +183,16 @@ pub trait Store: Send + Sync + 'static {
     /// Re-seals every stored config (destinations and gateway upstreams) whose key is not the
     /// keyring's primary key. Returns how many were re-sealed.
     async fn reencrypt_all(&self) -> Result<u64>;
+
+    // ---- dashboard sessions ----
+    /// Stores a new session. Fails with [`StoreError::NotFound`] when its key does not exist.
+    async fn insert_session(&self, session: &DashboardSession) -> Result<()>;
+    /// A session by the hash of its id, whether or not it has expired (the caller checks).
+    async fn session(&self, id_hash: &str) -> Result<Option<DashboardSession>>;
+    /// Ends a session (sign-out). Ending one that does not exist is not an error.
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    /// Deletes the sessions that expired before `now` (RFC 3339); returns how many.
+    async fn delete_expired_sessions(&self, now: &str) -> Result<u64>;
 
     // ---- gateway upstreams ----
     async fn insert_gateway_upstream(&self, u: &GatewayUpstream) -> Result<()>;

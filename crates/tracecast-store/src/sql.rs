@@ -23,7 +23,7 @@ use tracecast_model::{
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
-use crate::{GatewayUpstream, Page, PageRequest, Result, Store, StoreError};
+use crate::{DashboardSession, GatewayUpstream, Page, PageRequest, Result, Store, StoreError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1017,6 +1017,57 @@ impl Store for SqlStore {
             n += self.reencrypt_table(table).await?;
         }
         Ok(n)
+    }
+
+    async fn insert_session(&self, s: &DashboardSession) -> Result<()> {
+        let r = sqlx::query(
+            "INSERT INTO dashboard_sessions (id_hash, key_hash, created_at, expires_at) \
+             SELECT $1, hash, $3, $4 FROM api_keys WHERE hash = $2",
+        )
+        .bind(&s.id_hash)
+        .bind(&s.key_hash)
+        .bind(&s.created_at)
+        .bind(&s.expires_at)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str) -> Result<Option<DashboardSession>> {
+        let row = sqlx::query(
+            "SELECT id_hash, key_hash, created_at, expires_at FROM dashboard_sessions WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(DashboardSession {
+                id_hash: r.try_get("id_hash")?,
+                key_hash: r.try_get("key_hash")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 
     async fn insert_gateway_upstream(&self, u: &GatewayUpstream) -> Result<()> {

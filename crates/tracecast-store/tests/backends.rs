@@ -871,3 +871,74 @@ async fn external_ids_are_issued_once_per_workspace_and_override_stored_ones() {
         assert_eq!(engine.config["externalId"], issued.as_str(), "{be}");
     }
 }
+
+#[tokio::test]
+async fn dashboard_sessions_belong_to_their_key_and_expire() {
+    for db in backends().await {
+        let label = db.label();
+        let store = db.open(ring()).await;
+        let (t, w) = tenant_and_ws("sessions");
+        store.create_tenant(&t, &w).await.unwrap();
+        let k = key(&t, &w, KeyKind::Management, "admin");
+        let k2 = key(&t, &w, KeyKind::Management, "second");
+        store.insert_key(&k).await.unwrap();
+        store.insert_key(&k2).await.unwrap();
+        let session =
+            |id: &str, key_hash: &str, expires_at: &str| tracecast_store::DashboardSession {
+                id_hash: id.repeat(64),
+                key_hash: key_hash.into(),
+                created_at: "2026-01-01T00:00:00.000Z".into(),
+                expires_at: expires_at.into(),
+            };
+        let live = session("a", &k.hash, "2999-01-01T00:00:00.000Z");
+        let old = session("b", &k.hash, "2026-01-01T01:00:00.000Z");
+        let other = session("c", &k2.hash, "2999-01-01T00:00:00.000Z");
+        for s in [&live, &old, &other] {
+            store.insert_session(s).await.unwrap();
+        }
+        assert_eq!(
+            store.session(&live.id_hash).await.unwrap().as_ref(),
+            Some(&live),
+            "{label}"
+        );
+        // A key that does not exist cannot hold a session.
+        let orphan = session("d", &"f".repeat(64), "2999-01-01T00:00:00.000Z");
+        assert!(
+            matches!(
+                store.insert_session(&orphan).await,
+                Err(StoreError::NotFound)
+            ),
+            "{label}"
+        );
+        // Expired ones go; live ones stay.
+        assert_eq!(
+            store
+                .delete_expired_sessions("2026-06-01T00:00:00.000Z")
+                .await
+                .unwrap(),
+            1,
+            "{label}"
+        );
+        assert!(
+            store.session(&old.id_hash).await.unwrap().is_none(),
+            "{label}"
+        );
+        // Deleting a key deletes its sessions, and only its own.
+        store.delete_key(&k2.hash).await.unwrap();
+        assert!(
+            store.session(&other.id_hash).await.unwrap().is_none(),
+            "{label}"
+        );
+        assert!(
+            store.session(&live.id_hash).await.unwrap().is_some(),
+            "{label}"
+        );
+        // Sign-out, twice: the second is not an error.
+        store.delete_session(&live.id_hash).await.unwrap();
+        store.delete_session(&live.id_hash).await.unwrap();
+        assert!(
+            store.session(&live.id_hash).await.unwrap().is_none(),
+            "{label}"
+        );
+    }
+}

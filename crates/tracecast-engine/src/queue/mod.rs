@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 pub use nats::{ConfigChanges, NatsError, NatsQueue, NatsQueueOptions, valid_name};
 pub use nats_lease::{Leases, Members};
-pub use sqlite::{SqliteQueue, SqliteQueueOptions};
+pub use sqlite::{PARSED_OVERHEAD, SqliteQueue, SqliteQueueOptions};
 
 #[derive(Debug, Error)]
 pub enum QueueError {
@@ -304,6 +304,14 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Up to `max` records after `after`, in order.
     async fn read(&self, workspace: Uuid, after: u64, max: usize) -> Result<Vec<Record>>;
+
+    /// Up to `max` of the newest records of a workspace's log still held (not yet truncated,
+    /// or still in memory), oldest first. The default reads the last `max` seqs before the
+    /// head; a queue whose in-memory tail can outlive its truncated log overrides it.
+    async fn recent(&self, workspace: Uuid, max: usize) -> Result<Vec<Record>> {
+        let after = self.head(workspace).saturating_sub(max as u64);
+        self.read(workspace, after, max).await
+    }
 
     /// Backlog after `after`.
     async fn backlog(&self, workspace: Uuid, after: u64) -> Result<Backlog>;

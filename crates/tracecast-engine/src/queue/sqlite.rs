@@ -404,6 +404,42 @@ impl SqliteQueue {
     }
 
     /// Waits until every commit sent so far is persisted (tests and shutdown).
+    /// Up to `max` records of the log on disk with `after < seq <= upto`, in order.
+    /// Up to `max` records of the workspace's segments after `after` and up to `upto`, in order.
+    async fn read_log(
+        &self,
+        ws: &WsState,
+        after: u64,
+        upto: u64,
+        max: usize,
+    ) -> Result<Vec<Record>> {
+        let Some(segs) = ws.segments() else {
+            return Ok(Vec::new());
+        };
+        let from = after.max(ws.truncated.load(Ordering::Acquire)) + 1;
+        if upto < from {
+            return Ok(Vec::new());
+        }
+        let max = max.min(usize::try_from(upto - from + 1).unwrap_or(usize::MAX));
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for r in segs.read(from, max)? {
+                if r.header.seq > upto {
+                    break;
+                }
+                out.push(Record::new(
+                    r.header.seq,
+                    r.header.received_at_ms,
+                    r.body.len() as u32,
+                    Arc::new(super::parse_log_body(&r.body)?),
+                ));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|_| QueueError::Closed)?
+    }
+
     pub async fn flush(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.send(Cmd::Flush(tx))?;
@@ -1232,24 +1268,37 @@ impl Queue for SqliteQueue {
                 return Ok(tail.records.iter().skip(start).take(max).cloned().collect());
             }
         }
-        let Some(segs) = ws.segments() else {
+        self.read_log(&ws, after, u64::MAX, max).await
+    }
+
+    // The log is truncated once every cursor has passed a record, but the in-memory tail keeps
+    // the newest records until its budget evicts them: the newest held records are the log's
+    // part before the tail, then the tail.
+    async fn recent(&self, workspace: Uuid, max: usize) -> Result<Vec<Record>> {
+        let Some(ws) = self.shared.ws(workspace) else {
             return Ok(Vec::new());
         };
-        let from = after.max(ws.truncated.load(Ordering::Acquire)) + 1;
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            for r in segs.read(from, max)? {
-                out.push(Record::new(
-                    r.header.seq,
-                    r.header.received_at_ms,
-                    r.body.len() as u32,
-                    Arc::new(super::parse_log_body(&r.body)?),
-                ));
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|_| QueueError::Closed)?
+        let after = (*ws.head.borrow()).saturating_sub(max as u64);
+        let (tail, tail_front) = {
+            let tail = ws.tail.lock().expect("poisoned");
+            let front = tail.records.front().map(|r| r.seq);
+            let newest: Vec<Record> = tail
+                .records
+                .iter()
+                .filter(|r| r.seq > after)
+                .cloned()
+                .collect();
+            (newest, front)
+        };
+        if tail_front.is_some_and(|f| f <= after + 1) {
+            return Ok(tail);
+        }
+        let before_tail = tail_front.map_or(u64::MAX, |f| f - 1);
+        let mut out = self.read_log(&ws, after, before_tail, max).await?;
+        out.extend(tail);
+        let extra = out.len().saturating_sub(max);
+        out.drain(..extra);
+        Ok(out)
     }
 
     async fn backlog(&self, workspace: Uuid, after: u64) -> Result<Backlog> {

@@ -13,19 +13,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, QueryParams};
 use crate::state::AppState;
 
-use super::destinations::{CreateDestinationRequest, parse_id, validate_new};
+use super::destinations::{CreateDestinationRequest, find_destination, validate_new};
 use super::{ItemErrors, RequestErrors};
 
 async fn load(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Destination> {
-    let key = caller.management()?;
-    state
-        .store
-        .get_destination(key.tenant_id, parse_id(id)?)
-        .await?
-        .ok_or_else(ApiError::not_found)
+    find_destination(state, caller, id).await
 }
 
-fn engine_error(e: tracecast_engine::EngineError) -> ApiError {
+pub(crate) fn engine_error(e: tracecast_engine::EngineError) -> ApiError {
     tracing::error!(error = %e, "delivery engine error");
     ApiError::new(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -53,7 +48,7 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> ApiResult<Json<StatusResponse>> {
     let d = load(&state, &caller, &id).await?;
-    let data = state.engine.status(&d).await.map_err(engine_error)?;
+    let data = destination_status(&state, &d).await?;
     Ok(Json(StatusResponse { data }))
 }
 
@@ -95,10 +90,30 @@ pub async fn dead_letters(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<DeadLetterList>> {
-    let d = load(&state, &caller, &id).await?;
     let q = QueryParams::parse(q.as_deref());
     let offset = q.int("offset", 0, 0, u64::MAX >> 1)?;
     let limit = q.int("limit", 50, 1, 100)?;
+    let (data, total) = list_dead_letters(&state, &caller, &id, offset, limit).await?;
+    Ok(Json(DeadLetterList {
+        data,
+        total_count: total,
+    }))
+}
+
+/// The status of a destination already loaded for the caller.
+pub async fn destination_status(state: &AppState, d: &Destination) -> ApiResult<DestinationStatus> {
+    state.engine.status(d).await.map_err(engine_error)
+}
+
+/// A page of a destination's dead letters (oldest first) and their total.
+pub async fn list_dead_letters(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    offset: u64,
+    limit: u64,
+) -> ApiResult<(Vec<DeadLetterOut>, u64)> {
+    let d = load(state, caller, id).await?;
     let (letters, total) = state
         .engine
         .dead_letters(d.id, offset, limit)
@@ -120,10 +135,29 @@ pub async fn dead_letters(
             replay_requested: l.replay_requested,
         })
         .collect();
-    Ok(Json(DeadLetterList {
-        data,
-        total_count: total,
-    }))
+    Ok((data, total))
+}
+
+/// Queues a destination's dead letters (all, or `ids`) for redelivery; returns how many.
+pub async fn replay_dead_letters(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    ids: Option<Vec<i64>>,
+) -> ApiResult<u64> {
+    let d = load(state, caller, id).await?;
+    state.engine.replay(d.id, ids).await.map_err(engine_error)
+}
+
+/// Validates a create body and tests its connection, saving nothing.
+pub async fn test_new_destination(
+    state: &AppState,
+    caller: &Caller,
+    req: &CreateDestinationRequest,
+) -> ApiResult<TestResult> {
+    caller.management()?;
+    let new = validate_new(state, caller, req).await?;
+    Ok(state.engine.test_connection(new.ty, &new.config).await)
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -158,17 +192,13 @@ pub async fn replay(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<ReplayResponse>> {
-    let d = load(&state, &caller, &id).await?;
+    load(&state, &caller, &id).await?;
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayRequest::default()
     } else {
         crate::extract::parse_json(&body)?
     };
-    let replayed = state
-        .engine
-        .replay(d.id, req.ids)
-        .await
-        .map_err(engine_error)?;
+    let replayed = replay_dead_letters(&state, &caller, &id, req.ids).await?;
     Ok(Json(ReplayResponse {
         data: ReplayResult { replayed },
     }))
@@ -192,9 +222,7 @@ pub async fn test_new(
     caller: Caller,
     ApiJson(req): ApiJson<CreateDestinationRequest>,
 ) -> ApiResult<Json<TestResponse>> {
-    caller.management()?;
-    let new = validate_new(&state, &caller, &req).await?;
-    let data = state.engine.test_connection(new.ty, &new.config).await;
+    let data = test_new_destination(&state, &caller, &req).await?;
     Ok(Json(TestResponse { data }))
 }
 

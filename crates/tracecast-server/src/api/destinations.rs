@@ -95,7 +95,7 @@ pub struct DestinationList {
     pub total_count: u64,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDestinationRequest {
     /// One of the 19 destination types.
@@ -129,7 +129,7 @@ pub struct CreateDestinationRequest {
     pub workspace_id: Option<Option<String>>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDestinationRequest {
     pub name: Option<String>,
@@ -222,7 +222,7 @@ pub(crate) fn parse_id(id: &str) -> ApiResult<Uuid> {
 }
 
 /// Validates a create body into a new destination (shared by create and test).
-pub(crate) async fn validate_new(
+pub async fn validate_new(
     state: &AppState,
     caller: &Caller,
     req: &CreateDestinationRequest,
@@ -315,11 +315,13 @@ pub async fn list(
     let q = QueryParams::parse(q.as_deref());
     let offset = q.int("offset", 0, 0, u64::MAX >> 1)?;
     let limit = q.int("limit", 50, 1, 100)?;
-    let ws = caller.workspace(&state, q.str("workspace_id")).await?;
-    let page = state
-        .store
-        .list_destinations(ws.id, tracecast_store::PageRequest { offset, limit })
-        .await?;
+    let page = list_destinations(
+        &state,
+        &caller,
+        q.str("workspace_id"),
+        tracecast_store::PageRequest { offset, limit },
+    )
+    .await?;
     Ok(Json(DestinationList {
         data: page.items.iter().map(DestinationOut::from).collect(),
         total_count: page.total,
@@ -343,20 +345,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(req): ApiJson<CreateDestinationRequest>,
 ) -> ApiResult<(StatusCode, Json<DestinationResponse>)> {
-    let key = caller.management()?;
-    let max = state.limits.max_destinations_per_tenant;
-    if state.store.count_tenant_destinations(key.tenant_id).await? >= max {
-        return Err(ApiError::conflict(format!(
-            "The tenant already holds {max} destinations (limits.max_destinations_per_tenant)"
-        )));
-    }
-    let new = validate_new(&state, &caller, &req).await?;
-    let d = state
-        .store
-        .insert_destination(&new, Uuid::now_v7(), &time::now_rfc3339(), MAX_PER_TYPE)
-        .await?;
-    tracing::info!(destination = %d.id, workspace = %d.workspace_id, r#type = %d.ty, "destination created");
-    state.reload().await;
+    let d = create_destination(&state, &caller, &req).await?;
     Ok((
         StatusCode::CREATED,
         Json(DestinationResponse { data: (&d).into() }),
@@ -374,12 +363,7 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DestinationResponse>> {
-    let key = caller.management()?;
-    let d = state
-        .store
-        .get_destination(key.tenant_id, parse_id(&id)?)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let d = find_destination(&state, &caller, &id).await?;
     Ok(Json(DestinationResponse { data: (&d).into() }))
 }
 
@@ -396,7 +380,19 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateDestinationRequest>,
 ) -> ApiResult<Json<DestinationResponse>> {
-    let key = caller.management()?;
+    let d = update_destination(&state, &caller, &id, &req).await?;
+    Ok(Json(DestinationResponse { data: (&d).into() }))
+}
+
+/// Validates an update of destination `id` and returns the destination as it would be after
+/// it, without saving anything (the dashboard tests a connection with it before saving).
+pub async fn prepare_update(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    req: &UpdateDestinationRequest,
+) -> ApiResult<Destination> {
+    caller.management()?;
     if req.ty.is_some() {
         return Err(ApiError::bad_request(
             "type cannot be changed; create a new destination instead",
@@ -407,11 +403,7 @@ pub async fn update(
             "workspace_id cannot be changed; create the destination in the other workspace instead",
         ));
     }
-    let mut d = state
-        .store
-        .get_destination(key.tenant_id, parse_id(&id)?)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let mut d = find_destination(state, caller, id).await?;
     let mut patch = DestinationPatch {
         name: req
             .name
@@ -444,7 +436,7 @@ pub async fn update(
     if let Some(c) = &req.config {
         let mut merged = config::merge(d.ty, &d.config, c)?;
         server_external_id(
-            &state,
+            state,
             d.ty,
             d.workspace_id,
             c.get(config::S3_EXTERNAL_ID),
@@ -462,14 +454,25 @@ pub async fn update(
                 .workspace_by_id(d.workspace_id)
                 .await?
                 .ok_or_else(ApiError::not_found)?;
-            Patch::Set(check_key_hashes(&state, &ws, h).await?)
+            Patch::Set(check_key_hashes(state, &ws, h).await?)
         }
     };
     d.apply(patch, time::now_rfc3339());
+    Ok(d)
+}
+
+/// Updates destination `id` (PATCH semantics) and applies the change to the workers.
+pub async fn update_destination(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    req: &UpdateDestinationRequest,
+) -> ApiResult<Destination> {
+    let d = prepare_update(state, caller, id, req).await?;
     state.store.update_destination(&d).await?;
     tracing::info!(destination = %d.id, "destination updated");
     state.reload().await;
-    Ok(Json(DestinationResponse { data: (&d).into() }))
+    Ok(d)
 }
 
 #[utoipa::path(
@@ -483,16 +486,70 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Deleted>> {
+    delete_destination(&state, &caller, &id).await?;
+    Ok(Json(Deleted { deleted: true }))
+}
+
+// The operations behind the handlers, shared with the dashboard so that both go through the
+// same authorisation and validation.
+
+/// A live destination of the caller's tenant (management keys only); 404 for any other id.
+pub async fn find_destination(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Destination> {
     let key = caller.management()?;
+    state
+        .store
+        .get_destination(key.tenant_id, parse_id(id)?)
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
+/// A page of the destinations of a workspace of the caller's tenant (`workspace`: id or slug;
+/// `None`: the key's default workspace).
+pub async fn list_destinations(
+    state: &AppState,
+    caller: &Caller,
+    workspace: Option<&str>,
+    page: tracecast_store::PageRequest,
+) -> ApiResult<tracecast_store::Page<Destination>> {
+    caller.management()?;
+    let ws = caller.workspace(state, workspace).await?;
+    Ok(state.store.list_destinations(ws.id, page).await?)
+}
+
+/// Validates and creates a destination, and starts delivering to it.
+pub async fn create_destination(
+    state: &AppState,
+    caller: &Caller,
+    req: &CreateDestinationRequest,
+) -> ApiResult<Destination> {
+    let key = caller.management()?;
+    let max = state.limits.max_destinations_per_tenant;
+    if state.store.count_tenant_destinations(key.tenant_id).await? >= max {
+        return Err(ApiError::conflict(format!(
+            "The tenant already holds {max} destinations (limits.max_destinations_per_tenant)"
+        )));
+    }
+    let new = validate_new(state, caller, req).await?;
     let d = state
         .store
-        .get_destination(key.tenant_id, parse_id(&id)?)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+        .insert_destination(&new, Uuid::now_v7(), &time::now_rfc3339(), MAX_PER_TYPE)
+        .await?;
+    tracing::info!(destination = %d.id, workspace = %d.workspace_id, r#type = %d.ty, "destination created");
+    state.reload().await;
+    Ok(d)
+}
+
+/// Soft-deletes a destination of the caller's tenant.
+pub async fn delete_destination(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let d = find_destination(state, caller, id).await?;
     state
         .store
         .delete_destination(d.id, &time::now_rfc3339())
         .await?;
     tracing::info!(destination = %d.id, "destination deleted");
-    Ok(Json(Deleted { deleted: true }))
+    Ok(())
 }

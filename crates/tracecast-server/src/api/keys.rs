@@ -122,7 +122,7 @@ fn reject_billing(
     Ok(())
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     pub name: String,
@@ -146,7 +146,7 @@ pub struct CreateKeyRequest {
     pub include_byok_in_limit: Option<bool>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
     pub name: Option<String>,
@@ -202,7 +202,7 @@ async fn find(state: &AppState, caller: &Caller, hash: &str) -> ApiResult<ApiKey
 }
 
 /// The `kind` of a list filter or a create body: `workspace` (default) or `management`.
-fn parse_kind(v: Option<&str>) -> ApiResult<KeyKind> {
+pub fn parse_kind(v: Option<&str>) -> ApiResult<KeyKind> {
     match v {
         None => Ok(KeyKind::Workspace),
         Some(s) => KeyKind::parse(s).ok_or_else(|| {
@@ -235,23 +235,16 @@ pub async fn list(
         offset: q.int("offset", 0, 0, u64::MAX >> 1)?,
         limit: q.int("limit", 100, 1, 100)?,
     };
-    let page = match parse_kind(q.str("kind"))? {
-        KeyKind::Workspace => {
-            let ws = caller.workspace(&state, q.str("workspace_id")).await?;
-            state.store.list_keys(ws.id, include_disabled, page).await?
-        }
-        KeyKind::Management => {
-            if q.str("workspace_id").is_some() {
-                return Err(ApiError::bad_request(
-                    "workspace_id does not apply to kind=management: management keys belong to the account",
-                ));
-            }
-            state
-                .store
-                .list_management_keys(caller.0.tenant_id, include_disabled, page)
-                .await?
-        }
-    };
+    let kind = parse_kind(q.str("kind"))?;
+    let page = list_keys(
+        &state,
+        &caller,
+        kind,
+        q.str("workspace_id"),
+        include_disabled,
+        page,
+    )
+    .await?;
     Ok(Json(KeyList {
         data: page.items.iter().map(KeyOut::from).collect(),
         total_count: page.total,
@@ -268,17 +261,30 @@ pub async fn create(
     caller: Caller,
     ApiJson(req): ApiJson<CreateKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let (key, raw) = create_key(&state, &caller, &req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            data: (&key).into(),
+            key: raw,
+        }),
+    ))
+}
+
+/// Creates a key (workspace or management) of the caller's tenant; returns it and the key
+/// itself, which is shown only this once.
+pub async fn create_key(
+    state: &AppState,
+    caller: &Caller,
+    req: &CreateKeyRequest,
+) -> ApiResult<(ApiKey, String)> {
     let me = caller.management()?;
     reject_billing(&req.limit, &req.limit_reset, req.include_byok_in_limit)?;
     validate_name("name", &req.name)?;
     let expires_at = req.expires_at.as_deref().map(parse_expiry).transpose()?;
     let kind = parse_kind(req.kind.as_deref())?;
     let ws = match kind {
-        KeyKind::Workspace => {
-            caller
-                .workspace(&state, req.workspace_id.as_deref())
-                .await?
-        }
+        KeyKind::Workspace => caller.workspace(state, req.workspace_id.as_deref()).await?,
         KeyKind::Management => {
             if req.workspace_id.is_some() {
                 return Err(ApiError::bad_request(
@@ -291,13 +297,7 @@ pub async fn create(
     let (key, raw) = new_key(kind, me.tenant_id, ws.id, &req.name, expires_at, None);
     state.store.insert_key(&key).await?;
     tracing::info!(key = %key.label, kind = kind.as_str(), workspace = %ws.id, "API key created");
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKey {
-            data: (&key).into(),
-            key: raw,
-        }),
-    ))
+    Ok((key, raw))
 }
 
 #[utoipa::path(
@@ -332,7 +332,20 @@ pub async fn update(
     Path(hash): Path<String>,
     ApiJson(req): ApiJson<UpdateKeyRequest>,
 ) -> ApiResult<Json<KeyResponse>> {
-    let mut key = find(&state, &caller, &hash).await?;
+    let key = update_key(&state, &caller, &hash, req).await?;
+    Ok(Json(KeyResponse {
+        data: (&key).into(),
+    }))
+}
+
+/// Updates a key of the caller's tenant (name, disabled, workspace, expiry).
+pub async fn update_key(
+    state: &AppState,
+    caller: &Caller,
+    hash: &str,
+    req: UpdateKeyRequest,
+) -> ApiResult<ApiKey> {
+    let mut key = find(state, caller, hash).await?;
     reject_billing(&req.limit, &req.limit_reset, req.include_byok_in_limit)?;
     if let Some(name) = req.name {
         validate_name("name", &name)?;
@@ -347,7 +360,7 @@ pub async fn update(
                 "workspace_id does not apply to a management key: it belongs to the account",
             ));
         }
-        key.workspace_id = caller.workspace(&state, Some(ws)).await?.id;
+        key.workspace_id = caller.workspace(state, Some(ws)).await?.id;
     }
     match &req.expires_at {
         None => {}
@@ -357,9 +370,7 @@ pub async fn update(
     key.updated_at = Some(time::now_rfc3339());
     state.store.update_key(&key).await?;
     tracing::info!(key = %key.label, kind = key.kind.as_str(), disabled = key.disabled, "API key updated");
-    Ok(Json(KeyResponse {
-        data: (&key).into(),
-    }))
+    Ok(key)
 }
 
 #[utoipa::path(
@@ -376,10 +387,46 @@ pub async fn delete(
     caller: Caller,
     Path(hash): Path<String>,
 ) -> ApiResult<Json<Deleted>> {
-    let key = find(&state, &caller, &hash).await?;
+    delete_key(&state, &caller, &hash).await?;
+    Ok(Json(Deleted { deleted: true }))
+}
+
+/// Deletes a key of the caller's tenant (not its last active management key: 409).
+pub async fn delete_key(state: &AppState, caller: &Caller, hash: &str) -> ApiResult<()> {
+    let key = find(state, caller, hash).await?;
     state.store.delete_key(&key.hash).await?;
     tracing::info!(key = %key.label, kind = key.kind.as_str(), "API key deleted");
-    Ok(Json(Deleted { deleted: true }))
+    Ok(())
+}
+
+/// A page of the caller's tenant's keys: one workspace's (`workspace`: id or slug; `None`:
+/// the key's default workspace) or the management keys.
+pub async fn list_keys(
+    state: &AppState,
+    caller: &Caller,
+    kind: KeyKind,
+    workspace: Option<&str>,
+    include_disabled: bool,
+    page: PageRequest,
+) -> ApiResult<tracecast_store::Page<ApiKey>> {
+    let me = caller.management()?;
+    Ok(match kind {
+        KeyKind::Workspace => {
+            let ws = caller.workspace(state, workspace).await?;
+            state.store.list_keys(ws.id, include_disabled, page).await?
+        }
+        KeyKind::Management => {
+            if workspace.is_some() {
+                return Err(ApiError::bad_request(
+                    "workspace_id does not apply to kind=management: management keys belong to the account",
+                ));
+            }
+            state
+                .store
+                .list_management_keys(me.tenant_id, include_disabled, page)
+                .await?
+        }
+    })
 }
 
 #[utoipa::path(

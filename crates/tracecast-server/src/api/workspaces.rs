@@ -149,7 +149,8 @@ fn apply_body(ws: &mut Workspace, body: &Map<String, Value>, creating: bool) -> 
     Ok(())
 }
 
-async fn find(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Workspace> {
+/// A live workspace of the caller's tenant by id or slug; 404 for any other.
+pub async fn find(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Workspace> {
     let key = caller.management()?;
     state
         .store
@@ -195,6 +196,19 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> ApiResult<(StatusCode, Json<WorkspaceResponse>)> {
+    let ws = create_workspace(&state, &caller, &body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WorkspaceResponse { data: (&ws).into() }),
+    ))
+}
+
+/// Creates a workspace of the caller's tenant from API fields (`name` and `slug` required).
+pub async fn create_workspace(
+    state: &AppState,
+    caller: &Caller,
+    body: &Map<String, Value>,
+) -> ApiResult<Workspace> {
     let key = caller.management()?;
     let max = state.limits.max_workspaces_per_tenant;
     let page = tracecast_store::PageRequest {
@@ -224,12 +238,9 @@ pub async fn create(
         created_at: time::now_rfc3339(),
         updated_at: None,
     };
-    apply_body(&mut ws, &body, true)?;
+    apply_body(&mut ws, body, true)?;
     state.store.insert_workspace(&ws).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(WorkspaceResponse { data: (&ws).into() }),
-    ))
+    Ok(ws)
 }
 
 #[utoipa::path(
@@ -259,12 +270,48 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> ApiResult<Json<WorkspaceResponse>> {
-    let mut ws = find(&state, &caller, &id).await?;
-    apply_body(&mut ws, &body, false)?;
+    let ws = update_workspace(&state, &caller, &id, &body).await?;
+    Ok(Json(WorkspaceResponse { data: (&ws).into() }))
+}
+
+/// Updates a workspace of the caller's tenant (id or slug) from API fields, and applies the
+/// change (the broadcast switch) to the workers.
+pub async fn update_workspace(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: &Map<String, Value>,
+) -> ApiResult<Workspace> {
+    let mut ws = find(state, caller, id).await?;
+    apply_body(&mut ws, body, false)?;
     ws.updated_at = Some(time::now_rfc3339());
     state.store.update_workspace(&ws).await?;
     state.reload().await;
-    Ok(Json(WorkspaceResponse { data: (&ws).into() }))
+    Ok(ws)
+}
+
+/// Every live workspace of the caller's tenant, oldest first (at most
+/// `limits.max_workspaces_per_tenant`).
+pub async fn all_workspaces(state: &AppState, caller: &Caller) -> ApiResult<Vec<Workspace>> {
+    let key = caller.management()?;
+    let mut out = Vec::new();
+    loop {
+        let page = state
+            .store
+            .list_workspaces(
+                key.tenant_id,
+                PageRequest {
+                    offset: out.len() as u64,
+                    limit: 100,
+                },
+            )
+            .await?;
+        let got = page.items.len();
+        out.extend(page.items);
+        if got == 0 || out.len() as u64 >= page.total {
+            return Ok(out);
+        }
+    }
 }
 
 #[utoipa::path(
