@@ -45,7 +45,8 @@ step "store and API tests again on PostgreSQL"
 pg_url="${TRACECAST_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 TRACECAST_TEST_DATABASE_URL="$pg_url" cargo test --locked -p tracecast-store --test backends
 TRACECAST_TEST_DATABASE_URL="$pg_url" cargo test --locked -p tracecast-server \
-  --test destinations --test auth_isolation --test workspaces_keys --test delivery --test postgres
+  --test destinations --test auth_isolation --test workspaces_keys --test delivery --test postgres \
+  --test dashboard
 
 step "official OpenRouter SDK against the real server"
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
