@@ -4,6 +4,8 @@
 #
 # - clickhouse-server (Debian's 18.16): crates/tracecast-exporters/tests/clickhouse.rs starts a
 #   real server on a free loopback port to check the HTTP protocol and authentication.
+# - chromium: tests/dashboard drives the web dashboard in headless Chromium (playwright-core
+#   with the system browser, /usr/bin/chromium).
 set -euo pipefail
 
 SUDO=""
@@ -24,4 +26,8 @@ apt_install() {
 # data directory, so the packaged service (if any) is never used.
 if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse-server ] && [ ! -x /usr/bin/clickhouse ]; then
   apt_install clickhouse-server
+fi
+
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
 fi

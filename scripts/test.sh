@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every Rust test, the official OpenRouter SDK
-# (openrouter==1.3.84) driving a real tracecast server, and the vendor validators. Needs only
-# Rust (stable) and Python 3; everything else is installed here.
+# (openrouter==1.3.84) driving a real tracecast server, the web dashboard in headless
+# Chromium, and the vendor validators. Needs only Rust (stable) and Python 3 (and Node.js 20+
+# for the Node suites); everything else is installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,7 +45,8 @@ step "store and API tests again on PostgreSQL"
 pg_url="${TRACECAST_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 TRACECAST_TEST_DATABASE_URL="$pg_url" cargo test --locked -p tracecast-store --test backends
 TRACECAST_TEST_DATABASE_URL="$pg_url" cargo test --locked -p tracecast-server \
-  --test destinations --test auth_isolation --test workspaces_keys --test delivery --test postgres
+  --test destinations --test auth_isolation --test workspaces_keys --test delivery --test postgres \
+  --test dashboard
 
 step "official OpenRouter SDK against the real server"
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
@@ -59,6 +61,12 @@ step "official OpenAI Python and Node SDKs and @openrouter/sdk through the gatew
 npm ci --prefix tests/gateway_sdk/node --no-audit --no-fund --loglevel=error
 TRACECAST_BIN="$PWD/target/debug/tracecast" PYTHONDONTWRITEBYTECODE=1 \
   "$venv/bin/python" -m pytest tests/gateway_sdk -q -p no:cacheprovider
+
+step "web dashboard in headless Chromium: the seven flows of issue 16, axe-core on every page"
+# playwright-core 1.65.2 and axe-core 4.14.1, pinned by the lock file; the browser is Debian's
+# chromium (scripts/install-test-deps.sh), or CHROMIUM=/path/to/chrome.
+npm ci --prefix tests/dashboard --no-audit --no-fund --loglevel=error
+TRACECAST_BIN="$PWD/target/debug/tracecast" node --test tests/dashboard/dashboard.test.mjs
 
 step "vendor validators: exporters' golden payloads against the platforms' own models"
 if compgen -G "tests/vendors/test_*.py" >/dev/null; then

@@ -16,11 +16,15 @@
 //!   (JetStream's own storage limit then applies, and a full store refuses ingest with a 503
 //!   rather than losing acknowledged records), unless `backlog_budget` is a size.
 //!
-//! Each workspace may keep its share: the bytes it retains plus the room left in the budget,
-//! and when the budget is exceeded, its retained bytes scaled down in proportion
-//! ([`Snapshot::allowance`]). A destination whose backlog is larger than its workspace's
-//! allowance drops its oldest pending records (counted per destination in `dropped`); the
-//! other destinations of the workspace, being less far behind, lose nothing.
+//! Every workspace's log may grow to one common level ([`Snapshot::allowance`]): within the
+//! budget, the largest log's size plus the room left; past it, the level that brings the sum
+//! back to the budget by cutting the largest logs down to it while the smaller ones keep what
+//! they have. An outage in one workspace never costs a healthy one anything: a healthy log
+//! (records in flight) is small, far under the level, and may fluctuate freely. A destination whose backlog is larger than
+//! its workspace's allowance drops its oldest pending records (counted per destination in
+//! `dropped`); the other destinations of the workspace, being less far behind, lose nothing.
+//! The free-space floor never cuts the budget below [`MIN_BUDGET`] (unless the budget is set
+//! smaller), the room healthy destinations need for the records in flight.
 //!
 //! [`Tracker::tick`] measures all of this every couple of seconds, publishes it for the
 //! workers and the status API, sets the gauges, and warns (log and metrics) when a
@@ -41,9 +45,14 @@ pub const WARN_AT: f64 = 0.8;
 const REARM_AT: f64 = 0.7;
 /// The ingest rate is averaged over this long.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// The least budget the free-space floor leaves: healthy destinations always have some records
+/// in flight (at 30,000 records/s, half a second is about 36 MB), and a budget at zero would
+/// have them drop what arrived since the last measurement.
+pub const MIN_BUDGET: u64 = 256 << 20;
 
-/// The bytes the log may hold in all: the configured budget, limited by the free-space floor.
-/// `None`: no budget (a share was asked for, but the size of the storage is unknown).
+/// The bytes the log may hold in all: the configured budget, limited by the free-space floor
+/// (but not below [`MIN_BUDGET`]). `None`: no budget (a share was asked for, but the size of
+/// the storage is unknown).
 pub fn resolve(
     budget: Amount,
     min_free: Amount,
@@ -59,7 +68,26 @@ pub fn resolve(
     // Everything the log could take: what is free now, plus what it already holds.
     let floor = retained.saturating_add(s.available.saturating_sub(min_free.of(s.total)));
     let wanted = budget.of(s.available.saturating_add(s.queue_bytes));
-    Some(wanted.min(floor))
+    Some(wanted.min(floor.max(MIN_BUDGET)))
+}
+
+/// The level every workspace's log may reach: past the budget, the one that cuts `retained`
+/// (bytes per workspace) down to `budget` in all (those above it are cut to it, those under it
+/// keep what they have); within it, the largest plus the room left.
+fn level(retained: impl Iterator<Item = u64>, budget: u64) -> u64 {
+    let mut sizes: Vec<u64> = retained.collect();
+    sizes.sort_unstable();
+    let mut left = budget;
+    let n = sizes.len() as u64;
+    for (i, size) in sizes.iter().enumerate() {
+        let rest = n - i as u64;
+        if size.saturating_mul(rest) > left {
+            return left / rest;
+        }
+        left -= size;
+    }
+    // Everything fits (`budget` is not exceeded).
+    sizes.last().copied().unwrap_or(0) + left
 }
 
 /// What the last measurement found.
@@ -73,20 +101,16 @@ pub struct Snapshot {
     pub workspaces: HashMap<Uuid, LogUsage>,
     /// Bytes per second appended to the log, all workspaces, over the last minute.
     pub ingest_bytes_per_sec: f64,
+    /// The level every workspace's log may reach ([`Snapshot::allowance`]); `None`: no budget.
+    pub level: Option<u64>,
 }
 
 impl Snapshot {
     /// How many bytes of backlog a destination of `workspace` may keep before its oldest
-    /// records are dropped: the workspace's retained bytes plus the room left in the budget;
-    /// past the budget, each workspace's retained bytes scaled down in proportion.
-    pub fn allowance(&self, workspace: Uuid) -> Option<u64> {
-        let budget = self.budget?;
-        let own = self.workspaces.get(&workspace).map_or(0, |u| u.bytes);
-        Some(if self.retained <= budget {
-            own + (budget - self.retained)
-        } else {
-            (own as u128 * budget as u128 / self.retained as u128) as u64
-        })
+    /// records are dropped: the common level of every workspace's log ([`Snapshot::level`]).
+    /// (The same for every workspace today; asked per workspace so that it may not be.)
+    pub fn allowance(&self, _workspace: Uuid) -> Option<u64> {
+        self.level
     }
 
     /// The average stored size of a record of `workspace`, when known.
@@ -163,11 +187,13 @@ impl Tracker {
         let retained: u64 = usage.iter().map(|(_, u)| u.bytes).sum();
         let total = resolve(opts.budget(), opts.backlog_min_free, storage, retained);
         let rate = self.rate(&usage);
+        let level = total.map(|b| level(usage.iter().map(|(_, u)| u.bytes), b));
         let snapshot = Snapshot {
             budget: total,
             retained,
             workspaces: usage.into_iter().collect(),
             ingest_bytes_per_sec: rate,
+            level,
         };
         metrics::gauge!("tracecast_backlog_retained_bytes").set(retained as f64);
         metrics::gauge!("tracecast_backlog_budget_bytes").set(total.map_or(-1.0, |b| b as f64));
@@ -286,6 +312,20 @@ mod tests {
             resolve(share, floor, storage(100 * GIB, 4 * GIB, 4 * GIB), 3 * GIB),
             Some(3 * GIB)
         );
+        // ... but never less than the room healthy destinations need, unless set smaller.
+        assert_eq!(
+            resolve(share, floor, storage(100 * GIB, 4 * GIB, GIB), 0),
+            Some(MIN_BUDGET)
+        );
+        assert_eq!(
+            resolve(
+                Amount::Bytes(1000),
+                floor,
+                storage(100 * GIB, 4 * GIB, GIB),
+                0
+            ),
+            Some(1000)
+        );
         // An absolute size, limited by the floor; without storage information, as given.
         let abs = Amount::Bytes(20 * GIB);
         assert_eq!(
@@ -316,25 +356,38 @@ mod tests {
             retained: 600,
             workspaces: [(a, usage(10, 5, 500)), (b, usage(10, 1, 100))].into(),
             ingest_bytes_per_sec: 100.0,
+            level: Some(level([500, 100].into_iter(), 1000)),
         };
-        // Within the budget: each may grow into the room left.
+        // Within the budget: each may grow to the largest plus the room left.
         assert_eq!(s.allowance(a), Some(900));
-        assert_eq!(s.allowance(b), Some(500));
-        assert_eq!(s.allowance(c), Some(400));
+        assert_eq!(s.allowance(b), Some(900));
+        assert_eq!(s.allowance(c), Some(900));
         assert_eq!(s.secs_until_drop(a, 500), Some(4.0));
         assert_eq!(s.record_bytes(a), Some(100.0));
-        // Past it: each keeps its part of the budget, in proportion.
-        s.retained = 2000;
+        // Past it: the largest is cut down to the level that fits; the smaller ones keep theirs.
+        s.retained = 1610;
         s.workspaces.insert(a, usage(30, 15, 1500));
-        s.workspaces.insert(b, usage(10, 5, 500));
-        assert_eq!(s.allowance(a), Some(750));
-        assert_eq!(s.allowance(b), Some(250));
+        s.workspaces.insert(c, usage(10, 5, 10));
+        s.level = Some(level([1500, 100, 10].into_iter(), 1000));
+        assert_eq!(s.allowance(a), Some(890));
+        assert_eq!(s.allowance(b), Some(890));
         assert_eq!(s.secs_until_drop(a, 1500), Some(0.0));
-        // No budget, or no ingest: no estimate.
+        // No ingest, or no budget: no estimate.
         s.ingest_bytes_per_sec = 0.0;
         assert_eq!(s.secs_until_drop(a, 0), None);
         s.budget = None;
+        s.level = None;
         assert_eq!(s.allowance(a), None);
+    }
+
+    #[test]
+    fn the_level_cuts_the_largest_first() {
+        assert_eq!(level([1500, 500].into_iter(), 1000), 500);
+        assert_eq!(level([600, 600, 600].into_iter(), 1200), 400);
+        assert_eq!(level([100, 2000, 50].into_iter(), 1000), 850);
+        // Within the budget: the largest may grow by the room left.
+        assert_eq!(level([100, 200].into_iter(), 1000), 900);
+        assert_eq!(level(std::iter::empty(), 1000), 1000);
     }
 
     #[test]

@@ -55,8 +55,8 @@ pub struct Engine {
     /// The outage budget as last measured ([`crate::budget`]).
     budget: Arc<Budget>,
     workers: Mutex<HashMap<Uuid, Handle>>,
-    /// Recent activity of the destinations this node delivers (or delivered since it started),
-    /// kept across worker restarts; dropped when the destination is deleted.
+    /// Recent activity of the destinations this node delivers (the dashboard's charts);
+    /// dropped when the destination is deleted or another node of the cluster takes it over.
     histories: Mutex<HashMap<Uuid, Arc<History>>>,
     /// Every live destination as last read from the store, with its workspace switch.
     known: Mutex<HashMap<Uuid, (Destination, bool)>>,
@@ -537,6 +537,8 @@ impl Engine {
     /// handed over). With `release`, the cursor is written and the lease given up, so another
     /// node resumes exactly there.
     async fn stop_worker(&self, id: Uuid, release: bool) {
+        // The node taking the destination over keeps its history from now on.
+        self.histories.lock().expect("poisoned").remove(&id);
         let handle = self.workers.lock().expect("poisoned").remove(&id);
         if let Some(h) = handle {
             h.stop.send_replace(true);

@@ -56,6 +56,37 @@ impl Page {
     }
 }
 
+/// HTML text with its character references (`&#62;`, `&amp;`) resolved.
+fn unescape(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find(';').filter(|e| *e <= 8);
+        let decoded = end.and_then(|e| match &rest[1..e] {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            n if n.starts_with('#') => n[1..].parse::<u32>().ok().and_then(char::from_u32),
+            _ => None,
+        });
+        match (decoded, end) {
+            (Some(c), Some(e)) => {
+                out.push(c);
+                rest = &rest[e + 1..];
+            }
+            _ => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn cookie_value(set_cookie: &str) -> String {
     let first = set_cookie.split(';').next().unwrap();
     first.split_once('=').unwrap().1.to_string()
@@ -696,4 +727,48 @@ async fn assets_are_embedded_and_cached_for_a_year() {
     let off = TestServer::start_with(|st| st.dashboard.enabled = false).await;
     let r = Browser::new(&off).get("/signin").await;
     assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn every_type_has_a_form_generated_from_its_schema() {
+    let s = TestServer::start().await;
+    let mut b = Browser::new(&s);
+    b.sign_in(&s.mgmt_key).await;
+    let types = b.get("/destinations/new").await;
+    for ty in tracecast_model::DestinationType::ALL {
+        assert!(
+            types
+                .html
+                .contains(&format!(r#"href="/destinations/new/{}""#, ty.as_str())),
+            "{ty} is offered"
+        );
+        let p = b.get(&format!("/destinations/new/{}", ty.as_str())).await;
+        assert_eq!(p.status, 200, "{ty}: {}", p.html);
+        for f in ty.schema() {
+            if matches!(f.kind, tracecast_model::config::FieldKind::Headers) {
+                assert!(p.html.contains(r#"id="add-header""#), "{ty}: headers");
+                continue;
+            }
+            let id = format!(r#"id="f-cfg-{}""#, f.name);
+            assert!(p.html.contains(&id), "{ty}.{}: no input", f.name);
+            assert!(
+                p.html.contains(&format!(r#"for="f-cfg-{}""#, f.name)),
+                "{ty}.{}: no label",
+                f.name
+            );
+            assert!(
+                unescape(&p.html).contains(f.help),
+                "{ty}.{}: no help text",
+                f.name
+            );
+            if f.server_issued {
+                assert!(
+                    !p.html.contains(&format!(r#"name="cfg.{}""#, f.name)),
+                    "{ty}.{}: the server issues it; the form never sends it",
+                    f.name
+                );
+            }
+        }
+    }
+    assert_eq!(b.get("/destinations/new/not-a-type").await.status, 404);
 }

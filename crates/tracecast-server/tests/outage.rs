@@ -41,6 +41,8 @@ struct Sink {
 struct SinkState {
     deliveries: HashMap<String, u32>,
     failing: bool,
+    /// Answers this late (a slow but healthy receiver).
+    delay: Duration,
     refused: usize,
     gzipped: usize,
 }
@@ -55,6 +57,10 @@ impl Sink {
         let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (sink, url)
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        self.inner.lock().unwrap().delay = delay;
     }
 
     fn set_failing(&self, on: bool) {
@@ -100,6 +106,8 @@ async fn receive(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> S
         sink.inner.lock().unwrap().refused += 1;
         return StatusCode::SERVICE_UNAVAILABLE;
     }
+    let delay = sink.inner.lock().unwrap().delay;
+    tokio::time::sleep(delay).await;
     let gzipped = headers.contains_key("content-encoding");
     let body = common::receiver::inflate(&headers, &body);
     let Some(ids) = common::receiver::generation_ids_in(&body) else {
@@ -411,4 +419,70 @@ async fn past_its_budget_a_dead_destination_drops_its_oldest_records_and_its_log
         dropped - 1
     );
     assert_eq!(ok.duplicates(), vec![]);
+}
+
+/// Two workspaces share the budget: the one whose destination is dead is cut down to what
+/// fits, the healthy one loses nothing, although its slow receiver keeps a few hundred records
+/// in flight (a share of the budget in proportion to what each log holds would cut those).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_in_one_workspace_costs_another_nothing() {
+    const TOTAL: usize = 3000;
+    let (_dir, _node, c, _) = start(&[("TRACECAST_DELIVERY__MAX_BACKLOG_BYTES", "600000")]).await;
+    let (ok, ok_url) = Sink::start().await;
+    let (down, down_url) = Sink::start().await;
+    down.set_failing(true);
+    ok.set_delay(Duration::from_millis(300));
+    let mut keys = Vec::new();
+    let mut dests = Vec::new();
+    for (name, url) in [("live", &ok_url), ("dead", &down_url)] {
+        let ws = c
+            .post(
+                "/api/v1/workspaces",
+                json!({"name": name, "slug": format!("outage-{name}")}),
+            )
+            .await["data"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let d = c
+            .post(
+                DEST,
+                json!({"type": "webhook", "name": name, "workspace_id": ws, "config": {"url": url}}),
+            )
+            .await["data"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        dests.push(d);
+        keys.push(
+            c.post("/api/v1/keys", json!({"name": name, "workspace_id": ws}))
+                .await["key"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // About 1.8 MB into each workspace, at the same time.
+    tokio::join!(
+        c.ingest(&keys[0], TOTAL, 100, 400, 600),
+        c.ingest(&keys[1], TOTAL, 100, 400, 600),
+    );
+    wait_for(
+        "the live workspace's receiver to have every record",
+        60,
+        || ok.distinct() == TOTAL,
+    )
+    .await;
+    assert_eq!(ok.duplicates(), vec![]);
+    let live = c.status(&dests[0]).await;
+    assert_eq!(live["counts"]["dropped"], 0, "{live}");
+    let mut dead = c.status(&dests[1]).await;
+    for _ in 0..100 {
+        if dead["counts"]["dropped"].as_u64().unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dead = c.status(&dests[1]).await;
+    }
+    assert!(dead["counts"]["dropped"].as_u64().unwrap() > 0, "{dead}");
 }

@@ -171,7 +171,7 @@ pub fn render(h: &HistorySnapshot, now_minute: i64, minutes: usize) -> Chart {
 }
 
 fn span_name(minutes: usize) -> String {
-    if minutes % 60 == 0 {
+    if minutes.is_multiple_of(60) {
         let h = minutes / 60;
         if h == 1 {
             "hour".into()
