@@ -131,6 +131,8 @@ describe("the dashboard in a browser", () => {
     await page.waitForURL(/\/destinations\/[0-9a-f-]{36}\?created$/);
     destinationId = /destinations\/([0-9a-f-]{36})/.exec(page.url())[1];
     assert.match(await text(".notice"), /Destination created/);
+    // Nothing received yet: the page says how to send a first generation, to this server.
+    assert.match(await text("#first-curl"), new RegExp(`^curl ${tc.base}/api/v1/generations`));
     const stored = await api(tc.base, "GET", `/observability/destinations/${destinationId}`);
     assert.equal(stored.status, 200);
     assert.equal(stored.body.data.config.url, receiver.url);
@@ -212,6 +214,7 @@ describe("the dashboard in a browser", () => {
       return (await text("#dead-letter-count")) === "2";
     });
     assert.match(await text("#last-error"), /400/);
+    assert.equal(await page.locator("#first-curl").count(), 0, "generations arrived: no first steps");
     assert.match(await text("#recent-errors"), /400/);
     assert.equal(await page.locator("#dead-letter-table tbody tr").count(), 2);
     await axe("destination with dead letters");

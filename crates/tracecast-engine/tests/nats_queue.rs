@@ -144,6 +144,7 @@ async fn cursors_counters_truncation_and_backlog() {
     assert_eq!(q.head(ws), 100);
 
     support::cap_points(&q, ws).await;
+    support::usage(&q, ws).await;
 
     // A forgotten destination loses its cursor but keeps its counters.
     q.forget(d2).await.unwrap();

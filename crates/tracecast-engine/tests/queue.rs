@@ -91,6 +91,9 @@ async fn cursors_counters_truncation_and_backlog() {
     }
 
     support::cap_points(&q, ws).await;
+    support::usage(&q, ws).await;
+    // The embedded queue always knows its file system (statvfs of the data dir).
+    assert!(q.storage().await.unwrap().is_some());
 }
 
 #[tokio::test]

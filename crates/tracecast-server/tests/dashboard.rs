@@ -226,6 +226,8 @@ async fn sign_in_sets_a_strict_http_only_session_that_sign_out_ends() {
         "bound to the key"
     );
     assert!(s.store.session(&id).await.unwrap().is_none());
+    // Signed in, the sign-in page sends the browser on.
+    assert_eq!(b.get("/signin").await.location(), "/destinations");
     // The page is served, never cached, never framed, and shows no key.
     let p = b.get("/destinations").await;
     assert_eq!(p.status, 200);

@@ -1490,19 +1490,41 @@ impl Queue for NatsQueue {
     }
 
     async fn log_usage(&self) -> Result<Vec<(Uuid, LogUsage)>> {
-        // One listing answers for every workspace log (stream info with state, 256 a page),
-        // including those created by other nodes since this one connected.
+        /// A page of `STREAM.LIST` (stream info with state).
+        #[derive(serde::Deserialize)]
+        struct Page {
+            total: usize,
+            #[serde(default)]
+            streams: Option<Vec<stream::Info>>,
+        }
+        // One listing, filtered to this prefix's logs, answers for every workspace (256 a
+        // page), including those created by other nodes since this one connected.
+        let subject = format!("{}.log.*", self.inner.opts.prefix);
         let start = format!("{}_LOG_", self.inner.upper);
-        let mut streams = self.inner.js.streams();
+        let op = "listing the workspace logs";
         let mut out = Vec::new();
-        while let Some(info) = streams.next().await {
-            let info = info.map_err(nats_err("listing streams"))?;
-            if let Some(ws) = info
-                .config
-                .name
-                .strip_prefix(&start)
-                .and_then(|id| Uuid::parse_str(id).ok())
-            {
+        loop {
+            let page: jetstream::response::Response<Page> = self
+                .inner
+                .js
+                .request(
+                    "STREAM.LIST",
+                    &serde_json::json!({"offset": out.len(), "subject": subject}),
+                )
+                .await
+                .map_err(nats_err(op))?;
+            let page = match page {
+                jetstream::response::Response::Ok(p) => p,
+                jetstream::response::Response::Err { error } => return Err(nats_err(op)(error)),
+            };
+            let streams = page.streams.unwrap_or_default();
+            let n = streams.len();
+            for info in streams {
+                let ws = info
+                    .config
+                    .name
+                    .strip_prefix(&start)
+                    .and_then(|id| Uuid::parse_str(id).ok());
                 out.push((
                     ws,
                     LogUsage {
@@ -1512,28 +1534,49 @@ impl Queue for NatsQueue {
                     },
                 ));
             }
+            if n == 0 || out.len() >= page.total {
+                break;
+            }
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .filter_map(|(ws, u)| Some((ws?, u)))
+            .collect())
     }
 
     async fn storage(&self) -> Result<Option<Storage>> {
         // The account's JetStream file storage limit, when it has one; the server's own limit
-        // (`max_file_store`) is not visible to clients.
-        let account = self
+        // (`max_file_store`) is not visible to clients. Read by hand: async-nats' `Account`
+        // wants fields a 2.9 server does not send.
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Limits {
+            max_storage: i64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Info {
+            #[serde(default)]
+            storage: u64,
+            #[serde(default)]
+            limits: Limits,
+        }
+        let op = "reading the JetStream account";
+        let info: jetstream::response::Response<Info> = self
             .inner
             .js
-            .query_account()
+            .request("INFO", &serde_json::json!({}))
             .await
-            .map_err(nats_err("reading the JetStream account"))?;
-        Ok(account
-            .limits
-            .max_storage
-            .filter(|m| *m > 0)
-            .map(|max| Storage {
-                total: max as u64,
-                available: (max as u64).saturating_sub(account.storage),
-                queue_bytes: account.storage,
-            }))
+            .map_err(nats_err(op))?;
+        let info = match info {
+            jetstream::response::Response::Ok(i) => i,
+            jetstream::response::Response::Err { error } => return Err(nats_err(op)(error)),
+        };
+        let max = info.limits.max_storage;
+        Ok((max > 0).then(|| Storage {
+            total: max as u64,
+            available: (max as u64).saturating_sub(info.storage),
+            queue_bytes: info.storage,
+        }))
     }
 
     async fn cap_point(

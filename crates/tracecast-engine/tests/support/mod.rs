@@ -103,6 +103,35 @@ pub async fn cap_points(q: &dyn Queue, ws: Uuid) {
     );
 }
 
+/// What the queue reports of a workspace whose log holds seqs 31..=100 (for the outage
+/// budget), and of its storage.
+pub async fn usage(q: &dyn Queue, ws: Uuid) {
+    let all = q.log_usage().await.unwrap();
+    let u = all
+        .iter()
+        .find(|(w, _)| *w == ws)
+        .map(|(_, u)| *u)
+        .expect("the workspace is listed");
+    assert_eq!((u.head, u.records), (100, 70));
+    let bodies: u64 = q
+        .read(ws, 30, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| u64::from(r.size))
+        .sum();
+    // SQLite counts the stored bodies; JetStream its stored messages (headers and subject too).
+    assert!(
+        u.bytes >= bodies && u.bytes < bodies * 2,
+        "{} bytes kept for {bodies} bytes of records",
+        u.bytes
+    );
+    if let Some(s) = q.storage().await.unwrap() {
+        assert!(s.total > 0 && s.available <= s.total, "{s:?}");
+        assert!(s.queue_bytes >= u.bytes, "{s:?}");
+    }
+}
+
 pub async fn dead_letters_list_replay_and_expire(q: &dyn Queue) {
     let d = Uuid::now_v7();
     let letters = (0..3)

@@ -159,22 +159,66 @@ impl GenerationSpans<'_> {
 
 // ---- OTLP/JSON ----
 
-/// Whether a string has a byte JSON must escape: `"`, `\\` or a control character.
-fn needs_escape(s: &[u8]) -> bool {
-    s.iter().fold(false, |acc, &b| {
-        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any of the 8 bytes of `w` is one JSON must escape: `"`, `\\` or a control character
+/// (below 0x20). Exact for the word as a whole (the classic has-zero-byte / has-less-than
+/// tricks), which is all the scan below needs.
+fn word_needs_escape(w: u64) -> bool {
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+    let q = w ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = w ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (below_space | quote | backslash) & HIGHS != 0
 }
 
-/// A JSON string. Most strings (every attribute key, most values) need no escaping: they are
-/// copied in one go, and only the others go through serde_json's escaper.
+/// A JSON string, escaped exactly as serde_json escapes it (`\"`, `\\\\`, `\n`-style short
+/// forms, `\u00XX` for other control characters). Runs that need no escaping, 8 bytes at a time,
+/// are copied in one go: message contents and the JSON documents carried as string attributes
+/// (quotes everywhere) made serde_json's byte-by-byte escaper the largest single cost of OTLP
+/// encoding (bench/RESULTS.md).
 fn write_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
-    if needs_escape(s.as_bytes()) {
-        return serde_json::to_writer(&mut *out, s);
-    }
-    out.reserve(s.len() + 2);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            if !word_needs_escape(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            0x00..=0x1f => 0,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if short != 0 {
+            out.extend_from_slice(&[b'\\', short]);
+        } else {
+            out.extend_from_slice(b"\\u00");
+            out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
     Ok(())
 }
@@ -320,13 +364,24 @@ mod tests {
         }
         for b in 0u8..=0x7f {
             samples.push(format!("abcdefg{}hijklmnop", b as char));
+            samples.push(format!("{}", b as char).repeat(17));
         }
+        // Escapes at every position of a word, next to multi-byte characters, in a JSON
+        // document carried as a string.
+        for pos in 0..24 {
+            let mut s: String = "é".repeat(pos / 2) + &"y".repeat(pos % 2);
+            s.push_str("\"\\\u{1}\u{8}\u{c}\u{7f}€\"");
+            s.push_str(&"ab".repeat(pos));
+            samples.push(s);
+        }
+        samples.push(
+            serde_json::json!({"messages": [{"role": "user", "content": "say \"hi\"\n"}]})
+                .to_string(),
+        );
         for s in samples {
             let mut ours = Vec::new();
             write_str(&mut ours, &s).unwrap();
             assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
-            let escaped = serde_json::to_string(&s).unwrap().len() != s.len() + 2;
-            assert_eq!(needs_escape(s.as_bytes()), escaped, "{s:?}");
         }
     }
 }

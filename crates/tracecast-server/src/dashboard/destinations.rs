@@ -280,6 +280,8 @@ struct DetailPage {
     letters_next: String,
     test: Option<(bool, String, String)>,
     replayed: Option<u64>,
+    /// Nothing received yet: how to send a first generation, with this server's address.
+    first_steps: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -291,12 +293,32 @@ pub struct DetailQuery {
     replayed: Option<u64>,
 }
 
+/// The address the browser reached tracecast at (`http://host:port`), for examples.
+fn origin(headers: &axum::http::HeaderMap) -> String {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or_default().trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let host = get("x-forwarded-host")
+        .or_else(|| get("host"))
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let scheme = match get("x-forwarded-proto").as_deref() {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
 async fn detail_page(
     dash: &Dash,
     session: &Session,
     id: &str,
     q: &DetailQuery,
     test: Option<(bool, String, String)>,
+    origin: String,
 ) -> DashResult<Response> {
     let state = &dash.app;
     let caller = &session.caller;
@@ -443,6 +465,8 @@ async fn detail_page(
         },
         test,
         replayed: q.replayed,
+        first_steps: (status.counts.received == 0 && status.counts.delivered == 0)
+            .then_some(origin),
     };
     Ok(render(&page))
 }
@@ -451,10 +475,11 @@ async fn detail_page(
 pub async fn detail(
     State(dash): State<Dash>,
     session: Session,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<DetailQuery>,
 ) -> DashResult<Response> {
-    detail_page(&dash, &session, &id, &q, None).await
+    detail_page(&dash, &session, &id, &q, None, origin(&headers)).await
 }
 
 fn no_query() -> DetailQuery {
@@ -470,6 +495,7 @@ fn no_query() -> DetailQuery {
 /// `POST /destinations/{id}/test`: the connection test with the stored config.
 pub async fn test(
     State(dash): State<Dash>,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
     form: PostForm,
 ) -> DashResult<Response> {
@@ -491,6 +517,7 @@ pub async fn test(
         &id,
         &no_query(),
         Some((r.ok, summary, r.message)),
+        origin(&headers),
     )
     .await
 }

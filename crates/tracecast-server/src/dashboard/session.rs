@@ -287,12 +287,15 @@ fn signin_form(
     res
 }
 
-/// `GET /signin`.
+/// `GET /signin`; a browser already signed in goes on to the destinations.
 pub async fn signin_page(
     State(dash): State<Dash>,
     headers: HeaderMap,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Response {
+    if Session::load(&dash, &headers, "/signin").await.is_ok() {
+        return Redirect::to("/destinations").into_response();
+    }
     let notice = match q.as_deref() {
         Some("signed-out") => Some("You are signed out."),
         _ => None,
