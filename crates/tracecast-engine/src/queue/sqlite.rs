@@ -47,9 +47,12 @@ const READER_CACHE_KIB: i64 = 4 * 1024;
 pub const PARSED_OVERHEAD: usize = 4;
 const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
 /// The largest workspace key: `key << SEQ_BITS` must stay a positive `i64`, so that ids never
-/// wrap (key 2^24 + 1 would share key 1's ids).
+/// wrap (key 2^24 + 1 would share key 1's ids). Records are in segment files now; the limits
+/// of the former `log` table ids (this key range, `SEQ_MASK` records per workspace) are kept
+/// as they were, and `log` rows left by an older version are read by these ids.
 pub const MAX_WORKSPACE_KEY: i64 = (1 << (63 - SEQ_BITS)) - 1;
 
+/// A record's id in the former `log` table (read when moving records into segments).
 fn row_id(ws: i64, seq: u64) -> i64 {
     (ws << SEQ_BITS) | (seq as i64 & SEQ_MASK)
 }

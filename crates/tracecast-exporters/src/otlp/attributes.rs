@@ -217,6 +217,21 @@ impl<'a, 'd> Attributes<'a, 'd> {
         })
     }
 
+    /// A JSON document built by `write` as a `stringValue` (written only when the dialect
+    /// keeps the key).
+    pub(crate) fn json_text(
+        &mut self,
+        key: impl Into<Cow<'a, str>>,
+        write: impl FnOnce(&mut String),
+    ) -> &mut Self {
+        self.add(key, || {
+            // Content is rarely small: start with room for it.
+            let mut out = String::with_capacity(1024);
+            write(&mut out);
+            Some(AttrValue::String(Cow::Owned(out)))
+        })
+    }
+
     /// A JSON value with its natural OTLP type: strings as `stringValue`, integers as
     /// `intValue` (beyond `i64`: `stringValue` of the decimal), other numbers as `doubleValue`,
     /// booleans as `boolValue`, objects and arrays as a JSON `stringValue`. `null` is skipped.

@@ -7,14 +7,13 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use serde::Serialize;
 use serde_json::Value;
 use tracecast_model::trace::TraceView;
 
 use super::attributes::{Attributes, Element, KeyRule, SpanRole, join};
 use super::dialect::{OtlpDialect, SERVICE_VERSION, SpanSlot};
 use super::keys as k;
-use super::model::{EventData, GenerationSpans, SpanData};
+use super::model::{EventData, GenerationSpans, SpanData, push_json_str, push_json_value};
 use crate::{ExportError, Payload};
 
 /// The body of an OTLP export request with no spans, as JSON (what connection tests send).
@@ -315,24 +314,6 @@ fn normalise_name(s: &str) -> Cow<'_, str> {
     Cow::Owned(crate::ident::snake(s, false))
 }
 
-#[derive(Serialize)]
-struct PromptJson<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    messages: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    input: Option<&'a Value>,
-}
-
-#[derive(Serialize)]
-struct CompletionJson<'a> {
-    completion: &'a str,
-    reasoning: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<&'a Value>,
-}
-
 /// The standard attributes of the generation span, in a fixed order (see the module docs).
 fn generation_attributes<'a>(view: &TraceView<'a>, slot: SpanSlot, a: &mut Attributes<'a, '_>) {
     // Operation, provider, model, response.
@@ -448,29 +429,50 @@ fn generation_attributes<'a>(view: &TraceView<'a>, slot: SpanSlot, a: &mut Attri
         a.value(join(k::TRACE_METADATA_PREFIX, name), value);
     }
 
-    // Content: TraceView gives none in privacy mode.
+    // Content: TraceView gives none in privacy mode. Written as serde_json would write
+    // `PromptJson` / `CompletionJson` (the byte-for-byte test below holds them to it), with
+    // the fast escaper.
     if let Some(input) = view.input() {
-        a.json(
-            k::GEN_AI_PROMPT,
-            &PromptJson {
-                messages: input.messages,
-                prompt: input.prompt,
-                input: input.input,
-            },
-        );
+        a.json_text(k::GEN_AI_PROMPT, |out| {
+            out.push('{');
+            let fields = [
+                ("messages", input.messages),
+                ("prompt", input.prompt),
+                ("input", input.input),
+            ];
+            let mut first = true;
+            for (name, value) in fields {
+                if let Some(value) = value {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    push_json_str(out, name);
+                    out.push(':');
+                    push_json_value(out, value);
+                }
+            }
+            out.push('}');
+        });
         if let Some(tools) = input.tools {
             a.json(k::GEN_AI_TOOL_DEFINITIONS, tools);
         }
     }
     if let Some(output) = view.output() {
-        a.json(
-            k::GEN_AI_COMPLETION,
-            &CompletionJson {
-                completion: &output.completion,
-                reasoning: output.reasoning.as_deref(),
-                tool_calls: output.tool_calls,
-            },
-        );
+        a.json_text(k::GEN_AI_COMPLETION, |out| {
+            out.push_str(r#"{"completion":"#);
+            push_json_str(out, &output.completion);
+            out.push_str(r#","reasoning":"#);
+            match output.reasoning.as_deref() {
+                Some(r) => push_json_str(out, r),
+                None => out.push_str("null"),
+            }
+            if let Some(calls) = output.tool_calls {
+                out.push_str(r#","tool_calls":"#);
+                push_json_value(out, calls);
+            }
+            out.push('}');
+        });
     }
 
     if let Some(err) = view.error() {
@@ -521,6 +523,81 @@ fn generation_attributes<'a>(view: &TraceView<'a>, slot: SpanSlot, a: &mut Attri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use super::super::attributes::AttrValue;
+    use serde::Serialize;
+
+    // The documents serde_json wrote before the content attributes were written directly.
+    #[derive(Serialize)]
+    struct PromptJson<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        messages: Option<&'a Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        prompt: Option<&'a Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input: Option<&'a Value>,
+    }
+
+    #[derive(Serialize)]
+    struct CompletionJson<'a> {
+        completion: &'a str,
+        reasoning: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tool_calls: Option<&'a Value>,
+    }
+
+    #[test]
+    fn content_attributes_are_what_serde_json_writes() {
+        use tracecast_model::generation::{Generation, IngestContext};
+        use tracecast_model::trace::TraceOptions;
+        let records = [
+            serde_json::json!({"request": {"messages": [{"role": "user", "content": "say \"hi\"\n\u{1}é"}], "tools": [{"type": "function"}]},
+                "response": {"choices": [{"message": {"role": "assistant", "content": "hi \\ there", "reasoning": "because\t", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{\"a\":1.5}"}}]}}]}}),
+            serde_json::json!({"request": {"prompt": ["a", 1, 2.25, null, {"b": false}], "input": "x"}, "response": {"choices": [{"text": "t"}]}}),
+            serde_json::json!({"request": {"input": [{"role": "user", "content": [{"type": "input_text", "text": "q"}]}]}, "response": {"output": [{"type": "message", "content": [{"type": "output_text", "text": "a"}]}]}}),
+        ];
+        for mut raw in records {
+            raw["id"] = "g".into();
+            raw["model"] = "openai/gpt-4o".into();
+            raw["created_at"] = "2026-01-01T00:00:00Z".into();
+            let g = Generation::from_json(raw, &IngestContext::default()).unwrap();
+            let view = TraceView::new(&g, TraceOptions::default());
+            let spans = generation_spans(&view, &super::super::dialect::DefaultDialect);
+            let attr = |key: &str| {
+                spans
+                    .spans
+                    .last()
+                    .unwrap()
+                    .attributes
+                    .iter()
+                    .find(|a| a.key == key)
+                    .map(|a| match &a.value {
+                        AttrValue::String(s) => s.to_string(),
+                        other => panic!("{key}: {other:?}"),
+                    })
+            };
+            let input = view.input().unwrap();
+            let prompt = PromptJson {
+                messages: input.messages,
+                prompt: input.prompt,
+                input: input.input,
+            };
+            assert_eq!(
+                attr(k::GEN_AI_PROMPT).unwrap(),
+                serde_json::to_string(&prompt).unwrap()
+            );
+            let output = view.output().unwrap();
+            let completion = CompletionJson {
+                completion: &output.completion,
+                reasoning: output.reasoning.as_deref(),
+                tool_calls: output.tool_calls,
+            };
+            assert_eq!(
+                attr(k::GEN_AI_COMPLETION).unwrap(),
+                serde_json::to_string(&completion).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn operation_names() {

@@ -162,65 +162,117 @@ impl GenerationSpans<'_> {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any of the 8 bytes of `w` is one JSON must escape: `"`, `\\` or a control character
-/// (below 0x20). Exact for the word as a whole (the classic has-zero-byte / has-less-than
-/// tricks), which is all the scan below needs.
-fn word_needs_escape(w: u64) -> bool {
+/// The high bit of each of the 8 bytes of `w` that JSON must escape (`"`, `\\` or below 0x20),
+/// possibly also of bytes above the lowest such byte (the classic has-zero-byte and
+/// has-less-than tricks): zero exactly when none does, and the lowest set bit is exact.
+fn escape_mask(w: u64) -> u64 {
     let below_space = w.wrapping_sub(ONES * 0x20) & !w;
     let q = w ^ (ONES * u64::from(b'"'));
     let quote = q.wrapping_sub(ONES) & !q;
     let b = w ^ (ONES * u64::from(b'\\'));
     let backslash = b.wrapping_sub(ONES) & !b;
-    (below_space | quote | backslash) & HIGHS != 0
+    (below_space | quote | backslash) & HIGHS
 }
 
-/// A JSON string, escaped exactly as serde_json escapes it (`\"`, `\\\\`, `\n`-style short
-/// forms, `\u00XX` for other control characters). Runs that need no escaping, 8 bytes at a time,
-/// are copied in one go: message contents and the JSON documents carried as string attributes
-/// (quotes everywhere) made serde_json's byte-by-byte escaper the largest single cost of OTLP
-/// encoding (bench/RESULTS.md).
-fn write_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+/// How serde_json writes the control characters that have no short escape.
+const CONTROL: [&str; 32] = [
+    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007", "\\b",
+    "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f", "\\u0010", "\\u0011", "\\u0012",
+    "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017", "\\u0018", "\\u0019", "\\u001a",
+    "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+];
+
+/// The contents of a JSON string (without its quotes), escaped exactly as serde_json escapes
+/// it, as pieces: runs that need no escaping and escape sequences. Runs are found 8 bytes at a
+/// time: message contents, and the JSON documents carried as string attributes (a quote every
+/// few bytes), made serde_json's byte-by-byte escaper the largest single cost of OTLP encoding
+/// (bench/RESULTS.md).
+#[inline]
+fn escape_pieces<'s>(s: &'s str, mut emit: impl FnMut(&'s str)) {
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
     let (mut start, mut i) = (0, 0);
     while i < bytes.len() {
         if let Some(chunk) = bytes.get(i..i + 8) {
-            let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            if !word_needs_escape(w) {
+            let m = escape_mask(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+            if m == 0 {
                 i += 8;
                 continue;
             }
+            // The lowest flagged byte is exact (the tricks only over-flag above a hit).
+            i += (m.trailing_zeros() / 8) as usize;
         }
-        let b = bytes[i];
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x08 => b'b',
-            0x0c => b'f',
-            0x00..=0x1f => 0,
+        let esc = match bytes[i] {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b @ 0x00..=0x1f => CONTROL[usize::from(b)],
             _ => {
                 i += 1;
                 continue;
             }
         };
-        out.extend_from_slice(&bytes[start..i]);
-        if short != 0 {
-            out.extend_from_slice(&[b'\\', short]);
-        } else {
-            out.extend_from_slice(b"\\u00");
-            out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
-        }
+        // `i` is at an ASCII byte, so both slices end on character boundaries.
+        emit(&s[start..i]);
+        emit(esc);
         i += 1;
         start = i;
     }
-    out.extend_from_slice(&bytes[start..]);
+    emit(&s[start..]);
+}
+
+/// A JSON string into a byte buffer.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    escape_pieces(s, |p| out.extend_from_slice(p.as_bytes()));
     out.push(b'"');
     Ok(())
+}
+
+/// A JSON string into a `String`.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    escape_pieces(s, |p| out.push_str(p));
+    out.push('"');
+}
+
+/// A JSON value as serde_json writes it (compact, object keys in the map's order), with the
+/// escaper above.
+pub(crate) fn push_json_value(out: &mut String, v: &serde_json::Value) {
+    use serde_json::Value;
+    use std::fmt::Write;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // serde_json writes numbers as their Display does (itoa, and the same shortest form
+        // for finite floats).
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => push_json_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_str(out, k);
+                out.push(':');
+                push_json_value(out, item);
+            }
+            out.push('}');
+        }
+    }
 }
 
 fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -378,10 +430,20 @@ mod tests {
             serde_json::json!({"messages": [{"role": "user", "content": "say \"hi\"\n"}]})
                 .to_string(),
         );
-        for s in samples {
+        for s in &samples {
             let mut ours = Vec::new();
-            write_str(&mut ours, &s).unwrap();
-            assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
+            write_str(&mut ours, s).unwrap();
+            assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
+            let mut text = String::new();
+            push_json_str(&mut text, s);
+            assert_eq!(text, serde_json::to_string(s).unwrap());
         }
+        let value = serde_json::json!({
+            "z": [1, -2, 2.5, 1e300, 0.1, u64::MAX, i64::MIN, null, true, false],
+            "a": {"nested": samples, "empty": {}, "list": []},
+        });
+        let mut text = String::new();
+        push_json_value(&mut text, &value);
+        assert_eq!(text, serde_json::to_string(&value).unwrap());
     }
 }

@@ -82,25 +82,30 @@ fn too_many() -> ApiError {
 
 /// The number of JSON values in `json` (a count of containers, separators and scalars, exact
 /// for valid JSON) and its deepest nesting. One pass over the bytes, no allocation: it runs on
-/// each record before it is parsed, so that its parsed size is known to be bounded.
+/// each record before it is parsed, so that its parsed size is known to be bounded. Inside a
+/// string (most of a record: message contents) it jumps from one `"` or `\\` to the next.
 fn json_shape(json: &[u8]) -> (usize, usize) {
     let (mut values, mut depth, mut max_depth) = (0usize, 0usize, 0usize);
-    let (mut in_string, mut escaped, mut in_scalar) = (false, false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut in_scalar = false;
+    let mut i = 0;
+    while i < json.len() {
+        let b = json[i];
+        i += 1;
         match b {
             b'"' => {
-                in_string = true;
                 in_scalar = false;
                 values += 1;
+                // To the closing quote, stepping over escaped characters.
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &json[i.min(json.len())..]) {
+                        None => return (values, max_depth),
+                        Some(k) if json[i + k] == b'\\' => i += k + 2,
+                        Some(k) => {
+                            i += k + 1;
+                            break;
+                        }
+                    }
+                }
             }
             b'{' | b'[' => {
                 in_scalar = false;
@@ -166,7 +171,7 @@ fn parse_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<Vec<(Value, 
     };
     if is_ndjson(headers) {
         let mut out = Vec::new();
-        for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        for (i, line) in lines(body).enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -231,6 +236,24 @@ fn parse_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> ApiResult<Vec<(Value, 
     }
 }
 
+/// The lines of an NDJSON body (found with memchr, not byte by byte).
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b'\n', r) {
+            Some(n) => {
+                rest = Some(&r[n + 1..]);
+                Some(&r[..n])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 fn strip_position(s: &str) -> String {
     match s.rfind(" at line ") {
         Some(i) => s[..i].to_string(),
@@ -252,6 +275,80 @@ mod tests {
         assert_eq!(json_shape(br#"[[],[],[[]]]"#), (5, 3));
         assert_eq!(json_shape(br#""a\"b""#), (1, 0));
         assert_eq!(json_shape(b"-12"), (1, 0));
+    }
+
+    /// The byte-by-byte scan `json_shape` replaced.
+    fn reference(json: &[u8]) -> (usize, usize) {
+        let (mut values, mut depth, mut max_depth) = (0usize, 0usize, 0usize);
+        let (mut in_string, mut escaped, mut in_scalar) = (false, false, false);
+        for &b in json {
+            if in_string {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    in_string = true;
+                    in_scalar = false;
+                    values += 1;
+                }
+                b'{' | b'[' => {
+                    in_scalar = false;
+                    values += 1;
+                    depth += 1;
+                    max_depth = max_depth.max(depth);
+                }
+                b'}' | b']' => {
+                    in_scalar = false;
+                    depth = depth.saturating_sub(1);
+                }
+                b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' => in_scalar = false,
+                _ => {
+                    if !in_scalar {
+                        in_scalar = true;
+                        values += 1;
+                    }
+                }
+            }
+        }
+        (values, max_depth)
+    }
+
+    #[test]
+    fn json_shape_agrees_with_the_byte_by_byte_scan() {
+        let samples: &[&[u8]] = &[
+            br#"["a\\", "b\"[", {"c": [1, "\\\""]}]"#,
+            br#"{"x": "\u0041\n{[", "y": [true, null, -1.5e3]}"#,
+            br#"["abc"#,
+            b"[\"ab\\",
+            b"\"\\",
+            b"\\\"",
+            b"",
+            b"\"",
+            br#"{"a":"\\"}{"b":["\\\\"]}"#,
+        ];
+        for s in samples {
+            assert_eq!(
+                json_shape(s),
+                reference(s),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    #[test]
+    fn lines_split_like_split_on_newline() {
+        for body in [&b""[..], b"\n", b"a", b"a\n", b"a\nb", b"\n\na\n\nb\n"] {
+            let ours: Vec<&[u8]> = super::lines(body).collect();
+            let split: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+            assert_eq!(ours, split);
+        }
     }
 }
 
