@@ -356,6 +356,7 @@ pub async fn update(
     }
     key.updated_at = Some(time::now_rfc3339());
     state.store.update_key(&key).await?;
+    state.keys.forget(&key.hash);
     tracing::info!(key = %key.label, kind = key.kind.as_str(), disabled = key.disabled, "API key updated");
     Ok(Json(KeyResponse {
         data: (&key).into(),
@@ -378,6 +379,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Deleted>> {
     let key = find(&state, &caller, &hash).await?;
     state.store.delete_key(&key.hash).await?;
+    state.keys.forget(&key.hash);
     tracing::info!(key = %key.label, kind = key.kind.as_str(), "API key deleted");
     Ok(Json(Deleted { deleted: true }))
 }
