@@ -200,6 +200,7 @@ pub async fn start(
         metrics_token: settings.metrics_token.as_deref().map(Into::into),
         limits: Arc::new(settings.limits.clone()),
         rate_limiter: Arc::new(RateLimiter::new(&settings.limits)),
+        keys: Arc::default(),
     };
     let mut app = crate::api::router(state.clone())
         .merge(crate::gateway::routes(state.clone(), &settings.gateway)?);

@@ -96,6 +96,54 @@ pub async fn drain(body: axum::body::Body, max: usize) {
     .await;
 }
 
+/// How long a key read from the store is trusted without reading it again. A change made
+/// through this node's API (disable, expire, delete) applies at once ([`KeyCache::forget`]); a
+/// change made on another node of a cluster, or with the `tracecast keys` command, within this.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keys recently read from the store, by hash, so that a request is not one store read more
+/// (for a gateway call, the store read was a third of its CPU). Only keys that exist are kept
+/// (an unknown key is read every time, so a key created on another node works at once), at
+/// most as many as exist; an entry is dropped once older than [`KEY_CACHE_TTL`]. Expiry and
+/// `disabled` are still checked on every request, on the cached copy.
+#[derive(Default)]
+pub struct KeyCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, ApiKey)>>,
+}
+
+impl KeyCache {
+    /// The cached key of this hash, if read within [`KEY_CACHE_TTL`].
+    pub fn get(&self, hash: &str) -> Option<ApiKey> {
+        let map = self.lock();
+        map.get(hash)
+            .filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(_, k)| k.clone())
+    }
+
+    fn put(&self, key: &ApiKey) {
+        let mut map = self.lock();
+        // Stale entries go when the map grows: it stays bounded by the keys in use.
+        if map.len() >= 1024 && map.len().is_power_of_two() {
+            map.retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);
+        }
+        map.insert(key.hash.clone(), (std::time::Instant::now(), key.clone()));
+    }
+
+    /// Drops a key (after it changed or was deleted through the API).
+    pub fn forget(&self, hash: &str) {
+        self.lock().remove(hash);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, ApiKey)>>
+    {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl Caller {
     /// Checks the bearer key (and the rate limits of its class) of a request.
     async fn authenticate(parts: &mut Parts, state: &AppState) -> ApiResult<Caller> {
@@ -126,12 +174,18 @@ impl Caller {
     /// expired) and rate limits as a bearer key on `path`. The dashboard authenticates its
     /// sessions' keys through here.
     pub async fn for_key_hash(state: &AppState, presented: &str, path: &str) -> ApiResult<Caller> {
-        let key = state
-            .store
-            .key_by_hash(presented)
-            .await?
-            .filter(|k| bool::from(k.hash.as_bytes().ct_eq(presented.as_bytes())))
-            .ok_or_else(|| ApiError::unauthorized("Invalid API key"))?;
+        let key = match state.keys.get(presented) {
+            Some(k) => Some(k),
+            None => {
+                let found = state.store.key_by_hash(presented).await?;
+                if let Some(k) = &found {
+                    state.keys.put(k);
+                }
+                found
+            }
+        }
+        .filter(|k| bool::from(k.hash.as_bytes().ct_eq(presented.as_bytes())))
+        .ok_or_else(|| ApiError::unauthorized("Invalid API key"))?;
         if key.disabled {
             return Err(ApiError::unauthorized("API key is disabled"));
         }

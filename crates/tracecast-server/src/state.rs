@@ -15,6 +15,8 @@ pub struct AppState {
     pub limits: Arc<crate::settings::Limits>,
     /// Request rate limits per key and per tenant.
     pub rate_limiter: Arc<crate::rate_limit::RateLimiter>,
+    /// API keys recently read from the store (see [`crate::auth::KeyCache`]).
+    pub keys: Arc<crate::auth::KeyCache>,
 }
 
 impl AppState {

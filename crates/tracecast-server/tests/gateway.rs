@@ -1439,3 +1439,27 @@ async fn a_call_over_the_rate_limit_gets_openai_429_with_retry_after() {
     assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
     assert_eq!(v["error"]["type"], "requests", "{v}");
 }
+
+/// Keys are cached after their first use; disabling, re-enabling and deleting one through the
+/// API applies to the very next call.
+#[tokio::test]
+async fn a_key_changed_through_the_api_applies_to_the_next_call() {
+    let t = setup().await;
+    let body = json!({"model": "fake/ok", "messages": []});
+    assert_eq!(t.call(body.clone()).send().await.unwrap().status(), 200);
+    let path = format!("/api/v1/keys/{}", t.hash);
+    for (patch, status) in [
+        (json!({"disabled": true}), 401),
+        (json!({"disabled": false}), 200),
+    ] {
+        let r = t.s.patch(&path, patch).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(t.call(body.clone()).send().await.unwrap().status(), status);
+    }
+    let r = t.s.delete(&path).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = t.call(body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key", "{v}");
+}

@@ -369,6 +369,7 @@ pub async fn update_key(
     }
     key.updated_at = Some(time::now_rfc3339());
     state.store.update_key(&key).await?;
+    state.keys.forget(&key.hash);
     tracing::info!(key = %key.label, kind = key.kind.as_str(), disabled = key.disabled, "API key updated");
     Ok(key)
 }
@@ -395,6 +396,7 @@ pub async fn delete(
 pub async fn delete_key(state: &AppState, caller: &Caller, hash: &str) -> ApiResult<()> {
     let key = find(state, caller, hash).await?;
     state.store.delete_key(&key.hash).await?;
+    state.keys.forget(&key.hash);
     tracing::info!(key = %key.label, kind = key.kind.as_str(), "API key deleted");
     Ok(())
 }
