@@ -6,12 +6,19 @@ destinations and one otel-collector), then drives, one after the other against t
 server: (1) `POST /api/v1/generations` with NDJSON batches, (2) `POST /v1/traces` with OTLP
 protobuf batches of the same calls (GenAI semantic-convention spans with the same messages,
 usage and ids). For each phase: accepted/s (the client's rate of durably acknowledged records)
-and delivered/s (records delivered to each destination, from the phase's start to its last
-delivery). The two phases alternate `--rounds` times (a shared box drifts). Prints one JSON
+delivered/s (records delivered to each destination, from the phase's start to its last
+delivery) and the server's CPU time per record over the phase (ingest and delivery; read from
+/proc, so Linux only). The two phases alternate `--rounds` times (a shared box drifts). Prints one JSON
 object per phase on stdout, then the means and the OTLP/JSON ratios.
 
     bench/otlp_ingest.py                       # release build (built if missing), 3 x 2 phases of 15 s
     bench/otlp_ingest.py --bin target/debug/tracecast --duration 10
+
+Profiling (instruction counts, which other processes' load does not change): a fixed amount of
+work per phase, one phase per run, the server under callgrind:
+
+    bench/otlp_ingest.py --rounds 1 --only otlp --requests 10 --concurrency 1 \
+        --wrap "valgrind --tool=callgrind --callgrind-out-file=/tmp/otlp.cg"
 
 Needs the Python packages `opentelemetry-proto` (the OTLP message definitions).
 """
@@ -75,6 +82,16 @@ class Sink:
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (Linux /proc), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
 def api(base, method, path, body, key=KEY):
     req = urllib.request.Request(
         base + path, method=method, data=json.dumps(body).encode(),
@@ -123,8 +140,9 @@ def otlp_span():
     )
 
 
-def drive(base, key, phase, round_no, duration, concurrency, batch):
-    """Sends batches from `concurrency` keep-alive clients for `duration` s; returns accepted."""
+def drive(base, key, phase, round_no, duration, concurrency, batch, requests=None):
+    """Sends batches from `concurrency` keep-alive clients for `duration` s (or `requests`
+    batches each); returns the records accepted and the time taken."""
     host, port = base.removeprefix("http://").split(":")
     accepted = [0] * concurrency
     errors = []
@@ -134,7 +152,7 @@ def drive(base, key, phase, round_no, duration, concurrency, batch):
     def client(i):
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
         n = 0
-        while time.monotonic() < stop_at:
+        while (n < requests) if requests else (time.monotonic() < stop_at):
             n += 1
             if phase == "json":
                 body = "\n".join(json_record(f"b{round_no}-{i}-{n}-{j}") for j in range(batch)).encode()
@@ -178,6 +196,11 @@ def main():
     ap.add_argument("--drain-timeout", type=float, default=300)
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternate JSON and OTLP phases this many times (a shared box drifts)")
+    ap.add_argument("--requests", type=int,
+                    help="send this many batches per client and phase instead of --duration")
+    ap.add_argument("--only", choices=["json", "otlp"], help="run only this phase")
+    ap.add_argument("--wrap", default="",
+                    help="a command the server runs under, e.g. valgrind --tool=callgrind ...")
     args = ap.parse_args()
     if not os.path.exists(args.bin):
         log("building tracecast (release)")
@@ -186,7 +209,7 @@ def main():
     sinks = [Sink(), Sink(), Sink()]
     data = tempfile.mkdtemp(prefix="tracecast-otlp-bench-")
     env = dict(os.environ, TRACECAST_BOOTSTRAP_MANAGEMENT_KEY=KEY, TRACECAST_LOG="warn")
-    proc = subprocess.Popen([args.bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+    proc = subprocess.Popen([*args.wrap.split(), args.bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = None
     for line in proc.stderr:
@@ -204,18 +227,25 @@ def main():
         key = api(base, "POST", "/api/v1/keys", {"name": "bench"})["key"]
         results = {"json": [], "otlp": []}
         delivered_before = 0
-        for round_no, phase in enumerate(["json", "otlp"] * args.rounds):
+        phases = [args.only] if args.only else ["json", "otlp"]
+        for round_no, phase in enumerate(phases * args.rounds):
             t0 = time.monotonic()
-            n, elapsed = drive(base, key, phase, round_no, args.duration, args.concurrency, args.batch)
+            cpu0 = cpu_seconds(proc.pid)
+            n, elapsed = drive(base, key, phase, round_no, args.duration, args.concurrency, args.batch,
+                               args.requests)
             target = delivered_before + n
             deadline = time.monotonic() + args.drain_timeout
             while min(s.count for s in sinks) < target and time.monotonic() < deadline:
                 time.sleep(0.1)
             delivered = [s.count - delivered_before for s in sinks]
+            cpu = cpu_seconds(proc.pid) - cpu0
             per_dest = [round(d / max(1e-9, s.last - t0)) for d, s in zip(delivered, sinks)]
             r = {
                 "phase": phase, "records": n, "accepted_per_s": round(n / elapsed),
                 "delivered_per_s": per_dest, "all_delivered": all(d >= n for d in delivered),
+                # The server's CPU time (ingest, log, delivery to the three) per record: what the
+                # rates cost, less sensitive to other load on the machine than the rates.
+                "server_cpu_us_per_record": round(cpu * 1e6 / max(1, n), 1),
             }
             results[phase].append(r)
             print(json.dumps(r), flush=True)
@@ -224,16 +254,21 @@ def main():
         def mean(phase, f):
             return sum(f(r) for r in results[phase]) / len(results[phase])
 
+        if args.only:
+            return
         acc = {p: mean(p, lambda r: r["accepted_per_s"]) for p in results}
         dlv = {p: mean(p, lambda r: min(r["delivered_per_s"])) for p in results}
+        cpu = {p: mean(p, lambda r: r["server_cpu_us_per_record"]) for p in results}
         print(json.dumps({
+            "json_server_cpu_us_per_record": round(cpu["json"], 1),
+            "otlp_server_cpu_us_per_record": round(cpu["otlp"], 1),
             "json_accepted_per_s": round(acc["json"]), "otlp_accepted_per_s": round(acc["otlp"]),
             "otlp_over_json_accepted": round(acc["otlp"] / acc["json"], 2),
             "otlp_over_json_delivered": round(dlv["otlp"] / dlv["json"], 2),
         }), flush=True)
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(120)
 
 
 if __name__ == "__main__":

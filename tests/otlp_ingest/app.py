@@ -65,11 +65,20 @@ def main() -> None:
 
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    class Ended(SpanProcessor):
+        """Keeps every ended span, to name the instrumentation's span in the output."""
+
+        spans: list = []
+
+        def on_end(self, span) -> None:
+            self.spans.append(span)
 
     provider = TracerProvider(resource=Resource.create({"service.name": "otlp-ingest-app"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter(args.exporter, args.endpoint, args.key)))
+    provider.add_span_processor(Ended())
     trace.set_tracer_provider(provider)
     instrument(args.instrumentation)
 
@@ -89,7 +98,13 @@ def main() -> None:
         )
         ctx = parent.get_span_context()
     provider.shutdown()
-    print(json.dumps({"trace_id": f"{ctx.trace_id:032x}", "parent_span_id": f"{ctx.span_id:016x}"}))
+    # The instrumentation's span of the call: the one child of the app's span.
+    [call] = [s for s in Ended.spans if s.parent is not None and s.parent.span_id == ctx.span_id]
+    print(json.dumps({
+        "trace_id": f"{ctx.trace_id:032x}",
+        "span_id": f"{call.context.span_id:016x}",
+        "parent_span_id": f"{ctx.span_id:016x}",
+    }))
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ def test_instrumented_call_arrives_as_a_generation(
 
     [span] = webhook.wait_for(f"the {instrumentation} call", is_ours)
     a = attrs(span)
-    # The app's own trace: same trace id, under the app's span.
+    # The app's own trace, as the instrumentation's span (same id), under the app's span.
     assert span["traceId"] == ids["trace_id"]
+    assert span["spanId"] == ids["span_id"]
     assert span["parentSpanId"] == ids["parent_span_id"]
     assert a["gen_ai.request.model"] == "gpt-4o-mini"
     assert a["gen_ai.response.model"] == upstream.RESPONSE_MODEL

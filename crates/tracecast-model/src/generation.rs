@@ -81,6 +81,14 @@ pub struct Identity {
     pub api_key_name: Option<String>,
 }
 
+impl Identity {
+    /// Not set yet: a record that has been validated but not appended. Such a generation
+    /// serialises without `identity`, so its JSON is an ingest record (the stored form).
+    pub fn is_unset(&self) -> bool {
+        self.workspace_id.is_empty() && self.api_key_hash.is_none() && self.api_key_name.is_none()
+    }
+}
+
 /// One ingested LLM call. All fields but `id`, `model` and `created_at` are optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
@@ -171,8 +179,8 @@ pub struct Generation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_region: Option<Region>,
 
-    /// Set by tracecast at ingest.
-    #[serde(default)]
+    /// Set by tracecast at ingest (left out of the JSON while unset).
+    #[serde(default, skip_serializing_if = "Identity::is_unset")]
     pub identity: Identity,
 }
 
@@ -302,6 +310,15 @@ impl Generation {
             native_reasoning,
         );
         Ok(g)
+    }
+
+    /// Validates and completes a generation built field by field (OTLP ingest) by the same
+    /// rules as [`Self::from_json`]: the checks of every field, then the derivations. Its JSON
+    /// (identity unset) is a record that [`Self::from_json`] reads back as the same generation.
+    pub fn validated(mut self, ctx: &IngestContext) -> Result<Generation, ValidationError> {
+        self.validate()?;
+        self.complete(ctx, None, None, None, None);
+        Ok(self)
     }
 
     fn validate(&self) -> Result<(), ValidationError> {

@@ -211,6 +211,16 @@ impl<'a> TraceView<'a> {
         sha256_prefix(&self.g.id)
     }
 
+    /// The span id the call had in the app's own OTLP trace: `trace.otlp_span_id` (what OTLP
+    /// ingest keeps of an LLM span) when it is 16 hex characters, not all zero, and the
+    /// generation is in an OTLP trace of the app (`trace.trace_id` is 32 hex characters). A
+    /// destination that receives the app's other spans can then show the generation as that
+    /// very span ([`Self::otlp_span_id`] is derived from the generation id instead).
+    pub fn otlp_app_span_id(&self) -> Option<[u8; 8]> {
+        let id = self.g.trace_str("otlp_span_id")?;
+        (is_hex(id, 16) && is_hex(self.trace_key(), 32)).then(|| hex_bytes(id))
+    }
+
     /// OTLP span id of the intermediate span named by `trace.span_name`: derived from the trace
     /// key and the span name, so calls sharing both share the span.
     pub fn otlp_intermediate_span_id(&self) -> Option<[u8; 8]> {
@@ -722,6 +732,34 @@ mod tests {
             hex::encode(TraceView::new(&hex_id, TraceOptions::default()).otlp_trace_id()),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
+    }
+
+    #[test]
+    fn the_app_span_id_is_used_only_inside_the_apps_otlp_trace() {
+        let view_of = |trace: Value| sample(json!({ "trace": trace }));
+        let own = view_of(
+            json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "otlp_span_id": "1000000000000001"}),
+        );
+        let v = TraceView::new(&own, TraceOptions::default());
+        assert_eq!(v.otlp_app_span_id(), Some([0x10, 0, 0, 0, 0, 0, 0, 1]));
+        assert_eq!(
+            v.metadata().collect::<Vec<_>>(),
+            vec![("otlp_span_id", &json!("1000000000000001"))],
+            "still custom metadata"
+        );
+        for trace in [
+            json!({"trace_id": "workflow-1", "otlp_span_id": "1000000000000001"}),
+            json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "otlp_span_id": "0000000000000000"}),
+            json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "otlp_span_id": "span-1"}),
+            json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}),
+        ] {
+            let g = view_of(trace.clone());
+            assert_eq!(
+                TraceView::new(&g, TraceOptions::default()).otlp_app_span_id(),
+                None,
+                "{trace}"
+            );
+        }
     }
 
     #[test]

@@ -234,7 +234,7 @@ async fn webhook_output_fed_back_is_the_same_generation() {
     let mut back = Vec::new();
     for body in &delivered {
         let req: ExportTraceServiceRequest = serde_json::from_slice(body).unwrap();
-        let batch = tracecast_server::ingest::otlp::mapping::map_request(&req);
+        let batch = tracecast_server::ingest::otlp::mapping::map_request(&req).unwrap();
         assert!(batch.rejected.is_empty(), "{:?}", batch.rejected);
         back.extend(batch.records.iter().map(|r| comparable(&r.generation)));
     }
@@ -333,6 +333,11 @@ async fn protobuf_gzip_genai_spans_become_generations() {
     let id = format!("otlp-{}-{}", hex::encode(TRACE_ID), "1000000000000001");
     assert_eq!(string_attr(g, "gen_ai.response.id").unwrap(), id);
     assert_eq!(g.trace_id, TRACE_ID.to_vec(), "the app's trace id is kept");
+    assert_eq!(
+        g.span_id,
+        vec![0x10, 0, 0, 0, 0, 0, 0, 1],
+        "the app's span id is the generation span's"
+    );
     assert_eq!(g.parent_span_id, PARENT_ID.to_vec(), "the parent is kept");
     assert_eq!(
         string_attr(g, "gen_ai.request.model").unwrap(),
@@ -560,6 +565,140 @@ async fn bad_input_gets_otlp_answers_and_nothing_is_written() {
     .await;
     let mut ids = hook.generation_ids();
     ids.sort();
+    assert_eq!(ids, vec!["marker".to_string(), id4]);
+}
+
+/// `[[[...]]]` nested `depth` deep.
+fn nested(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[tokio::test]
+async fn json_in_attributes_keeps_the_ingest_limits() {
+    let srv = TestServer::start_with(fast).await;
+    let (key, _) = srv.workspace_key(None).await;
+    let hook = Receiver::start().await;
+    create(&srv, "webhook", "hook", json!({"url": hook.url}), json!({})).await;
+    let post = |spans: Vec<Span>| {
+        post_traces(
+            &srv,
+            Some(&key),
+            "application/x-protobuf",
+            None,
+            export(spans).encode_to_vec(),
+        )
+    };
+
+    // Too deep for a record of /api/v1/generations (64): rejected by name, before parsing,
+    // whether the text is a message list or metadata that would land deeper in the record.
+    let mut deep = genai_span(1, "gpt-4o");
+    deep.attributes.retain(|a| a.key != "gen_ai.input.messages");
+    deep.attributes
+        .push(s("gen_ai.input.messages", &format!("[{}]", nested(100))));
+    let mut deep_meta = genai_span(2, "gpt-4o");
+    deep_meta
+        .attributes
+        .push(s("openinference.span.kind", "LLM"));
+    deep_meta.attributes.push(s("llm.model_name", "gpt-4o"));
+    deep_meta
+        .attributes
+        .push(s("metadata", &format!("{{\"a\": {}}}", nested(120))));
+    // Within the limit as text, but deeper than 64 once placed in the record.
+    let mut edge = genai_span(3, "gpt-4o");
+    edge.attributes.push(s("openinference.span.kind", "LLM"));
+    edge.attributes.push(s("llm.model_name", "gpt-4o"));
+    edge.attributes
+        .push(s("metadata", &format!("{{\"a\": {}}}", nested(63))));
+    let a = post(vec![deep, deep_meta, edge, genai_span(4, "gpt-4o")]).await;
+    assert_eq!(a.status, 200);
+    let p = ExportTraceServiceResponse::decode(a.body.as_slice())
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(p.rejected_spans, 3, "{}", p.error_message);
+    assert!(
+        p.error_message
+            .contains("gen_ai.input.messages: nests arrays and objects more than 64 deep"),
+        "{}",
+        p.error_message
+    );
+    assert!(
+        p.error_message
+            .contains("metadata: nests arrays and objects more than 64 deep"),
+        "{}",
+        p.error_message
+    );
+    assert!(
+        p.error_message
+            .contains("the record nests arrays and objects 65 deep, at most 64"),
+        "{}",
+        p.error_message
+    );
+
+    // More JSON values than one span may hold (100,000), and more than one export may
+    // (400,000): the span is rejected; the export is refused whole, nothing written.
+    let many = |n: usize| format!("[{}]", vec!["0"; n].join(","));
+    let mut big = genai_span(5, "gpt-4o");
+    big.attributes
+        .push(s("gen_ai.tool.definitions", &many(100_001)));
+    let a = post(vec![big]).await;
+    let p = ExportTraceServiceResponse::decode(a.body.as_slice())
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(p.rejected_spans, 1);
+    assert!(
+        p.error_message
+            .contains("gen_ai.tool.definitions: the span's JSON attributes hold more than 100000"),
+        "{}",
+        p.error_message
+    );
+    let spans: Vec<Span> = (6..11)
+        .map(|i| {
+            let mut sp = genai_span(i, "gpt-4o");
+            sp.attributes
+                .push(s("gen_ai.tool.definitions", &many(90_000)));
+            sp
+        })
+        .collect();
+    let a = post(spans).await;
+    assert_eq!(a.status, 413);
+    let (code, message) = proto_status(&a.body);
+    assert_eq!(code, 8, "RESOURCE_EXHAUSTED");
+    assert!(
+        message.contains("more than 400000 JSON values"),
+        "{message}"
+    );
+
+    // More LLM spans than one request may hold records: refused whole.
+    let spans: Vec<Span> = (0..1001)
+        .map(|i| {
+            let mut sp = genai_span(0, "gpt-4o");
+            sp.span_id = vec![0x20, 0, 0, 0, 0, 0, (i >> 8) as u8, i as u8];
+            sp
+        })
+        .collect();
+    let a = post(spans).await;
+    assert_eq!(a.status, 413);
+    assert!(proto_status(&a.body).1.contains("At most 1000 LLM spans"));
+
+    // Only span 4 was written.
+    let marker = srv
+        .http
+        .post(format!("{}/api/v1/generations", srv.base))
+        .bearer_auth(&key)
+        .json(&json!({"id": "marker", "model": "m", "created_at": "2026-09-05T08:24:27Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(marker.status(), 202);
+    hook.wait(10, "the marker", |r| {
+        r.generation_ids().contains(&"marker".to_string())
+    })
+    .await;
+    let mut ids = hook.generation_ids();
+    ids.sort();
+    let id4 = format!("otlp-{}-1000000000000004", hex::encode(TRACE_ID));
     assert_eq!(ids, vec!["marker".to_string(), id4]);
 }
 

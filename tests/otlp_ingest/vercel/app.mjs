@@ -1,7 +1,7 @@
 // The Vercel AI SDK (ai 5, telemetry on) calling a fake OpenAI upstream through @ai-sdk/openai,
 // spans exported with the standard OTLP/HTTP protobuf exporter to tracecast's /v1/traces.
 //   node app.mjs <tracecast base URL> <workspace key> <upstream base URL> <tag>
-// Prints the provider-call span's trace id and parent span id as JSON.
+// Prints the provider-call span's trace id, span id and parent span id as JSON.
 import { generateText } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { TracerProvider, SimpleSpanProcessor } from "@opentelemetry/sdk-trace";
@@ -45,5 +45,6 @@ await provider.shutdown();
 const call = ended.find((s) => s.name === "ai.generateText.doGenerate");
 console.log(JSON.stringify({
   trace_id: call.spanContext().traceId,
+  span_id: call.spanContext().spanId,
   parent_span_id: call.parentSpanContext?.spanId,
 }));

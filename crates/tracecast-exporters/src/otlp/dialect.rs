@@ -55,8 +55,8 @@ pub fn carry_unsent_parent<'a>(
 }
 
 /// A platform's flavour of OTLP: the hooks the shared encoder calls while it builds the
-/// spans of one generation. Every method has a default, and [`DefaultDialect`] (webhook,
-/// otel-collector) keeps them all.
+/// spans of one generation. Every method has a default; [`DefaultDialect`] (webhook,
+/// otel-collector) keeps them all but [`Self::generation_span_id`].
 ///
 /// Order of calls for one generation: the resource attributes are built (`service.name`,
 /// `service.version`, `openrouter.trace.id`, each through [`Self::attribute_key`]), then
@@ -91,6 +91,12 @@ pub trait OtlpDialect: Send + Sync {
         view.otlp_parent_span_id()
     }
 
+    /// The OTLP span id of the generation span. The default is [`TraceView::otlp_span_id`],
+    /// derived from the generation id (OpenRouter's rule).
+    fn generation_span_id(&self, view: &TraceView<'_>) -> [u8; 8] {
+        view.otlp_span_id()
+    }
+
     /// The name of a span. The default is [`default_span_name`].
     fn span_name<'a>(&self, view: &TraceView<'a>, slot: SpanSlot) -> Cow<'a, str> {
         default_span_name(view, slot)
@@ -123,10 +129,19 @@ pub trait OtlpDialect: Send + Sync {
 }
 
 /// The mapping OpenRouter documents for generic OTLP destinations (webhook, otel-collector).
+/// One addition: a generation that OTLP ingest took from an app's own trace keeps the app's
+/// span id ([`TraceView::otlp_app_span_id`]), so the collector or webhook that also receives
+/// the app's other spans shows the generation as that span, under its parent, with its
+/// children; other generations get the derived id.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultDialect;
 
-impl OtlpDialect for DefaultDialect {}
+impl OtlpDialect for DefaultDialect {
+    fn generation_span_id(&self, view: &TraceView<'_>) -> [u8; 8] {
+        view.otlp_app_span_id()
+            .unwrap_or_else(|| view.otlp_span_id())
+    }
+}
 
 /// Default span names:
 /// - the intermediate span is named `trace.span_name`;

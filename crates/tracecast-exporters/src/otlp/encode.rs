@@ -201,7 +201,7 @@ pub fn generation_spans<'a>(
     dialect.span_attributes(view, slot, &mut a);
     spans.push(SpanData {
         trace_id,
-        span_id: view.otlp_span_id(),
+        span_id: dialect.generation_span_id(view),
         parent_span_id: generation_parent,
         name: dialect.span_name(view, slot),
         kind: SpanKind::Client,

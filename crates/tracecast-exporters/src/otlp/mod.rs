@@ -22,7 +22,7 @@
 //! | | value |
 //! |---|---|
 //! | trace id | [`TraceView::otlp_trace_id`]: `trace.trace_id` if it is 32 hex characters, else the first 16 bytes of SHA-256 of the trace key (`trace.trace_id`, else the generation id) |
-//! | generation span id | [`TraceView::otlp_span_id`]: first 8 bytes of SHA-256 of the generation id |
+//! | generation span id | [`OtlpDialect::generation_span_id`]; by default [`TraceView::otlp_span_id`]: first 8 bytes of SHA-256 of the generation id. webhook and otel-collector ([`DefaultDialect`]) keep the app's own span id of a generation taken from the app's OTLP trace ([`TraceView::otlp_app_span_id`]: `trace.otlp_span_id`, 16 hex characters, in a 32-hex `trace.trace_id`) |
 //! | intermediate span id | [`TraceView::otlp_intermediate_span_id`]: derived from the trace key and `span_name`, so calls sharing both share the span |
 //! | parent of the top-most span | [`OtlpDialect::parent_span_id`]; by default (webhook, otel-collector: OpenRouter's behaviour) [`TraceView::otlp_parent_span_id`]: `trace.parent_span_id` if it is 16 hex characters, else the first 8 bytes of its SHA-256; none when unset or all zeros |
 //! | parent of the generation span | the intermediate span when there is one, else as above |

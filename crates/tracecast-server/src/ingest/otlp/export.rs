@@ -20,7 +20,8 @@ pub async fn ingest(
     request: &ExportTraceServiceRequest,
 ) -> Result<ExportTraceServiceResponse, ApiError> {
     let target = IngestTarget::resolve(state, caller, q).await?;
-    let mut batch = mapping::map_request(request);
+    let mut batch = mapping::map_request(request)
+        .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
     if batch.records.len() > MAX_RECORDS {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -81,6 +81,8 @@ async fn export_inner(
 fn answer_response(encoding: Encoding, answer: ExportTraceServiceResponse) -> Response {
     let body = match encoding {
         Encoding::Protobuf => answer.encode_to_vec(),
+        // A field at its default is left out, as the protobuf JSON mapping does: `{}`.
+        Encoding::Json if answer.partial_success.is_none() => b"{}".to_vec(),
         Encoding::Json => serde_json::to_vec(&answer).unwrap_or_else(|_| b"{}".to_vec()),
     };
     with_body(StatusCode::OK, encoding, body)

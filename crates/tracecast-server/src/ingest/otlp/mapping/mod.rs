@@ -1,4 +1,4 @@
-//! From OTLP spans to generation records (OpenRouter's shape, `docs/generation.md`).
+//! From OTLP spans to generations (OpenRouter's record, `docs/generation.md`).
 //!
 //! Each convention has its own module and is tried in this order, the first whose marker the
 //! span carries decides whether it is an LLM call:
@@ -15,18 +15,26 @@
 //! record (no model, no trace id, no start time, a field the record rejects) is rejected with a
 //! message naming the span and the field.
 //!
+//! A convention fills a [`Draft`]: the typed [`Generation`] itself, field by field (the first
+//! convention to give a field wins), never an intermediate JSON record. The generation then goes
+//! through [`Generation::validated`], the same checks and derivations as a record of
+//! `/api/v1/generations`, and keeps that endpoint's size rules (nesting depth, JSON values per
+//! record and per request, [`budget`]). JSON text in attributes (messages, tool definitions,
+//! request bodies) is parsed within the export's [`Budget`], so an export never parses more
+//! JSON than one `/api/v1/generations` request may hold. The record's JSON is its stored form.
+//!
 //! Linking: the record keeps the span's trace id (`trace.trace_id`, 32 hex characters, which
 //! OTLP-based destinations reuse as is), its parent (`trace.parent_span_id`) and its own span id
-//! (`trace.otlp_span_id`). Its id is `otlp-<trace id>-<span id>`, so an OTLP retry is a
-//! duplicate. The OpenRouter shape keeps the generation id it carries.
+//! (`trace.otlp_span_id`, which `webhook` and `otel-collector` send as the generation span's id).
+//! Its id is `otlp-<trace id>-<span id>`, so an OTLP retry is a duplicate. The OpenRouter shape
+//! keeps the generation id it carries.
 
+pub mod budget;
 pub mod genai;
 pub mod openinference;
 pub mod openllmetry;
 pub mod openrouter;
 pub mod vercel;
-
-use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Av;
@@ -34,26 +42,65 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::{Map, Value, json};
-use tracecast_model::generation::{Generation, IngestContext};
+use tracecast_model::generation::{
+    CompletionTokensDetails, Generation, GenerationError, IngestContext, PromptTokensDetails, Usage,
+};
 
-/// A span's (or resource's) attributes by key.
-pub struct Attrs<'a>(HashMap<&'a str, &'a AnyValue>);
+use crate::api::generations::MAX_VALUES_PER_REQUEST;
+pub use budget::Budget;
+
+/// A span's (or resource's, or event's) attributes, indexed once: sorted by key (of a key sent
+/// twice, the last value), so a key is a binary search and the keys under a prefix
+/// (`llm.input_messages.`) are one contiguous run.
+pub struct Attrs<'a> {
+    kvs: Vec<(&'a str, &'a AnyValue)>,
+    budget: &'a Budget,
+}
 
 impl<'a> Attrs<'a> {
-    pub fn new(kvs: &'a [KeyValue]) -> Self {
-        Attrs(
-            kvs.iter()
-                .filter_map(|kv| kv.value.as_ref().map(|v| (kv.key.as_str(), v)))
-                .collect(),
-        )
+    pub fn new(kvs: &'a [KeyValue], budget: &'a Budget) -> Self {
+        let mut sorted: Vec<(&'a str, &'a AnyValue)> = kvs
+            .iter()
+            .filter_map(|kv| kv.value.as_ref().map(|v| (kv.key.as_str(), v)))
+            .collect();
+        // Stable: equal keys keep the order they were sent in, and the last one is kept.
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        sorted.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
+            }
+            same
+        });
+        Attrs {
+            kvs: sorted,
+            budget,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a AnyValue> {
+        self.kvs
+            .binary_search_by(|(k, _)| (*k).cmp(key))
+            .ok()
+            .map(|i| self.kvs[i].1)
+    }
+
+    /// The keys starting with `prefix`, in key order.
+    fn under(&self, prefix: &str) -> &[(&'a str, &'a AnyValue)] {
+        let start = self.kvs.partition_point(|(k, _)| *k < prefix);
+        let len = self.kvs[start..]
+            .iter()
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count();
+        &self.kvs[start..start + len]
     }
 
     fn raw(&self, key: &str) -> Option<&'a Av> {
-        self.0.get(key).and_then(|v| v.value.as_ref())
+        self.get(key).and_then(|v| v.value.as_ref())
     }
 
     pub fn has(&self, key: &str) -> bool {
-        self.0.contains_key(key)
+        self.get(key).is_some()
     }
 
     /// A non-empty string.
@@ -105,13 +152,25 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    /// The value as JSON; a string that holds a JSON object or array is parsed.
+    /// The value as JSON; a string that holds a JSON object or array is parsed (within the
+    /// export's [`Budget`]).
     pub fn json(&self, key: &str) -> Option<Value> {
-        let v = any_to_json(self.raw(key)?);
-        Some(match v {
-            Value::String(s) => parse_json_text(&s).unwrap_or(Value::String(s)),
-            other => other,
-        })
+        match self.raw(key)? {
+            Av::StringValue(s) => Some(
+                self.budget
+                    .parse(key, s)
+                    .unwrap_or_else(|| Value::String(s.clone())),
+            ),
+            other => Some(any_to_json(other)),
+        }
+    }
+
+    /// A JSON object or array written as text in `key`, parsed; `None` for anything else.
+    pub fn json_text(&self, key: &str) -> Option<Value> {
+        match self.raw(key)? {
+            Av::StringValue(s) => self.budget.parse(key, s),
+            _ => None,
+        }
     }
 
     /// The value as JSON, strings kept as strings.
@@ -119,37 +178,32 @@ impl<'a> Attrs<'a> {
         self.raw(key).map(any_to_json)
     }
 
-    /// `(rest of key, value)` for every key starting with `prefix`.
+    /// `(rest of key, value)` for every key starting with `prefix`, in key order.
     pub fn with_prefix<'s>(
         &'s self,
         prefix: &'s str,
     ) -> impl Iterator<Item = (&'a str, Value)> + 's {
-        self.0.iter().filter_map(move |(k, v)| {
-            let rest = k.strip_prefix(prefix)?;
-            Some((rest, v.value.as_ref().map(any_to_json)?))
+        self.under(prefix).iter().filter_map(move |(k, v)| {
+            Some((&k[prefix.len()..], v.value.as_ref().map(any_to_json)?))
         })
     }
 
     /// Indices `N` of keys `<prefix>N.<...>`, sorted.
     pub fn indices(&self, prefix: &str) -> Vec<usize> {
         let mut out: Vec<usize> = self
-            .0
-            .keys()
-            .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse().ok())
+            .under(prefix)
+            .iter()
+            .filter_map(|(k, _)| k[prefix.len()..].split('.').next()?.parse().ok())
             .collect();
         out.sort_unstable();
         out.dedup();
         out
     }
-}
 
-/// A JSON object or array written as text.
-pub fn parse_json_text(s: &str) -> Option<Value> {
-    let t = s.trim_start();
-    if !(t.starts_with('{') || t.starts_with('[')) {
-        return None;
+    /// The export's JSON budget (for text that is not an attribute value of its own).
+    pub fn budget(&self) -> &'a Budget {
+        self.budget
     }
-    serde_json::from_str(s).ok()
 }
 
 pub fn any_to_json(v: &Av) -> Value {
@@ -189,64 +243,122 @@ pub fn any_to_json(v: &Av) -> Value {
 pub struct SpanRef<'a> {
     pub span: &'a Span,
     pub attrs: Attrs<'a>,
-    pub resource: Attrs<'a>,
+    pub resource: &'a Attrs<'a>,
     pub siblings: &'a [Span],
 }
 
-impl SpanRef<'_> {
-    pub fn event_attrs(&self, name: &str) -> Vec<Attrs<'_>> {
-        self.span
-            .events
+impl<'a> SpanRef<'a> {
+    /// The attributes of each event named `name`, in event order.
+    pub fn event_attrs(&self, name: &str) -> Vec<Attrs<'a>> {
+        let span: &'a Span = self.span;
+        span.events
             .iter()
             .filter(|e| e.name == name)
-            .map(|e| Attrs::new(&e.attributes))
+            .map(|e| Attrs::new(&e.attributes, self.attrs.budget))
             .collect()
     }
 }
 
-/// A generation record being built: top-level fields and the objects that group others.
+/// A generation being built from a span: the conventions set its fields (the first to give a
+/// field wins), the shared step ([`finish`]) completes it.
 #[derive(Default)]
 pub struct Draft {
-    pub top: Map<String, Value>,
-    pub request: Map<String, Value>,
-    pub response: Map<String, Value>,
-    pub usage: Map<String, Value>,
-    pub trace: Map<String, Value>,
+    pub g: Generation,
     /// The assistant message and its finish reason, as `response.choices[0]`.
     pub output: Option<(Value, Option<String>)>,
 }
 
+/// Sets `slot` when nothing has yet.
+pub fn first<T>(slot: &mut Option<T>, v: Option<T>) {
+    if slot.is_none() {
+        *slot = v;
+    }
+}
+
+/// Sets a string field when nothing has yet.
+pub fn first_text(slot: &mut Option<String>, v: Option<&str>) {
+    if slot.is_none()
+        && let Some(v) = v
+    {
+        *slot = Some(v.to_string());
+    }
+}
+
 impl Draft {
-    pub fn set(&mut self, key: &str, v: impl Into<Value>) {
-        self.top.insert(key.into(), v.into());
-    }
-    pub fn set_opt<T: Into<Value>>(&mut self, key: &str, v: Option<T>) {
-        if let Some(v) = v
-            && !self.top.contains_key(key)
+    pub fn model(&mut self, v: Option<&str>) {
+        if self.g.model.is_empty()
+            && let Some(m) = v
         {
-            self.top.insert(key.into(), v.into());
+            self.g.model = m.to_string();
         }
     }
-    pub fn usage_opt(&mut self, key: &str, v: Option<u64>) {
-        if let Some(v) = v
-            && !self.usage.contains_key(key)
+
+    pub fn id(&mut self, v: Option<&str>) {
+        if self.g.id.is_empty()
+            && let Some(id) = v
         {
-            self.usage.insert(key.into(), v.into());
+            self.g.id = id.to_string();
         }
     }
-    pub fn usage_detail(&mut self, group: &str, key: &str, v: Option<u64>) {
-        if let Some(v) = v {
-            let g = self
-                .usage
-                .entry(group.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Some(o) = g.as_object_mut() {
-                o.entry(key.to_string()).or_insert(v.into());
-            }
+
+    /// A token count of `usage`, when it has none yet.
+    pub fn tokens(&mut self, field: fn(&mut Usage) -> &mut Option<u64>, v: Option<u64>) {
+        if v.is_some() {
+            first(field(self.g.usage.get_or_insert_with(Usage::default)), v);
         }
     }
-    pub fn model(&self) -> Option<&str> {
-        self.top.get("model").and_then(Value::as_str)
+
+    /// A count of `usage.prompt_tokens_details`, when it has none yet.
+    pub fn prompt_detail(
+        &mut self,
+        field: fn(&mut PromptTokensDetails) -> &mut Option<u64>,
+        v: Option<u64>,
+    ) {
+        if v.is_some() {
+            let usage = self.g.usage.get_or_insert_with(Usage::default);
+            let details = usage
+                .prompt_tokens_details
+                .get_or_insert_with(PromptTokensDetails::default);
+            first(field(details), v);
+        }
+    }
+
+    /// A count of `usage.completion_tokens_details`, when it has none yet.
+    pub fn completion_detail(
+        &mut self,
+        field: fn(&mut CompletionTokensDetails) -> &mut Option<u64>,
+        v: Option<u64>,
+    ) {
+        if v.is_some() {
+            let usage = self.g.usage.get_or_insert_with(Usage::default);
+            let details = usage
+                .completion_tokens_details
+                .get_or_insert_with(CompletionTokensDetails::default);
+            first(field(details), v);
+        }
+    }
+
+    pub fn request(&mut self) -> &mut Map<String, Value> {
+        self.g.request.get_or_insert_with(Map::new)
+    }
+
+    pub fn response(&mut self) -> &mut Map<String, Value> {
+        self.g.response.get_or_insert_with(Map::new)
+    }
+
+    pub fn trace(&mut self) -> &mut Map<String, Value> {
+        self.g.trace.get_or_insert_with(Map::new)
+    }
+
+    pub fn has_request(&self, key: &str) -> bool {
+        self.g.request.as_ref().is_some_and(|r| r.contains_key(key))
+    }
+
+    pub fn has_response(&self, key: &str) -> bool {
+        self.g
+            .response
+            .as_ref()
+            .is_some_and(|r| r.contains_key(key))
     }
 }
 
@@ -258,7 +370,7 @@ pub enum Outcome {
     Llm(Result<Draft, String>),
 }
 
-/// One usable span: its record, parsed and as JSON.
+/// One usable span: its generation, and the generation's JSON (the stored form).
 pub struct MappedRecord {
     pub generation: Generation,
     pub raw: Vec<u8>,
@@ -301,51 +413,74 @@ impl MappedBatch {
     }
 }
 
+/// The export holds more JSON than one request may (413, nothing written).
+#[derive(Debug)]
+pub struct TooMuchJson;
+
+impl std::fmt::Display for TooMuchJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "The export's JSON attributes hold more than {MAX_VALUES_PER_REQUEST} JSON values; export smaller batches"
+        )
+    }
+}
+
 /// Maps every span of an export request.
-pub fn map_request(req: &ExportTraceServiceRequest) -> MappedBatch {
+pub fn map_request(req: &ExportTraceServiceRequest) -> Result<MappedBatch, TooMuchJson> {
     let mut batch = MappedBatch::default();
     let ctx = IngestContext::default();
+    let budget = Budget::default();
     for rs in &req.resource_spans {
         let resource_kvs: &[KeyValue] = rs
             .resource
             .as_ref()
             .map(|r| r.attributes.as_slice())
             .unwrap_or(&[]);
+        let resource = Attrs::new(resource_kvs, &budget);
         for ss in &rs.scope_spans {
             for span in &ss.spans {
                 let s = SpanRef {
                     span,
-                    attrs: Attrs::new(&span.attributes),
-                    resource: Attrs::new(resource_kvs),
+                    attrs: Attrs::new(&span.attributes, &budget),
+                    resource: &resource,
                     siblings: &ss.spans,
                 };
-                let who = || {
-                    format!(
-                        "span {} ({:?})",
+                let outcome = map_span(&s);
+                if budget.request_exceeded() {
+                    return Err(TooMuchJson);
+                }
+                let problem = budget.next_span();
+                let result = match outcome {
+                    Outcome::NotLlm => {
+                        batch.skipped += 1;
+                        continue;
+                    }
+                    Outcome::Llm(draft) => draft.and_then(|d| match problem {
+                        Some(p) => Err(p),
+                        None => record(&s, d, &ctx),
+                    }),
+                };
+                match result {
+                    Ok(r) => batch.records.push(r),
+                    Err(e) => batch.rejected.push(format!(
+                        "span {} ({:?}): {e}",
                         hex::encode(&span.span_id),
                         truncate_name(&span.name)
-                    )
-                };
-                match map_span(&s) {
-                    Outcome::NotLlm => batch.skipped += 1,
-                    Outcome::Llm(Err(e)) => batch.rejected.push(format!("{}: {e}", who())),
-                    Outcome::Llm(Ok(draft)) => match finish(&s, draft) {
-                        Err(e) => batch.rejected.push(format!("{}: {e}", who())),
-                        Ok(record) => {
-                            let raw = serde_json::to_vec(&record).unwrap_or_default();
-                            match Generation::from_json(record, &ctx) {
-                                Ok(generation) => {
-                                    batch.records.push(MappedRecord { generation, raw })
-                                }
-                                Err(e) => batch.rejected.push(format!("{}: {e}", who())),
-                            }
-                        }
-                    },
+                    )),
                 }
             }
         }
     }
-    batch
+    Ok(batch)
+}
+
+/// The draft completed, validated as a `/api/v1/generations` record, and its stored form.
+fn record(s: &SpanRef<'_>, d: Draft, ctx: &IngestContext) -> Result<MappedRecord, String> {
+    let generation = finish(s, d)?.validated(ctx).map_err(|e| e.to_string())?;
+    budget::check_record(&generation)?;
+    let raw = serde_json::to_vec(&generation).map_err(|e| e.to_string())?;
+    Ok(MappedRecord { generation, raw })
 }
 
 fn truncate_name(s: &str) -> String {
@@ -375,10 +510,10 @@ pub fn rfc3339(nanos: u64) -> Option<String> {
     Some(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
-/// Fills what every convention shares from the span itself and builds the record.
-fn finish(s: &SpanRef<'_>, mut d: Draft) -> Result<Value, String> {
+/// Fills what every convention shares from the span itself.
+fn finish(s: &SpanRef<'_>, mut d: Draft) -> Result<Generation, String> {
     let span = s.span;
-    if d.model().is_none_or(|m| m.trim().is_empty()) {
+    if d.g.model.trim().is_empty() {
         return Err("no model (gen_ai.request.model or the convention's model attribute)".into());
     }
     if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
@@ -392,40 +527,39 @@ fn finish(s: &SpanRef<'_>, mut d: Draft) -> Result<Value, String> {
     }
     let trace_id = hex::encode(&span.trace_id);
     let span_id = hex::encode(&span.span_id);
-    if !d.top.contains_key("id") {
-        d.set("id", format!("otlp-{trace_id}-{span_id}"));
+    if d.g.id.is_empty() {
+        d.g.id = format!("otlp-{trace_id}-{span_id}");
     }
-    if !d.top.contains_key("created_at") {
-        d.set(
-            "created_at",
-            rfc3339(span.start_time_unix_nano).ok_or("start_time_unix_nano is out of range")?,
-        );
+    if d.g.created_at.is_empty() {
+        d.g.created_at =
+            rfc3339(span.start_time_unix_nano).ok_or("start_time_unix_nano is out of range")?;
     }
-    if !d.top.contains_key("latency") && span.end_time_unix_nano >= span.start_time_unix_nano {
+    if d.g.latency.is_none() && span.end_time_unix_nano >= span.start_time_unix_nano {
         let ms = (span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1e6;
-        d.set("latency", ms);
+        d.g.latency = Some(ms);
     }
-    d.trace
+    let trace = d.trace();
+    trace
         .entry("trace_id")
         .or_insert_with(|| Value::String(trace_id));
-    // Exporters derive the generation span's id from the record id; the app's own span id is
-    // kept as metadata.
-    d.trace
+    // The app's own span id: `webhook` and `otel-collector` send it as the generation span's
+    // id (the other exporters derive theirs from the record id and keep this as metadata).
+    trace
         .entry("otlp_span_id")
         .or_insert_with(|| Value::String(span_id));
-    if span.parent_span_id.len() == 8 && !d.trace.contains_key("parent_span_id") {
-        d.trace.insert(
+    if span.parent_span_id.len() == 8 && !trace.contains_key("parent_span_id") {
+        trace.insert(
             "parent_span_id".into(),
             hex::encode(&span.parent_span_id).into(),
         );
     }
-    if !d.top.contains_key("error")
-        && span.status.as_ref().map(|st| st.code) == Some(StatusCode::Error as i32)
-    {
-        let message = span
+    if d.g.error.is_none()
+        && let Some(st) = span
             .status
             .as_ref()
-            .map(|st| st.message.clone())
+            .filter(|st| st.code == StatusCode::Error as i32)
+    {
+        let message = Some(st.message.clone())
             .filter(|m| !m.is_empty())
             .or_else(|| {
                 s.event_attrs("exception")
@@ -433,12 +567,14 @@ fn finish(s: &SpanRef<'_>, mut d: Draft) -> Result<Value, String> {
                     .and_then(|a| a.str("exception.message").map(str::to_string))
             })
             .unwrap_or_else(|| "error".to_string());
-        let mut err = Map::new();
-        if let Some(t) = s.attrs.str("error.type").filter(|t| *t != "_OTHER") {
-            err.insert("code".into(), error_code(t));
-        }
-        err.insert("message".into(), message.into());
-        d.set("error", Value::Object(err));
+        d.g.error = Some(GenerationError {
+            code: s
+                .attrs
+                .str("error.type")
+                .filter(|t| *t != "_OTHER")
+                .map(error_code),
+            message,
+        });
     }
     if let Some((message, finish_reason)) = d.output.take() {
         let mut choice = Map::new();
@@ -447,26 +583,20 @@ fn finish(s: &SpanRef<'_>, mut d: Draft) -> Result<Value, String> {
             choice.insert("finish_reason".into(), r.into());
         }
         choice.insert("message".into(), message);
-        d.response
+        d.response()
             .entry("choices")
             .or_insert_with(|| Value::Array(vec![Value::Object(choice)]));
     }
     // A convention may set a trace key to null to keep the span's value out.
-    d.trace.retain(|_, v| !v.is_null());
-    let mut record = d.top;
-    if !d.usage.is_empty() {
-        record.insert("usage".into(), Value::Object(d.usage));
+    if let Some(t) = &mut d.g.trace {
+        t.retain(|_, v| !v.is_null());
     }
-    if !d.trace.is_empty() {
-        record.insert("trace".into(), Value::Object(d.trace));
+    for map in [&mut d.g.trace, &mut d.g.request, &mut d.g.response] {
+        if map.as_ref().is_some_and(Map::is_empty) {
+            *map = None;
+        }
     }
-    if !d.request.is_empty() {
-        record.insert("request".into(), Value::Object(d.request));
-    }
-    if !d.response.is_empty() {
-        record.insert("response".into(), Value::Object(d.response));
-    }
-    Ok(Value::Object(record))
+    Ok(d.g)
 }
 
 /// `error.type` back to an error code: a number when it is one.
@@ -543,12 +673,38 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let batch = map_request(&req);
+        let batch = map_request(&req).unwrap();
         assert!(batch.rejected.is_empty(), "{:?}", batch.rejected);
         batch
             .records
             .first()
             .map(|r| serde_json::to_value(&r.generation).unwrap())
+    }
+
+    #[test]
+    fn attributes_are_indexed_once_last_value_wins() {
+        let kvs = vec![
+            s("llm.input_messages.10.message.role", "user"),
+            s("b", "first"),
+            s("llm.input_messages.2.message.role", "system"),
+            i("llm.token_count.prompt", 3),
+            s("b", "second"),
+            s("llm.input_messages.2.message.content", "x"),
+        ];
+        let budget = super::Budget::default();
+        let a = super::Attrs::new(&kvs, &budget);
+        assert_eq!(a.str("b"), Some("second"), "the last of a repeated key");
+        assert_eq!(a.u64("llm.token_count.prompt"), Some(3));
+        assert_eq!(a.str("missing"), None);
+        assert_eq!(a.indices("llm.input_messages."), vec![2, 10]);
+        let under: Vec<(&str, Value)> = a.with_prefix("llm.input_messages.2.").collect();
+        assert_eq!(
+            under,
+            vec![
+                ("message.content", json!("x")),
+                ("message.role", json!("system"))
+            ]
+        );
     }
 
     #[test]

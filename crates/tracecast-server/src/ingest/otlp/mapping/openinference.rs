@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Attrs, Draft, Outcome, SpanRef, tool_call};
+use super::{Attrs, Draft, Outcome, SpanRef, first, first_text, tool_call};
 
 pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     let kind = s.attrs.str("openinference.span.kind")?;
@@ -19,108 +19,110 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     let mut d = Draft::default();
     // `llm.model_name` is the model that answered (the response's); the requested one is in
     // the request body, read below, and wins.
-    d.set_opt(
-        "provider_name",
+    let g = &mut d.g;
+    first_text(
+        &mut g.provider_name,
         a.str("llm.provider").or_else(|| a.str("llm.system")),
     );
-    d.set_opt("user", a.str("user.id"));
-    d.set_opt("session_id", a.str("session.id"));
-    d.set_opt("total_cost", a.f64("llm.cost.total"));
-    d.usage_opt("prompt_tokens", a.u64("llm.token_count.prompt"));
-    d.usage_opt("completion_tokens", a.u64("llm.token_count.completion"));
-    d.usage_opt("total_tokens", a.u64("llm.token_count.total"));
-    d.usage_detail(
-        "prompt_tokens_details",
-        "cached_tokens",
+    first_text(&mut g.user, a.str("user.id"));
+    first_text(&mut g.session_id, a.str("session.id"));
+    first(&mut g.total_cost, a.f64("llm.cost.total"));
+    d.tokens(|u| &mut u.prompt_tokens, a.u64("llm.token_count.prompt"));
+    d.tokens(
+        |u| &mut u.completion_tokens,
+        a.u64("llm.token_count.completion"),
+    );
+    d.tokens(|u| &mut u.total_tokens, a.u64("llm.token_count.total"));
+    d.prompt_detail(
+        |p| &mut p.cached_tokens,
         a.u64("llm.token_count.prompt_details.cache_read"),
     );
-    d.usage_detail(
-        "prompt_tokens_details",
-        "cache_write_tokens",
+    d.prompt_detail(
+        |p| &mut p.cache_write_tokens,
         a.u64("llm.token_count.prompt_details.cache_write"),
     );
-    d.usage_detail(
-        "prompt_tokens_details",
-        "audio_tokens",
+    d.prompt_detail(
+        |p| &mut p.audio_tokens,
         a.u64("llm.token_count.prompt_details.audio"),
     );
-    d.usage_detail(
-        "completion_tokens_details",
-        "reasoning_tokens",
+    d.completion_detail(
+        |c| &mut c.reasoning_tokens,
         a.u64("llm.token_count.completion_details.reasoning"),
     );
-    d.usage_detail(
-        "completion_tokens_details",
-        "audio_tokens",
+    d.completion_detail(
+        |c| &mut c.audio_tokens,
         a.u64("llm.token_count.completion_details.audio"),
     );
     if let Some(Value::Object(meta)) = a.json("metadata") {
-        for (k, v) in meta {
-            d.trace.insert(k, v);
-        }
+        d.trace().extend(meta);
     }
 
     // The request body as sent, when the instrumentation recorded it as JSON.
     let json_mime = |key: &str| a.str(key).is_none_or(|m| m.contains("json"));
     if json_mime("input.mime_type")
-        && let Some(Value::Object(body)) = a.json("input.value")
+        && let Some(Value::Object(body)) = a.json_text("input.value")
         && (body.contains_key("messages")
             || body.contains_key("prompt")
             || body.contains_key("input"))
     {
-        d.request = body;
-        d.set_opt("streamed", d.request.get("stream").and_then(Value::as_bool));
+        first(
+            &mut d.g.streamed,
+            body.get("stream").and_then(Value::as_bool),
+        );
+        d.g.request = Some(body);
     }
-    if !d.request.contains_key("messages") {
+    if !d.has_request("messages") {
         let messages = messages(a, "llm.input_messages.");
         if !messages.is_empty() {
-            d.request.insert("messages".into(), Value::Array(messages));
+            d.request()
+                .insert("messages".into(), Value::Array(messages));
         }
     }
     if let Some(Value::Object(params)) = a.json("llm.invocation_parameters") {
+        let request = d.request();
         for (k, v) in params {
-            d.request.entry(k).or_insert(v);
+            request.entry(k).or_insert(v);
         }
     }
-    if !d.request.contains_key("tools") {
+    if !d.has_request("tools") {
         let tools: Vec<Value> = a
             .indices("llm.tools.")
             .into_iter()
             .filter_map(|i| a.json(&format!("llm.tools.{i}.tool.json_schema")))
             .collect();
         if !tools.is_empty() {
-            d.request.insert("tools".into(), Value::Array(tools));
+            d.request().insert("tools".into(), Value::Array(tools));
         }
     }
 
     // The response body, else the output messages.
     if json_mime("output.mime_type")
-        && let Some(Value::Object(body)) = a.json("output.value")
+        && let Some(Value::Object(body)) = a.json_text("output.value")
         && (body.contains_key("choices") || body.contains_key("output"))
     {
-        d.set_opt(
-            "finish_reason",
+        first_text(
+            &mut d.g.finish_reason,
             body.get("choices")
                 .and_then(|c| c.get(0))
                 .and_then(|c| c.get("finish_reason"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
+                .and_then(Value::as_str),
         );
-        d.response = body;
+        d.g.response = Some(body);
     } else if let Some(first) = messages(a, "llm.output_messages.").into_iter().next() {
         d.output = Some((first, None));
     }
-    d.set_opt("finish_reason", a.str("llm.finish_reason"));
-    let requested = d
-        .request
-        .get("model")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    d.set_opt("model", requested.as_deref().or(a.str("llm.model_name")));
+    first_text(&mut d.g.finish_reason, a.str("llm.finish_reason"));
+    let requested =
+        d.g.request
+            .as_ref()
+            .and_then(|r| r.get("model"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    d.model(requested.as_deref().or(a.str("llm.model_name")));
     if let Some(answered) = a.str("llm.model_name")
         && requested.as_deref().is_some_and(|r| r != answered)
     {
-        d.response.entry("model").or_insert(answered.into());
+        d.response().entry("model").or_insert(answered.into());
     }
     Some(Outcome::Llm(Ok(d)))
 }

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Attrs, Draft, Outcome, SpanRef, genai, parse_json_text, tool_call};
+use super::{Attrs, Draft, Outcome, SpanRef, first, first_text, genai, tool_call};
 
 pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     let a = &s.attrs;
@@ -26,18 +26,17 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     }
     let mut d = Draft::default();
     if a.str("llm.request.type") == Some("embedding") {
-        d.set("api_type", "embeddings");
+        d.g.api_type = Some("embeddings".into());
     }
     let messages = indexed_messages(a, "gen_ai.prompt.");
     if !messages.is_empty() {
-        d.request.insert("messages".into(), Value::Array(messages));
+        d.request()
+            .insert("messages".into(), Value::Array(messages));
     }
     if let Some(first) = indexed_messages(a, "gen_ai.completion.").into_iter().next() {
-        let reason = a
-            .str("gen_ai.completion.0.finish_reason")
-            .map(str::to_string);
-        d.output = Some((first, reason.clone()));
-        d.set_opt("finish_reason", reason);
+        let reason = a.str("gen_ai.completion.0.finish_reason");
+        d.output = Some((first, reason.map(str::to_string)));
+        first_text(&mut d.g.finish_reason, reason);
     }
     let functions: Vec<Value> = a
         .indices("llm.request.functions.")
@@ -59,24 +58,27 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
         })
         .collect();
     if !functions.is_empty() {
-        d.request.insert("tools".into(), Value::Array(functions));
+        d.request().insert("tools".into(), Value::Array(functions));
     }
-    d.set_opt("streamed", a.bool("llm.is_streaming"));
-    d.usage_opt("total_tokens", a.u64("llm.usage.total_tokens"));
+    first(&mut d.g.streamed, a.bool("llm.is_streaming"));
+    d.tokens(|u| &mut u.total_tokens, a.u64("llm.usage.total_tokens"));
     let props = "traceloop.association.properties.";
-    d.set_opt(
-        "user",
-        a.str(&format!("{props}user_id"))
+    first_text(
+        &mut d.g.user,
+        a.str("traceloop.association.properties.user_id")
             .or_else(|| a.str("llm.user")),
     );
-    d.set_opt("session_id", a.str(&format!("{props}session_id")));
+    first_text(
+        &mut d.g.session_id,
+        a.str("traceloop.association.properties.session_id"),
+    );
     for (k, v) in a.with_prefix(props) {
         if k != "user_id" && k != "session_id" {
-            d.trace.insert(k.to_string(), v);
+            d.trace().insert(k.to_string(), v);
         }
     }
     if let Some(w) = a.str("traceloop.workflow.name") {
-        d.trace.insert("trace_name".into(), w.into());
+        d.trace().insert("trace_name".into(), w.into());
     }
     genai::read(s, &mut d);
     Some(Outcome::Llm(Ok(d)))
@@ -98,8 +100,11 @@ fn indexed_messages(a: &Attrs<'_>, prefix: &str) -> Vec<Value> {
                     "user"
                 });
             m.insert("role".into(), role.into());
-            let content = match a.str(&format!("{p}content")) {
-                Some(text) => parse_json_text(text)
+            let key = format!("{p}content");
+            let content = match a.str(&key) {
+                Some(text) => a
+                    .budget()
+                    .parse(&key, text)
                     .filter(Value::is_array)
                     .unwrap_or_else(|| Value::String(text.to_string())),
                 None => Value::Null,

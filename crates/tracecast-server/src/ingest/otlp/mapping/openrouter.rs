@@ -9,97 +9,111 @@
 //! back is listed in `docs/otlp-ingest.md` (ids that were hashed, `request.model`, derived
 //! defaults).
 
-use serde_json::{Map, Value, json};
-use tracecast_exporters::otlp::keys as k;
+use serde_json::{Map, Value};
+use tracecast_model::Region;
+use tracecast_model::generation::GenerationError;
 
-use super::{Attrs, Draft, Outcome, SpanRef, error_code, parse_json_text};
+use super::{Attrs, Draft, Outcome, SpanRef, error_code, first, first_text};
+use tracecast_exporters::otlp::keys as k;
 
 pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     let kind = s.attrs.str(k::OPENROUTER_OBSERVATION_TYPE)?;
     if kind != "generation" {
         return Some(Outcome::NotLlm);
     }
-    Some(Outcome::Llm(Ok(read(s))))
+    Some(Outcome::Llm(read(s)))
 }
 
-fn read(s: &SpanRef<'_>) -> Draft {
+fn read(s: &SpanRef<'_>) -> Result<Draft, String> {
     let a = &s.attrs;
     let mut d = Draft::default();
-    d.set_opt("id", a.str(k::GEN_AI_RESPONSE_ID));
-    d.set_opt("model", a.str(k::GEN_AI_REQUEST_MODEL));
-    d.set_opt("provider_name", a.str(k::OPENROUTER_PROVIDER_NAME));
-    d.set_opt("api_type", a.str(k::OPENROUTER_API_TYPE));
-    d.set_opt("streamed", a.bool(k::OPENROUTER_STREAMED));
-    d.set_opt("cancelled", a.bool(k::OPENROUTER_CANCELLED));
-    d.set_opt("finish_reason", a.str(k::GEN_AI_RESPONSE_FINISH_REASON));
-    d.set_opt(
-        "native_finish_reason",
+    d.id(a.str(k::GEN_AI_RESPONSE_ID));
+    d.model(a.str(k::GEN_AI_REQUEST_MODEL));
+    let g = &mut d.g;
+    first_text(&mut g.provider_name, a.str(k::OPENROUTER_PROVIDER_NAME));
+    first_text(&mut g.api_type, a.str(k::OPENROUTER_API_TYPE));
+    first(&mut g.streamed, a.bool(k::OPENROUTER_STREAMED));
+    first(&mut g.cancelled, a.bool(k::OPENROUTER_CANCELLED));
+    first_text(
+        &mut g.finish_reason,
+        a.str(k::GEN_AI_RESPONSE_FINISH_REASON),
+    );
+    first_text(
+        &mut g.native_finish_reason,
         a.str(k::OPENROUTER_NATIVE_FINISH_REASON),
     );
-    d.set_opt("latency", a.f64(k::OPENROUTER_LATENCY_MS));
-    d.set_opt("generation_time", a.f64(k::OPENROUTER_GENERATION_TIME_MS));
-    d.set_opt(
-        "moderation_latency",
+    first(&mut g.latency, a.f64(k::OPENROUTER_LATENCY_MS));
+    first(
+        &mut g.generation_time,
+        a.f64(k::OPENROUTER_GENERATION_TIME_MS),
+    );
+    first(
+        &mut g.moderation_latency,
         a.f64(k::OPENROUTER_MODERATION_LATENCY_MS),
     );
-    d.set_opt(
-        "time_to_first_token",
+    first(
+        &mut g.time_to_first_token,
         a.f64(k::OPENROUTER_TIME_TO_FIRST_TOKEN_MS),
     );
-    d.set_opt("total_cost", a.f64(k::GEN_AI_USAGE_COST));
-    d.set_opt(
-        "upstream_inference_cost",
+    first(&mut g.total_cost, a.f64(k::GEN_AI_USAGE_COST));
+    first(
+        &mut g.upstream_inference_cost,
         a.f64(k::OPENROUTER_UPSTREAM_INFERENCE_COST),
     );
-    d.set_opt("cache_discount", a.f64(k::OPENROUTER_CACHE_DISCOUNT));
-    d.set_opt("is_byok", a.bool(k::OPENROUTER_IS_BYOK));
-    d.set_opt("user", a.str(k::USER_ID));
-    d.set_opt("session_id", a.str(k::SESSION_ID));
-    d.set_opt("external_user", a.str(k::OPENROUTER_EXTERNAL_USER));
-    for (field, key) in [
-        ("http_referer", k::OPENROUTER_HTTP_REFERER),
-        ("x_title", k::OPENROUTER_X_TITLE),
-        ("user_agent", k::OPENROUTER_USER_AGENT),
-        ("origin", k::OPENROUTER_ORIGIN),
-        ("request_id", k::OPENROUTER_REQUEST_ID),
-        ("upstream_id", k::OPENROUTER_UPSTREAM_ID),
-        ("router", k::OPENROUTER_ROUTER),
-        ("preset_id", k::OPENROUTER_PRESET_ID),
-        ("data_region", k::OPENROUTER_DATA_REGION),
-    ] {
-        d.set_opt(field, a.str(key));
+    first(&mut g.cache_discount, a.f64(k::OPENROUTER_CACHE_DISCOUNT));
+    first(&mut g.is_byok, a.bool(k::OPENROUTER_IS_BYOK));
+    first_text(&mut g.user, a.str(k::USER_ID));
+    first_text(&mut g.session_id, a.str(k::SESSION_ID));
+    first_text(&mut g.external_user, a.str(k::OPENROUTER_EXTERNAL_USER));
+    first_text(&mut g.http_referer, a.str(k::OPENROUTER_HTTP_REFERER));
+    first_text(&mut g.x_title, a.str(k::OPENROUTER_X_TITLE));
+    first_text(&mut g.user_agent, a.str(k::OPENROUTER_USER_AGENT));
+    first_text(&mut g.origin, a.str(k::OPENROUTER_ORIGIN));
+    first_text(&mut g.request_id, a.str(k::OPENROUTER_REQUEST_ID));
+    first_text(&mut g.upstream_id, a.str(k::OPENROUTER_UPSTREAM_ID));
+    first_text(&mut g.router, a.str(k::OPENROUTER_ROUTER));
+    first_text(&mut g.preset_id, a.str(k::OPENROUTER_PRESET_ID));
+    if let Some(r) = a.str(k::OPENROUTER_DATA_REGION) {
+        g.data_region = Some(Region::parse(r).ok_or_else(|| {
+            format!(
+                "{}: must be one of global, europe, us (or eu), got {r:?}",
+                k::OPENROUTER_DATA_REGION
+            )
+        })?);
     }
 
     // Usage.
-    d.usage_opt("prompt_tokens", a.u64(k::GEN_AI_USAGE_INPUT_TOKENS));
-    d.usage_opt("completion_tokens", a.u64(k::GEN_AI_USAGE_OUTPUT_TOKENS));
-    d.usage_opt("total_tokens", a.u64(k::GEN_AI_USAGE_TOTAL_TOKENS));
-    let p = "prompt_tokens_details";
-    d.usage_detail(
-        p,
-        "cached_tokens",
+    d.tokens(
+        |u| &mut u.prompt_tokens,
+        a.u64(k::GEN_AI_USAGE_INPUT_TOKENS),
+    );
+    d.tokens(
+        |u| &mut u.completion_tokens,
+        a.u64(k::GEN_AI_USAGE_OUTPUT_TOKENS),
+    );
+    d.tokens(|u| &mut u.total_tokens, a.u64(k::GEN_AI_USAGE_TOTAL_TOKENS));
+    d.prompt_detail(
+        |p| &mut p.cached_tokens,
         a.u64(k::GEN_AI_USAGE_INPUT_TOKENS_CACHED),
     );
-    d.usage_detail(
-        p,
-        "cache_write_tokens",
+    d.prompt_detail(
+        |p| &mut p.cache_write_tokens,
         a.u64(k::GEN_AI_USAGE_INPUT_TOKENS_CACHE_WRITE),
     );
-    d.usage_detail(p, "audio_tokens", a.u64(k::GEN_AI_USAGE_INPUT_TOKENS_AUDIO));
-    let c = "completion_tokens_details";
-    d.usage_detail(
-        c,
-        "reasoning_tokens",
+    d.prompt_detail(
+        |p| &mut p.audio_tokens,
+        a.u64(k::GEN_AI_USAGE_INPUT_TOKENS_AUDIO),
+    );
+    d.completion_detail(
+        |c| &mut c.reasoning_tokens,
         a.u64(k::GEN_AI_USAGE_OUTPUT_TOKENS_REASONING),
     );
-    d.usage_detail(
-        c,
-        "audio_tokens",
+    d.completion_detail(
+        |c| &mut c.audio_tokens,
         a.u64(k::GEN_AI_USAGE_OUTPUT_TOKENS_AUDIO),
     );
-    d.usage_detail(
-        c,
-        "image_tokens",
+    d.completion_detail(
+        |c| &mut c.image_tokens,
         a.u64(k::GEN_AI_USAGE_OUTPUT_TOKENS_IMAGE),
     );
     let cost_details: Map<String, Value> = a
@@ -107,22 +121,21 @@ fn read(s: &SpanRef<'_>) -> Draft {
         .map(|(name, v)| (name.to_string(), v))
         .collect();
     if !cost_details.is_empty() {
-        d.usage
-            .insert("cost_details".into(), Value::Object(cost_details));
+        d.g.usage.get_or_insert_with(Default::default).cost_details = Some(cost_details);
     }
 
     // Request: content, tools, parameters.
     if let Some(Value::Object(prompt)) = a.json(k::GEN_AI_PROMPT) {
         for (key, v) in prompt {
             if matches!(key.as_str(), "messages" | "prompt" | "input") && !v.is_null() {
-                d.request.insert(key, v);
+                d.request().insert(key, v);
             }
         }
     }
     if let Some(tools) = a.json(k::GEN_AI_TOOL_DEFINITIONS) {
-        d.request.insert("tools".into(), tools);
+        d.request().insert("tools".into(), tools);
     }
-    request_parameters(a, &mut d.request);
+    request_parameters(a, &mut d);
 
     // Response.
     // The exporter sends the request model when the response named none.
@@ -130,20 +143,20 @@ fn read(s: &SpanRef<'_>) -> Draft {
         .str(k::GEN_AI_RESPONSE_MODEL)
         .filter(|m| Some(*m) != a.str(k::GEN_AI_REQUEST_MODEL))
     {
-        d.response.insert("model".into(), m.into());
+        d.response().insert("model".into(), m.into());
     }
-    if let Some(Value::Object(out)) = a.json(k::GEN_AI_COMPLETION) {
+    if let Some(Value::Object(mut out)) = a.json(k::GEN_AI_COMPLETION) {
         let mut m = Map::new();
         m.insert("role".into(), "assistant".into());
         m.insert(
             "content".into(),
-            out.get("completion").cloned().unwrap_or(Value::Null),
+            out.remove("completion").unwrap_or(Value::Null),
         );
-        if let Some(r) = out.get("reasoning").filter(|r| !r.is_null()) {
-            m.insert("reasoning".into(), r.clone());
+        if let Some(r) = out.remove("reasoning").filter(|r| !r.is_null()) {
+            m.insert("reasoning".into(), r);
         }
-        if let Some(calls) = out.get("tool_calls").filter(|c| !c.is_null()) {
-            m.insert("tool_calls".into(), calls.clone());
+        if let Some(calls) = out.remove("tool_calls").filter(|c| !c.is_null()) {
+            m.insert("tool_calls".into(), calls);
         }
         let reason = a.str(k::GEN_AI_RESPONSE_FINISH_REASON).map(str::to_string);
         d.output = Some((Value::Object(m), reason));
@@ -153,11 +166,13 @@ fn read(s: &SpanRef<'_>) -> Draft {
     if let Some(st) = &s.span.status
         && st.code == opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32
     {
-        let mut err = json!({"message": st.message});
-        if let Some(t) = a.str(k::ERROR_TYPE).filter(|t| *t != "_OTHER") {
-            err["code"] = error_code(t);
-        }
-        d.set("error", err);
+        d.g.error = Some(GenerationError {
+            code: a
+                .str(k::ERROR_TYPE)
+                .filter(|t| *t != "_OTHER")
+                .map(error_code),
+            message: st.message.clone(),
+        });
     }
 
     // Trace: the key, names and the caller's parent span.
@@ -167,20 +182,25 @@ fn read(s: &SpanRef<'_>) -> Draft {
         .siblings
         .iter()
         .find(|p| !s.span.parent_span_id.is_empty() && p.span_id == s.span.parent_span_id)
-        .filter(|p| Attrs::new(&p.attributes).str(k::OPENROUTER_OBSERVATION_TYPE) == Some("span"));
+        .filter(|p| {
+            Attrs::new(&p.attributes, a.budget()).str(k::OPENROUTER_OBSERVATION_TYPE)
+                == Some("span")
+        });
     let top = intermediate.unwrap_or(s.span);
-    let top_attrs = Attrs::new(&top.attributes);
+    let top_attrs = Attrs::new(&top.attributes, a.budget());
     let trace_name = top_attrs.str(k::OPENROUTER_TRACE_NAME);
+    let id = d.g.id.clone();
+    let trace = d.trace();
     if let Some(key) = trace_key
-        && d.top.get("id").and_then(Value::as_str) != Some(key)
+        && id != key
     {
-        d.trace.insert("trace_id".into(), key.into());
+        trace.insert("trace_id".into(), key.into());
     }
     if let Some(name) = trace_name.filter(|n| *n != model) {
-        d.trace.insert("trace_name".into(), name.into());
+        trace.insert("trace_name".into(), name.into());
     }
     if let Some(p) = intermediate {
-        d.trace.insert("span_name".into(), p.name.clone().into());
+        trace.insert("span_name".into(), p.name.clone().into());
     }
     // The generation span's name is `generation_name`, else (a root) the trace name, else the
     // model: only a name that is none of the defaults is a `generation_name`.
@@ -191,36 +211,41 @@ fn read(s: &SpanRef<'_>) -> Draft {
         model
     };
     if !s.span.name.is_empty() && s.span.name != default_name && s.span.name != model {
-        d.trace
-            .insert("generation_name".into(), s.span.name.clone().into());
+        trace.insert("generation_name".into(), s.span.name.clone().into());
     }
     if top.parent_span_id.len() == 8 {
-        d.trace.insert(
+        trace.insert(
             "parent_span_id".into(),
             hex::encode(&top.parent_span_id).into(),
         );
     } else {
         // A root: no parent to keep (the shared finishing step must not add one).
-        d.trace.insert("parent_span_id".into(), Value::Null);
+        trace.insert("parent_span_id".into(), Value::Null);
     }
     for (name, v) in a.with_prefix(k::TRACE_METADATA_PREFIX) {
         let v = match v {
-            Value::String(text) => parse_json_text(&text).unwrap_or(Value::String(text)),
+            Value::String(text) => a
+                .budget()
+                .parse(&format!("{}{name}", k::TRACE_METADATA_PREFIX), &text)
+                .unwrap_or(Value::String(text)),
             other => other,
         };
-        d.trace.insert(name.to_string(), v);
+        trace.insert(name.to_string(), v);
     }
-    // The generation span's id is derived from the generation id: nothing to keep.
-    d.trace.insert("otlp_span_id".into(), Value::Null);
+    // The generation span's id is the app's own span id when the record had one (it came back
+    // as `trace.metadata.otlp_span_id`); else it was derived from the generation id and is not
+    // kept.
+    trace.entry("otlp_span_id").or_insert(Value::Null);
     // Without a trace key of its own the generation id was the key: keep it implicit.
-    if !d.trace.contains_key("trace_id") {
-        d.trace.insert("trace_id".into(), Value::Null);
+    if !trace.contains_key("trace_id") {
+        trace.insert("trace_id".into(), Value::Null);
     }
-    d
+    Ok(d)
 }
 
 /// `gen_ai.request.<param>` back to the request's parameters.
-fn request_parameters(a: &Attrs<'_>, request: &mut Map<String, Value>) {
+fn request_parameters(a: &Attrs<'_>, d: &mut Draft) {
+    let request = d.request();
     let mut params: Vec<(&str, Value)> = a
         .with_prefix(k::GEN_AI_REQUEST_PREFIX)
         .filter(|(name, _)| *name != "model")

@@ -14,7 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Draft, Outcome, SpanRef, genai, tool_call};
+use super::{Draft, Outcome, SpanRef, first, first_text, genai, tool_call};
 
 pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     let a = &s.attrs;
@@ -23,61 +23,64 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
         return Some(Outcome::NotLlm);
     }
     let mut d = Draft::default();
-    d.set_opt("model", a.str("ai.model.id"));
+    d.model(a.str("ai.model.id"));
+    let g = &mut d.g;
     // `openai.chat`, `anthropic.messages`: the provider, then the API the SDK used.
-    d.set_opt(
-        "provider_name",
+    first_text(
+        &mut g.provider_name,
         a.str("ai.model.provider")
             .map(|p| p.split('.').next().unwrap_or(p)),
     );
-    d.set("streamed", op.ends_with(".doStream"));
-    d.set_opt("finish_reason", a.str("ai.response.finishReason"));
-    d.set_opt("time_to_first_token", a.f64("ai.response.msToFirstChunk"));
-    d.usage_opt(
-        "prompt_tokens",
+    g.streamed = Some(op.ends_with(".doStream"));
+    first_text(&mut g.finish_reason, a.str("ai.response.finishReason"));
+    first(
+        &mut g.time_to_first_token,
+        a.f64("ai.response.msToFirstChunk"),
+    );
+    let meta = "ai.telemetry.metadata.";
+    first_text(
+        &mut g.user,
+        a.str("ai.telemetry.metadata.userId")
+            .or_else(|| a.str("ai.telemetry.metadata.user_id")),
+    );
+    first_text(
+        &mut g.session_id,
+        a.str("ai.telemetry.metadata.sessionId")
+            .or_else(|| a.str("ai.telemetry.metadata.session_id")),
+    );
+    d.tokens(
+        |u| &mut u.prompt_tokens,
         a.u64("ai.usage.inputTokens")
             .or_else(|| a.u64("ai.usage.promptTokens")),
     );
-    d.usage_opt(
-        "completion_tokens",
+    d.tokens(
+        |u| &mut u.completion_tokens,
         a.u64("ai.usage.outputTokens")
             .or_else(|| a.u64("ai.usage.completionTokens")),
     );
-    d.usage_opt("total_tokens", a.u64("ai.usage.totalTokens"));
-    d.usage_detail(
-        "prompt_tokens_details",
-        "cached_tokens",
+    d.tokens(|u| &mut u.total_tokens, a.u64("ai.usage.totalTokens"));
+    d.prompt_detail(
+        |p| &mut p.cached_tokens,
         a.u64("ai.usage.cachedInputTokens"),
     );
-    d.usage_detail(
-        "completion_tokens_details",
-        "reasoning_tokens",
+    d.completion_detail(
+        |c| &mut c.reasoning_tokens,
         a.u64("ai.usage.reasoningTokens"),
-    );
-    let meta = "ai.telemetry.metadata.";
-    d.set_opt(
-        "user",
-        a.str(&format!("{meta}userId"))
-            .or_else(|| a.str(&format!("{meta}user_id"))),
-    );
-    d.set_opt(
-        "session_id",
-        a.str(&format!("{meta}sessionId"))
-            .or_else(|| a.str(&format!("{meta}session_id"))),
     );
     for (k, v) in a.with_prefix(meta) {
         if !matches!(k, "userId" | "user_id" | "sessionId" | "session_id") {
-            d.trace.insert(k.to_string(), v);
+            d.trace().insert(k.to_string(), v);
         }
     }
     if let Some(f) = a.str("ai.telemetry.functionId") {
-        d.trace.insert("trace_name".into(), f.into());
+        d.trace().insert("trace_name".into(), f.into());
     }
     if let Some(Value::Array(messages)) = a.json("ai.prompt.messages") {
-        d.request.insert(
-            "messages".into(),
-            Value::Array(messages.iter().flat_map(sdk_message).collect()),
-        );
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            sdk_message(m, &mut out);
+        }
+        d.request().insert("messages".into(), Value::Array(out));
     }
     if let Some(tools) = a.value("ai.prompt.tools") {
         // A string array, each a JSON tool definition.
@@ -85,33 +88,39 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
             Value::Array(items) => items
                 .into_iter()
                 .map(|t| match t {
-                    Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+                    Value::String(s) => a
+                        .budget()
+                        .parse("ai.prompt.tools", &s)
+                        .unwrap_or(Value::String(s)),
                     other => other,
                 })
                 .collect(),
             _ => Vec::new(),
         };
         if !tools.is_empty() {
-            d.request.insert("tools".into(), Value::Array(tools));
+            d.request().insert("tools".into(), Value::Array(tools));
         }
     }
     if let Some(id) = a.str("ai.response.id") {
-        d.response.insert("id".into(), id.into());
+        d.response().insert("id".into(), id.into());
     }
     if let Some(m) = a.str("ai.response.model") {
-        d.response.insert("model".into(), m.into());
+        d.response().insert("model".into(), m.into());
     }
     let text = a
         .str("ai.response.text")
         .or_else(|| a.str("ai.response.object"));
     let calls: Vec<Value> = match a.json("ai.response.toolCalls") {
         Some(Value::Array(items)) => items
-            .iter()
-            .map(|c| {
+            .into_iter()
+            .map(|mut c| {
+                let input = c
+                    .as_object_mut()
+                    .and_then(|o| o.remove("input").or_else(|| o.remove("args")));
                 tool_call(
                     c.get("toolCallId").and_then(Value::as_str),
                     c.get("toolName").and_then(Value::as_str).unwrap_or(""),
-                    c.get("input").or_else(|| c.get("args")).cloned(),
+                    input,
                 )
             })
             .collect(),
@@ -131,45 +140,57 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     Some(Outcome::Llm(Ok(d)))
 }
 
-/// An AI SDK message (`content` a string or typed parts) as OpenAI chat messages.
-fn sdk_message(m: &Value) -> Vec<Value> {
-    let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-    let Some(parts) = m.get("content").and_then(Value::as_array) else {
-        return vec![
-            json!({"role": role, "content": m.get("content").cloned().unwrap_or(Value::Null)}),
-        ];
+/// An AI SDK message (`content` a string or typed parts) as OpenAI chat messages, appended to
+/// `out`.
+fn sdk_message(m: Value, out: &mut Vec<Value>) {
+    let Value::Object(mut m) = m else {
+        return;
     };
-    let mut texts = Vec::new();
+    let role = match m.remove("role") {
+        Some(Value::String(r)) => r,
+        _ => "user".to_string(),
+    };
+    let parts = match m.remove("content") {
+        Some(Value::Array(parts)) => parts,
+        other => {
+            out.push(json!({"role": role, "content": other.unwrap_or(Value::Null)}));
+            return;
+        }
+    };
+    let mut texts: Vec<String> = Vec::new();
     let mut calls = Vec::new();
-    let mut out = Vec::new();
+    let mut tool_messages = Vec::new();
     for p in parts {
+        let Value::Object(mut p) = p else {
+            continue;
+        };
         match p.get("type").and_then(Value::as_str) {
             Some("text" | "reasoning") => {
-                if let Some(t) = p.get("text").and_then(Value::as_str) {
-                    texts.push(t.to_string());
+                if let Some(Value::String(t)) = p.remove("text") {
+                    texts.push(t);
                 }
             }
             Some("image") => texts.push("[image omitted]".into()),
             Some("file") => texts.push("[file omitted]".into()),
-            Some("tool-call") => calls.push(tool_call(
-                p.get("toolCallId").and_then(Value::as_str),
-                p.get("toolName").and_then(Value::as_str).unwrap_or(""),
-                p.get("input").or_else(|| p.get("args")).cloned(),
-            )),
+            Some("tool-call") => {
+                let input = p.remove("input").or_else(|| p.remove("args"));
+                calls.push(tool_call(
+                    p.get("toolCallId").and_then(Value::as_str),
+                    p.get("toolName").and_then(Value::as_str).unwrap_or(""),
+                    input,
+                ))
+            }
             Some("tool-result") => {
-                let content = p
-                    .get("output")
-                    .or_else(|| p.get("result"))
-                    .map(|v| match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .unwrap_or_default();
+                let content = match p.remove("output").or_else(|| p.remove("result")) {
+                    Some(Value::String(s)) => s,
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
                 let mut t = json!({"role": "tool", "content": content});
                 if let Some(id) = p.get("toolCallId").and_then(Value::as_str) {
                     t["tool_call_id"] = id.into();
                 }
-                out.push(t);
+                tool_messages.push(t);
             }
             _ => {}
         }
@@ -179,7 +200,7 @@ fn sdk_message(m: &Value) -> Vec<Value> {
         if !calls.is_empty() {
             msg["tool_calls"] = Value::Array(calls);
         }
-        out.insert(0, msg);
+        out.push(msg);
     }
-    out
+    out.extend(tool_messages);
 }
