@@ -31,6 +31,8 @@ const COMPLETIONS: &str = "/api/v1/chat/completions";
 struct Fake {
     /// Every request: headers and JSON body.
     requests: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    /// The raw body of every chat completions request.
+    bodies: Arc<Mutex<Vec<Bytes>>>,
     /// Opened when the test has seen the first streamed chunk (`fake/held`).
     release: Arc<tokio::sync::Notify>,
     /// Set once a `fake/held` stream has sent its last event.
@@ -105,6 +107,7 @@ impl Drop for OnDrop {
 }
 
 async fn fake_handler(State(f): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
+    f.bodies.lock().unwrap().push(body.clone());
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     f.requests.lock().unwrap().push((headers, v.clone()));
     let model = v["model"].as_str().unwrap_or_default().to_string();
@@ -1462,4 +1465,30 @@ async fn a_key_changed_through_the_api_applies_to_the_next_call() {
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "invalid_api_key", "{v}");
+}
+
+/// A body that needs no rewrite reaches the upstream byte for byte (spacing, key order, number
+/// spelling); one that does (a `vendor/*` prefix to strip) differs only in what was rewritten.
+#[tokio::test]
+async fn a_body_without_rewrite_is_forwarded_byte_for_byte() {
+    let t = setup_with(|st| st.gateway.upstreams[0].models.push("ok".into())).await;
+    let url = format!("{}{COMPLETIONS}", t.s.base);
+    let raw = r#"{ "model":"ok",  "messages":[{"role":"user","content":"hi"}], "temperature": 1.0, "x_unknown": {"b":1,"a":2e0} }"#;
+    let send = |body: String| {
+        t.s.http
+            .post(&url)
+            .bearer_auth(&t.key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(send(raw.to_string()).await.unwrap().status(), 200);
+    assert_eq!(t.fake.bodies.lock().unwrap().last().unwrap(), raw.as_bytes());
+
+    let prefixed = raw.replace(r#""model":"ok""#, r#""model":"fake/ok""#);
+    assert_eq!(send(prefixed).await.unwrap().status(), 200);
+    let got: Value = serde_json::from_slice(t.fake.bodies.lock().unwrap().last().unwrap()).unwrap();
+    let mut want: Value = serde_json::from_str(raw).unwrap();
+    want["model"] = json!("ok");
+    assert_eq!(got, want);
 }

@@ -62,21 +62,20 @@ impl Capturer {
 async fn run(state: AppState, mut rx: mpsc::Receiver<Captured>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut by_workspace: HashMap<Uuid, Vec<(Generation, Vec<u8>)>> = HashMap::new();
+        let mut by_workspace: HashMap<Uuid, (Vec<Generation>, Vec<Vec<u8>>)> = HashMap::new();
         for c in batch.drain(..) {
-            if let Some(parsed) = to_generation(
+            if let Some((g, raw)) = to_generation(
                 c.record,
                 identity(&c.workspace, c.api_key_hash, c.api_key_name),
             ) {
-                by_workspace.entry(c.workspace).or_default().push(parsed);
+                let (gens, raws) = by_workspace.entry(c.workspace).or_default();
+                gens.push(g);
+                raws.push(raw);
             }
         }
-        for (ws, gens) in by_workspace {
+        for (ws, (gens, raws)) in by_workspace {
             let n = gens.len() as u64;
-            let records = gens
-                .iter()
-                .map(|(g, raw)| (g.clone(), raw.as_slice()))
-                .collect();
+            let records = gens.into_iter().zip(raws.iter().map(Vec::as_slice)).collect();
             match state.engine.ingest(ws, records, None).await {
                 Ok(_) => {
                     metrics::counter!("tracecast_gateway_captured_total").increment(n);
@@ -96,19 +95,22 @@ async fn run(state: AppState, mut rx: mpsc::Receiver<Captured>) {
 /// Returns the generation and the record bytes it was parsed from (what the queue stores).
 fn to_generation(record: Value, identity: Identity) -> Option<(Generation, Vec<u8>)> {
     let ctx = IngestContext::default();
-    let (mut g, used) = match Generation::from_json(record.clone(), &ctx) {
-        Ok(g) => (g, record),
+    // Serialised first, so that the record can be handed to the parser without a copy.
+    let raw = serde_json::to_vec(&record).unwrap_or_default();
+    let (mut g, raw) = match Generation::from_json(record, &ctx) {
+        Ok(g) => (g, raw),
         Err(first) => {
-            let mut stripped = record;
+            let mut stripped: Value = serde_json::from_slice(&raw).unwrap_or_default();
             if let Some(req) = stripped.get_mut("request").and_then(Value::as_object_mut) {
                 for k in ["trace", "user", "session_id"] {
                     req.remove(k);
                 }
             }
-            match Generation::from_json(stripped.clone(), &ctx) {
+            let raw = serde_json::to_vec(&stripped).unwrap_or_default();
+            match Generation::from_json(stripped, &ctx) {
                 Ok(g) => {
                     tracing::warn!(error = %first, "gateway capture: the caller's attribution fields are invalid; recorded without them");
-                    (g, stripped)
+                    (g, raw)
                 }
                 Err(e) => {
                     metrics::counter!("tracecast_gateway_capture_invalid_total").increment(1);
@@ -119,7 +121,6 @@ fn to_generation(record: Value, identity: Identity) -> Option<(Generation, Vec<u
         }
     };
     g.identity = identity;
-    let raw = serde_json::to_vec(&used).unwrap_or_default();
     Some((g, raw))
 }
 

@@ -550,25 +550,28 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
     let streamed = endpoint != Endpoint::Embeddings
         && request.get("stream").and_then(Value::as_bool) == Some(true);
 
-    let mut outgoing = request.clone();
-    outgoing.insert("model".into(), json!(resolved.model));
-    if upstream.kind != UpstreamKind::Openrouter {
-        for k in OPENROUTER_ONLY {
+    // The body goes to the upstream as the client sent it, byte for byte, unless a rewrite is
+    // due; only then is it re-serialised from the parsed object.
+    let strips = |k: &str| {
+        upstream.kind != UpstreamKind::Openrouter
+            && OPENROUTER_ONLY.contains(&k)
             // `reasoning` is OpenAI's own field in the Responses API.
-            if !(endpoint == Endpoint::Responses && *k == "reasoning") {
-                outgoing.remove(*k);
-            }
-        }
-    }
-    let mut strip_usage = false;
-    if streamed && endpoint.usage_on_request() {
-        let asked = request
+            && !(endpoint == Endpoint::Responses && k == "reasoning")
+    };
+    let strip_usage = streamed
+        && endpoint.usage_on_request()
+        && request
             .get("stream_options")
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
-            == Some(true);
-        if !asked {
-            strip_usage = true;
+            != Some(true);
+    let rewrite =
+        resolved.model != model || strip_usage || request.keys().any(|k| strips(k.as_str()));
+    let outgoing_body = if rewrite {
+        let mut outgoing = request.clone();
+        outgoing.insert("model".into(), json!(resolved.model));
+        outgoing.retain(|k, _| !strips(k.as_str()));
+        if strip_usage {
             match outgoing.get_mut("stream_options") {
                 Some(Value::Object(o)) => {
                     o.insert("include_usage".into(), json!(true));
@@ -578,7 +581,10 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
                 }
             }
         }
-    }
+        Bytes::from(serde_json::to_vec(&outgoing).unwrap_or_default())
+    } else {
+        bytes
+    };
 
     let session_id = request
         .get("session_id")
@@ -629,12 +635,11 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
         &mut headers,
         passthrough.as_deref().or(upstream.api_key.as_deref()),
     );
-    let body = serde_json::to_vec(&outgoing).unwrap_or_default();
     let url = format!("{}{}", upstream.base_url, endpoint.path());
     let timeout = gw.inner.timeout;
     info.sent = Some(Instant::now());
     let guard = Guard(Some(info));
-    let send = gw.inner.http.post(url).headers(headers).body(body).send();
+    let send = gw.inner.http.post(url).headers(headers).body(outgoing_body).send();
     let resp = match tokio::time::timeout(timeout, send).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {

@@ -25,7 +25,7 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     }
     let mut d = Draft::default();
     read(s, &mut d);
-    Some(Outcome::Llm(Ok(d)))
+    Some(Outcome::Llm(Ok(Box::new(d))))
 }
 
 /// Reads every GenAI attribute and event the span has into the draft (fields already set win).

@@ -367,7 +367,7 @@ pub enum Outcome {
     /// Not an LLM call: skipped.
     NotLlm,
     /// An LLM call, read into a draft, or the reason it cannot be used.
-    Llm(Result<Draft, String>),
+    Llm(Result<Box<Draft>, String>),
 }
 
 /// One usable span: its generation, and the generation's JSON (the stored form).
@@ -458,7 +458,7 @@ pub fn map_request(req: &ExportTraceServiceRequest) -> Result<MappedBatch, TooMu
                     }
                     Outcome::Llm(draft) => draft.and_then(|d| match problem {
                         Some(p) => Err(p),
-                        None => record(&s, d, &ctx),
+                        None => record(&s, *d, &ctx),
                     }),
                 };
                 match result {

@@ -124,7 +124,7 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     {
         d.response().entry("model").or_insert(answered.into());
     }
-    Some(Outcome::Llm(Ok(d)))
+    Some(Outcome::Llm(Ok(Box::new(d))))
 }
 
 /// `<prefix>N.message.*` as OpenAI chat messages, in index order.

@@ -81,7 +81,7 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
         d.trace().insert("trace_name".into(), w.into());
     }
     genai::read(s, &mut d);
-    Some(Outcome::Llm(Ok(d)))
+    Some(Outcome::Llm(Ok(Box::new(d))))
 }
 
 /// `<prefix>N.role`, `.content` (text, or JSON content parts), `.tool_calls.M.*`,

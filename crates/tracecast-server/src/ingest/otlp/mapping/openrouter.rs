@@ -21,7 +21,7 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
     if kind != "generation" {
         return Some(Outcome::NotLlm);
     }
-    Some(Outcome::Llm(read(s)))
+    Some(Outcome::Llm(read(s).map(Box::new)))
 }
 
 fn read(s: &SpanRef<'_>) -> Result<Draft, String> {

@@ -137,7 +137,7 @@ pub fn map(s: &SpanRef<'_>) -> Option<Outcome> {
         d.output = Some((Value::Object(m), reason));
     }
     genai::read(s, &mut d);
-    Some(Outcome::Llm(Ok(d)))
+    Some(Outcome::Llm(Ok(Box::new(d))))
 }
 
 /// An AI SDK message (`content` a string or typed parts) as OpenAI chat messages, appended to
