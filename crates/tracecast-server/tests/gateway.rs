@@ -969,7 +969,11 @@ async fn models_are_the_union_of_the_upstreams_under_the_names_calls_use() {
             .unwrap();
     assert_eq!(r.status(), 200);
     // The silent upstream is waited for once (1 s timeout), concurrently with the others.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["object"], "list");
     let ids: Vec<&str> = v["data"]
@@ -978,7 +982,11 @@ async fn models_are_the_union_of_the_upstreams_under_the_names_calls_use() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["ws/gpt-fake", "fake/gpt-fake", "m-a", "shared"], "{v}");
+    assert_eq!(
+        ids,
+        ["ws/gpt-fake", "fake/gpt-fake", "m-a", "shared"],
+        "{v}"
+    );
     // Each entry is the upstream's, only its id renamed.
     assert_eq!(
         v["data"][2],
@@ -994,9 +1002,18 @@ async fn models_are_the_union_of_the_upstreams_under_the_names_calls_use() {
         .iter()
         .map(|(h, _)| h["authorization"].to_str().unwrap().to_string())
         .collect();
-    assert!(auths.contains(&format!("Bearer {UPSTREAM_KEY}")), "{auths:?}");
-    assert!(auths.contains(&format!("Bearer {WS_UPSTREAM_KEY}")), "{auths:?}");
-    assert!(!auths.iter().any(|a| a.contains("sk-callers-own")), "{auths:?}");
+    assert!(
+        auths.contains(&format!("Bearer {UPSTREAM_KEY}")),
+        "{auths:?}"
+    );
+    assert!(
+        auths.contains(&format!("Bearer {WS_UPSTREAM_KEY}")),
+        "{auths:?}"
+    );
+    assert!(
+        !auths.iter().any(|a| a.contains("sk-callers-own")),
+        "{auths:?}"
+    );
     assert_eq!(*other_auth.lock().unwrap(), ["Bearer sk-callers-own"]);
 
     let r = t.s.http.get(&url).send().await.unwrap();
@@ -1008,13 +1025,13 @@ async fn models_are_the_union_of_the_upstreams_under_the_names_calls_use() {
     })
     .await;
     let (key, _) = s.workspace_key(None).await;
-    let r =
-        s.http
-            .get(format!("{}/api/v1/models", s.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
+    let r = s
+        .http
+        .get(format!("{}/api/v1/models", s.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "upstream_error", "{v}");
@@ -1312,7 +1329,12 @@ async fn a_refused_gateway_call_with_a_large_body_leaves_the_connection_usable()
     };
     for (path, key, status, body) in [
         (COMPLETIONS, "sk-tc-v1-not-a-key", "401", body_of(1 << 20)),
-        ("/api/v1/embeddings", t.s.mgmt_key.as_str(), "403", body_of(1 << 20)),
+        (
+            "/api/v1/embeddings",
+            t.s.mgmt_key.as_str(),
+            "403",
+            body_of(1 << 20),
+        ),
         (UPSTREAMS, "sk-tc-v1-not-a-key", "401", body_of(60 << 10)),
     ] {
         let mut reqs = format!(
@@ -1332,7 +1354,10 @@ async fn a_refused_gateway_call_with_a_large_body_leaves_the_connection_usable()
             .as_bytes(),
         );
         let text = answers_on_one_connection(&t.s.base, reqs, 2).await;
-        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{path}: {text}");
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {text}"
+        );
         assert!(text.contains("HTTP/1.1 200"), "{path}: {text}");
     }
 }
@@ -1369,7 +1394,10 @@ async fn openapi_lists_the_gateway_routes_with_their_schemas() {
         ("/api/v1/embeddings", &["post"]),
         ("/api/v1/models", &["get"]),
         (UPSTREAMS, &["get", "post"]),
-        ("/api/v1/gateway/upstreams/{id}", &["get", "patch", "delete"]),
+        (
+            "/api/v1/gateway/upstreams/{id}",
+            &["get", "patch", "delete"],
+        ),
     ] {
         for m in methods {
             let op = &paths[path][m];
@@ -1387,14 +1415,14 @@ async fn openapi_lists_the_gateway_routes_with_their_schemas() {
     let err = &chat["responses"]["401"]["content"]["application/json"]["schema"];
     let err_props = schema_properties(&doc, err);
     assert_eq!(err_props, ["error"], "{err}");
-    let detail = schema_properties(
-        &doc,
-        &doc["components"]["schemas"]["OpenAiError"],
-    );
+    let detail = schema_properties(&doc, &doc["components"]["schemas"]["OpenAiError"]);
     for f in ["message", "type", "param", "code"] {
         assert!(detail.contains(&f.to_string()), "OpenAiError lacks {f}");
     }
-    assert!(chat["responses"]["200"]["content"]["text/event-stream"].is_object(), "{chat}");
+    assert!(
+        chat["responses"]["200"]["content"]["text/event-stream"].is_object(),
+        "{chat}"
+    );
 
     // The upstream schemas hold every field an answer has.
     let r = t
@@ -1405,7 +1433,8 @@ async fn openapi_lists_the_gateway_routes_with_their_schemas() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let created = &paths[UPSTREAMS]["post"]["responses"]["201"]["content"]["application/json"]["schema"];
+    let created =
+        &paths[UPSTREAMS]["post"]["responses"]["201"]["content"]["application/json"]["schema"];
     let data = schema_properties(&doc, created);
     assert_eq!(data, ["data"], "{created}");
     let view = schema_properties(&doc, &doc["components"]["schemas"]["GatewayUpstream"]);
@@ -1414,10 +1443,23 @@ async fn openapi_lists_the_gateway_routes_with_their_schemas() {
     }
     let create = &paths[UPSTREAMS]["post"]["requestBody"]["content"]["application/json"]["schema"];
     let create = schema_properties(&doc, create);
-    for k in ["workspace_id", "name", "base_url", "api_key", "models", "default", "kind", "provider_name"] {
-        assert!(create.contains(&k.to_string()), "the create body lacks {k}: {create:?}");
+    for k in [
+        "workspace_id",
+        "name",
+        "base_url",
+        "api_key",
+        "models",
+        "default",
+        "kind",
+        "provider_name",
+    ] {
+        assert!(
+            create.contains(&k.to_string()),
+            "the create body lacks {k}: {create:?}"
+        );
     }
-    let models = &paths["/api/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    let models = &paths["/api/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
     let mut props = schema_properties(&doc, models);
     props.sort();
     assert_eq!(props, ["data", "object"], "{models}");
@@ -1436,7 +1478,11 @@ async fn a_call_over_the_rate_limit_gets_openai_429_with_retry_after() {
     assert_eq!(t.call(body.clone()).send().await.unwrap().status(), 200);
     let r = t.call(body).send().await.unwrap();
     assert_eq!(r.status(), 429);
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry >= 1, "{retry}");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
@@ -1483,7 +1529,10 @@ async fn a_body_without_rewrite_is_forwarded_byte_for_byte() {
             .send()
     };
     assert_eq!(send(raw.to_string()).await.unwrap().status(), 200);
-    assert_eq!(t.fake.bodies.lock().unwrap().last().unwrap(), raw.as_bytes());
+    assert_eq!(
+        t.fake.bodies.lock().unwrap().last().unwrap(),
+        raw.as_bytes()
+    );
 
     let prefixed = raw.replace(r#""model":"ok""#, r#""model":"fake/ok""#);
     assert_eq!(send(prefixed).await.unwrap().status(), 200);

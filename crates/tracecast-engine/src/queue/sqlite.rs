@@ -1359,7 +1359,11 @@ impl Queue for SqliteQueue {
                         records: (head + 1).saturating_sub(h.seq),
                         bytes: total_bytes.saturating_sub(h.end_bytes - h.len as u64),
                     },
-                    _ => LogUsage { head, records: 0, bytes: 0 },
+                    _ => LogUsage {
+                        head,
+                        records: 0,
+                        bytes: 0,
+                    },
                 };
                 out.push((id, usage));
             }

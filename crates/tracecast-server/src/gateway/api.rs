@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::GatewayState;
 use super::openapi::{CreateUpstream, UpdateUpstream, UpstreamList, UpstreamResponse};
-use crate::api::{Deleted, ErrorBody, RequestErrors};
 use super::upstream::{Upstream, UpstreamSettings};
+use crate::api::{Deleted, ErrorBody, RequestErrors};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{QueryParams, parse_json};

@@ -75,7 +75,10 @@ async fn run(state: AppState, mut rx: mpsc::Receiver<Captured>) {
         }
         for (ws, (gens, raws)) in by_workspace {
             let n = gens.len() as u64;
-            let records = gens.into_iter().zip(raws.iter().map(Vec::as_slice)).collect();
+            let records = gens
+                .into_iter()
+                .zip(raws.iter().map(Vec::as_slice))
+                .collect();
             match state.engine.ingest(ws, records, None).await {
                 Ok(_) => {
                     metrics::counter!("tracecast_gateway_captured_total").increment(n);

@@ -147,14 +147,11 @@ async fn fetch(
             .await
             .map_err(|e| transport_message(&e))?;
         let status = resp.status();
-        let body = read_body(resp, max, timeout)
-            .await
-            .map_err(|e| e.message)?;
+        let body = read_body(resp, max, timeout).await.map_err(|e| e.message)?;
         if !status.is_success() {
             return Err(format!("answered {status}"));
         }
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|_| "answered no JSON".to_string())?;
+        let v: Value = serde_json::from_slice(&body).map_err(|_| "answered no JSON".to_string())?;
         match v.get("data") {
             Some(Value::Array(items)) => Ok(items
                 .iter()
@@ -212,7 +209,10 @@ mod tests {
         let lists = [&ws, &global];
         let (openai, local, or) = (&global.0[0], &global.0[1], &global.0[2]);
         // The prefix is re-added, for each namespace rule; the bare name goes to the default.
-        assert_eq!(names(&lists, openai, "gpt-4o"), ["openai/gpt-4o", "oai/gpt-4o"]);
+        assert_eq!(
+            names(&lists, openai, "gpt-4o"),
+            ["openai/gpt-4o", "oai/gpt-4o"]
+        );
         // An exact rule: only that model is reachable through it.
         assert_eq!(names(&lists, local, "llama3"), ["llama3"]);
         assert!(names(&lists, local, "qwen").is_empty());

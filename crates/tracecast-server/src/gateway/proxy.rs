@@ -22,9 +22,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::GatewayState;
-use super::openapi::{CallErrors, CallRequest, UpstreamAnswer};
 use super::capture::Captured;
 use super::error::GatewayError;
+use super::openapi::{CallErrors, CallRequest, UpstreamAnswer};
 use super::stream::{
     Assembly, ChatAssembly, ResponsesAssembly, SseSplitter, is_usage_only_chunk,
     native_finish_reason,
@@ -639,7 +639,13 @@ async fn forward(gw: GatewayState, req: Request, endpoint: Endpoint) -> Result<R
     let timeout = gw.inner.timeout;
     info.sent = Some(Instant::now());
     let guard = Guard(Some(info));
-    let send = gw.inner.http.post(url).headers(headers).body(outgoing_body).send();
+    let send = gw
+        .inner
+        .http
+        .post(url)
+        .headers(headers)
+        .body(outgoing_body)
+        .send();
     let resp = match tokio::time::timeout(timeout, send).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
