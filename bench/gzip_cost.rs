@@ -9,7 +9,7 @@
 //! ```sh
 //! cargo run --release -p tracecast-exporters --example gzip_cost -- --rounds 20
 //! # instruction counts, robust to load on the box:
-//! valgrind --tool=callgrind cargo run ... (see bench/RESULTS.md, "Compressed egress")
+//! valgrind --tool=callgrind target/release/examples/gzip_cost --rounds 1
 //! ```
 
 use std::time::{Duration, Instant};

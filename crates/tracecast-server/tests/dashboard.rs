@@ -583,20 +583,7 @@ async fn the_destination_form_saves_through_the_api_validation() {
     };
     let r = save("").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.html);
-    let stored = s
-        .store
-        .get_destination(
-            s.store
-                .key_by_hash(&tracecast_model::hash_key(&s.mgmt_key))
-                .await
-                .unwrap()
-                .unwrap()
-                .tenant_id,
-            lf_id.parse().unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = s.stored_destination(&lf_id).await;
     assert_eq!(stored.config["secretKey"], "sk-lf-0123456789wxyz");
     assert_eq!(stored.name.as_deref(), Some("lf renamed"));
     assert_eq!(stored.sampling_rate, 0.5);

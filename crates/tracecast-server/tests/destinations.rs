@@ -80,20 +80,7 @@ async fn create_list_get_update_delete() {
     );
     assert_ne!(p.body["data"]["updated_at"], d["updated_at"]);
     // The real values were kept/replaced in the store.
-    let stored = s
-        .store
-        .get_destination(
-            s.store
-                .key_by_hash(&tracecast_model::hash_key(&s.mgmt_key))
-                .await
-                .unwrap()
-                .unwrap()
-                .tenant_id,
-            id.parse().unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = s.stored_destination(&id).await;
     assert_eq!(stored.config["publicKey"], "pk-lf-0123456789abcd");
     assert_eq!(stored.config["secretKey"], "sk-lf-rotated-9999");
 

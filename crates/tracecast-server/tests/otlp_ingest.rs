@@ -158,6 +158,27 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 }
 
 /// The generation as stored, without the identity the receiving key sets.
+/// Sends a marker generation through JSON ingest and waits for the webhook to deliver it: what
+/// the webhook received by then (sorted, the marker included) is everything written before.
+async fn delivered_up_to_a_marker(srv: &TestServer, key: &str, hook: &Receiver) -> Vec<String> {
+    let marker = srv
+        .http
+        .post(format!("{}/api/v1/generations", srv.base))
+        .bearer_auth(key)
+        .json(&json!({"id": "marker", "model": "m", "created_at": "2026-09-05T08:24:27Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(marker.status(), 202);
+    hook.wait(10, "the marker", |r| {
+        r.generation_ids().contains(&"marker".to_string())
+    })
+    .await;
+    let mut ids = hook.generation_ids();
+    ids.sort();
+    ids
+}
+
 fn comparable(g: &Generation) -> Value {
     let mut v = serde_json::to_value(g).unwrap();
     v.as_object_mut().unwrap().remove("identity");
@@ -550,21 +571,7 @@ async fn bad_input_gets_otlp_answers_and_nothing_is_written() {
 
     // Only the good span of the mixed export was written.
     let id4 = format!("otlp-{}-1000000000000004", hex::encode(TRACE_ID));
-    let marker = srv
-        .http
-        .post(format!("{}/api/v1/generations", srv.base))
-        .bearer_auth(&key)
-        .json(&json!({"id": "marker", "model": "m", "created_at": "2026-09-05T08:24:27Z"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(marker.status(), 202);
-    hook.wait(10, "the marker", |r| {
-        r.generation_ids().contains(&"marker".to_string())
-    })
-    .await;
-    let mut ids = hook.generation_ids();
-    ids.sort();
+    let ids = delivered_up_to_a_marker(&srv, &key, &hook).await;
     assert_eq!(ids, vec!["marker".to_string(), id4]);
 }
 
@@ -683,21 +690,7 @@ async fn json_in_attributes_keeps_the_ingest_limits() {
     assert!(proto_status(&a.body).1.contains("At most 1000 LLM spans"));
 
     // Only span 4 was written.
-    let marker = srv
-        .http
-        .post(format!("{}/api/v1/generations", srv.base))
-        .bearer_auth(&key)
-        .json(&json!({"id": "marker", "model": "m", "created_at": "2026-09-05T08:24:27Z"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(marker.status(), 202);
-    hook.wait(10, "the marker", |r| {
-        r.generation_ids().contains(&"marker".to_string())
-    })
-    .await;
-    let mut ids = hook.generation_ids();
-    ids.sort();
+    let ids = delivered_up_to_a_marker(&srv, &key, &hook).await;
     let id4 = format!("otlp-{}-1000000000000004", hex::encode(TRACE_ID));
     assert_eq!(ids, vec!["marker".to_string(), id4]);
 }

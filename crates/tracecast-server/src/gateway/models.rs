@@ -176,26 +176,9 @@ async fn fetch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::upstream::UpstreamSettings;
 
     fn list(ups: &[(&str, &[&str], bool)]) -> Upstreams {
-        Upstreams(
-            ups.iter()
-                .enumerate()
-                .map(|(i, (name, models, default))| {
-                    let s = UpstreamSettings {
-                        name: name.to_string(),
-                        base_url: format!("https://{name}.example/v1"),
-                        api_key: None,
-                        models: models.iter().map(|m| m.to_string()).collect(),
-                        default: *default,
-                        kind: None,
-                        provider_name: None,
-                    };
-                    Arc::new(Upstream::from_settings(i, &s).unwrap())
-                })
-                .collect(),
-        )
+        crate::gateway::upstream::test_upstreams(ups)
     }
 
     #[test]

@@ -387,28 +387,34 @@ mod tests {
     }
 }
 
+/// Upstreams for tests: `(name, model rules, default)`, each at `https://{name}.example/v1`.
+#[cfg(test)]
+pub(crate) fn test_upstreams(ups: &[(&str, &[&str], bool)]) -> Upstreams {
+    Upstreams(
+        ups.iter()
+            .enumerate()
+            .map(|(i, (name, models, default))| {
+                let s = UpstreamSettings {
+                    name: name.to_string(),
+                    base_url: format!("https://{name}.example/v1"),
+                    api_key: None,
+                    models: models.iter().map(|m| m.to_string()).collect(),
+                    default: *default,
+                    kind: None,
+                    provider_name: None,
+                };
+                Arc::new(Upstream::from_settings(i, &s).unwrap())
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod chain_tests {
     use super::*;
 
     fn list(ups: &[(&str, &[&str], bool)]) -> Upstreams {
-        Upstreams(
-            ups.iter()
-                .enumerate()
-                .map(|(i, (name, models, default))| {
-                    let s = UpstreamSettings {
-                        name: name.to_string(),
-                        base_url: format!("https://{name}.example/v1"),
-                        api_key: None,
-                        models: models.iter().map(|m| m.to_string()).collect(),
-                        default: *default,
-                        kind: None,
-                        provider_name: None,
-                    };
-                    Arc::new(Upstream::from_settings(i, &s).unwrap())
-                })
-                .collect(),
-        )
+        test_upstreams(ups)
     }
 
     #[test]

@@ -97,6 +97,22 @@ pub struct Resp {
 }
 
 impl TestServer {
+    /// A destination of the management key's tenant as the store holds it (secrets decrypted).
+    pub async fn stored_destination(&self, id: &str) -> tracecast_model::destination::Destination {
+        let tenant = self
+            .store
+            .key_by_hash(&tracecast_model::hash_key(&self.mgmt_key))
+            .await
+            .unwrap()
+            .unwrap()
+            .tenant_id;
+        self.store
+            .get_destination(tenant, id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     pub async fn start() -> TestServer {
         Self::start_with(|_| {}).await
     }
@@ -240,4 +256,23 @@ pub fn assert_error(r: &Resp, status: u16, message_starts: &str) {
         msg.starts_with(message_starts),
         "message {msg:?} should start with {message_starts:?}"
     );
+}
+
+/// The address a spawned `tracecast serve` (stderr piped) prints ("listening on ..."), within
+/// 30 s. Its stderr keeps being drained afterwards, so the child never blocks on a full pipe.
+pub fn listening_address(child: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.trim().to_owned());
+                sent = true;
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("tracecast printed its listening address")
 }
